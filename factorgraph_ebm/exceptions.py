@@ -1,0 +1,22 @@
+"""Exceptions and warnings raised by factorgraph_ebm."""
+
+
+class FactorGraphError(ValueError):
+    """Invalid model, option or input.
+
+    Raised at the point where bad input enters the library (adding a variable or a factor,
+    giving evidence, reading a file, passing options to inference). The message names the
+    offending factor, variable, file and line where there is one, says what was expected and
+    what was found.
+    """
+
+
+class EvidenceError(FactorGraphError):
+    """Evidence that names an unknown variable, an out-of-range state, or that contradicts a
+    hard constraint (a factor whose every configuration consistent with the evidence has
+    energy ``+inf``)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """Belief propagation stopped at ``max_iter`` before the largest message change fell
+    below ``tol``. The result is still returned, with ``converged=False``."""

@@ -1,0 +1,481 @@
+"""Building factor graphs: variables, factors with energy tables, validation, energies.
+
+An energy-based model over discrete variables y = (y_1, ..., y_n) is written as a sum of
+factors, E(y) = sum_a E_a(y_{scope(a)}). Lower energy is better; ``+inf`` marks a forbidden
+configuration (a hard constraint). Energy tables are float64 arrays in NumPy C order, in the
+factor's declared variable order: ``table[x_1, ..., x_k]`` is the energy of the factor when
+its first scope variable is in state ``x_1``, and so on (the last variable changes fastest
+in the flattened table, as in the UAI file format; libDAI's ``.fg`` format is the opposite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .exceptions import FactorGraphError
+
+
+@dataclass(frozen=True)
+class FactorNode:
+    """The node of factor ``index`` in :meth:`FactorGraph.to_networkx` (variables are keyed
+    by their own names, so factor nodes get a type of their own that cannot collide)."""
+
+    index: int
+
+
+@dataclass
+class _FactorBlock:
+    """Factors added in one call: ``scopes`` int64 (n, arity) and ``tables`` float64
+    (n, K_1, ..., K_arity); ``first`` is the index of the block's first factor."""
+
+    first: int
+    scopes: np.ndarray
+    tables: np.ndarray
+    names: list | None
+
+
+class FactorGraph:
+    """A factor graph of discrete variables and energy factors.
+
+    Variables are added by name (any hashable) with a number of states; factors by scope (a
+    sequence of variable names) and an energy table of shape ``(K_1, ..., K_k)``, float64, in
+    NumPy C order in the declared scope order. ``+inf`` entries are legal; NaN and ``-inf``
+    are refused. Factors with an empty scope are constant energies. Several factors may share
+    one scope: their energies add.
+
+    Every insertion is validated at once; errors are :class:`FactorGraphError` naming the
+    factor and the variable. Inference runs on the frozen flat-array form returned by
+    :meth:`compile` (cached until the graph changes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = FactorGraph()
+    >>> g.add_variables(["a", "b"], 2)
+    array([0, 1])
+    >>> g.add_factor(("a", "b"), [[0.0, 1.0], [1.0, 0.0]])
+    0
+    >>> g.energy({"a": 1, "b": 0})
+    1.0
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[Hashable, int] = {}
+        self._names: list[Hashable] = []
+        self._n_states_chunks: list[np.ndarray] = []
+        self._n_states_cache: np.ndarray | None = None
+        self._blocks: list[_FactorBlock] = []
+        self._n_factors = 0
+        self._compiled = None
+
+    # ------------------------------------------------------------------ variables
+    @property
+    def n_variables(self) -> int:
+        """Number of variables."""
+        return len(self._names)
+
+    @property
+    def n_factors(self) -> int:
+        """Number of factors (including empty-scope constants)."""
+        return self._n_factors
+
+    @property
+    def variables(self) -> list:
+        """Variable names, in index order (a copy)."""
+        return list(self._names)
+
+    @property
+    def n_states(self) -> np.ndarray:
+        """ndarray of shape (n_variables,), dtype=int64: number of states of each variable."""
+        if self._n_states_cache is None or len(self._n_states_cache) != self.n_variables:
+            chunks = self._n_states_chunks
+            self._n_states_cache = (
+                np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+            )
+            self._n_states_chunks = [self._n_states_cache]
+            self._n_states_cache.flags.writeable = False
+        return self._n_states_cache
+
+    def add_variable(self, name: Hashable, n_states: int) -> int:
+        """Add one variable with states ``0 .. n_states - 1``; return its index.
+
+        Raises
+        ------
+        FactorGraphError
+            If the name is already used or ``n_states`` is not an integer >= 1.
+        """
+        return int(self.add_variables([name], n_states)[0])
+
+    def add_variables(self, names: Iterable[Hashable], n_states) -> np.ndarray:
+        """Add many variables at once.
+
+        Parameters
+        ----------
+        names : iterable of hashable
+            New, distinct variable names.
+        n_states : int or array_like of int, shape (n_new,)
+            Number of states of every new variable (one value for all, or one each).
+
+        Returns
+        -------
+        ndarray of shape (n_new,), dtype=int64
+            The indices given to the new variables.
+
+        Raises
+        ------
+        FactorGraphError
+            If a name repeats or already exists, or a number of states is not an integer >= 1.
+        """
+        names = list(names)
+        start = self.n_variables
+        states = np.asarray(n_states)
+        if states.ndim == 0:
+            states = np.full(len(names), states)
+        if states.shape != (len(names),):
+            raise FactorGraphError(
+                f"n_states must be one integer or one per variable: expected shape "
+                f"({len(names)},), got {states.shape}"
+            )
+        if states.dtype.kind not in "iu" and not (
+            states.dtype.kind == "f" and np.all(np.mod(states, 1) == 0)
+        ):
+            raise FactorGraphError(f"n_states must be integers, got dtype {states.dtype}")
+        states = states.astype(np.int64)
+        bad = np.flatnonzero(states < 1)
+        if bad.size:
+            raise FactorGraphError(
+                f"variable {names[bad[0]]!r}: number of states must be >= 1, "
+                f"got {states[bad[0]]}"
+            )
+        new_index = dict(zip(names, range(start, start + len(names))))
+        if len(new_index) != len(names) or not self._index.keys().isdisjoint(new_index):
+            seen = set(self._index)
+            for name in names:
+                if name in seen:
+                    raise FactorGraphError(f"variable {name!r} is already in the graph")
+                seen.add(name)
+        self._index.update(new_index)
+        self._names.extend(names)
+        self._n_states_chunks.append(states)
+        self._compiled = None
+        return np.arange(start, start + len(names), dtype=np.int64)
+
+    def index_of(self, names) -> np.ndarray | int:
+        """Index of one variable name, or int64 array of indices for a sequence of names.
+
+        Raises
+        ------
+        FactorGraphError
+            If a name is not a variable of the graph.
+        """
+        if isinstance(names, list):
+            return np.array([self._lookup(n) for n in names], dtype=np.int64)
+        return self._lookup(names)
+
+    def _lookup(self, name, factor_label: str = "") -> int:
+        try:
+            return self._index[name]
+        except (KeyError, TypeError):
+            where = f"{factor_label}: " if factor_label else ""
+            raise FactorGraphError(
+                f"{where}unknown variable {name!r}; add it with add_variable() first"
+            ) from None
+
+    # ------------------------------------------------------------------ factors
+    def add_factor(self, scope: Sequence[Hashable], energies, name=None) -> int:
+        """Add one factor; return its index.
+
+        Parameters
+        ----------
+        scope : sequence of variable names
+            The variables the factor depends on, in table-axis order (may be empty).
+        energies : array_like of shape (K_1, ..., K_k), float64
+            Energy table in NumPy C order in the declared scope order; ``+inf`` allowed.
+        name : hashable, optional
+            A label used in error messages.
+
+        Raises
+        ------
+        FactorGraphError
+            Unknown variable, a variable repeated in the scope, wrong table shape, NaN or
+            ``-inf`` energies.
+        """
+        scope = tuple(scope)
+        label = self._factor_label(self._n_factors, name, scope)
+        index = np.array([[self._lookup(v, label) for v in scope]], dtype=np.int64)
+        table = self._as_energy_array(energies, label)
+        return int(
+            self._add_block(index, table[None], None if name is None else [name])[0]
+        )
+
+    def add_factors(self, scopes, energies, *, by_index: bool = False) -> np.ndarray:
+        """Add many factors of the same arity and table shape at once.
+
+        Parameters
+        ----------
+        scopes : sequence of scopes, or array_like of int, shape (n_factors, arity)
+            Variable names per factor, or, with ``by_index=True``, variable indices.
+        energies : array_like, shape (n_factors, K_1, ..., K_k) or (K_1, ..., K_k)
+            One energy table per factor, or one table shared by all (copied per factor at
+            compile time). C order in declared scope order; ``+inf`` allowed.
+        by_index : bool, default=False
+            Interpret ``scopes`` as variable indices (fast path for large graphs).
+
+        Returns
+        -------
+        ndarray of shape (n_factors,), dtype=int64
+            The indices of the new factors.
+
+        Raises
+        ------
+        FactorGraphError
+            As :meth:`add_factor`, naming the first offending factor.
+        """
+        if by_index:
+            index = np.asarray(scopes)
+            if index.ndim != 2 or (index.size and index.dtype.kind not in "iu"):
+                raise FactorGraphError(
+                    f"with by_index=True, scopes must be an integer array of shape "
+                    f"(n_factors, arity), got shape {index.shape} dtype {index.dtype}"
+                )
+            index = index.astype(np.int64)
+            out_of_range = (index < 0) | (index >= self.n_variables)
+            if out_of_range.any():
+                row, col = np.argwhere(out_of_range)[0]
+                raise FactorGraphError(
+                    f"factor {self._n_factors + row}: unknown variable index "
+                    f"{index[row, col]} (the graph has {self.n_variables} variables)"
+                )
+        else:
+            scopes = [tuple(s) for s in scopes]
+            arities = {len(s) for s in scopes}
+            if len(arities) > 1:
+                raise FactorGraphError(
+                    f"add_factors needs scopes of one arity, got arities {sorted(arities)}; "
+                    "call it once per arity"
+                )
+            arity = arities.pop() if arities else 0
+            index = np.empty((len(scopes), arity), dtype=np.int64)
+            for row, scope in enumerate(scopes):
+                label = self._factor_label(self._n_factors + row, None, scope)
+                index[row] = [self._lookup(v, label) for v in scope]
+        n_new, arity = index.shape
+        table = self._as_energy_array(energies, f"factors {self._n_factors}..")
+        shape = tuple(self.n_states[index[0]]) if n_new else table.shape[-arity:]
+        if table.shape == shape or (arity == 0 and table.ndim == 0):
+            table = np.broadcast_to(table, (n_new, *table.shape))
+        return self._add_block(index, table, None)
+
+    def _add_block(self, index: np.ndarray, tables: np.ndarray, names) -> np.ndarray:
+        n_new, arity = index.shape
+        first = self._n_factors
+        self._check_scopes(index, first, names)
+        expected = self.n_states[index] if n_new else np.zeros((0, arity), dtype=np.int64)
+        if tables.shape[0] != n_new or tables.ndim != arity + 1:
+            raise FactorGraphError(
+                f"factors {first}..{first + n_new - 1}: expected {n_new} energy tables of "
+                f"{arity} axes, got an array of shape {tables.shape}"
+            )
+        mismatch = expected != np.asarray(tables.shape[1:], dtype=np.int64)
+        if mismatch.any():
+            row, col = np.argwhere(mismatch)[0]
+            label = self._factor_label(first + row, names and names[row], index[row])
+            raise FactorGraphError(
+                f"{label}: energy table has shape {tables.shape[1:]}, expected "
+                f"{tuple(expected[row])} (axis {col} is variable "
+                f"{self._names[index[row, col]]!r} with {expected[row, col]} states)"
+            )
+        bad = np.isnan(tables) | (tables == -np.inf)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            row, entry = where[0], tuple(int(i) for i in where[1:])
+            label = self._factor_label(first + row, names and names[row], index[row])
+            raise FactorGraphError(
+                f"{label}: energy at {entry} is {tables[(row, *entry)]}; energies must be "
+                "finite or +inf (use +inf for a forbidden configuration)"
+            )
+        self._blocks.append(_FactorBlock(first, index, tables, names))
+        self._n_factors += n_new
+        self._compiled = None
+        return np.arange(first, first + n_new, dtype=np.int64)
+
+    def _check_scopes(self, index: np.ndarray, first: int, names) -> None:
+        if index.shape[1] < 2 or index.shape[0] == 0:
+            return
+        ordered = np.sort(index, axis=1)
+        repeated = ordered[:, 1:] == ordered[:, :-1]
+        if repeated.any():
+            row, col = np.argwhere(repeated)[0]
+            label = self._factor_label(first + row, names and names[row], index[row])
+            raise FactorGraphError(
+                f"{label}: variable {self._names[ordered[row, col]]!r} appears twice in the "
+                "scope; a factor's scope must list distinct variables"
+            )
+
+    @staticmethod
+    def _as_energy_array(energies, label: str) -> np.ndarray:
+        try:
+            table = np.asarray(energies, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise FactorGraphError(f"{label}: energies must be numeric: {exc}") from None
+        return table
+
+    def _factor_label(self, index: int, name, scope) -> str:
+        """'factor 3 ('f', scope ('a', 'b'))'; ``scope`` holds names, or indices as an array."""
+        if isinstance(scope, np.ndarray):
+            scope = tuple(self._names[v] for v in scope)
+        if name is not None:
+            return f"factor {index} ({name!r}, scope {tuple(scope)})"
+        return f"factor {index} (scope {tuple(scope)})"
+
+    # ------------------------------------------------------------------ views
+    def factor_scope(self, factor: int) -> tuple:
+        """Scope of factor ``factor`` as a tuple of variable names."""
+        block = self._block_of(factor)
+        return tuple(self._names[v] for v in block.scopes[factor - block.first])
+
+    def factor_energies(self, factor: int) -> np.ndarray:
+        """Energy table of factor ``factor`` (read-only view), C order in scope order."""
+        block = self._block_of(factor)
+        table = block.tables[factor - block.first]
+        table = table.view()
+        table.flags.writeable = False
+        return table
+
+    def _block_of(self, factor: int) -> _FactorBlock:
+        if not 0 <= factor < self._n_factors:
+            raise FactorGraphError(
+                f"unknown factor {factor}; the graph has {self._n_factors} factors"
+            )
+        starts = [b.first for b in self._blocks]
+        return self._blocks[int(np.searchsorted(starts, factor, side="right")) - 1]
+
+    def compile(self):
+        """Freeze the graph into flat arrays for the inference kernels.
+
+        Returns
+        -------
+        CompiledGraph
+            Cached: compiling again without changes returns the same object.
+        """
+        if self._compiled is None:
+            from .compiled import compile_graph
+
+            self._compiled = compile_graph(self.n_states, self._blocks)
+        return self._compiled
+
+    # ------------------------------------------------------------------ energies
+    def assignment_array(self, assignment) -> np.ndarray:
+        """Validate an assignment and return it as int64 array.
+
+        Parameters
+        ----------
+        assignment : mapping name -> state, or array_like of int, shape (n_variables,) or
+            (n_samples, n_variables) in variable index order.
+
+        Returns
+        -------
+        ndarray of dtype int64, shape (n_variables,) or (n_samples, n_variables)
+
+        Raises
+        ------
+        FactorGraphError
+            Missing or unknown variables, wrong shape, or a state out of range.
+        """
+        if isinstance(assignment, Mapping):
+            missing = [n for n in self._names if n not in assignment]
+            if missing:
+                raise FactorGraphError(
+                    f"assignment has no state for variable {missing[0]!r} "
+                    f"({len(missing)} missing)"
+                )
+            unknown = [n for n in assignment if n not in self._index]
+            if unknown:
+                raise FactorGraphError(f"assignment names unknown variable {unknown[0]!r}")
+            assignment = [assignment[n] for n in self._names]
+        states = np.asarray(assignment)
+        if states.shape[-1:] != (self.n_variables,) or states.ndim not in (1, 2):
+            raise FactorGraphError(
+                f"assignment must have shape ({self.n_variables},) or (n_samples, "
+                f"{self.n_variables}), got {states.shape}"
+            )
+        if states.size and states.dtype.kind not in "iu":
+            raise FactorGraphError(f"states must be integers, got dtype {states.dtype}")
+        states = states.astype(np.int64)
+        bad = (states < 0) | (states >= self.n_states)
+        if bad.any():
+            where = tuple(np.argwhere(bad)[0])
+            var = where[-1]
+            raise FactorGraphError(
+                f"variable {self._names[var]!r}: state {states[where]} is out of range "
+                f"0..{self.n_states[var] - 1}"
+            )
+        return states
+
+    def energy(self, assignment):
+        """Energy E(y) = sum_a E_a(y_a) of one assignment or a batch.
+
+        Parameters
+        ----------
+        assignment : mapping name -> state, or array_like of int, shape (n_variables,) or
+            (n_samples, n_variables)
+
+        Returns
+        -------
+        float, or ndarray of shape (n_samples,), dtype=float64
+            Energies (``+inf`` for a forbidden configuration).
+
+        Raises
+        ------
+        FactorGraphError
+            As :meth:`assignment_array`.
+        """
+        from .energy import energies_of
+
+        states = self.assignment_array(assignment)
+        compiled = self.compile()
+        if states.ndim == 1:
+            return float(energies_of(compiled, compiled.energies, states[None])[0])
+        return energies_of(compiled, compiled.energies, states)
+
+    # ------------------------------------------------------------------ structure
+    def to_networkx(self) -> nx.Graph:
+        """The bipartite factor graph as a :class:`networkx.Graph`.
+
+        Variable nodes are keyed by their names (attribute ``bipartite=0``, ``n_states``);
+        factor nodes by :class:`FactorNode` (``bipartite=1``); one edge per scope entry.
+        """
+        graph = nx.Graph()
+        for name, k in zip(self._names, self.n_states.tolist()):
+            graph.add_node(name, bipartite=0, n_states=k)
+        for block in self._blocks:
+            for row, scope in enumerate(block.scopes.tolist()):
+                node = FactorNode(block.first + row)
+                graph.add_node(node, bipartite=1)
+                graph.add_edges_from((node, self._names[v]) for v in scope)
+        return graph
+
+    def is_forest(self) -> bool:
+        """Whether the bipartite factor graph has no cycle (every component is a tree).
+
+        Belief propagation is exact on forests. Two factors sharing two variables form a
+        cycle.
+        """
+        return nx.is_forest(self.to_networkx()) if self.n_variables else True
+
+    def connected_components(self) -> list[set]:
+        """Connected components as sets of variable names (constant factors excluded)."""
+        graph = self.to_networkx()
+        components = []
+        for nodes in nx.connected_components(graph):
+            variables = {n for n in nodes if not isinstance(n, FactorNode)}
+            if variables:
+                components.append(variables)
+        return components
+
+    def __repr__(self) -> str:
+        return f"FactorGraph(n_variables={self.n_variables}, n_factors={self.n_factors})"

@@ -1,0 +1,275 @@
+"""Loopy belief propagation: min-sum (beta = inf) and log-domain sum-product at inverse
+temperature beta, exact on trees and forests.
+
+The public functions validate and coerce every input, then hand flat arrays to the kernels
+of :mod:`factorgraph_ebm.messages`. Energies are unitless; lower is better; logarithms are
+natural.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import messages as K
+from .energy import energies_of
+from .exceptions import ConvergenceWarning, EvidenceError, FactorGraphError
+from .graph import FactorGraph
+from .results import InferenceResult
+
+SCHEDULES = ("auto", "parallel", "sequential", "tree")
+
+
+def belief_propagation(
+    graph: FactorGraph,
+    *,
+    beta: float = math.inf,
+    evidence: Mapping | None = None,
+    energies=None,
+    schedule: str = "auto",
+    max_iter: int = 200,
+    tol: float = 1e-9,
+    damping: float = 0.0,
+    init_messages=None,
+    warn: bool = True,
+) -> InferenceResult:
+    """Run belief propagation on a factor graph.
+
+    Min-sum (``beta=inf``) finds a lowest-energy configuration and min-marginals;
+    sum-product at finite ``beta`` gives marginals and the Bethe free energy
+    F_beta = -1/beta ln Z (exact on forests). Both are one message-passing code path at
+    temperature T = 1/beta (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 6;
+    Yedidia, Freeman & Weiss 2005).
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    beta : float, default=inf
+        Inverse temperature, > 0; ``inf`` is min-sum.
+    evidence : mapping variable name -> state, optional
+        Observed variables, clamped to their states (conditioning). They stay in the result
+        with their observed state.
+    energies : array_like of shape (M,), float64, optional
+        Replacement for the graph's flat energy vector theta (``graph.compile().energies``,
+        C-order tables concatenated in factor order), e.g. during training.
+    schedule : {"auto", "parallel", "sequential", "tree"}, default="auto"
+        "parallel" is flooding, "sequential" updates factors in breadth-first order,
+        "tree" is the exact two-pass schedule (forests only). "auto" picks "tree" on forests
+        and "sequential" otherwise.
+    max_iter : int, default=200
+        Iterations (sweeps over all messages) at most; >= 1.
+    tol : float, default=1e-9
+        Convergence when the largest change of a factor-to-variable message (in energy units)
+        is at most ``tol``.
+    damping : float, default=0.0
+        In [0, 1): ``m <- damping * m_old + (1 - damping) * m_new``; 0 is no damping.
+    init_messages : array_like of shape (n_message_entries,), optional
+        Warm start: factor-to-variable messages, e.g. ``previous_result.messages``.
+    warn : bool, default=True
+        Emit a :class:`ConvergenceWarning` when BP stops at ``max_iter`` unconverged.
+
+    Returns
+    -------
+    InferenceResult
+
+    Raises
+    ------
+    FactorGraphError
+        Invalid options, an ``energies`` or ``init_messages`` vector of the wrong length or
+        with NaN (or ``-inf`` energies), ``schedule="tree"`` on a graph with a cycle.
+    EvidenceError
+        Evidence on an unknown variable, a state out of range, or evidence that leaves some
+        factor with only ``+inf`` energies (detected before iterating).
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the loopy schedule did not converge within ``max_iter`` (the result says
+        ``converged=False``).
+    """
+    started = time.perf_counter()
+    temperature = _temperature(beta)
+    _check_options(schedule, max_iter, tol, damping)
+    cg = graph.compile()
+    theta = _energy_vector(cg, energies)
+    unary = _evidence_unary(graph, cg, theta, evidence)
+
+    if schedule == "auto":
+        schedule = "tree" if cg.is_forest else "sequential"
+    if schedule == "tree" and not cg.is_forest:
+        raise FactorGraphError(
+            "schedule='tree' needs a forest, but this factor graph has a cycle; "
+            "use 'parallel' or 'sequential'"
+        )
+    f2v = _initial_messages(cg, init_messages)
+    v2f = np.zeros_like(f2v)
+    if schedule == "tree":
+        K.run_two_pass(cg, theta, unary, f2v, v2f, temperature)
+        # One flooding sweep from the two-pass fixed point measures how fixed it is.
+        residuals = np.zeros(1)
+        K.run_parallel(cg, theta, unary, f2v, v2f, temperature, 0.0, 1, math.inf, residuals)
+        n_iter, converged = 1, True
+    else:
+        residuals = np.zeros(max_iter)
+        runner = K.run_parallel if schedule == "parallel" else K.run_sequential
+        n_iter, converged = runner(
+            cg, theta, unary, f2v, v2f, temperature, float(damping), int(max_iter),
+            float(tol), residuals,
+        )
+        residuals = residuals[:n_iter]
+        if not converged and warn:
+            warnings.warn(
+                f"belief propagation ({schedule} schedule) did not converge in {max_iter} "
+                f"iterations: last message change {residuals[-1]:.3g} > tol {tol:g}; "
+                "try damping=0.5 or more iterations",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+    var_raw = np.empty(int(cg.state_offset[-1]))
+    K.variable_beliefs(cg, unary, f2v, var_raw)
+    fac_raw = np.empty(len(theta))
+    K.factor_beliefs(cg, theta, v2f, fac_raw)
+    assignment = np.empty(cg.n_variables, dtype=np.int64)
+    K.decode(cg, theta, unary, v2f, temperature, assignment)
+    energy = float(energies_of(cg, theta, assignment[None])[0])
+
+    if temperature == 0.0:
+        free_energy, log_partition, shift = energy, None, energy
+    else:
+        free_energy = float(K.bethe_free_energy(cg, theta, unary, var_raw, fac_raw, temperature))
+        log_partition = -free_energy / temperature
+        shift = 0.0
+    var_beliefs = np.empty_like(var_raw)
+    K.normalize_segments(var_raw, cg.state_offset, temperature, shift, var_beliefs)
+    fac_beliefs = np.empty_like(fac_raw)
+    K.normalize_segments(fac_raw, cg.table_offset, temperature, shift, fac_beliefs)
+
+    return InferenceResult(
+        graph=graph,
+        beta=math.inf if temperature == 0.0 else 1.0 / temperature,
+        assignment=assignment,
+        energy=energy,
+        variable_beliefs=var_beliefs,
+        factor_beliefs=fac_beliefs,
+        free_energy=free_energy,
+        log_partition=log_partition,
+        converged=bool(converged),
+        n_iter=int(n_iter),
+        residuals=residuals,
+        messages=f2v,
+        schedule=schedule,
+        exact=cg.is_forest and bool(converged),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def min_sum(graph: FactorGraph, **options) -> InferenceResult:
+    """Min-sum belief propagation: a lowest-energy configuration and min-marginals.
+
+    ``belief_propagation(graph, beta=inf, **options)``; see :func:`belief_propagation`.
+    On a forest the result is exact: ``result.energy`` is the minimum energy and
+    ``result.min_marginals[i][x]`` the lowest energy of any configuration with ``y_i = x``.
+    """
+    return belief_propagation(graph, beta=math.inf, **options)
+
+
+def sum_product(graph: FactorGraph, beta: float = 1.0, **options) -> InferenceResult:
+    """Log-domain sum-product belief propagation at inverse temperature ``beta``.
+
+    ``belief_propagation(graph, beta=beta, **options)``; see :func:`belief_propagation`.
+    Gives marginals, factor marginals, the Bethe free energy ``F = -1/beta ln Z`` and
+    ``log_partition = ln Z`` (natural log), exact on forests.
+    """
+    return belief_propagation(graph, beta=beta, **options)
+
+
+# --------------------------------------------------------------------------- validation
+def _temperature(beta) -> float:
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise FactorGraphError(f"beta must be a positive number or inf, got {beta!r}") from None
+    if not beta > 0:
+        raise FactorGraphError(f"beta must be > 0 (inf for min-sum), got {beta!r}")
+    return 0.0 if math.isinf(beta) else 1.0 / beta
+
+
+def _check_options(schedule, max_iter, tol, damping) -> None:
+    if schedule not in SCHEDULES:
+        raise FactorGraphError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise FactorGraphError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not (isinstance(tol, (int, float, np.floating)) and tol >= 0):
+        raise FactorGraphError(f"tol must be a number >= 0, got {tol!r}")
+    if not (isinstance(damping, (int, float, np.floating)) and 0 <= damping < 1):
+        raise FactorGraphError(f"damping must be in [0, 1), got {damping!r}")
+
+
+def _energy_vector(cg, energies) -> np.ndarray:
+    if energies is None:
+        return cg.energies
+    theta = np.ascontiguousarray(energies, dtype=np.float64)
+    if theta.shape != (cg.n_energy_entries,):
+        raise FactorGraphError(
+            f"energies must have shape ({cg.n_energy_entries},) (all factor tables, "
+            f"flattened in factor order), got {theta.shape}"
+        )
+    bad = np.flatnonzero(np.isnan(theta) | (theta == -np.inf))
+    if bad.size:
+        raise FactorGraphError(
+            f"energies[{bad[0]}] (factor {cg.factor_of_entry(bad[0])}) is {theta[bad[0]]}; "
+            "energies must be finite or +inf"
+        )
+    return theta
+
+
+def _initial_messages(cg, init_messages) -> np.ndarray:
+    if init_messages is None:
+        return np.zeros(cg.n_message_entries)
+    f2v = np.array(init_messages, dtype=np.float64)  # a copy: BP writes into it
+    if f2v.shape != (cg.n_message_entries,):
+        raise FactorGraphError(
+            f"init_messages must have shape ({cg.n_message_entries},), got {f2v.shape}; "
+            "pass the .messages of a result on the same graph"
+        )
+    if np.isnan(f2v).any() or (f2v == -np.inf).any():
+        raise FactorGraphError("init_messages contains NaN or -inf")
+    return f2v
+
+
+def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
+    """Flat (S,) unary energies: 0, or +inf at every state but the observed one."""
+    unary = np.zeros(int(cg.state_offset[-1]))
+    if not evidence:
+        return unary
+    for name, state in evidence.items():
+        try:
+            i = graph.index_of(name)
+        except FactorGraphError as exc:
+            raise EvidenceError(f"evidence: {exc}") from None
+        if isinstance(state, bool) or not isinstance(state, (int, np.integer)):
+            raise EvidenceError(f"evidence for variable {name!r}: state must be an integer, got {state!r}")
+        if not 0 <= state < cg.n_states[i]:
+            raise EvidenceError(
+                f"evidence for variable {name!r}: state {state} is out of range "
+                f"0..{cg.n_states[i] - 1}"
+            )
+        lo = cg.state_offset[i]
+        unary[lo : lo + cg.n_states[i]] = np.inf
+        unary[lo + state] = 0.0
+    bad = K.first_infeasible_factor(cg, theta, unary)
+    if bad >= 0:
+        table = theta[cg.table_offset[bad] : cg.table_offset[bad + 1]]
+        if np.isfinite(table).any():  # feasible without the evidence: the evidence is impossible
+            scope = [graph.variables[v] for v in cg.scope_vars[cg.scope_ptr[bad] : cg.scope_ptr[bad + 1]]]
+            observed = {v: evidence[v] for v in scope if v in evidence}
+            raise EvidenceError(
+                f"impossible evidence {observed}: factor {bad} (scope {tuple(scope)}) has "
+                "energy +inf for every configuration consistent with it"
+            )
+    return unary

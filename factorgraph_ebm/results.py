@@ -1,0 +1,134 @@
+"""The result of belief propagation, with lookups by variable name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .graph import FactorGraph
+
+
+@dataclass(frozen=True, eq=False)
+class InferenceResult:
+    """What one run of belief propagation found.
+
+    Attributes
+    ----------
+    graph : FactorGraph
+        The graph the run was on (for lookups by name).
+    beta : float
+        Inverse temperature; ``inf`` for min-sum.
+    assignment : ndarray of shape (n_variables,), dtype=int64
+        A decoded configuration, evidence included. Min-sum: on a forest, one consistent
+        joint minimum (sequential decoding with clamping in breadth-first order, ties to the
+        lowest state); on a loopy graph, BP's decoding, which never picks a state of
+        infinite conditional energy when a finite one exists. Sum-product: each variable in
+        turn takes its most probable state given the ones chosen before.
+    energy : float
+        E(assignment), evaluated exactly from the tables (``+inf`` if it is forbidden).
+    variable_beliefs : ndarray of shape (n_states.sum(),), dtype=float64
+        Flat per-variable beliefs (variable i at ``state_offset[i]:state_offset[i+1]`` of
+        the compiled graph): min-marginals (min-sum) or marginals (sum-product).
+        See :attr:`min_marginals` and :attr:`marginals`.
+    factor_beliefs : ndarray of shape (M,), dtype=float64
+        Flat per-factor beliefs in the layout of the energy vector (C order, scope order):
+        factor min-marginals (min-sum; the lowest energy of any configuration agreeing with
+        the table entry) or factor marginals (sum-product; each table sums to 1).
+    free_energy : float
+        Sum-product: the Bethe free energy F = -1/beta ln Z (exact on forests; ``+inf`` for
+        an infeasible model). Min-sum: ``energy``, the beta -> inf limit.
+    log_partition : float or None
+        ln Z = -beta F (natural log; ``-inf`` when infeasible). None for min-sum.
+    converged : bool
+        Whether the largest message change fell to ``tol`` (always True for the exact
+        two-pass schedule).
+    n_iter : int
+        Sweeps done (1 for the two-pass schedule).
+    residuals : ndarray of shape (n_iter,), dtype=float64
+        Largest message change per sweep (for the two-pass schedule, the change that one
+        more flooding sweep makes: ~0 at the exact fixed point).
+    messages : ndarray of shape (n_message_entries,), dtype=float64
+        Final factor-to-variable messages (energy domain, each shifted to minimum 0); pass
+        as ``init_messages`` to warm-start.
+    schedule : str
+        The schedule that ran: "tree", "parallel" or "sequential".
+    exact : bool
+        True when the graph is a forest and the run converged: the results are exact.
+    seconds : float
+        Wall-clock time of the call.
+    """
+
+    graph: FactorGraph = field(repr=False)
+    beta: float
+    assignment: np.ndarray = field(repr=False)
+    energy: float
+    variable_beliefs: np.ndarray = field(repr=False)
+    factor_beliefs: np.ndarray = field(repr=False)
+    free_energy: float
+    log_partition: float | None
+    converged: bool
+    n_iter: int
+    residuals: np.ndarray = field(repr=False)
+    messages: np.ndarray = field(repr=False)
+    schedule: str
+    exact: bool
+    seconds: float = field(repr=False)
+
+    @property
+    def is_min_sum(self) -> bool:
+        """True for a min-sum (beta = inf) result."""
+        return np.isinf(self.beta)
+
+    def _per_variable(self) -> list[np.ndarray]:
+        offsets = self.graph.compile().state_offset
+        return np.split(self.variable_beliefs, offsets[1:-1])
+
+    @property
+    def min_marginals(self) -> list[np.ndarray] | None:
+        """Min-sum only (else None): list of n_variables arrays of shape (n_states[i],).
+
+        Entry x of variable i is the lowest energy of any configuration with y_i = x: exact
+        on forests ("absolute" min-marginals); BP's estimate on loopy graphs, shifted so
+        that its minimum equals ``energy``.
+        """
+        return self._per_variable() if self.is_min_sum else None
+
+    @property
+    def marginals(self) -> list[np.ndarray] | None:
+        """Sum-product only (else None): list of n_variables probability arrays of shape
+        (n_states[i],), P_beta(y_i = x) (Bethe approximation on loopy graphs)."""
+        return None if self.is_min_sum else self._per_variable()
+
+    def belief(self, name) -> np.ndarray:
+        """Min-marginal (min-sum) or marginal (sum-product) of the variable called ``name``.
+
+        Raises
+        ------
+        FactorGraphError
+            If no variable has that name.
+        """
+        i = self.graph.index_of(name)
+        offsets = self.graph.compile().state_offset
+        return self.variable_beliefs[offsets[i] : offsets[i + 1]]
+
+    def state(self, name) -> int:
+        """Decoded state of the variable called ``name``."""
+        return int(self.assignment[self.graph.index_of(name)])
+
+    def assignment_dict(self) -> dict:
+        """The decoded assignment as {variable name: state}."""
+        return dict(zip(self.graph.variables, self.assignment.tolist()))
+
+    def factor_belief(self, factor: int) -> np.ndarray:
+        """Belief table of factor ``factor``, shape (K_1, ..., K_k), C order in scope order."""
+        cg = self.graph.compile()
+        if not 0 <= factor < cg.n_factors:
+            from .exceptions import FactorGraphError
+
+            raise FactorGraphError(f"unknown factor {factor}; the graph has {cg.n_factors}")
+        scope = cg.scope_vars[cg.scope_ptr[factor] : cg.scope_ptr[factor + 1]]
+        flat = self.factor_beliefs[cg.table_offset[factor] : cg.table_offset[factor + 1]]
+        return flat.reshape(tuple(cg.n_states[scope]))
