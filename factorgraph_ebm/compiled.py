@@ -11,7 +11,8 @@ Layout (CSR, after libDAI's bipartite graph with dual indices made flat):
 - factors: ``scope_ptr[F+1]``, ``scope_vars[D]`` (edge ``e`` joins factor ``edge_factor[e]``
   and variable ``scope_vars[e]``); ``table_offset[F+1]`` locates each table in ``energies[M]``,
   stored in NumPy C order in the declared scope order; ``edge_stride[D]`` is the stride of the
-  edge's variable inside its table;
+  edge's variable inside its table; ``edge_partner[D]`` is the edge itself for a unary
+  factor, the other edge for a pairwise one, -1 otherwise (the kernels' fast paths);
 - messages: ``msg_offset[D+1]`` locates the ``n_states`` entries of edge ``e`` in the flat
   factor-to-variable and variable-to-factor message buffers;
 - transpose: ``var_edge_ptr[V+1]``, ``var_edges[D]`` list the edges incident to each variable;
@@ -42,6 +43,7 @@ class CompiledGraph(NamedTuple):
     scope_vars: np.ndarray
     edge_factor: np.ndarray
     edge_stride: np.ndarray
+    edge_partner: np.ndarray
     table_offset: np.ndarray
     msg_offset: np.ndarray
     var_edge_ptr: np.ndarray
@@ -122,6 +124,13 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     n_factors = len(arity)
     edge_factor = np.repeat(np.arange(n_factors, dtype=np.int64), arity)
     msg_offset = _prefix_sum(n_states[scope_vars])
+    edge_arity = np.repeat(arity, arity)
+    edge_partner = np.full(len(scope_vars), -1, dtype=np.int64)
+    edge_ids = np.arange(len(scope_vars), dtype=np.int64)
+    edge_partner[edge_arity == 1] = edge_ids[edge_arity == 1]
+    pair_first = edge_ids[(edge_arity == 2)][::2]
+    edge_partner[pair_first] = pair_first + 1
+    edge_partner[pair_first + 1] = pair_first
     var_edges = np.argsort(scope_vars, kind="stable").astype(np.int64)
     var_edge_ptr = _prefix_sum(np.bincount(scope_vars, minlength=n_vars).astype(np.int64))
 
@@ -137,6 +146,7 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         scope_vars=scope_vars,
         edge_factor=edge_factor,
         edge_stride=edge_stride,
+        edge_partner=edge_partner,
         table_offset=table_offset,
         msg_offset=msg_offset,
         var_edge_ptr=var_edge_ptr,

@@ -93,9 +93,7 @@ class FactorGraph:
         """ndarray of shape (n_variables,), dtype=int64: number of states of each variable."""
         if self._n_states_cache is None or len(self._n_states_cache) != self.n_variables:
             chunks = self._n_states_chunks
-            self._n_states_cache = (
-                np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-            )
+            self._n_states_cache = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
             self._n_states_chunks = [self._n_states_cache]
             self._n_states_cache.flags.writeable = False
         return self._n_states_cache
@@ -148,8 +146,7 @@ class FactorGraph:
         bad = np.flatnonzero(states < 1)
         if bad.size:
             raise FactorGraphError(
-                f"variable {names[bad[0]]!r}: number of states must be >= 1, "
-                f"got {states[bad[0]]}"
+                f"variable {names[bad[0]]!r}: number of states must be >= 1, got {states[bad[0]]}"
             )
         new_index = dict(zip(names, range(start, start + len(names))))
         if len(new_index) != len(names) or not self._index.keys().isdisjoint(new_index):
@@ -208,9 +205,7 @@ class FactorGraph:
         label = self._factor_label(self._n_factors, name, scope)
         index = np.array([[self._lookup(v, label) for v in scope]], dtype=np.int64)
         table = self._as_energy_array(energies, label)
-        return int(
-            self._add_block(index, table[None], None if name is None else [name])[0]
-        )
+        return int(self._add_block(index, table[None], None if name is None else [name])[0])
 
     def add_factors(self, scopes, energies, *, by_index: bool = False) -> np.ndarray:
         """Add many factors of the same arity and table shape at once.
@@ -390,8 +385,7 @@ class FactorGraph:
             missing = [n for n in self._names if n not in assignment]
             if missing:
                 raise FactorGraphError(
-                    f"assignment has no state for variable {missing[0]!r} "
-                    f"({len(missing)} missing)"
+                    f"assignment has no state for variable {missing[0]!r} ({len(missing)} missing)"
                 )
             unknown = [n for n in assignment if n not in self._index]
             if unknown:

@@ -117,8 +117,16 @@ def belief_propagation(
         residuals = np.zeros(max_iter)
         runner = K.run_parallel if schedule == "parallel" else K.run_sequential
         n_iter, converged = runner(
-            cg, theta, unary, f2v, v2f, temperature, float(damping), int(max_iter),
-            float(tol), residuals,
+            cg,
+            theta,
+            unary,
+            f2v,
+            v2f,
+            temperature,
+            float(damping),
+            int(max_iter),
+            float(tol),
+            residuals,
         )
         residuals = residuals[:n_iter]
         if not converged and warn:
@@ -253,7 +261,9 @@ def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
         except FactorGraphError as exc:
             raise EvidenceError(f"evidence: {exc}") from None
         if isinstance(state, bool) or not isinstance(state, (int, np.integer)):
-            raise EvidenceError(f"evidence for variable {name!r}: state must be an integer, got {state!r}")
+            raise EvidenceError(
+                f"evidence for variable {name!r}: state must be an integer, got {state!r}"
+            )
         if not 0 <= state < cg.n_states[i]:
             raise EvidenceError(
                 f"evidence for variable {name!r}: state {state} is out of range "
@@ -266,7 +276,9 @@ def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
     if bad >= 0:
         table = theta[cg.table_offset[bad] : cg.table_offset[bad + 1]]
         if np.isfinite(table).any():  # feasible without the evidence: the evidence is impossible
-            scope = [graph.variables[v] for v in cg.scope_vars[cg.scope_ptr[bad] : cg.scope_ptr[bad + 1]]]
+            scope = [
+                graph.variables[v] for v in cg.scope_vars[cg.scope_ptr[bad] : cg.scope_ptr[bad + 1]]
+            ]
             observed = {v: evidence[v] for v in scope if v in evidence}
             raise EvidenceError(
                 f"impossible evidence {observed}: factor {bad} (scope {tuple(scope)}) has "

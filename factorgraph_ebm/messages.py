@@ -2,7 +2,7 @@
 
 One code path serves both semirings through a scalar ``temperature`` T = 1/beta:
 
-    m_{a->i}(x_i) = softmin_T over x_{a minus i} of [ E_a(x_a) + sum_{j in a, j != i} m_{j->a}(x_j) ]
+    m_{a->i}(x_i) = softmin_T over x_{a - i} of [E_a(x_a) + sum_{j in a, j != i} m_{j->a}(x_j)]
     softmin_T(z) = -T log sum exp(-z / T),   softmin_0(z) = min(z)
 
 so min-sum is the T -> 0 (beta -> inf) limit of log-domain sum-product (Yedidia, Freeman &
@@ -28,9 +28,52 @@ INF = np.inf
 
 
 # --------------------------------------------------------------------------- factor side
+@njit(inline="always", **NJIT_OPTIONS)
+def small_factor_message(cg, energies, v2f, edge, temperature, out):
+    """Fast path of :func:`factor_message` for the edges with ``cg.edge_partner[edge] >= 0``:
+    unary factors (partner = the edge itself) and pairwise factors (partner = the other
+    edge) whose other variable is free. The caller checks that condition.
+
+    Inlined into the schedule loops, with no call, no early return and no return value:
+    otherwise Numba keeps a reference-count update per array of ``cg`` in those loops,
+    which costs more than a small message.
+    """
+    a = cg.edge_factor[edge]
+    other = cg.edge_partner[edge]
+    toff = cg.table_offset[a]
+    n_target = cg.n_states[cg.scope_vars[edge]]
+    if other == edge:
+        for x in range(n_target):
+            out[x] = energies[toff + x]
+    else:
+        n_other = cg.n_states[cg.scope_vars[other]]
+        s_target = cg.edge_stride[edge]
+        s_other = cg.edge_stride[other]
+        m_other = cg.msg_offset[other]
+        for x in range(n_target):
+            base = toff + x * s_target
+            low = INF
+            for y in range(n_other):
+                z = energies[base + y * s_other] + v2f[m_other + y]
+                if z < low:
+                    low = z
+            out[x] = low
+        if temperature > 0.0:
+            for x in range(n_target):
+                low = out[x]
+                if low < INF:
+                    base = toff + x * s_target
+                    total = 0.0
+                    for y in range(n_other):
+                        z = energies[base + y * s_other] + v2f[m_other + y]
+                        total += np.exp(-(z - low) / temperature)
+                    out[x] = low - temperature * np.log(total)
+
+
 @njit(**NJIT_OPTIONS)
 def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lowest):
-    """Message from the factor of ``edge`` to the edge's variable, written into ``out[:K]``.
+    """Message from the factor of ``edge`` to the edge's variable, written into ``out[:K]``,
+    for a factor of any arity (its table iterated with a mixed-radix counter).
 
     ``clamp[j] >= 0`` fixes variable j to that state (used by decoding; pass -1 everywhere
     for a plain message): table entries that disagree are skipped and j's incoming message
@@ -44,17 +87,15 @@ def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lo
     toff = cg.table_offset[a]
     n_entries = cg.table_offset[a + 1] - toff
 
-    if arity == 2 and clamp[cg.scope_vars[first + 1 - target_pos]] < 0:
-        _pairwise_message(cg, energies, v2f, edge, first + 1 - target_pos, temperature, out)
-        return
-
     for x in range(n_target):
         lowest[x] = INF
     # Pass 1: the minimum over each target state (the whole message when T == 0).
     for q in range(arity):
         counter[q] = 0
     for flat in range(n_entries):
-        z = _entry_energy(cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat)
+        z = _entry_energy(
+            cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat
+        )
         x = counter[target_pos]
         if z < lowest[x]:
             lowest[x] = z
@@ -69,7 +110,9 @@ def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lo
     for q in range(arity):
         counter[q] = 0
     for flat in range(n_entries):
-        z = _entry_energy(cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat)
+        z = _entry_energy(
+            cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat
+        )
         x = counter[target_pos]
         if z < INF:
             out[x] += np.exp(-(z - lowest[x]) / temperature)
@@ -113,38 +156,6 @@ def _advance(cg, first, arity, counter):
 
 
 @njit(**NJIT_OPTIONS)
-def _pairwise_message(cg, energies, v2f, edge, other, temperature, out):
-    """Fast path of :func:`factor_message` for a pairwise factor with a free other variable."""
-    a = cg.edge_factor[edge]
-    toff = cg.table_offset[a]
-    n_target = cg.n_states[cg.scope_vars[edge]]
-    n_other = cg.n_states[cg.scope_vars[other]]
-    s_target = cg.edge_stride[edge]
-    s_other = cg.edge_stride[other]
-    m_other = cg.msg_offset[other]
-    for x in range(n_target):
-        base = toff + x * s_target
-        low = INF
-        for y in range(n_other):
-            z = energies[base + y * s_other] + v2f[m_other + y]
-            if z < low:
-                low = z
-        out[x] = low
-    if temperature == 0.0:
-        return
-    for x in range(n_target):
-        low = out[x]
-        if low == INF:
-            continue
-        base = toff + x * s_target
-        total = 0.0
-        for y in range(n_other):
-            z = energies[base + y * s_other] + v2f[m_other + y]
-            total += np.exp(-(z - low) / temperature)
-        out[x] = low - temperature * np.log(total)
-
-
-@njit(**NJIT_OPTIONS)
 def store_message(new, f2v, start, n, damping):
     """Normalize ``new[:n]`` to minimum 0, damp it against ``f2v[start:start+n]``, store it
     there and return the largest absolute change (equal infinities count as no change)."""
@@ -170,7 +181,7 @@ def store_message(new, f2v, start, n, damping):
 
 
 # --------------------------------------------------------------------------- variable side
-@njit(**NJIT_OPTIONS)
+@njit(inline="always", **NJIT_OPTIONS)
 def variable_messages(cg, unary, f2v, v2f, i, running):
     """All messages from variable i to its factors, m_{i->a} = U_i + sum_{b != a} m_{b->i},
     from prefix and suffix sums (exact, O(degree * K), no subtraction)."""
@@ -192,7 +203,7 @@ def variable_messages(cg, unary, f2v, v2f, i, running):
             running[x] += f2v[moff + x]
 
 
-@njit(**NJIT_OPTIONS)
+@njit(inline="always", **NJIT_OPTIONS)
 def variable_message(cg, unary, f2v, v2f, edge):
     """The one message from the edge's variable to the edge's factor (sequential schedule)."""
     i = cg.scope_vars[edge]
@@ -233,7 +244,11 @@ def run_parallel(cg, energies, unary, f2v, v2f, temperature, damping, max_iter, 
             variable_messages(cg, unary, f2v, v2f, i, new)
         for e in range(n_edges):
             start = cg.msg_offset[e]
-            factor_message(cg, energies, v2f, e, temperature, free, fresh[start:], counter, lowest)
+            out = fresh[start:]
+            if cg.edge_partner[e] >= 0 and free[cg.scope_vars[cg.edge_partner[e]]] < 0:
+                small_factor_message(cg, energies, v2f, e, temperature, out)
+            else:
+                factor_message(cg, energies, v2f, e, temperature, free, out, counter, lowest)
         change = 0.0
         for e in range(n_edges):
             start = cg.msg_offset[e]
@@ -259,7 +274,10 @@ def run_sequential(cg, energies, unary, f2v, v2f, temperature, damping, max_iter
                 variable_message(cg, unary, f2v, v2f, e)
             for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
                 start = cg.msg_offset[e]
-                factor_message(cg, energies, v2f, e, temperature, free, new, counter, lowest)
+                if cg.edge_partner[e] >= 0 and free[cg.scope_vars[cg.edge_partner[e]]] < 0:
+                    small_factor_message(cg, energies, v2f, e, temperature, new)
+                else:
+                    factor_message(cg, energies, v2f, e, temperature, free, new, counter, lowest)
                 n = cg.msg_offset[e + 1] - start
                 change = max(change, store_message(new, f2v, start, n, damping))
         residuals[it] = change
@@ -287,7 +305,10 @@ def run_two_pass(cg, energies, unary, f2v, v2f, temperature):
         for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
             if e != parent:
                 variable_message(cg, unary, f2v, v2f, e)
-        factor_message(cg, energies, v2f, parent, temperature, free, new, counter, lowest)
+        if cg.edge_partner[parent] >= 0 and free[cg.scope_vars[cg.edge_partner[parent]]] < 0:
+            small_factor_message(cg, energies, v2f, parent, temperature, new)
+        else:
+            factor_message(cg, energies, v2f, parent, temperature, free, new, counter, lowest)
         start = cg.msg_offset[parent]
         store_message(new, f2v, start, cg.msg_offset[parent + 1] - start, 0.0)
     # Downward: a variable, once its parent factor has sent, sends to all its children,
@@ -302,7 +323,12 @@ def run_two_pass(cg, energies, unary, f2v, v2f, temperature):
             for child in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
                 if child == e:
                     continue
-                factor_message(cg, energies, v2f, child, temperature, free, new, counter, lowest)
+                if cg.edge_partner[child] >= 0 and free[cg.scope_vars[cg.edge_partner[child]]] < 0:
+                    small_factor_message(cg, energies, v2f, child, temperature, new)
+                else:
+                    factor_message(
+                        cg, energies, v2f, child, temperature, free, new, counter, lowest
+                    )
                 start = cg.msg_offset[child]
                 store_message(new, f2v, start, cg.msg_offset[child + 1] - start, 0.0)
     _refresh_variable_messages(cg, unary, f2v, v2f, new)
@@ -387,7 +413,9 @@ def bethe_free_energy(cg, energies, unary, var_beliefs, fac_beliefs, temperature
     """
     total = 0.0
     for a in range(len(cg.scope_ptr) - 1):
-        term = _entropy_term(fac_beliefs, energies, cg.table_offset[a], cg.table_offset[a + 1], 1.0, temperature)
+        term = _entropy_term(
+            fac_beliefs, energies, cg.table_offset[a], cg.table_offset[a + 1], 1.0, temperature
+        )
         if term == INF:
             return INF
         total += term
@@ -449,7 +477,12 @@ def decode(cg, energies, unary, v2f, temperature, assignment):
             score[x] = unary[soff + x]
         for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
             e = cg.var_edges[k]
-            factor_message(cg, energies, v2f, e, temperature, assignment, message, counter, lowest)
+            if cg.edge_partner[e] >= 0 and assignment[cg.scope_vars[cg.edge_partner[e]]] < 0:
+                small_factor_message(cg, energies, v2f, e, temperature, message)
+            else:
+                factor_message(
+                    cg, energies, v2f, e, temperature, assignment, message, counter, lowest
+                )
             for x in range(n):
                 score[x] += message[x]
         best = 0

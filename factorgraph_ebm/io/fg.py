@@ -1,0 +1,192 @@
+"""Reading and writing libDAI's ``.fg`` factor-graph format.
+
+Format (libDAI, Mooij 2010, "libDAI: A free and open source C++ library for discrete
+approximate inference in graphical models", JMLR 11; ``doc/fileformats.txt`` and
+``FactorGraph::ReadFromFile`` of libDAI): the number of factors, then one block per factor:
+the number of variables ``k``, their labels (integers), their cardinalities, the number of
+listed entries, and that many lines ``linear_index potential``. Entries not listed are 0.
+Lines starting with ``#`` are comments.
+
+**Index order.** The linear index has the *first* listed variable changing fastest
+(Fortran / column-major order), the opposite of NumPy C order and of the UAI format. A
+table with cardinalities ``(K_1, .., K_k)`` therefore maps to the C-order energy table
+``-ln(values.reshape((K_1, .., K_k), order="F"))`` in the same scope order.
+
+Variables are named by their label (int) and ordered by label, as libDAI orders them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..graph import FactorGraph
+from .uai import (
+    Numbers,
+    TokenReader,
+    build_graph,
+    check_distinct,
+    first_bad_potential,
+    format_numbers,
+    open_for_writing,
+    potentials_of,
+)
+
+#: Largest table (in entries) :func:`read_fg` builds. A ``.fg`` file lists only non-zero
+#: entries, so nothing in the file bounds the dense table; 2**27 float64 entries are 1 GiB.
+MAX_TABLE_ENTRIES = 2**27
+
+
+def read_fg(path) -> FactorGraph:
+    """Read a libDAI ``.fg`` factor graph.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    FactorGraph
+        One variable per label (named by the int label, ordered by label); factor ``i`` is
+        the file's factor ``i`` with its scope in file order and energies
+        ``-ln(potential)`` (``+inf`` for entries that are 0 or not listed), float64, C order.
+
+    Raises
+    ------
+    ModelFileError
+        ``file:line: ...`` for a non-integer or negative count, label or cardinality, a
+        variable listed twice in a scope or with two different cardinalities, a table larger
+        than :data:`MAX_TABLE_ENTRIES`, a linear index that is not an integer in range or is
+        listed twice, a NaN, infinite or negative potential, a truncated file or data after
+        the last factor.
+    OSError
+        If the file cannot be read.
+    """
+    with TokenReader(path, comment="#") as reader:
+        m = reader.read_int("the number of factors", low=0)
+        cards: dict[int, int] = {}
+        scopes, tables = [], []
+        for a in range(m):
+            labels, dims = _read_variables(reader, a, cards)
+            scopes.append(labels)
+            tables.append(_read_entries(reader, a, dims))
+        reader.expect_end(f"the {m} factors")
+    names = np.array(sorted(cards), dtype=np.int64)
+    index = [np.searchsorted(names, labels) for labels in scopes]
+    return build_graph(names.tolist(), np.array([cards[v] for v in names.tolist()]), index, tables)
+
+
+def _read_variables(reader: TokenReader, factor: int, cards: dict) -> tuple[np.ndarray, list]:
+    """Labels and cardinalities of a factor, checked against those seen before."""
+    k = reader.read_int(f"the number of variables of factor {factor}", low=0)
+    labels = reader.read_numbers(k, f"the variable labels of factor {factor}", np.int64)
+    negative = np.flatnonzero(labels.values < 0)
+    if negative.size:
+        j = int(negative[0])
+        raise reader.error(
+            f"expected the labels of factor {factor} to be integers >= 0, found "
+            f"{labels.values[j]}",
+            labels.line_of(j),
+        )
+    check_distinct(reader, labels, f"factor {factor}")
+    dims = reader.read_numbers(k, f"the cardinalities of factor {factor}", np.int64)
+    pairs = zip(labels.values.tolist(), dims.values.tolist(), strict=True)
+    for j, (label, dim) in enumerate(pairs):
+        known = cards.setdefault(label, dim)
+        if dim < 1 or dim != known:
+            found = f"{dim}" if dim < 1 else f"{dim}, but it had {known} in an earlier factor"
+            raise reader.error(
+                f"expected the cardinality of variable {label} in factor {factor} (an integer "
+                f">= 1, the same in every factor), found {found}",
+                dims.line_of(j),
+            )
+    size = math.prod(dims.values.tolist())
+    if size > MAX_TABLE_ENTRIES:
+        raise reader.error(
+            f"expected a table of at most MAX_TABLE_ENTRIES = {MAX_TABLE_ENTRIES} entries for "
+            f"factor {factor}, found cardinalities {dims.values.tolist()} ({size} entries)"
+        )
+    return labels.values, dims.values.tolist()
+
+
+def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
+    """The listed ``index value`` pairs of a factor as a C-order table of potentials."""
+    size = math.prod(dims)
+    nnz = reader.read_int(f"the number of listed entries of factor {factor}", low=0, high=size)
+    pairs = reader.read_numbers(2 * nnz, f"the 'index value' entries of factor {factor}")
+    indices, values = pairs.values[0::2], pairs.values[1::2]
+    bad = np.flatnonzero(~((indices >= 0) & (indices < size) & (indices == np.floor(indices))))
+    if bad.size:
+        j = int(bad[0])
+        raise reader.error(
+            f"expected a linear index of factor {factor} (an integer in 0..{size - 1}), found "
+            f"{indices[j]!r}",
+            pairs.line_of(2 * j),
+        )
+    _check_unique(reader, factor, indices, pairs)
+    j = first_bad_potential(values)
+    if j >= 0:
+        raise reader.error(
+            f"expected a potential (a finite number >= 0) at index {int(indices[j])} of "
+            f"factor {factor}, found {values[j]!r}",
+            pairs.line_of(2 * j + 1),
+        )
+    table = np.zeros(size)
+    table[indices.astype(np.int64)] = values
+    return np.ascontiguousarray(table.reshape(dims, order="F"))
+
+
+def _check_unique(reader: TokenReader, factor: int, indices: np.ndarray, pairs: Numbers) -> None:
+    _, first = np.unique(indices, return_index=True)
+    if len(first) < len(indices):
+        j = int(np.setdiff1d(np.arange(len(indices)), first)[0])
+        raise reader.error(
+            f"expected each linear index of factor {factor} listed once, found "
+            f"{int(indices[j])} again",
+            pairs.line_of(2 * j),
+        )
+
+
+def write_fg(target, graph: FactorGraph) -> None:
+    """Write ``graph`` as a libDAI ``.fg`` file.
+
+    Factors are written in graph order, each with its scope order and its non-zero
+    potentials ``exp(-energy)`` (17 significant digits) in libDAI's index order (first
+    scope variable fastest). Variables are labelled by their name when every name is an
+    int, else by their index. A variable in no factor gets a factor of potentials 1 (energy
+    0), since a ``.fg`` file knows variables only through factors.
+
+    Parameters
+    ----------
+    target : str, os.PathLike or writable text file
+    graph : FactorGraph
+
+    Raises
+    ------
+    FactorGraphError
+        If a finite energy has no float64 potential (below about -709 or above about 745).
+    """
+    cg = graph.compile()
+    potentials = potentials_of(graph)
+    names = graph.variables
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in names):
+        names = list(range(len(names)))
+    isolated = np.flatnonzero(np.diff(cg.var_edge_ptr) == 0).tolist()
+    with open_for_writing(target) as out:
+        out.write(f"# written by factorgraph_ebm\n{cg.n_factors + len(isolated)}\n")
+        for a in range(cg.n_factors):
+            scope = cg.scope_vars[cg.scope_ptr[a] : cg.scope_ptr[a + 1]]
+            shape = tuple(cg.n_states[scope].tolist())
+            table = potentials[cg.table_offset[a] : cg.table_offset[a + 1]].reshape(shape)
+            _write_factor(out, [names[v] for v in scope.tolist()], shape, table.ravel(order="F"))
+        for v in isolated:
+            _write_factor(out, [names[v]], (int(cg.n_states[v]),), np.ones(cg.n_states[v]))
+
+
+def _write_factor(out, labels: list, shape: tuple, fortran_values: np.ndarray) -> None:
+    nonzero = np.flatnonzero(fortran_values)
+    out.write(f"\n{len(labels)}\n{format_numbers(labels)}\n{format_numbers(shape)}\n")
+    out.write(f"{len(nonzero)}\n")
+    entries = zip(nonzero.tolist(), fortran_values[nonzero].tolist(), strict=True)
+    out.writelines(f"{i} {p!r}\n" for i, p in entries)
