@@ -1,0 +1,29 @@
+# The two commands of the README's quick start. Each sets up its own virtual environment.
+VENV ?= .venv
+PYTHON ?= python3
+# Numba's on-disk JIT cache goes to a writable place inside the checkout.
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+MODEL ?= examples/models/Grids_11.uai
+
+.PHONY: run test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+## run: the main job, min-sum and sum-product BP on a real UAI model shipped in the repo
+run: $(VENV)/.installed
+	$(VENV)/bin/fgebm map $(MODEL) --verbose
+	$(VENV)/bin/fgebm pr $(MODEL) --verbose
+
+## test: the whole test suite (what CI runs)
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check factorgraph_ebm tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis
