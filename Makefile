@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 # Numba's on-disk JIT cache goes to a writable place inside the checkout.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
-MODEL ?= examples/models/Grids_11.uai
+MODEL ?= examples/models/pdb1akg.uai
 
 .PHONY: run test lint clean
 

@@ -69,6 +69,7 @@ class FactorGraph:
         self._n_states_chunks: list[np.ndarray] = []
         self._n_states_cache: np.ndarray | None = None
         self._blocks: list[_FactorBlock] = []
+        self._block_starts = np.zeros(0, dtype=np.int64)
         self._n_factors = 0
         self._compiled = None
 
@@ -346,8 +347,9 @@ class FactorGraph:
             raise FactorGraphError(
                 f"unknown factor {factor}; the graph has {self._n_factors} factors"
             )
-        starts = [b.first for b in self._blocks]
-        return self._blocks[int(np.searchsorted(starts, factor, side="right")) - 1]
+        if len(self._block_starts) != len(self._blocks):
+            self._block_starts = np.array([b.first for b in self._blocks], dtype=np.int64)
+        return self._blocks[int(np.searchsorted(self._block_starts, factor, side="right")) - 1]
 
     def compile(self):
         """Freeze the graph into flat arrays for the inference kernels.

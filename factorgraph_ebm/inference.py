@@ -143,11 +143,15 @@ def belief_propagation(
     fac_raw = np.empty(len(theta))
     K.factor_beliefs(cg, theta, v2f, fac_raw)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
-    K.decode(cg, theta, unary, v2f, temperature, assignment)
+    K.decode(cg, theta, unary, v2f, var_raw, temperature, assignment)
     energy = float(energies_of(cg, theta, assignment[None])[0])
 
     if temperature == 0.0:
-        free_energy, log_partition, shift = energy, None, energy
+        # Absolute min-marginals: shifted so that their minimum is the decoded energy (exact
+        # on forests). A loopy decoding can hit +inf where BP's beliefs are finite; then the
+        # beliefs stay relative (minimum 0) rather than all becoming +inf.
+        free_energy, log_partition = energy, None
+        shift = energy if math.isfinite(energy) else 0.0
     else:
         free_energy = float(K.bethe_free_energy(cg, theta, unary, var_raw, fac_raw, temperature))
         log_partition = -free_energy / temperature

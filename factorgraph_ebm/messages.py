@@ -454,7 +454,7 @@ def _entropy_term(beliefs, energy, lo, hi, entropy_weight, temperature):
 
 # --------------------------------------------------------------------------- decoding
 @njit(**NJIT_OPTIONS)
-def decode(cg, energies, unary, v2f, temperature, assignment):
+def decode(cg, energies, unary, v2f, beliefs, temperature, assignment):
     """Sequential decoding with clamping, in breadth-first order.
 
     Each variable takes the state of lowest conditional belief: its unary energy plus, from
@@ -462,7 +462,9 @@ def decode(cg, energies, unary, v2f, temperature, assignment):
     their states. Ties go to the lowest state index. On a forest after the exact schedule this
     yields one consistent joint minimum (T == 0); on any graph, a state of finite conditional
     energy is chosen whenever one exists. With T > 0 each step takes the most probable state
-    given the earlier ones.
+    given the earlier ones. At a dead end (every state +inf given the earlier choices, which
+    only loopy graphs reach) the variable takes the state of lowest unconditional belief
+    ``beliefs`` (flat (S,)), so evidence is always kept.
     """
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
     lowest = np.empty(cg.max_states)
@@ -485,11 +487,22 @@ def decode(cg, energies, unary, v2f, temperature, assignment):
                 )
             for x in range(n):
                 score[x] += message[x]
-        best = 0
-        for x in range(1, n):
-            if score[x] < score[best]:
-                best = x
+        best = _argmin(score, 0, n)
+        if score[best] == INF:
+            best = _argmin(beliefs, soff, n)
+            if beliefs[soff + best] == INF:
+                best = _argmin(unary, soff, n)
         assignment[i] = best
+
+
+@njit(**NJIT_OPTIONS)
+def _argmin(values, start, n):
+    """Index (from ``start``) of the first minimum of ``values[start:start+n]``."""
+    best = 0
+    for x in range(1, n):
+        if values[start + x] < values[start + best]:
+            best = x
+    return best
 
 
 @njit(**NJIT_OPTIONS)

@@ -92,7 +92,7 @@ class InferenceResult:
 
         Entry x of variable i is the lowest energy of any configuration with y_i = x: exact
         on forests ("absolute" min-marginals); BP's estimate on loopy graphs, shifted so
-        that its minimum equals ``energy``.
+        that its minimum equals ``energy`` (or 0 when the loopy decoding has energy +inf).
         """
         return self._per_variable() if self.is_min_sum else None
 

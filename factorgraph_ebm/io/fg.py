@@ -121,7 +121,7 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
         j = int(bad[0])
         raise reader.error(
             f"expected a linear index of factor {factor} (an integer in 0..{size - 1}), found "
-            f"{indices[j]!r}",
+            f"{indices[j]}",
             pairs.line_of(2 * j),
         )
     _check_unique(reader, factor, indices, pairs)
@@ -129,7 +129,7 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
     if j >= 0:
         raise reader.error(
             f"expected a potential (a finite number >= 0) at index {int(indices[j])} of "
-            f"factor {factor}, found {values[j]!r}",
+            f"factor {factor}, found {values[j]}",
             pairs.line_of(2 * j + 1),
         )
     table = np.zeros(size)

@@ -1,15 +1,16 @@
 """Reading and writing the UAI inference-competition formats.
 
-Formats (UAI 2008-2022 competitions; the 2014 description at
-https://www.ics.uci.edu/~dechter/uai-competitions/ and the copy in
-``dechterlab/uai-competitions``):
+Formats of the UAI inference competitions (2008-2022; described at
+http://www.hlt.utdallas.edu/~vgogate/uai14-competition/modelformat.html and, with comment
+lines, http://www.hlt.utdallas.edu/~vgogate/uai16-evaluation/uaiformat.html):
 
 - model ``.uai``: the preamble ``MARKOV`` or ``BAYES``, the number of variables ``n``, ``n``
   cardinalities, the number of factors ``m``, ``m`` scopes ``k v_1 .. v_k`` (0-based variable
   indices) and ``m`` tables ``size p_1 .. p_size`` of non-negative potentials in row-major
   order of the scope (the last scope variable changes fastest). A ``BAYES`` file lists one
   conditional probability table per variable with scope ``parents..., child``; as a factor
-  graph it is the same product of potentials.
+  graph it is the same product of potentials. Lines starting with ``c`` are comments
+  (UAI 2016).
 - evidence ``.evid``: ``N v_1 x_1 .. v_N x_N`` (2014 layout), or the older layout that starts
   with a number of samples ``S`` followed by ``S`` such blocks.
 - answers: ``MAP`` then ``n x_0 .. x_{n-1}``; ``MAR`` then ``n`` and, per variable, its
@@ -47,6 +48,7 @@ _REAL = re.compile(
 )
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\t-\r -~]")
 _INT64_LIMITS = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+_LONG_INTEGER = re.compile(r"[0-9]{19}")
 
 
 class ModelFileError(FactorGraphError):
@@ -120,7 +122,7 @@ class TokenReader:
 
     def error(self, problem: str, line: int | None = None) -> ModelFileError:
         """A :class:`ModelFileError` at ``line`` (default: the current line)."""
-        return ModelFileError(self.path, self.line if line is None else line, problem)
+        return ModelFileError(self.path, max(1, self.line if line is None else line), problem)
 
     def _advance(self) -> bool:
         """Move to the start of the next token; False at end of file."""
@@ -184,20 +186,24 @@ class TokenReader:
             if not self._advance():
                 if count is None:
                     break
+                plural = "s" if count > 1 else ""
                 raise self.error(
-                    f"expected {expected} ({count} numbers), found end of file after {got}"
+                    f"expected {expected} ({count} number{plural}), found end of file "
+                    f"after {got}"
                 )
             need = None if count is None else count - got
-            end = self._window_end(need)
-            values = self._parse(self._text[self._pos : end], dtype, expected)
-            if need is not None and len(values) > need:
-                end = self._pos + _end_of_token(self._text[self._pos : end], need)
-                values = values[:need]
+            segment = self._text[self._pos : self._window_end(need)]
+            values = _parse(segment, dtype)
+            if need is not None and (values is None or len(values) > need):
+                segment = segment[: _end_of_token(segment, need)]
+                values = _parse(segment, dtype)
+            if values is None:
+                raise self._bad_token(segment, dtype, expected)
             chunks.append(values)
             starts.append(got)
             lines.append(self.line)
             got += len(values)
-            self._pos = end
+            self._pos += len(segment)
         if len(chunks) == 1:
             return Numbers(chunks[0], starts, lines)
         values = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
@@ -212,37 +218,41 @@ class TokenReader:
         space = _SPACE.search(self._text, limit) if limit < len(self._text) else None
         return space.start() if space else len(self._text)
 
-    def _parse(self, segment: str, dtype, expected: str) -> np.ndarray:
-        """All numbers of ``segment`` (which starts with a token) or a ModelFileError."""
-        values = None
-        if not _NOT_PRINTABLE_ASCII.search(segment):
-            try:
-                values = np.fromstring(segment, dtype=dtype, sep=" ")
-            except ValueError:
-                values = None
-        if (
-            values is not None
-            and dtype is np.int64
-            and values.size
-            and (values.min() == _INT64_LIMITS[0] or values.max() == _INT64_LIMITS[1])
-        ):
-            values = None  # fromstring saturates integers that overflow
-        if values is not None:
-            return values
-        pattern = _INTEGER if dtype is np.int64 else _REAL
-        kind = "an integer" if dtype is np.int64 else "a number"
+    def _bad_token(self, segment: str, dtype, expected: str) -> ModelFileError:
+        """The error for the first token of ``segment`` that is not a number of ``dtype``."""
+        pattern, kind = (_INTEGER, "an integer") if dtype is np.int64 else (_REAL, "a number")
         for match in _TOKEN.finditer(segment):
             token = match.group()
             if not pattern.fullmatch(token) or (
                 dtype is np.int64 and not _INT64_LIMITS[0] < int(token) < _INT64_LIMITS[1]
             ):
-                raise self.error(f"expected {expected} ({kind}), found {shown(token)}")
-        raise self.error(f"expected {expected} ({kind} per token), found {shown(segment.strip())}")
+                return self.error(f"expected {expected} ({kind}), found {shown(token)}")
+        return self.error(f"expected {expected} ({kind} per token), found {shown(segment)}")
+
+
+def _parse(segment: str, dtype) -> np.ndarray | None:
+    """All numbers of ``segment`` (which starts with a token), or None if one is not a
+    number of ``dtype`` (an int64 overflow included)."""
+    if _NOT_PRINTABLE_ASCII.search(segment):
+        return None
+    try:
+        values = np.fromstring(segment, dtype=dtype, sep=" ")
+    except ValueError:
+        return None
+    if dtype is np.int64 and _LONG_INTEGER.search(segment) and (
+        values.min() == _INT64_LIMITS[0] or values.max() == _INT64_LIMITS[1]
+    ):
+        return None  # fromstring saturates integers that overflow int64 (19+ digits)
+    return values
 
 
 def _end_of_token(segment: str, n: int) -> int:
-    """Offset just after the ``n``-th token (n >= 1) of ``segment``, which has more."""
-    return re.compile(rf"\s*\S+(?:\s+\S+){{{n - 1}}}", re.ASCII).match(segment).end()
+    """Offset just after the ``n``-th token (n >= 1) of ``segment``, or its length if it has
+    fewer tokens."""
+    if n > len(segment):  # more tokens than it can hold (and beyond re's repeat limit)
+        return len(segment)
+    match = re.compile(rf"\s*\S+(?:\s+\S+){{{n - 1}}}", re.ASCII).match(segment)
+    return match.end() if match else len(segment)
 
 
 def shown(token: str, limit: int = 40) -> str:
@@ -300,7 +310,7 @@ def potentials_of(graph: FactorGraph) -> np.ndarray:
         entry = int(bad[0])
         factor = graph.compile().factor_of_entry(entry)
         raise FactorGraphError(
-            f"factor {factor}: energy {energies[entry]!r} cannot be written as a potential "
+            f"factor {factor}: energy {energies[entry]} cannot be written as a potential "
             "exp(-energy) in float64 (finite energies must lie in about [-709, 745])"
         )
     return potentials
@@ -349,6 +359,8 @@ def read_uai(path) -> FactorGraph:
     Parameters
     ----------
     path : str or os.PathLike
+        Whitespace between tokens is free (line breaks included); lines starting with ``c``
+        are comments.
 
     Returns
     -------
@@ -367,10 +379,10 @@ def read_uai(path) -> FactorGraph:
     OSError
         If the file cannot be read.
     """
-    with TokenReader(path) as reader:
+    with TokenReader(path, comment="c") as reader:
         preamble = reader.next_token("the preamble MARKOV or BAYES")
         if preamble.upper() not in ("MARKOV", "BAYES"):
-            raise reader.error(f"expected the preamble MARKOV or BAYES, found {preamble!r}")
+            raise reader.error(f"expected the preamble MARKOV or BAYES, found {shown(preamble)}")
         n = reader.read_int("the number of variables", low=0)
         cards = reader.read_numbers(n, f"the cardinalities of the {n} variables", np.int64)
         small = np.flatnonzero(cards.values < 1)
@@ -430,7 +442,7 @@ def _read_table(reader: TokenReader, factor: int, shape: np.ndarray) -> np.ndarr
     if j >= 0:
         raise reader.error(
             f"expected a potential (a finite number >= 0) at entry {j} of the table of factor "
-            f"{factor}, found {numbers.values[j]!r}",
+            f"{factor}, found {numbers.values[j]}",
             numbers.line_of(j),
         )
     return numbers.values
@@ -474,7 +486,7 @@ def read_evidence(path, graph: FactorGraph | None = None) -> dict[int, int]:
     ----------
     path : str or os.PathLike
         ``N v_1 x_1 .. v_N x_N`` (UAI 2014), or the older layout ``1 N v_1 x_1 ..`` with a
-        sample count of 1 (told apart by the parity of the number of integers).
+        sample count of 1 (see :func:`read_evidence_samples` for how they are told apart).
     graph : FactorGraph, optional
         The model (read with :func:`read_uai`): variables and states are checked against it.
 
@@ -505,8 +517,8 @@ def read_evidence_samples(path, graph: FactorGraph | None = None) -> list[dict[i
     Parameters
     ----------
     path : str or os.PathLike
-        An odd number of integers is the 2014 layout ``N v_1 x_1 ..`` (one sample); an even
-        number is the older layout ``S`` followed by ``S`` blocks ``N v_1 x_1 ..``.
+        The 2014 layout ``N v_1 x_1 .. v_N x_N`` (one sample) when the number of integers
+        is ``1 + 2N``; otherwise the older layout: ``S``, then ``S`` blocks ``N v_1 x_1 ..``.
     graph : FactorGraph, optional
         As in :func:`read_evidence`.
 
@@ -523,53 +535,49 @@ def read_evidence_samples(path, graph: FactorGraph | None = None) -> list[dict[i
     with TokenReader(path) as reader:
         numbers = reader.read_numbers(None, "evidence integers", np.int64)
         ints = numbers.values
-        if len(ints) == 0:
-            raise reader.error("expected the number of observed variables, found end of file")
-        if len(ints) % 2:
-            return [_evidence_block(reader, numbers, 0, len(ints), graph)]
-        n_samples = int(ints[0])
-        if n_samples < 0:
+        if len(ints) == 0 or ints[0] < 0:
+            found = "end of file" if len(ints) == 0 else str(ints[0])
             raise reader.error(
-                f"expected the number of evidence samples (an integer >= 0; the file has an "
-                f"even number of integers, the older multi-sample layout), found {n_samples}",
+                f"expected the number of observed variables (an integer >= 0), found {found}",
+                numbers.line_of(0) if len(ints) else None,
+            )
+        spans = _sample_spans(ints.tolist())
+        if spans is None:
+            raise reader.error(
+                f"expected {ints[0]} observed variables, then {2 * ints[0]} integers "
+                f"'variable state' (or the older layout: a number of samples, then each "
+                f"sample's count and pairs), found {len(ints) - 1} integers after the count",
                 numbers.line_of(0),
             )
-        samples, at = [], 1
-        for _ in range(n_samples):
-            if at >= len(ints):
-                raise reader.error(
-                    f"expected {n_samples} evidence samples (older multi-sample layout), "
-                    f"found end of file after {len(samples)}"
-                )
-            stop = at + 1 + 2 * max(int(ints[at]), 0)
-            samples.append(_evidence_block(reader, numbers, at, min(stop, len(ints)), graph))
-            at = stop
-        if at != len(ints):
-            raise reader.error(
-                f"expected end of file after {n_samples} evidence samples, found {ints[at]}",
-                numbers.line_of(at),
-            )
-        return samples
+        return [_evidence_block(reader, numbers, start, stop, graph) for start, stop in spans]
+
+
+def _sample_spans(ints: list[int]) -> list[tuple[int, int]] | None:
+    """``(start, stop)`` of each sample's block ``N v_1 x_1 ..`` in ``ints``, or None if
+    neither layout fits (``ints[0] >= 0``)."""
+    if len(ints) == 1 + 2 * ints[0]:
+        return [(0, len(ints))]
+    spans, at = [], 1
+    for _ in range(ints[0]):
+        if at >= len(ints) or ints[at] < 0 or at + 1 + 2 * ints[at] > len(ints):
+            return None
+        spans.append((at, at + 1 + 2 * ints[at]))
+        at = spans[-1][1]
+    return spans if at == len(ints) else None
 
 
 def _evidence_block(reader, numbers: Numbers, start: int, stop: int, graph) -> dict[int, int]:
-    """One sample ``N v_1 x_1 ..`` at ``numbers.values[start:stop]``."""
-    ints = numbers.values
-    count = int(ints[start])
-    pairs = ints[start + 1 : stop]
-    if count < 0 or len(pairs) != 2 * count:
-        raise reader.error(
-            f"expected {count} observed variables (then {2 * count} integers 'variable "
-            f"state'), found {len(pairs)} integers",
-            numbers.line_of(start),
-        )
+    """Check one sample ``N v_1 x_1 ..`` at ``numbers.values[start:stop]``."""
+    pairs = numbers.values[start + 1 : stop]
     variables, states = pairs[0::2], pairs[1::2]
     n = None if graph is None else graph.n_variables
     for j, (var, state) in enumerate(zip(variables.tolist(), states.tolist(), strict=True)):
-        line = numbers.line_of(start + 1 + 2 * j)
         if var < 0 or (n is not None and var >= n):
             valid = "a variable index >= 0" if n is None else f"a variable index in 0..{n - 1}"
-            raise reader.error(f"expected {valid} in evidence pair {j}, found {var}", line)
+            raise reader.error(
+                f"expected {valid} in evidence pair {j}, found {var}",
+                numbers.line_of(start + 1 + 2 * j),
+            )
         high = None if graph is None else int(graph.n_states[var]) - 1
         if state < 0 or (high is not None and state > high):
             states_text = "a state >= 0" if high is None else f"a state in 0..{high}"
@@ -707,7 +715,7 @@ def read_mar(path, graph: FactorGraph | None = None) -> list[np.ndarray]:
                 j = int(bad[0])
                 raise reader.error(
                     f"expected probabilities in [0, 1] for variable {i}, found "
-                    f"{numbers.values[j]!r}",
+                    f"{numbers.values[j]}",
                     numbers.line_of(j),
                 )
             marginals.append(numbers.values)

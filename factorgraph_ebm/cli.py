@@ -1,0 +1,307 @@
+"""The ``fgebm`` command line: describe a model, or answer the UAI MAP, MAR and PR tasks on it
+with belief propagation.
+
+Usage::
+
+    fgebm info MODEL [--json]
+    fgebm map  MODEL [--evid FILE] [-o OUT] [BP options] [--json] [--verbose]
+    fgebm mar  MODEL [--evid FILE] [-o OUT] [BP options] [--beta B] [--json] [--verbose]
+    fgebm pr   MODEL [--evid FILE] [-o OUT] [BP options] [--beta B] [--json] [--verbose]
+
+``MODEL`` is a ``.uai`` or libDAI ``.fg`` file. Evidence is used only when given with
+``--evid`` (as in the UAI competitions, where the solver is passed the evidence file): a
+``MODEL.evid`` beside the model is not picked up on its own. Its variable indices refer to
+the model's variable order (for ``.fg``, variables sorted by label).
+
+The answer goes to ``-o OUT``, else to stdout, in the UAI format of the task (``MAP``:
+states; ``MAR``: marginals; ``PR``: log10 Z). With ``--json`` stdout gets one JSON object
+instead, with the keys ``assignment`` (map), ``marginals`` (mar), ``energy`` (map: of the
+assignment, -sum of ln potentials), ``log_partition`` (mar, pr: natural log), ``log10_Z``
+(mar, pr), ``converged``, ``n_iter`` and ``seconds``; infinities print as ``Infinity`` /
+``-Infinity``. A one-line summary goes to stderr; ``--verbose`` adds the model size, the
+timings and, when the UAI reference answer ``MODEL.MAP`` (map), ``MODEL.PR`` (pr) or
+``MODEL.MAR`` (mar) lies beside the model, the comparison with it.
+
+Exit status: 0 on success (also when BP did not converge: the answer is written and stderr
+says so), 2 on bad input (a malformed file, bad evidence or options; the message on stderr),
+1 on an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import FactorGraphError
+from .inference import SCHEDULES, belief_propagation
+from .io import (
+    read_evidence,
+    read_map,
+    read_mar,
+    read_model,
+    read_pr,
+    write_map,
+    write_mar,
+    write_pr,
+)
+
+_TASKS = {
+    "map": "lowest-energy configuration (min-sum BP); writes the UAI MAP format",
+    "mar": "marginal of every variable (sum-product BP); writes the UAI MAR format",
+    "pr": "log10 of the partition function Z (sum-product BP); writes the UAI PR format",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``fgebm`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
+
+    Returns
+    -------
+    int
+        0 success, 1 internal error, 2 bad input or usage.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits after --help and on usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.command(args)
+    except (FactorGraphError, OSError) as exc:
+        print(f"fgebm: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        print("fgebm: internal error (a bug: please report it with the traceback above)",
+              file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``fgebm`` (each sub-command sets ``command``)."""
+    parser = argparse.ArgumentParser(
+        prog="fgebm",
+        description="Factor-graph models (.uai, libDAI .fg): statistics, and the UAI MAP, "
+        "MAR and PR tasks by belief propagation.",
+        epilog="Exit status: 0 success (also when BP did not converge; stderr says so), "
+        "2 bad input, 1 internal error.",
+    )
+    commands = parser.add_subparsers(dest="task", required=True, metavar="COMMAND")
+    info = commands.add_parser("info", help="variables, factors, arity and cardinality "
+                               "histograms, tree or loopy, components")
+    info.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(command=run_info)
+    for task, help_text in _TASKS.items():
+        sub = commands.add_parser(task, help=help_text, description=help_text + ".")
+        sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
+        sub.add_argument("--evid", metavar="FILE", help="UAI evidence file (only used when "
+                         "given; MODEL.evid is not picked up on its own)")
+        sub.add_argument("-o", "--output", metavar="OUT",
+                         help="write the UAI answer file here (default: stdout)")
+        sub.add_argument("--max-iter", type=int, default=200, help="BP sweeps at most "
+                         "(default: 200)")
+        sub.add_argument("--tol", type=float, default=1e-9, help="convergence threshold on "
+                         "the largest message change, in energy units (default: 1e-9)")
+        sub.add_argument("--damping", type=float, default=0.0, help="message damping in "
+                         "[0, 1) (default: 0)")
+        sub.add_argument("--schedule", choices=SCHEDULES, default="auto", help="message "
+                         "schedule; auto = exact two-pass on forests, else sequential")
+        sub.add_argument("--seed", type=int, help="start BP from random messages drawn with "
+                         "this seed (default: all-zero messages)")
+        if task != "map":
+            sub.add_argument("--beta", type=float, default=1.0, help="inverse temperature: "
+                             "potentials are raised to the power beta (default: 1)")
+        sub.add_argument("--json", action="store_true", help="print one JSON object with "
+                         "every figure on stdout instead of the answer file")
+        sub.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr, "
+                         f"and the comparison with MODEL.{task.upper()} if it exists")
+        sub.set_defaults(command=run_task)
+    return parser
+
+
+# --------------------------------------------------------------------------- info
+def run_info(args: argparse.Namespace) -> int:
+    """``fgebm info``: print the statistics of a model."""
+    stats = model_statistics(read_model(args.model))
+    if args.json:
+        print(json.dumps({"model": args.model, **stats}))
+        return 0
+    print(f"model          {args.model}")
+    print(f"variables      {stats['variables']}")
+    print(f"factors        {stats['factors']}")
+    print(f"arity          {_histogram_text(stats['arity_histogram'])}")
+    print(f"cardinality    {_histogram_text(stats['cardinality_histogram'])}")
+    print(f"table entries  {stats['table_entries']} ({stats['forbidden_entries']} forbidden, "
+          "energy +inf)")
+    shape = "tree (forest): BP is exact" if stats["forest"] else "loopy: BP is approximate"
+    print(f"structure      {shape}, {stats['components']} connected component(s)")
+    return 0
+
+
+def model_statistics(graph) -> dict:
+    """Size and structure of a model.
+
+    Returns
+    -------
+    dict
+        ``variables``, ``factors``, ``arity_histogram`` and ``cardinality_histogram``
+        (dicts {value: count}), ``table_entries``, ``forbidden_entries`` (energy ``+inf``),
+        ``forest`` (no cycle: BP is exact), ``components`` (connected components, isolated
+        variables included).
+    """
+    cg = graph.compile()
+    arities = np.diff(cg.scope_ptr)
+    return {
+        "variables": cg.n_variables,
+        "factors": cg.n_factors,
+        "arity_histogram": _histogram(arities),
+        "cardinality_histogram": _histogram(cg.n_states),
+        "table_entries": cg.n_energy_entries,
+        "forbidden_entries": int(np.isinf(cg.energies).sum()),
+        "forest": cg.is_forest,
+        "components": cg.n_components,
+    }
+
+
+def _histogram(values: np.ndarray) -> dict[int, int]:
+    keys, counts = np.unique(values, return_counts=True)
+    return dict(zip(keys.tolist(), counts.tolist(), strict=True))
+
+
+def _histogram_text(histogram: dict) -> str:
+    return ", ".join(f"{key}: {count}" for key, count in histogram.items()) or "-"
+
+
+# --------------------------------------------------------------------------- tasks
+def run_task(args: argparse.Namespace) -> int:
+    """``fgebm map|mar|pr``: run BP, write the answer, report on stderr."""
+    started = time.perf_counter()
+    graph = read_model(args.model)
+    evidence = {}
+    if args.evid:
+        names = graph.variables
+        evidence = {names[i]: s for i, s in read_evidence(args.evid, graph).items()}
+    read_seconds = time.perf_counter() - started
+    init = None
+    if args.seed is not None:
+        init = np.random.default_rng(args.seed).random(graph.compile().n_message_entries)
+    result = belief_propagation(
+        graph,
+        beta=math.inf if args.task == "map" else args.beta,
+        evidence=evidence,
+        schedule=args.schedule,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        damping=args.damping,
+        init_messages=init,
+        warn=False,
+    )
+    figures = task_figures(args.task, result)
+    if args.output:
+        _write_answer(args.output, args.task, figures)
+    if args.json:
+        print(json.dumps(figures))
+    elif not args.output:
+        _write_answer(sys.stdout, args.task, figures)
+    _report(args, graph, evidence, result, figures, read_seconds)
+    return 0
+
+
+def task_figures(task: str, result) -> dict:
+    """The figures of a task, as JSON-ready Python values.
+
+    Parameters
+    ----------
+    task : {"map", "mar", "pr"}
+    result : InferenceResult
+
+    Returns
+    -------
+    dict
+        map: ``assignment`` (list of int, every variable in file order, evidence included)
+        and ``energy``; mar: ``marginals`` (list of lists); mar and pr: ``log_partition``
+        (ln Z) and ``log10_Z``; all: ``converged``, ``n_iter``, ``seconds``.
+    """
+    figures: dict = {}
+    if task == "map":
+        figures["assignment"] = result.assignment.tolist()
+        figures["energy"] = float(result.energy)
+    else:
+        if task == "mar":
+            figures["marginals"] = [m.tolist() for m in result.marginals]
+        figures["log_partition"] = float(result.log_partition)
+        figures["log10_Z"] = float(result.log_partition) / math.log(10)
+    figures.update(
+        converged=bool(result.converged), n_iter=int(result.n_iter),
+        seconds=float(result.seconds),
+    )
+    return figures
+
+
+def _write_answer(target, task: str, figures: dict) -> None:
+    if task == "map":
+        write_map(target, figures["assignment"])
+    elif task == "mar":
+        write_mar(target, figures["marginals"])
+    else:
+        write_pr(target, figures["log10_Z"])
+
+
+def _report(args, graph, evidence, result, figures, read_seconds: float) -> None:
+    """The summary on stderr: the figure, convergence, and with --verbose the details."""
+    if args.task == "map":
+        headline = f"energy {figures['energy']:.10g}"
+    else:
+        headline = (f"log10 Z {figures['log10_Z']:.10g} (ln Z {figures['log_partition']:.10g}, "
+                    f"beta {args.beta:g})")
+    how = "exact on a forest" if result.exact else "loopy, approximate"
+    if result.converged:
+        status = f"converged in {result.n_iter} iteration(s)"
+    else:
+        status = (f"did NOT converge in {result.n_iter} iterations (last message change "
+                  f"{result.residuals[-1]:.3g} > tol {args.tol:g}); the answer is BP's last "
+                  "estimate: try --damping 0.5 or a larger --max-iter")
+    print(f"fgebm {args.task}: {headline}; {result.schedule} schedule, {how}; {status}",
+          file=sys.stderr)
+    if args.verbose:
+        print(f"  model {args.model}: {graph.n_variables} variables, {graph.n_factors} factors; "
+              f"{len(evidence)} observed (evidence {args.evid or 'none'})", file=sys.stderr)
+        print(f"  read {read_seconds:.3f} s, inference {result.seconds:.3f} s", file=sys.stderr)
+        comparison = compare_with_reference(args.task, args.model, graph, figures)
+        if comparison:
+            print(f"  {comparison}", file=sys.stderr)
+
+
+def compare_with_reference(task: str, model: str, graph, figures: dict) -> str | None:
+    """How ``figures`` compare with the UAI reference answer ``MODEL.MAP|PR|MAR``, if any.
+
+    Returns
+    -------
+    str or None
+        None when there is no reference file; a note when it cannot be read.
+    """
+    path = Path(f"{model}.{task.upper()}")
+    if not path.exists():
+        return None
+    try:
+        if task == "map":
+            reference = graph.energy(read_map(path, graph))
+            return (f"reference {path.name}: energy {reference:.10g}, gap "
+                    f"{figures['energy'] - reference:.3g}")
+        if task == "pr":
+            reference = read_pr(path)
+            return (f"reference {path.name}: log10 Z {reference:.10g}, error "
+                    f"{figures['log10_Z'] - reference:.3g}")
+        error = max(float(np.abs(np.subtract(mine, theirs)).max()) for mine, theirs in
+                    zip(figures["marginals"], read_mar(path, graph), strict=True))
+        return f"reference {path.name}: largest marginal error {error:.3g}"
+    except FactorGraphError as exc:
+        return f"reference {path.name} not compared: {exc}"
