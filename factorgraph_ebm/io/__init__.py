@@ -1,8 +1,13 @@
 """Reading and writing factor graphs, evidence and answers in standard text formats.
 
-- UAI inference-competition formats (:mod:`factorgraph_ebm.io.uai`): models ``.uai``,
-  evidence ``.evid``, and the MAP, MAR and PR answer formats.
+- UAI inference-competition formats: models ``.uai`` (:mod:`factorgraph_ebm.io.uai`),
+  evidence ``.evid`` (:mod:`factorgraph_ebm.io.evidence`), and the MAP, MAR and PR answer
+  formats (:mod:`factorgraph_ebm.io.answers`).
 - libDAI's ``.fg`` format (:mod:`factorgraph_ebm.io.fg`).
+
+What the formats share lives in private modules: the text reader, its error type and the
+number formatting of the writers in ``_text``; the checks of scopes and potentials, the
+conversion between potentials and energies, and the assembly of a graph in ``_potentials``.
 
 Energies are ``-ln(potential)`` (natural log); a potential of 0 is energy ``+inf``. Every
 reader streams its file and reports bad input as :class:`ModelFileError`, a
@@ -14,21 +19,11 @@ from pathlib import Path
 
 from ..exceptions import FactorGraphError
 from ..graph import FactorGraph
+from ._text import ModelFileError
+from .answers import read_map, read_mar, read_pr, write_map, write_mar, write_pr
+from .evidence import read_evidence, read_evidence_samples, write_evidence
 from .fg import read_fg, write_fg
-from .uai import (
-    ModelFileError,
-    read_evidence,
-    read_evidence_samples,
-    read_map,
-    read_mar,
-    read_pr,
-    read_uai,
-    write_evidence,
-    write_map,
-    write_mar,
-    write_pr,
-    write_uai,
-)
+from .uai import read_uai, write_uai
 
 #: Model readers by file extension (lower case).
 MODEL_READERS = {".uai": read_uai, ".fg": read_fg}

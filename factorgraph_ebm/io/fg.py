@@ -22,16 +22,8 @@ import math
 import numpy as np
 
 from ..graph import FactorGraph
-from .uai import (
-    Numbers,
-    TokenReader,
-    build_graph,
-    check_distinct,
-    first_bad_potential,
-    format_numbers,
-    open_for_writing,
-    potentials_of,
-)
+from ._potentials import build_graph, check_distinct, factor_tables, first_bad_potential
+from ._text import TokenReader, first_repeat, format_numbers, open_for_writing
 
 #: Largest table (in entries) :func:`read_fg` builds. A ``.fg`` file lists only non-zero
 #: entries, so nothing in the file bounds the dense table; 2**27 float64 entries are 1 GiB.
@@ -124,7 +116,13 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
             f"{indices[j]}",
             pairs.line_of(2 * j),
         )
-    _check_unique(reader, factor, indices, pairs)
+    j = first_repeat(indices)
+    if j >= 0:
+        raise reader.error(
+            f"expected each linear index of factor {factor} listed once, found "
+            f"{int(indices[j])} again",
+            pairs.line_of(2 * j),
+        )
     j = first_bad_potential(values)
     if j >= 0:
         raise reader.error(
@@ -135,17 +133,6 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
     table = np.zeros(size)
     table[indices.astype(np.int64)] = values
     return np.ascontiguousarray(table.reshape(dims, order="F"))
-
-
-def _check_unique(reader: TokenReader, factor: int, indices: np.ndarray, pairs: Numbers) -> None:
-    _, first = np.unique(indices, return_index=True)
-    if len(first) < len(indices):
-        j = int(np.setdiff1d(np.arange(len(indices)), first)[0])
-        raise reader.error(
-            f"expected each linear index of factor {factor} listed once, found "
-            f"{int(indices[j])} again",
-            pairs.line_of(2 * j),
-        )
 
 
 def write_fg(target, graph: FactorGraph) -> None:
@@ -168,18 +155,17 @@ def write_fg(target, graph: FactorGraph) -> None:
         If a finite energy has no float64 potential (below about -709 or above about 745).
     """
     cg = graph.compile()
-    potentials = potentials_of(graph)
+    factors = factor_tables(graph)
     names = graph.variables
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in names):
         names = list(range(len(names)))
     isolated = np.flatnonzero(np.diff(cg.var_edge_ptr) == 0).tolist()
     with open_for_writing(target) as out:
         out.write(f"# written by factorgraph_ebm\n{cg.n_factors + len(isolated)}\n")
-        for a in range(cg.n_factors):
-            scope = cg.scope_vars[cg.scope_ptr[a] : cg.scope_ptr[a + 1]]
+        for scope, table in factors:
             shape = tuple(cg.n_states[scope].tolist())
-            table = potentials[cg.table_offset[a] : cg.table_offset[a + 1]].reshape(shape)
-            _write_factor(out, [names[v] for v in scope.tolist()], shape, table.ravel(order="F"))
+            fortran_values = table.reshape(shape).ravel(order="F")
+            _write_factor(out, [names[v] for v in scope.tolist()], shape, fortran_values)
         for v in isolated:
             _write_factor(out, [names[v]], (int(cg.n_states[v]),), np.ones(cg.n_states[v]))
 
