@@ -272,9 +272,15 @@ class FactorGraph:
         self._check_scopes(index, first, names)
         expected = self.n_states[index] if n_new else np.zeros((0, arity), dtype=np.int64)
         if tables.shape[0] != n_new or tables.ndim != arity + 1:
+            if n_new == 1:
+                label = self._factor_label(first, names and names[0], index[0])
+                raise FactorGraphError(
+                    f"{label}: energy table has shape {tables.shape[1:]}, expected "
+                    f"{tuple(int(k) for k in expected[0])} (one axis per scope variable)"
+                )
             raise FactorGraphError(
                 f"factors {first}..{first + n_new - 1}: expected {n_new} energy tables of "
-                f"{arity} axes, got an array of shape {tables.shape}"
+                f"{arity} axes (or one shared table), got an array of shape {tables.shape}"
             )
         mismatch = expected != np.asarray(tables.shape[1:], dtype=np.int64)
         if mismatch.any():
@@ -282,7 +288,7 @@ class FactorGraph:
             label = self._factor_label(first + row, names and names[row], index[row])
             raise FactorGraphError(
                 f"{label}: energy table has shape {tables.shape[1:]}, expected "
-                f"{tuple(expected[row])} (axis {col} is variable "
+                f"{tuple(int(k) for k in expected[row])} (axis {col} is variable "
                 f"{self._names[index[row, col]]!r} with {expected[row, col]} states)"
             )
         bad = np.isnan(tables) | (tables == -np.inf)
@@ -315,7 +321,8 @@ class FactorGraph:
     @staticmethod
     def _as_energy_array(energies, label: str) -> np.ndarray:
         try:
-            table = np.asarray(energies, dtype=np.float64)
+            table = np.array(energies, dtype=np.float64)  # a copy: later edits by the caller
+            # must not bypass validation
         except (TypeError, ValueError) as exc:
             raise FactorGraphError(f"{label}: energies must be numeric: {exc}") from None
         return table
@@ -337,8 +344,7 @@ class FactorGraph:
     def factor_energies(self, factor: int) -> np.ndarray:
         """Energy table of factor ``factor`` (read-only view), C order in scope order."""
         block = self._block_of(factor)
-        table = block.tables[factor - block.first]
-        table = table.view()
+        table = block.tables[factor - block.first, ...].view()  # 0-d array for a constant
         table.flags.writeable = False
         return table
 

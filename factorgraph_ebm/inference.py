@@ -148,10 +148,10 @@ def belief_propagation(
 
     if temperature == 0.0:
         # Absolute min-marginals: shifted so that their minimum is the decoded energy (exact
-        # on forests). A loopy decoding can hit +inf where BP's beliefs are finite; then the
-        # beliefs stay relative (minimum 0) rather than all becoming +inf.
+        # on forests, where +inf means infeasible). A loopy decoding can hit +inf where BP's
+        # beliefs are finite; then they stay relative (minimum 0) rather than all +inf.
         free_energy, log_partition = energy, None
-        shift = energy if math.isfinite(energy) else 0.0
+        shift = energy if math.isfinite(energy) or cg.is_forest else 0.0
     else:
         free_energy = float(K.bethe_free_energy(cg, theta, unary, var_raw, fac_raw, temperature))
         log_partition = -free_energy / temperature
@@ -276,16 +276,17 @@ def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
         lo = cg.state_offset[i]
         unary[lo : lo + cg.n_states[i]] = np.inf
         unary[lo + state] = 0.0
-    bad = K.first_infeasible_factor(cg, theta, unary)
-    if bad >= 0:
-        table = theta[cg.table_offset[bad] : cg.table_offset[bad + 1]]
-        if np.isfinite(table).any():  # feasible without the evidence: the evidence is impossible
-            scope = [
-                graph.variables[v] for v in cg.scope_vars[cg.scope_ptr[bad] : cg.scope_ptr[bad + 1]]
-            ]
-            observed = {v: evidence[v] for v in scope if v in evidence}
-            raise EvidenceError(
-                f"impossible evidence {observed}: factor {bad} (scope {tuple(scope)}) has "
-                "energy +inf for every configuration consistent with it"
-            )
+    blocked = K.infeasible_factors(cg, theta, unary)
+    if blocked.any():
+        # Factors infeasible only under the evidence (not +inf everywhere by themselves).
+        blocked &= ~K.infeasible_factors(cg, theta, np.zeros_like(unary))
+    if blocked.any():
+        bad = int(np.flatnonzero(blocked)[0])
+        scope_vars = cg.scope_vars[cg.scope_ptr[bad] : cg.scope_ptr[bad + 1]]
+        scope = [graph.variables[v] for v in scope_vars]
+        observed = {v: evidence[v] for v in scope if v in evidence}
+        raise EvidenceError(
+            f"impossible evidence {observed}: factor {bad} (scope {tuple(scope)}) has "
+            "energy +inf for every configuration consistent with it"
+        )
     return unary

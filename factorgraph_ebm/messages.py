@@ -506,17 +506,18 @@ def _argmin(values, start, n):
 
 
 @njit(**NJIT_OPTIONS)
-def first_infeasible_factor(cg, energies, unary):
-    """Index of the first factor none of whose entries is finite with every variable in a
-    state of finite unary energy (e.g. allowed by the evidence), or -1."""
+def infeasible_factors(cg, energies, unary):
+    """bool (F,): factors none of whose entries is finite with every variable in a state of
+    finite unary energy (e.g. allowed by the evidence)."""
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    for a in range(len(cg.scope_ptr) - 1):
+    n_factors = len(cg.scope_ptr) - 1
+    blocked = np.ones(n_factors, dtype=np.bool_)
+    for a in range(n_factors):
         first = cg.scope_ptr[a]
         arity = cg.scope_ptr[a + 1] - first
         toff = cg.table_offset[a]
         for q in range(arity):
             counter[q] = 0
-        feasible = False
         for flat in range(cg.table_offset[a + 1] - toff):
             if energies[toff + flat] < INF:
                 allowed = True
@@ -526,9 +527,7 @@ def first_infeasible_factor(cg, energies, unary):
                         allowed = False
                         break
                 if allowed:
-                    feasible = True
+                    blocked[a] = False
                     break
             _advance(cg, first, arity, counter)
-        if not feasible:
-            return a
-    return -1
+    return blocked

@@ -38,8 +38,10 @@ class InferenceResult:
         factor min-marginals (min-sum; the lowest energy of any configuration agreeing with
         the table entry) or factor marginals (sum-product; each table sums to 1).
     free_energy : float
-        Sum-product: the Bethe free energy F = -1/beta ln Z (exact on forests; ``+inf`` for
-        an infeasible model). Min-sum: ``energy``, the beta -> inf limit.
+        Sum-product: the Bethe free energy F = -1/beta ln Z (exact on forests, where an
+        infeasible model gives ``+inf``; on loopy graphs BP may miss an infeasibility that
+        only a cycle reveals, e.g. a triangle of "not equal" constraints on two states).
+        Min-sum: ``energy``, the beta -> inf limit.
     log_partition : float or None
         ln Z = -beta F (natural log; ``-inf`` when infeasible). None for min-sum.
     converged : bool
