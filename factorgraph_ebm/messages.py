@@ -29,10 +29,10 @@ INF = np.inf
 
 # --------------------------------------------------------------------------- factor side
 @njit(inline="always", **NJIT_OPTIONS)
-def small_factor_message(cg, energies, v2f, edge, temperature, out):
+def small_factor_message(cg, energies, v2f, edge, temperature, clamp, out):
     """Fast path of :func:`factor_message` for the edges with ``cg.edge_partner[edge] >= 0``:
     unary factors (partner = the edge itself) and pairwise factors (partner = the other
-    edge) whose other variable is free. The caller checks that condition.
+    edge). The caller checks that condition.
 
     Inlined into the schedule loops, with no call, no early return and no return value:
     otherwise Numba keeps a reference-count update per array of ``cg`` in those loops,
@@ -45,6 +45,10 @@ def small_factor_message(cg, energies, v2f, edge, temperature, out):
     if other == edge:
         for x in range(n_target):
             out[x] = energies[toff + x]
+    elif clamp[cg.scope_vars[other]] >= 0:
+        offset = toff + clamp[cg.scope_vars[other]] * cg.edge_stride[other]
+        for x in range(n_target):
+            out[x] = energies[offset + x * cg.edge_stride[edge]]
     else:
         n_other = cg.n_states[cg.scope_vars[other]]
         s_target = cg.edge_stride[edge]
@@ -245,8 +249,8 @@ def run_parallel(cg, energies, unary, f2v, v2f, temperature, damping, max_iter, 
         for e in range(n_edges):
             start = cg.msg_offset[e]
             out = fresh[start:]
-            if cg.edge_partner[e] >= 0 and free[cg.scope_vars[cg.edge_partner[e]]] < 0:
-                small_factor_message(cg, energies, v2f, e, temperature, out)
+            if cg.edge_partner[e] >= 0:
+                small_factor_message(cg, energies, v2f, e, temperature, free, out)
             else:
                 factor_message(cg, energies, v2f, e, temperature, free, out, counter, lowest)
         change = 0.0
@@ -274,8 +278,8 @@ def run_sequential(cg, energies, unary, f2v, v2f, temperature, damping, max_iter
                 variable_message(cg, unary, f2v, v2f, e)
             for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
                 start = cg.msg_offset[e]
-                if cg.edge_partner[e] >= 0 and free[cg.scope_vars[cg.edge_partner[e]]] < 0:
-                    small_factor_message(cg, energies, v2f, e, temperature, new)
+                if cg.edge_partner[e] >= 0:
+                    small_factor_message(cg, energies, v2f, e, temperature, free, new)
                 else:
                     factor_message(cg, energies, v2f, e, temperature, free, new, counter, lowest)
                 n = cg.msg_offset[e + 1] - start
@@ -305,8 +309,8 @@ def run_two_pass(cg, energies, unary, f2v, v2f, temperature):
         for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
             if e != parent:
                 variable_message(cg, unary, f2v, v2f, e)
-        if cg.edge_partner[parent] >= 0 and free[cg.scope_vars[cg.edge_partner[parent]]] < 0:
-            small_factor_message(cg, energies, v2f, parent, temperature, new)
+        if cg.edge_partner[parent] >= 0:
+            small_factor_message(cg, energies, v2f, parent, temperature, free, new)
         else:
             factor_message(cg, energies, v2f, parent, temperature, free, new, counter, lowest)
         start = cg.msg_offset[parent]
@@ -323,8 +327,8 @@ def run_two_pass(cg, energies, unary, f2v, v2f, temperature):
             for child in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
                 if child == e:
                     continue
-                if cg.edge_partner[child] >= 0 and free[cg.scope_vars[cg.edge_partner[child]]] < 0:
-                    small_factor_message(cg, energies, v2f, child, temperature, new)
+                if cg.edge_partner[child] >= 0:
+                    small_factor_message(cg, energies, v2f, child, temperature, free, new)
                 else:
                     factor_message(
                         cg, energies, v2f, child, temperature, free, new, counter, lowest
@@ -479,8 +483,8 @@ def decode(cg, energies, unary, v2f, beliefs, temperature, assignment):
             score[x] = unary[soff + x]
         for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
             e = cg.var_edges[k]
-            if cg.edge_partner[e] >= 0 and assignment[cg.scope_vars[cg.edge_partner[e]]] < 0:
-                small_factor_message(cg, energies, v2f, e, temperature, message)
+            if cg.edge_partner[e] >= 0:
+                small_factor_message(cg, energies, v2f, e, temperature, assignment, message)
             else:
                 factor_message(
                     cg, energies, v2f, e, temperature, assignment, message, counter, lowest
