@@ -3,20 +3,69 @@
 Build a :class:`FactorGraph` of discrete variables and energy factors, then run min-sum
 belief propagation (:func:`min_sum`: lowest-energy configuration and min-marginals) or
 log-domain sum-product at inverse temperature beta (:func:`sum_product`: marginals and the
-free energy F = -1/beta ln Z). Both are exact on trees and forests.
+free energy F = -1/beta ln Z). Both are exact on trees and forests. The losses of LeCun et
+al.'s tutorial (:mod:`.losses`) turn those results into gradients with respect to the
+energies; :mod:`.models` maps parameters to energies and :func:`fit` trains them.
 """
 
 from . import _config  # noqa: F401  (sets Numba's cache directory before numba loads)
 from .compiled import CompiledGraph
-from .exceptions import ConvergenceWarning, EvidenceError, FactorGraphError
+from .exceptions import ConvergenceWarning, EvidenceError, FactorGraphError, TargetError
 from .graph import FactorGraph, FactorNode
 from .inference import belief_propagation, min_sum, sum_product
+from .losses import (
+    EnergyLoss,
+    HingeLoss,
+    LogLoss,
+    Loss,
+    LossResult,
+    LVQ2Loss,
+    MarginLoss,
+    MCELoss,
+    MEELoss,
+    MostOffending,
+    NLLLoss,
+    PerceptronLoss,
+    SquareExpLoss,
+    SquareSquareLoss,
+    most_offending,
+    value_distance,
+)
+from .models import EnergyModel, LinearModel, TableModel
 from .results import InferenceResult
+from .train import LBFGS, SGD, Adam, History, TrainResult, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LBFGS",
+    "SGD",
+    "Adam",
     "CompiledGraph",
+    "EnergyLoss",
+    "EnergyModel",
+    "HingeLoss",
+    "History",
+    "LVQ2Loss",
+    "LinearModel",
+    "LogLoss",
+    "Loss",
+    "LossResult",
+    "MCELoss",
+    "MEELoss",
+    "MarginLoss",
+    "MostOffending",
+    "NLLLoss",
+    "PerceptronLoss",
+    "SquareExpLoss",
+    "SquareSquareLoss",
+    "TableModel",
+    "TargetError",
+    "TrainResult",
+    "fit",
+    "most_offending",
+    "predict",
+    "value_distance",
     "ConvergenceWarning",
     "EvidenceError",
     "FactorGraph",

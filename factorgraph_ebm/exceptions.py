@@ -17,6 +17,12 @@ class EvidenceError(FactorGraphError):
     energy ``+inf``)."""
 
 
+class TargetError(FactorGraphError):
+    """A desired answer (or list of latent variables) that does not fit the graph: an unknown
+    variable, a state out of range, a latent variable given a desired state, an output
+    variable without one, or a desired answer of infinite energy."""
+
+
 class ConvergenceWarning(UserWarning):
     """Belief propagation stopped at ``max_iter`` before the largest message change fell
     below ``tol``. The result is still returned, with ``converged=False``."""

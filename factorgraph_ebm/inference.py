@@ -95,7 +95,7 @@ def belief_propagation(
     temperature = _temperature(beta)
     _check_options(schedule, max_iter, tol, damping)
     cg = graph.compile()
-    theta = _energy_vector(cg, energies)
+    theta = checked_energy_vector(cg, energies)
     unary = _evidence_unary(graph, cg, theta, evidence)
 
     if schedule == "auto":
@@ -222,7 +222,15 @@ def _check_options(schedule, max_iter, tol, damping) -> None:
         raise FactorGraphError(f"damping must be in [0, 1), got {damping!r}")
 
 
-def _energy_vector(cg, energies) -> np.ndarray:
+def checked_energy_vector(cg, energies) -> np.ndarray:
+    """``energies`` validated as a replacement energy vector theta of ``cg`` (float64,
+    C-contiguous, shape (M,), finite or +inf), or ``cg.energies`` when it is None.
+
+    Raises
+    ------
+    FactorGraphError
+        Wrong shape, NaN or -inf entries (naming the factor).
+    """
     if energies is None:
         return cg.energies
     theta = np.ascontiguousarray(energies, dtype=np.float64)

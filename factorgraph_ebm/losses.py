@@ -1,0 +1,833 @@
+"""Per-sample loss functions of energy-based learning and the most offending incorrect answer.
+
+A loss sees energies, never parameters. For one sample it takes a factor graph, the flat
+energy vector theta of shape (M,) (all factor tables, NumPy C order in declared scope order,
+concatenated in factor order; see :class:`~factorgraph_ebm.compiled.CompiledGraph`), and the
+desired answer Y^i, a mapping from output variable names to states. It returns the loss value
+and dL/d(theta), from which any parameterization back-propagates (see
+:mod:`factorgraph_ebm.models`). Energies are unitless, lower is better; logarithms are
+natural.
+
+Every loss is written with two kinds of inference (LeCun, Chopra, Hadsell, Ranzato & Huang
+2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and Table 1; LeCun & Huang 2005,
+"Loss Functions for Discriminative Training of Energy-Based Models", AISTATS):
+
+- the energy of the desired answer, ``E_C = E(Y^i)``. With latent variables Z (named by the
+  caller; they have no desired state) it is ``min_Z E(Y^i, Z)`` (min-sum) or the free
+  energy ``-1/beta ln sum_Z exp(-beta E(Y^i, Z))`` (sum-product), from one inference on the
+  graph clamped to Y^i (tutorial sec. 4);
+- a contrastive term from the free graph: ``min_Y E`` (perceptron), the free energy
+  ``F_beta`` (NLL, MEE), or the energy ``E_I`` of the most offending incorrect answer
+  ``Ybar`` (generalized margin losses, :func:`most_offending`).
+
+The gradient is a combination of "parts": ``dE(y)/d(theta)`` is the one-hot vector of the
+table entries that configuration y selects, and ``dF_beta/d(theta)`` is the vector of factor
+marginals. Margin losses ``L = Q(E_C, E_I)`` share one code path with gradient
+``Q_1 onehot(Y^i) + Q_2 onehot(Ybar)``; NLL has ``onehot(Y^i) - factor_marginals``.
+
+Results are exact on forests (trees and chains), where belief propagation is exact. On loopy
+graphs the same recipes run on belief propagation's min-marginals, beliefs and Bethe free
+energy, and the results say ``exact=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy.special import expit
+
+from .energy import table_entries_of
+from .exceptions import EvidenceError, FactorGraphError, TargetError
+from .graph import FactorGraph
+from .inference import belief_propagation, checked_energy_vector
+from .results import InferenceResult
+
+__all__ = [
+    "EnergyLoss",
+    "HingeLoss",
+    "LVQ2Loss",
+    "LogLoss",
+    "Loss",
+    "LossResult",
+    "MCELoss",
+    "MEELoss",
+    "MarginLoss",
+    "MostOffending",
+    "NLLLoss",
+    "PerceptronLoss",
+    "SquareExpLoss",
+    "SquareSquareLoss",
+    "TargetError",
+    "most_offending",
+    "value_distance",
+]
+
+INF = math.inf
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True, eq=False)
+class LossResult:
+    """Value and gradient of a per-sample loss.
+
+    Attributes
+    ----------
+    value : float
+        The loss L(W, Y^i, X^i).
+    grad : ndarray of shape (M,), dtype=float64
+        dL/d(theta), in the layout of the flat energy vector (C-order tables in scope order,
+        concatenated in factor order).
+    energy_correct : float
+        E_C: the energy of the desired answer (with latent variables, its minimum or free
+        energy over them).
+    energy_contrast : float or None
+        The contrastive energy: E_I of the most offending incorrect answer (margin losses;
+        loss-augmented when ``hamming > 0``; ``+inf`` when no incorrect answer is allowed),
+        ``min_Y E`` (perceptron) or the free energy F_beta (NLL, MEE); None for the energy
+        loss.
+    contrast : ndarray of shape (n_variables,), dtype=int64, or None
+        The contrastive configuration: Ybar (margin losses) or the lowest-energy
+        configuration (perceptron), latent states included; None otherwise.
+    exact : bool
+        Whether every inference involved was exact (no latent variables or a forest, and BP
+        converged).
+    """
+
+    value: float
+    grad: np.ndarray
+    energy_correct: float
+    energy_contrast: float | None
+    contrast: np.ndarray | None
+    exact: bool
+
+
+@dataclass(frozen=True, eq=False)
+class MostOffending:
+    """The most offending incorrect answer found by :func:`most_offending`.
+
+    Attributes
+    ----------
+    assignment : ndarray of shape (n_variables,), dtype=int64, or None
+        Ybar, latent states included; None when no allowed answer has a finite energy (or
+        the forbidden sphere covers every answer).
+    energy : float
+        E(Ybar) (its minimum over the latent variables, which ``assignment`` holds);
+        ``+inf`` when ``assignment`` is None.
+    augmented_energy : float
+        ``E(Ybar) - hamming * (number of output variables where Ybar differs from Y^i)``,
+        the energy that was minimized; equal to ``energy`` when ``hamming == 0``.
+    exact : bool
+        True when the search is exact (a forest, BP converged): no allowed answer has a lower
+        (augmented) energy. On loopy graphs Ybar comes from BP's min-marginals.
+    """
+
+    assignment: np.ndarray | None
+    energy: float
+    augmented_energy: float
+    exact: bool
+
+
+# --------------------------------------------------------------------------- one sample
+class _Sample:
+    """A graph, its energies, a validated desired answer, and the inference settings.
+
+    ``desired`` is int64 (n_variables,): the desired state of each output variable, -1 at
+    latent variables. ``messages`` is the caller's warm-start store (or None): it maps
+    (kind, beta) to the factor-to-variable messages of the last run of that kind.
+    """
+
+    def __init__(self, graph, target, energies, latent, messages, options):
+        if not isinstance(graph, FactorGraph):
+            raise FactorGraphError(f"graph must be a FactorGraph, got {type(graph).__name__}")
+        self.graph = graph
+        self.cg = graph.compile()
+        self.theta = checked_energy_vector(self.cg, energies)
+        self.desired = _desired_states(graph, target, latent)
+        self.evidence = dict(target)
+        self.messages = messages
+        self.options = options
+        self.has_latent = bool((self.desired < 0).any())
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """int64 indices of the output (non-latent) variables."""
+        return np.flatnonzero(self.desired >= 0)
+
+    def parts(self, assignment) -> np.ndarray:
+        """dE(assignment)/d(theta): 1.0 at the table entry each factor selects."""
+        entries = table_entries_of(self.cg, assignment)
+        return np.bincount(entries, minlength=len(self.theta)).astype(np.float64)
+
+    def energy_of(self, assignment) -> float:
+        return float(self.theta[table_entries_of(self.cg, assignment)].sum())
+
+    def infer(self, kind, beta, theta=None, evidence=None) -> InferenceResult:
+        key = (kind, beta)
+        warm = None if self.messages is None else self.messages.get(key)
+        result = belief_propagation(
+            self.graph,
+            beta=beta,
+            energies=self.theta if theta is None else theta,
+            evidence=evidence,
+            init_messages=warm,
+            **self.options,
+        )
+        if self.messages is not None:
+            self.messages[key] = result.messages
+        return result
+
+    def soft_min(self, beta, clamped):
+        """``(value, grad, result)``: the minimum (beta = inf) or free energy F_beta over the
+        free variables, of the graph clamped to Y^i (free: its latent variables) or of the
+        free graph; grad is one-hot (min) or the factor marginals (F_beta). ``result`` is
+        None when nothing was inferred (clamped without latent variables)."""
+        if clamped and not self.has_latent:
+            return self.energy_of(self.desired), self.parts(self.desired), None
+        result = self.infer(
+            "clamped" if clamped else "free", beta, evidence=self.evidence if clamped else None
+        )
+        if math.isinf(beta):
+            return result.energy, self.parts(result.assignment), result
+        return result.free_energy, result.factor_beliefs.copy(), result
+
+    def correct(self, beta):
+        """E_C and dE_C/d(theta) (see :meth:`soft_min`), with the exactness flag."""
+        try:
+            value, grad, result = self.soft_min(beta, clamped=True)
+        except EvidenceError:  # the target itself is valid: a factor forbids it
+            value = INF
+        if value == INF:
+            raise TargetError(
+                f"the desired answer {self.evidence} has energy +inf (a factor forbids it); "
+                "a loss needs a desired answer of finite energy"
+            )
+        return value, grad, result is None or result.exact
+
+
+def _desired_states(graph, target, latent) -> np.ndarray:
+    if not isinstance(target, Mapping):
+        raise TargetError(
+            f"target must be a mapping from output variable names to states, got "
+            f"{type(target).__name__}"
+        )
+    if isinstance(latent, (str, bytes)) or not isinstance(latent, Iterable):
+        raise TargetError(f"latent must be a collection of variable names, got {latent!r}")
+    desired = np.full(graph.n_variables, -2, dtype=np.int64)
+    for name in latent:
+        try:
+            desired[graph.index_of(name)] = -1
+        except FactorGraphError:
+            raise TargetError(f"latent names unknown variable {name!r}") from None
+    n_states = graph.n_states
+    for name, state in target.items():
+        try:
+            i = graph.index_of(name)
+        except FactorGraphError:
+            raise TargetError(f"target names unknown variable {name!r}") from None
+        if desired[i] == -1:
+            raise TargetError(
+                f"target gives a state to {name!r}, which is latent; latent variables have "
+                "no desired state (remove it from the target or from latent)"
+            )
+        if isinstance(state, bool) or not isinstance(state, (int, np.integer)):
+            raise TargetError(f"target state of {name!r} must be an integer, got {state!r}")
+        if not 0 <= state < n_states[i]:
+            raise TargetError(
+                f"target state of {name!r} is {state}, out of range 0..{n_states[i] - 1}"
+            )
+        desired[i] = state
+    missing = np.flatnonzero(desired == -2)
+    if missing.size:
+        raise TargetError(
+            f"target has no state for output variable {graph.variables[missing[0]]!r} "
+            f"({missing.size} missing); give one, or name it in latent="
+        )
+    return desired
+
+
+# --------------------------------------------------------------------------- Ybar
+def value_distance(values) -> Callable[[Hashable, int], np.ndarray]:
+    """A distance for the forbidden sphere from the real values that states stand for.
+
+    For an ordinal or discretized continuous output, state x of variable v stands for the
+    value ``values[v][x]`` (or ``values[x]`` when one array serves every variable), and the
+    distance between states is the absolute difference of their values.
+
+    Parameters
+    ----------
+    values : mapping variable name -> array_like of shape (n_states,), or array_like of
+        shape (n_states,)
+
+    Returns
+    -------
+    callable ``distance(name, target_state) -> ndarray of shape (n_states,)``
+        For :func:`most_offending` and the margin losses.
+    """
+    if isinstance(values, Mapping):
+        table = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+    else:
+        shared = np.asarray(values, dtype=np.float64)
+        table = None
+
+    def distance(name, target_state):
+        if table is not None and name not in table:
+            raise FactorGraphError(f"value_distance has no state values for variable {name!r}")
+        v = shared if table is None else table[name]
+        return np.abs(v - v[target_state])
+
+    return distance
+
+
+def most_offending(
+    graph: FactorGraph,
+    target: Mapping,
+    *,
+    energies=None,
+    latent: Iterable = (),
+    radius: float = 0.0,
+    distance: Callable | None = None,
+    hamming: float = 0.0,
+    messages: dict | None = None,
+    **bp_options,
+) -> MostOffending:
+    """The most offending incorrect answer, ``Ybar = argmin E(Y)`` over the allowed Y.
+
+    An answer is allowed when some output variable is farther than ``radius`` from its
+    desired state: ``max_j distance_j(Y_j, Y^i_j) > radius``. With the defaults
+    (``radius=0``, state-index distance) that is every ``Y != Y^i`` (tutorial Def. 1). A
+    positive radius is the paper's forbidden sphere for ordinal or discretized continuous
+    outputs (Def. 2): every Y within ``radius`` of Y^i in the max-norm over output variables
+    is excluded. With latent variables Z, ``E(Y) = min_Z E(Y, Z)`` and Ybar carries its
+    minimizing Z.
+
+    The search is exact on forests: the lowest energy over the allowed answers is the lowest
+    absolute min-marginal ``min_j min_{x allowed} m_j(x)`` of min-sum BP (every allowed Y has
+    some output variable at an allowed state, and conversely), and decoding with that
+    variable clamped to that state gives Ybar. When the unconstrained minimum is itself
+    allowed, it is Ybar and no second run is needed. On loopy graphs the same recipe runs on
+    BP's min-marginals and the result says ``exact=False``.
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    target : mapping output variable name -> int
+        The desired answer Y^i; it names every variable that is not latent.
+    energies : array_like of shape (M,), float64, optional
+        Flat energy vector theta (default: the graph's own tables).
+    latent : iterable of variable names, default=()
+        Latent variables Z (no desired state; minimized over).
+    radius : float, default=0.0
+        Forbidden-sphere radius epsilon >= 0, in the units of ``distance``.
+    distance : callable, optional
+        ``distance(name, target_state) -> ndarray of shape (n_states,)``, nonnegative: the
+        distance of each state of output variable ``name`` from its desired state (see
+        :func:`value_distance`). Default ``|x - target_state|``.
+    hamming : float, default=0.0
+        Loss augmentation (margin rescaling, Taskar et al. 2003; Tsochantaridis et al.
+        2005): minimize ``E(Y) - hamming * Hamming(Y, Y^i)`` over the output variables
+        instead, by adding ``-hamming`` to one factor table per output variable at the
+        entries where it differs from Y^i.
+    messages : dict, optional
+        Warm-start store, read and updated in place (one per sample).
+    **bp_options
+        ``schedule``, ``max_iter``, ``tol``, ``damping``, ``warn`` for
+        :func:`~factorgraph_ebm.inference.belief_propagation`.
+
+    Returns
+    -------
+    MostOffending
+
+    Raises
+    ------
+    TargetError
+        Bad target or latent names; ``hamming > 0`` with an output variable that no factor
+        touches.
+    FactorGraphError
+        A negative radius or hamming weight, a distance of the wrong shape, bad energies or
+        BP options.
+    """
+    radius = _check_positive("most_offending", "radius", radius, allow_zero=True)
+    hamming = _check_positive("most_offending", "hamming", hamming, allow_zero=True)
+    sample = _Sample(graph, target, energies, latent, messages, bp_options)
+    return _most_offending(sample, radius, distance, hamming)
+
+
+def _most_offending(sample: _Sample, radius, distance, hamming) -> MostOffending:
+    cg = sample.cg
+    allowed = _allowed_states(sample, radius, distance)
+    theta = sample.theta
+    if hamming:
+        theta = theta + _hamming_offsets(sample, hamming)
+    free = sample.infer("augmented" if hamming else "free", math.inf, theta=theta)
+    assignment, exact = free.assignment, free.exact
+    state_of = cg.state_offset[:-1] + assignment
+    if not allowed[state_of].any():
+        # The minimum is excluded: clamp the best allowed (variable, state).
+        if not allowed.any():
+            return MostOffending(None, INF, INF, exact)
+        candidates = np.flatnonzero(allowed)
+        best = candidates[np.argmin(free.variable_beliefs[candidates])]
+        if free.variable_beliefs[best] == INF:
+            return MostOffending(None, INF, INF, exact)
+        var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
+        clamp = {sample.graph.variables[var]: int(best - cg.state_offset[var])}
+        decoded = sample.infer("offending", math.inf, theta=theta, evidence=clamp)
+        assignment, exact = decoded.assignment, exact and decoded.exact
+    energy = sample.energy_of(assignment)
+    if energy == INF:
+        return MostOffending(None, INF, INF, exact)
+    outputs = sample.outputs
+    differ = int(np.count_nonzero(assignment[outputs] != sample.desired[outputs]))
+    return MostOffending(assignment, energy, energy - hamming * differ, exact)
+
+
+def _allowed_states(sample: _Sample, radius, distance) -> np.ndarray:
+    """bool (S,) over the flat variable states: output-variable states farther than
+    ``radius`` from the desired state."""
+    cg = sample.cg
+    var_of_state = np.repeat(np.arange(cg.n_variables), cg.n_states)
+    if distance is None:
+        state = np.arange(len(var_of_state)) - cg.state_offset[var_of_state]
+        desired = sample.desired[var_of_state]
+        return (desired >= 0) & (np.abs(state - desired) > radius)
+    allowed = np.zeros(len(var_of_state), dtype=bool)
+    names = sample.graph.variables
+    for j in sample.outputs:
+        d = np.asarray(distance(names[j], int(sample.desired[j])), dtype=np.float64)
+        if d.shape != (cg.n_states[j],):
+            raise FactorGraphError(
+                f"distance({names[j]!r}, {sample.desired[j]}) must return shape "
+                f"({cg.n_states[j]},), one distance per state; got {d.shape}"
+            )
+        allowed[cg.state_offset[j] : cg.state_offset[j + 1]] = d > radius
+    return allowed
+
+
+def _hamming_offsets(sample: _Sample, hamming) -> np.ndarray:
+    """(M,) energy offsets adding ``-hamming * [y_j != Y^i_j]`` for every output variable j,
+    through the first factor on j (so E + offsets = E - hamming * Hamming(Y, Y^i))."""
+    cg = sample.cg
+    outputs = sample.outputs
+    first, last = cg.var_edge_ptr[outputs], cg.var_edge_ptr[outputs + 1]
+    if (first == last).any():
+        lonely = sample.graph.variables[outputs[np.argmax(first == last)]]
+        raise TargetError(
+            f"hamming augmentation needs a factor on every output variable; {lonely!r} has "
+            "none (add a zero unary factor on it)"
+        )
+    edge = cg.var_edges[first]
+    factor = cg.edge_factor[edge]
+    size = cg.table_offset[factor + 1] - cg.table_offset[factor]
+    local = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size)
+    state = (local // np.repeat(cg.edge_stride[edge], size)) % np.repeat(
+        cg.n_states[outputs], size
+    )
+    entry = np.repeat(cg.table_offset[factor], size) + local
+    offsets = np.zeros(len(sample.theta))
+    wrong = state != np.repeat(sample.desired[outputs], size)
+    np.add.at(offsets, entry[wrong], -float(hamming))
+    return offsets
+
+
+# --------------------------------------------------------------------------- losses
+def _check_positive(owner, name, value, allow_zero=False, allow_inf=False):
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0) and (allow_inf or math.isfinite(value))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise FactorGraphError(
+            f"the {name!r} parameter of {owner} must be a number {bound}, got {value!r}"
+        )
+    return float(value)
+
+
+class Loss:
+    """Base class of the per-sample losses: ``value_and_grad`` for one sample.
+
+    Attributes
+    ----------
+    name : str
+        Short name ("energy", "hinge", ...).
+    margin_kind : {"none", "0", "m", ">0"}
+        The margin column of the tutorial's Table 1: the loss never creates an energy gap
+        ("none"), only a zero one ("0"), the loss's own margin ``m`` ("m"), or any positive
+        margin (">0"), in the sense of the tutorial's Condition 3 (sec. 5).
+    """
+
+    name: ClassVar[str]
+    margin_kind: ClassVar[str]
+
+    def value_and_grad(
+        self,
+        graph: FactorGraph,
+        target: Mapping,
+        *,
+        energies=None,
+        latent: Iterable = (),
+        messages: dict | None = None,
+        **bp_options,
+    ) -> LossResult:
+        """Loss value and gradient with respect to the energies, for one sample.
+
+        Parameters
+        ----------
+        graph : FactorGraph
+            The structure (its own tables are used when ``energies`` is None).
+        target : mapping output variable name -> int
+            The desired answer Y^i, naming every variable that is not latent.
+        energies : array_like of shape (M,), float64, optional
+            The flat energy vector theta for this sample (e.g. a model's output), C-order
+            tables in scope order, concatenated in factor order.
+        latent : iterable of variable names, default=()
+            Latent variables Z: minimized over (min-sum losses) or summed over at the loss's
+            beta (free-energy losses).
+        messages : dict, optional
+            Warm-start store for belief propagation, read and updated in place; keep one per
+            sample between training steps.
+        **bp_options
+            ``schedule``, ``max_iter``, ``tol``, ``damping``, ``warn`` for
+            :func:`~factorgraph_ebm.inference.belief_propagation`.
+
+        Returns
+        -------
+        LossResult
+
+        Raises
+        ------
+        TargetError
+            Unknown variable, out-of-range or non-integer state, a latent variable in the
+            target, an output variable missing from it, or a desired answer of energy +inf.
+        FactorGraphError
+            Energies of the wrong shape or with NaN or -inf, bad BP options.
+        """
+        sample = _Sample(graph, target, energies, latent, messages, bp_options)
+        return self._evaluate(sample)
+
+    def _evaluate(self, sample: _Sample) -> LossResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class EnergyLoss(Loss):
+    """Energy loss, ``L = E(Y^i)`` (tutorial sec. 2.2.1, Table 1).
+
+    Margin: none. It only pushes the desired answer's energy down; it trains only
+    architectures in which that pushes other energies up (a fixed shape in Y, e.g. a
+    regression energy), and collapses others to a flat energy surface.
+
+    With latent variables, E(Y^i) is ``min_Z E(Y^i, Z)`` (``beta=inf``, "Viterbi training")
+    or the free energy over Z at ``beta`` ("forward training", LeCun et al. 1998, sec. VI).
+    Gradient: ``onehot(Y^i, Z*)``, or the clamped graph's factor marginals.
+
+    Parameters
+    ----------
+    beta : float, default=inf
+        Inverse temperature of the minimization over latent variables.
+    """
+
+    name = "energy"
+    margin_kind = "none"
+
+    def __init__(self, beta: float = INF):
+        self.beta = _check_positive("EnergyLoss", "beta", beta, allow_inf=True)
+
+    def _evaluate(self, sample):
+        value, grad, exact = sample.correct(self.beta)
+        return LossResult(value, grad, value, None, None, exact)
+
+
+def _free_energy_difference(sample: _Sample, beta):
+    """``E_C - F`` at inverse temperature beta, its gradient, F, the free graph's decoding
+    and exactness (the common core of the perceptron, NLL and MEE losses)."""
+    correct, grad_correct, exact = sample.correct(beta)
+    free, grad_free, result = sample.soft_min(beta, clamped=False)
+    contrast = result.assignment if math.isinf(beta) else None
+    return correct - free, grad_correct - grad_free, correct, free, contrast, exact and result.exact
+
+
+class PerceptronLoss(Loss):
+    """Generalized perceptron loss, ``L = E(Y^i) - min_Y E(Y)`` (tutorial sec. 2.2.2).
+
+    Margin: 0 (Table 1). The loss is 0 exactly when Y^i is a lowest-energy answer; it never
+    asks for a gap, so flat energy surfaces are allowed. (Sub)gradient
+    ``onehot(Y^i) - onehot(Y*)``, Y* the min-sum decoding (Collins 2002 for linear
+    energies): zero when Y* = Y^i, and still the perceptron update when Y^i only ties with
+    Y* (e.g. all energies equal at the start of training). With latent variables both terms
+    minimize over Z. On loopy graphs, when BP's decoding has a higher energy than Y^i, the
+    loss and its gradient are 0 (nothing better was found).
+    """
+
+    name = "perceptron"
+    margin_kind = "0"
+
+    def _evaluate(self, sample):
+        value, grad, correct, lowest, contrast, exact = _free_energy_difference(sample, INF)
+        if value < 0.0:
+            grad = np.zeros_like(grad)
+        return LossResult(max(value, 0.0), grad, correct, lowest, contrast, exact)
+
+
+class NLLLoss(Loss):
+    """Negative log-likelihood loss, ``L = E(Y^i) - F_beta`` with
+    ``F_beta = -1/beta ln sum_Y exp(-beta E(Y))`` (tutorial sec. 2.2.4).
+
+    Margin: any positive margin (Table 1). ``L = -1/beta ln P_beta(Y^i) >= 0``. Gradient
+    ``onehot(Y^i) - factor_marginals`` (a CRF's gradient). With latent variables Z,
+    ``E(Y^i)`` becomes the free energy over Z of the graph clamped to Y^i, and the gradient
+    the clamped graph's factor marginals minus the free graph's ("discriminative forward
+    training", LeCun et al. 1998, sec. VI). As beta -> inf it tends to the perceptron loss.
+
+    Parameters
+    ----------
+    beta : float, default=1.0
+        Inverse temperature, > 0.
+    """
+
+    name = "nll"
+    margin_kind = ">0"
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = _check_positive("NLLLoss", "beta", beta)
+
+    def _evaluate(self, sample):
+        value, grad, correct, free, _, exact = _free_energy_difference(sample, self.beta)
+        return LossResult(value, grad, correct, free, None, exact)
+
+
+class MEELoss(Loss):
+    """Minimum empirical error loss, ``L = 1 - P_beta(Y^i)`` with
+    ``P_beta(Y^i) = exp(-beta (E(Y^i) - F_beta))`` (Ljolje, Ephraim & Rabiner 1990; tutorial
+    sec. 2.2.4, Table 1).
+
+    Margin: any positive margin (Table 1). Non-convex, bounded in [0, 1]. Gradient
+    ``beta P_beta(Y^i) (onehot(Y^i) - factor_marginals)``, the NLL gradient scaled by
+    ``beta P``; latent variables as in :class:`NLLLoss`.
+
+    Parameters
+    ----------
+    beta : float, default=1.0
+        Inverse temperature, > 0.
+    """
+
+    name = "mee"
+    margin_kind = ">0"
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = _check_positive("MEELoss", "beta", beta)
+
+    def _evaluate(self, sample):
+        nll, grad, correct, free, _, exact = _free_energy_difference(sample, self.beta)
+        probability = math.exp(-self.beta * nll)
+        return LossResult(
+            1.0 - probability, self.beta * probability * grad, correct, free, None, exact
+        )
+
+
+class MarginLoss(Loss):
+    """Generalized margin loss ``L = Q(E_C, E_I)`` on the desired answer's energy E_C and the
+    most offending incorrect answer's energy E_I (tutorial sec. 2.2.3).
+
+    Gradient ``Q_1 onehot(Y^i) + Q_2 onehot(Ybar)`` with ``(Q_1, Q_2) = (dQ/dE_C, dQ/dE_I)``.
+    Ybar comes from :func:`most_offending` (exact on forests): any ``Y != Y^i`` by default,
+    outside a forbidden sphere with ``radius > 0``, loss-augmented with ``hamming > 0``, in
+    which case E_I is the augmented energy ``E(Ybar) - hamming * Hamming(Ybar, Y^i)`` (so the
+    hinge loss becomes the margin-rescaled structured hinge). With latent variables both
+    energies minimize over them. When no incorrect answer is allowed, ``E_I = +inf``.
+
+    Subclasses define :meth:`q`.
+
+    Parameters
+    ----------
+    radius : float, default=0.0
+        Forbidden-sphere radius epsilon >= 0 (in the units of ``distance``).
+    distance : callable, optional
+        ``distance(name, target_state) -> ndarray (n_states,)``; see :func:`most_offending`.
+    hamming : float, default=0.0
+        Loss-augmentation weight >= 0 per output variable that differs from Y^i.
+    """
+
+    def __init__(
+        self, *, radius: float = 0.0, distance: Callable | None = None, hamming: float = 0.0
+    ):
+        owner = type(self).__name__
+        self.radius = _check_positive(owner, "radius", radius, allow_zero=True)
+        self.distance = distance
+        self.hamming = _check_positive(owner, "hamming", hamming, allow_zero=True)
+
+    def q(self, correct: float, incorrect: float) -> tuple[float, float, float]:
+        """``(Q, dQ/dE_C, dQ/dE_I)`` at ``E_C = correct``, ``E_I = incorrect`` (which may be
+        ``+inf``; then both derivatives are 0)."""
+        raise NotImplementedError
+
+    def _evaluate(self, sample):
+        correct, grad, exact = sample.correct(INF)
+        offending = _most_offending(sample, self.radius, self.distance, self.hamming)
+        incorrect = offending.augmented_energy
+        value, d_correct, d_incorrect = self.q(correct, incorrect)
+        grad = d_correct * grad
+        if d_incorrect != 0.0:
+            grad = grad + d_incorrect * sample.parts(offending.assignment)
+        return LossResult(
+            float(value), grad, correct, incorrect, offending.assignment,
+            exact and offending.exact,
+        )
+
+
+class HingeLoss(MarginLoss):
+    """Hinge loss, ``L = max(0, m + E_C - E_I)`` (tutorial sec. 2.2.3, Table 1).
+
+    Margin: m. Zero, with zero gradient, once ``E_I >= E_C + m``; otherwise gradient
+    ``onehot(Y^i) - onehot(Ybar)``. With a linear energy and L2 regularization this is a
+    (structured) SVM; with ``hamming > 0``, the margin-rescaled structured SVM.
+
+    Parameters
+    ----------
+    margin : float, default=1.0
+        m >= 0.
+    radius, distance, hamming
+        See :class:`MarginLoss`.
+    """
+
+    name = "hinge"
+    margin_kind = "m"
+
+    def __init__(self, margin: float = 1.0, **offending):
+        super().__init__(**offending)
+        self.margin = _check_positive("HingeLoss", "margin", margin, allow_zero=True)
+
+    def q(self, correct, incorrect):
+        gap = self.margin + correct - incorrect
+        return (gap, 1.0, -1.0) if gap > 0.0 else (0.0, 0.0, 0.0)
+
+
+class LogLoss(MarginLoss):
+    """Log loss (soft hinge), ``L = log(1 + exp(E_C - E_I))`` (tutorial sec. 2.2.3).
+
+    Margin: any positive margin (Table 1). Gradient ``s (onehot(Y^i) - onehot(Ybar))``,
+    ``s = sigmoid(E_C - E_I)``. Parameters as :class:`MarginLoss`.
+    """
+
+    name = "log"
+    margin_kind = ">0"
+
+    def q(self, correct, incorrect):
+        d = correct - incorrect
+        s = float(expit(d))
+        return float(np.logaddexp(0.0, d)), s, -s
+
+
+class LVQ2Loss(MarginLoss):
+    """LVQ2 loss, ``L = min(1, max(0, (E_C - E_I) / (delta E_I)))`` (Kohonen's LVQ2;
+    tutorial sec. 2.2.3).
+
+    Margin: 0 (Table 1): zero whenever ``E_C <= E_I``. Linear, with gradient
+    ``(1 / (delta E_I), -E_C / (delta E_I^2))``, in the zone ``E_I < E_C < (1 + delta) E_I``
+    and saturated (zero gradient) beyond it. Non-convex; meant for positive energies: when
+    ``E_I <= 0`` the loss is the step ``[E_C > E_I]``. (The tutorial's Table 1 prints the
+    variant ``min(M, max(0, E_C - E_I))``.)
+
+    Parameters
+    ----------
+    delta : float, default=1.0
+        Width of the linear zone, relative to E_I, > 0.
+    radius, distance, hamming
+        See :class:`MarginLoss`.
+    """
+
+    name = "lvq2"
+    margin_kind = "0"
+
+    def __init__(self, delta: float = 1.0, **offending):
+        super().__init__(**offending)
+        self.delta = _check_positive("LVQ2Loss", "delta", delta)
+
+    def q(self, correct, incorrect):
+        if correct <= incorrect:
+            return 0.0, 0.0, 0.0
+        if incorrect <= 0.0:
+            return 1.0, 0.0, 0.0
+        ratio = (correct - incorrect) / (self.delta * incorrect)
+        if ratio >= 1.0:
+            return 1.0, 0.0, 0.0
+        scale = self.delta * incorrect
+        return ratio, 1.0 / scale, -correct / (scale * incorrect)
+
+
+class MCELoss(MarginLoss):
+    """Minimum classification error loss, ``L = sigmoid(E_C - E_I)`` (Juang, Chou & Lee
+    1997; tutorial sec. 2.2.3).
+
+    Margin: any positive margin (Table 1). Non-convex. Gradient
+    ``s (1 - s) (onehot(Y^i) - onehot(Ybar))``, ``s = sigmoid(E_C - E_I)``. Parameters as
+    :class:`MarginLoss`.
+    """
+
+    name = "mce"
+    margin_kind = ">0"
+
+    def q(self, correct, incorrect):
+        s = float(expit(correct - incorrect))
+        slope = s * (1.0 - s)
+        return s, slope, -slope
+
+
+class SquareSquareLoss(MarginLoss):
+    """Square-square loss, ``L = E_C^2 + max(0, m - E_I)^2`` (tutorial sec. 2.2.3; Hadsell,
+    Chopra & LeCun 2006).
+
+    Margin: m (Table 1). It constrains absolute energies: E_C towards 0, E_I above m, so it
+    is meant for nonnegative (distance-like) energies. Gradient
+    ``2 E_C onehot(Y^i) - 2 max(0, m - E_I) onehot(Ybar)``.
+
+    Parameters
+    ----------
+    margin : float, default=1.0
+        m > 0.
+    radius, distance, hamming
+        See :class:`MarginLoss`.
+    """
+
+    name = "square_square"
+    margin_kind = "m"
+
+    def __init__(self, margin: float = 1.0, **offending):
+        super().__init__(**offending)
+        self.margin = _check_positive("SquareSquareLoss", "margin", margin)
+
+    def q(self, correct, incorrect):
+        short = max(0.0, self.margin - incorrect)
+        return correct**2 + short**2, 2.0 * correct, -2.0 * short
+
+
+class SquareExpLoss(MarginLoss):
+    """Square-exponential loss, ``L = E_C^2 + gamma exp(-E_I)`` (tutorial sec. 2.2.3;
+    Osadchy, Miller & LeCun 2005).
+
+    Margin: any positive margin (Table 1). Meant for nonnegative energies. Gradient
+    ``2 E_C onehot(Y^i) - gamma exp(-E_I) onehot(Ybar)``.
+
+    Parameters
+    ----------
+    gamma : float, default=1.0
+        Weight of the contrastive term, > 0.
+    radius, distance, hamming
+        See :class:`MarginLoss`.
+    """
+
+    name = "square_exp"
+    margin_kind = ">0"
+
+    def __init__(self, gamma: float = 1.0, **offending):
+        super().__init__(**offending)
+        self.gamma = _check_positive("SquareExpLoss", "gamma", gamma)
+
+    def q(self, correct, incorrect):
+        push = self.gamma * math.exp(-incorrect)
+        return correct**2 + push, 2.0 * correct, -push

@@ -1,0 +1,273 @@
+"""Training: optimizer updates in closed form, L-BFGS against scipy on a brute-force
+objective, learning on data labeled by brute force, seeding, history, progress bar, errors."""
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+import scipy.optimize
+from reference import BruteForce, logsumexp
+
+import factorgraph_ebm as fg
+from factorgraph_ebm.losses import HingeLoss, NLLLoss, PerceptronLoss
+from factorgraph_ebm.models import LinearModel, TableModel
+from factorgraph_ebm.train import LBFGS, SGD, Adam, fit, predict
+
+N_VARS, N_STATES, N_FEATURES = 3, 2, 2
+
+
+def chain_model():
+    graph = fg.FactorGraph()
+    names = [f"y{i}" for i in range(N_VARS)]
+    graph.add_variables(names, N_STATES)
+    for name in names:
+        graph.add_factor([name], np.zeros(N_STATES))
+    for a, b in zip(names, names[1:]):
+        graph.add_factor([a, b], np.zeros((N_STATES, N_STATES)))
+    unary = list(range(N_VARS))
+    pairwise = list(range(N_VARS, 2 * N_VARS - 1))
+    model = LinearModel(graph, {"emit": unary, "trans": pairwise},
+                        {"emit": N_FEATURES, "trans": 1})
+    return graph, names, model
+
+
+def chain_energy(w, features, y):
+    """E(y) of the chain written out by hand: sum_i W_emit[y_i] . x_i + sum_i W_trans[y_i,
+    y_i+1] (the documented parameter layout: W_emit (states, features) then W_trans
+    (states^2, 1), each C order)."""
+    w_emit = w[: N_STATES * N_FEATURES].reshape(N_STATES, N_FEATURES)
+    w_trans = w[N_STATES * N_FEATURES :].reshape(N_STATES, N_STATES)
+    energy = sum(w_emit[y[i]] @ features[i] for i in range(N_VARS))
+    return energy + sum(w_trans[y[i], y[i + 1]] for i in range(N_VARS - 1))
+
+
+def labeled_samples(n_samples, seed, model, graph, names):
+    """Inputs with labels from a random 'true' model, decoded by brute force."""
+    rng = np.random.default_rng(seed)
+    w_true = rng.normal(scale=2.0, size=model.n_params)
+    samples = []
+    for _ in range(n_samples):
+        features = rng.normal(size=(N_VARS, N_FEATURES))
+        configs = list(itertools.product(range(N_STATES), repeat=N_VARS))
+        energies = [chain_energy(w_true, features, y) for y in configs]
+        best = configs[int(np.argmin(energies))]
+        x = {"emit": features, "trans": np.ones((N_VARS - 1, 1))}
+        samples.append((x, dict(zip(names, best))))
+    return samples
+
+
+# --------------------------------------------------------------------------- optimizers
+def test_sgd_momentum_matches_the_closed_form():
+    """Constant gradient g: w_t = w_0 - lr g sum_{k=1..t} (1 - mu^k) / (1 - mu)."""
+    lr, mu, g = 0.1, 0.8, np.array([1.0, -2.0])
+    step = SGD(lr, mu).stepper(2)
+    w = np.zeros(2)
+    for t in range(1, 6):
+        w = step(w, g)
+        expected = -lr * g * sum((1 - mu**k) / (1 - mu) for k in range(1, t + 1))
+        np.testing.assert_allclose(w, expected)
+
+
+def test_adam_matches_the_closed_form():
+    """Constant gradient: the bias-corrected moments are g and g^2, so every step moves
+    each coordinate by lr * g / (|g| + eps)."""
+    lr, eps, g = 0.01, 1e-8, np.array([3.0, -0.5, 0.0])
+    step = Adam(lr, eps=eps).stepper(3)
+    w = np.ones(3)
+    for t in range(1, 5):
+        w = step(w, g)
+        np.testing.assert_allclose(w, 1.0 - t * lr * g / (np.abs(g) + eps))
+
+
+# --------------------------------------------------------------------------- learning
+def test_lbfgs_nll_reaches_the_brute_force_optimum():
+    """The trained CRF minimizes mean NLL + l2/2 ||W||^2, written out by brute force and
+    minimized independently with scipy's BFGS."""
+    graph, names, model = chain_model()
+    samples = labeled_samples(12, 0, model, graph, names)
+    l2 = 0.1
+    configs = list(itertools.product(range(N_STATES), repeat=N_VARS))
+
+    def objective(w):
+        total = 0.0
+        for x, target in samples:
+            energies = np.array([chain_energy(w, x["emit"], y) for y in configs])
+            desired = chain_energy(w, x["emit"], tuple(target[n] for n in names))
+            total += desired + logsumexp(-energies)
+        return total / len(samples) + 0.5 * l2 * w @ w
+
+    result = fit(model, NLLLoss(1.0), samples, optimizer=LBFGS(tol=1e-10), n_epochs=200,
+                   l2=l2, progress=False, accuracy=False)
+    reference = scipy.optimize.minimize(objective, np.zeros(model.n_params), method="BFGS",
+                                        options={"gtol": 1e-9})
+    assert objective(result.params) == pytest.approx(reference.fun, abs=1e-7)
+    np.testing.assert_allclose(result.params, reference.x, atol=1e-3)
+    history = result.history
+    assert history.loss[-1] + 0.5 * l2 * result.params @ result.params == pytest.approx(
+        reference.fun, abs=1e-7
+    )
+
+
+@pytest.mark.parametrize(
+    ("loss", "optimizer", "batch_size"),
+    [
+        (HingeLoss(1.0), Adam(0.05), 1),
+        (PerceptronLoss(), SGD(0.05, momentum=0.0), 1),
+        (NLLLoss(1.0), SGD(0.1, momentum=0.9), 4),
+        (NLLLoss(1.0), Adam(0.05), 2),
+    ],
+    ids=["hinge-adam", "perceptron-sgd", "nll-sgd-momentum", "nll-adam"],
+)
+def test_training_fits_separable_data(loss, optimizer, batch_size):
+    graph, names, model = chain_model()
+    samples = labeled_samples(40, 1, model, graph, names)
+    result = fit(model, loss, samples, optimizer=optimizer, n_epochs=25,
+                   batch_size=batch_size, progress=False)
+    history = result.history
+    assert len(history.loss) == len(history.accuracy) == len(history.seconds) == 25
+    assert history.accuracy[-1] >= 0.9
+    assert np.mean(history.loss[-5:]) < history.loss[0]
+    # predictions agree with brute force on the trained energies
+    x, _ = samples[0]
+    bf = BruteForce(_graph_with(graph, model.energies(result.params, x)))
+    best = bf.configs[np.argmin(bf.energies)]
+    assert predict(model, result.params, x) == dict(zip(names, best.tolist()))
+
+
+def _graph_with(graph, theta):
+    """A copy of ``graph`` whose tables are taken from theta (for the brute force)."""
+    copy = fg.FactorGraph()
+    copy.add_variables(graph.variables, graph.n_states)
+    start = 0
+    for f in range(graph.n_factors):
+        scope = graph.factor_scope(f)
+        shape = tuple(int(graph.n_states[graph.index_of(v)]) for v in scope)
+        size = int(np.prod(shape))
+        copy.add_factor(scope, theta[start : start + size].reshape(shape))
+        start += size
+    return copy
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_history_records_the_mean_loss(batch_size):
+    """With a negligible step the parameters stay put, so the first epoch's loss is the
+    mean NLL at the initial parameters (brute force)."""
+    graph, names, model = chain_model()
+    samples = labeled_samples(7, 3, model, graph, names)
+    params = np.random.default_rng(0).normal(size=model.n_params)
+    configs = list(itertools.product(range(N_STATES), repeat=N_VARS))
+    expected = np.mean([
+        chain_energy(params, x["emit"], tuple(t[n] for n in names))
+        + logsumexp([-chain_energy(params, x["emit"], y) for y in configs])
+        for x, t in samples
+    ])
+    result = fit(model, NLLLoss(), samples, optimizer=SGD(1e-12, momentum=0.0), n_epochs=1,
+                 batch_size=batch_size, params=params, progress=False)
+    assert result.history.loss[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_l2_shrinks_the_parameters():
+    graph, names, model = chain_model()
+    samples = labeled_samples(10, 2, model, graph, names)
+    kwargs = dict(optimizer=LBFGS(), n_epochs=100, progress=False, accuracy=False)
+    free = fit(model, NLLLoss(), samples, **kwargs).params
+    tight = fit(model, NLLLoss(), samples, l2=10.0, **kwargs).params
+    assert np.linalg.norm(tight) < 0.2 * np.linalg.norm(free)
+
+
+def test_training_with_latent_variables_and_a_table_model():
+    """A hidden variable between two outputs: accuracy counts only the outputs, and the
+    trained table puts the desired pair at the lowest energy (brute force)."""
+    graph = fg.FactorGraph()
+    graph.add_variables(["a", "h", "b"], [2, 3, 2])
+    graph.add_factor(["a", "h"], np.zeros((2, 3)))
+    graph.add_factor(["h", "b"], np.zeros((3, 2)))
+    model = TableModel(graph)
+    samples = [(None, {"a": 1, "b": 0})]
+    result = fit(model, NLLLoss(), samples, latent=["h"], optimizer=Adam(0.1),
+                   n_epochs=30, progress=False, seed=3,
+                   params=np.random.default_rng(0).normal(scale=0.1, size=model.n_params))
+    assert result.history.accuracy[-1] == 1.0
+    trained = BruteForce(_graph_with(graph, model.energies(result.params)))
+    best = trained.configs[np.argmin(trained.energies)]
+    assert (best[0], best[2]) == (1, 0)
+    assert predict(model, result.params, None, latent=["h"]) == {"a": 1, "b": 0}
+
+
+# --------------------------------------------------------------------------- runs
+def test_same_seed_same_run_and_callbacks():
+    graph, names, model = chain_model()
+    model.init_scale = 0.3
+    samples = labeled_samples(15, 4, model, graph, names)
+    seen = []
+    runs = [
+        fit(model, HingeLoss(), samples, optimizer=SGD(0.05), n_epochs=3, seed=seed,
+              progress=False, callback=lambda epoch, params: seen.append(epoch))
+        for seed in (7, 7, 8)
+    ]
+    np.testing.assert_array_equal(runs[0].params, runs[1].params)
+    assert runs[0].history.loss == runs[1].history.loss
+    assert not np.array_equal(runs[0].params, runs[2].params)
+    assert seen == [1, 2, 3] * 3
+
+
+def test_progress_bar_can_be_switched_off(capsys):
+    graph, names, model = chain_model()
+    samples = labeled_samples(3, 5, model, graph, names)
+    fit(model, HingeLoss(), samples, n_epochs=2, progress=False)
+    assert capsys.readouterr().err == ""
+    fit(model, HingeLoss(), samples, n_epochs=2, progress=True)
+    assert "training (hinge)" in capsys.readouterr().err
+
+
+def test_warm_started_loopy_training_learns():
+    """A 4-cycle of binary variables with a TableModel, trained by hinge loss with
+    warm-started BP messages, ends with the desired answer at the unique lowest energy."""
+    graph = fg.FactorGraph()
+    names = ["a", "b", "c", "d"]
+    graph.add_variables(names, 2)
+    for u, v in zip(names, names[1:] + names[:1]):
+        graph.add_factor([u, v], np.zeros((2, 2)))
+    model = TableModel(graph)
+    target = {"a": 1, "b": 0, "c": 1, "d": 1}
+    result = fit(model, HingeLoss(1.0), [(None, target)], optimizer=SGD(0.1), n_epochs=20,
+                   progress=False, damping=0.3, warn=False)
+    bf = BruteForce(_graph_with(graph, model.energies(result.params)))
+    order = np.argsort(bf.energies)
+    assert tuple(bf.configs[order[0]]) == (1, 0, 1, 1)
+    assert bf.energies[order[1]] - bf.energies[order[0]] >= 1.0 - 1e-9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(optimizer="adam"), "optimizer must be SGD, Adam or LBFGS"),
+        (dict(n_epochs=0), "n_epochs must be an integer >= 1, got 0"),
+        (dict(batch_size=2.0), "batch_size must be an integer >= 1, got 2.0"),
+        (dict(l2=-1.0), "the 'l2' parameter of fit must be a number >= 0"),
+        (dict(params=np.zeros(3)), "params must have shape (8,), got (3,)"),
+    ],
+)
+def test_bad_training_options(kwargs, message):
+    graph, names, model = chain_model()
+    samples = labeled_samples(2, 6, model, graph, names)
+    with pytest.raises(fg.FactorGraphError, match=re.escape(message)):
+        fit(model, HingeLoss(), samples, progress=False, **kwargs)
+    with pytest.raises(fg.FactorGraphError, match="at least one"):
+        fit(model, HingeLoss(), [], progress=False)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: SGD(0.0), "'learning_rate' parameter of SGD must be a number > 0.0"),
+        (lambda: SGD(0.1, momentum=1.0), "'momentum' parameter of SGD must be a number >= 0.0"),
+        (lambda: Adam(beta2=1.0), "'beta2' parameter of Adam"),
+        (lambda: Adam(eps=0), "'eps' parameter of Adam"),
+        (lambda: LBFGS(memory=0), "'memory' parameter of LBFGS must be an integer >= 1"),
+    ],
+)
+def test_bad_optimizer_parameters(make, message):
+    with pytest.raises(fg.FactorGraphError, match=re.escape(message)):
+        make()
