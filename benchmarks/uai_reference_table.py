@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if not references.exists():
         print(f"no {references}: the UAI data folder is missing", file=sys.stderr)
         return 2
-    options = ["--max-iter", args.max_iter, "--damping", args.damping,
-               "--schedule", args.schedule]
+    options = ["--max-iter", args.max_iter, "--damping", args.damping, "--schedule", args.schedule]
     rows = [compare(entry, args.data, options) for entry in json.loads(references.read_text())]
     print(markdown(rows))
     optimal = sum(abs(r["map_gap"]) <= 1e-6 for r in rows)

@@ -69,11 +69,11 @@ class MLP:
         return [p.reshape(s) for p, s in zip(parts, self.shapes)]
 
     def init(self, rng, gain=1.5):
-        w1, b1, w2, b2 = (np.zeros(s) for s in self.shapes)
+        """Random weights (scaled by fan-in), random hidden biases, zero output biases."""
         w1 = rng.normal(scale=gain / np.sqrt(self.shapes[0][0]), size=self.shapes[0])
         b1 = rng.normal(scale=0.5, size=self.shapes[1])
         w2 = rng.normal(scale=1.0 / np.sqrt(self.shapes[2][0]), size=self.shapes[2])
-        return np.concatenate([w1.ravel(), b1, w2.ravel(), b2])
+        return np.concatenate([w1.ravel(), b1, w2.ravel(), np.zeros(self.shapes[3])])
 
     def forward(self, w, inputs):
         """Outputs (n, n_out) and the cache for :meth:`backward`."""

@@ -40,7 +40,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit
 
-from .energy import table_entries_of
+from .energy import energies_of, table_entries_of
 from .exceptions import EvidenceError, FactorGraphError, TargetError
 from .graph import FactorGraph
 from .inference import belief_propagation, checked_energy_vector
@@ -93,8 +93,8 @@ class LossResult:
         The contrastive configuration: Ybar (margin losses) or the lowest-energy
         configuration (perceptron), latent states included; None otherwise.
     exact : bool
-        Whether every inference involved was exact (no latent variables or a forest, and BP
-        converged).
+        Whether every inference the loss ran was exact: belief propagation on a forest that
+        converged. (The energy of Y^i without latent variables needs no inference.)
     """
 
     value: float
@@ -163,7 +163,9 @@ class _Sample:
         return np.bincount(entries, minlength=len(self.theta)).astype(np.float64)
 
     def energy_of(self, assignment) -> float:
-        return float(self.theta[table_entries_of(self.cg, assignment)].sum())
+        """E(assignment) (int64 (n_variables,)), summed in factor order exactly as belief
+        propagation's ``result.energy`` is, so that tied answers get identical energies."""
+        return float(energies_of(self.cg, self.theta, assignment[None])[0])
 
     def infer(self, kind, beta, theta=None, evidence=None) -> InferenceResult:
         key = (kind, beta)
@@ -198,7 +200,7 @@ class _Sample:
         """E_C and dE_C/d(theta) (see :meth:`soft_min`), with the exactness flag."""
         try:
             value, grad, result = self.soft_min(beta, clamped=True)
-        except EvidenceError:  # the target itself is valid: a factor forbids it
+        except EvidenceError:  # clamping to Y^i leaves some factor only +inf entries
             value = INF
         if value == INF:
             raise TargetError(
@@ -209,6 +211,14 @@ class _Sample:
 
 
 def _desired_states(graph, target, latent) -> np.ndarray:
+    """int64 (n_variables,): the desired state of each output variable, -1 at latent ones.
+
+    Raises
+    ------
+    TargetError
+        A target that is not a mapping, unknown names, a latent variable given a state, a
+        non-integer or out-of-range state, or an output variable without a state.
+    """
     if not isinstance(target, Mapping):
         raise TargetError(
             f"target must be a mapping from output variable names to states, got "
@@ -259,13 +269,17 @@ def value_distance(values) -> Callable[[Hashable, int], np.ndarray]:
 
     Parameters
     ----------
-    values : mapping variable name -> array_like of shape (n_states,), or array_like of
-        shape (n_states,)
+    values : mapping or array_like
+        Variable name -> array_like of shape (n_states,) of that variable's state values,
+        or one array_like of shape (n_states,) for every output variable (float64, in the
+        output's own units).
 
     Returns
     -------
-    callable ``distance(name, target_state) -> ndarray of shape (n_states,)``
-        For :func:`most_offending` and the margin losses.
+    callable
+        ``distance(name, target_state) -> ndarray of shape (n_states,)``, float64: for
+        :func:`most_offending` and the margin losses. It raises :class:`FactorGraphError`
+        for a variable that ``values`` (a mapping) does not name.
     """
     if isinstance(values, Mapping):
         table = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
@@ -350,8 +364,8 @@ def most_offending(
         A negative radius or hamming weight, a distance of the wrong shape, bad energies or
         BP options.
     """
-    radius = _check_positive("most_offending", "radius", radius, allow_zero=True)
-    hamming = _check_positive("most_offending", "hamming", hamming, allow_zero=True)
+    radius = _check_number("most_offending", "radius", radius, allow_zero=True)
+    hamming = _check_number("most_offending", "hamming", hamming, allow_zero=True)
     sample = _Sample(graph, target, energies, latent, messages, bp_options)
     return _most_offending(sample, radius, distance, hamming)
 
@@ -434,11 +448,21 @@ def _hamming_offsets(sample: _Sample, hamming) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- losses
-def _check_positive(owner, name, value, allow_zero=False, allow_inf=False):
+def _check_number(owner, name, value, *, allow_zero=False, allow_inf=False, below=None):
+    """``float(value)`` after checking that it is a real number (not a bool) that is > 0
+    (>= 0 with ``allow_zero``), finite unless ``allow_inf``, and < ``below`` if given.
+
+    Raises
+    ------
+    FactorGraphError
+        Naming the parameter and its owner, e.g. "the 'beta' parameter of NLLLoss must be a
+        number > 0, got 0.0".
+    """
     ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0) and (allow_inf or math.isfinite(value))
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    ok = ok and (allow_inf or math.isfinite(value)) and (below is None or value < below)
     if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
+        bound = (">= 0" if allow_zero else "> 0") + ("" if below is None else f" and < {below}")
         raise FactorGraphError(
             f"the {name!r} parameter of {owner} must be a number {bound}, got {value!r}"
         )
@@ -456,6 +480,11 @@ class Loss:
         The margin column of the tutorial's Table 1: the loss never creates an energy gap
         ("none"), only a zero one ("0"), the loss's own margin ``m`` ("m"), or any positive
         margin (">0"), in the sense of the tutorial's Condition 3 (sec. 5).
+
+    Notes
+    -----
+    A subclass implements ``_evaluate(sample)`` and, when its value is differentiable in the
+    energies, :meth:`is_smooth` (the trainer gives L-BFGS only smooth losses).
     """
 
     name: ClassVar[str]
@@ -507,6 +536,24 @@ class Loss:
         sample = _Sample(graph, target, energies, latent, messages, bp_options)
         return self._evaluate(sample)
 
+    def is_smooth(self, has_latent: bool = False) -> bool:
+        """Whether the loss is a differentiable function of the energies theta (under exact
+        inference), as quasi-Newton methods such as L-BFGS assume.
+
+        Parameters
+        ----------
+        has_latent : bool, default=False
+            Whether the samples have latent variables.
+
+        Returns
+        -------
+        bool
+            False unless a subclass says otherwise: a loss built on a minimum over answers
+            (``min_Y E``, the energy of Ybar, ``min_Z E`` over latent variables) is only
+            piecewise smooth, with kinks where the minimizer changes.
+        """
+        return False
+
     def _evaluate(self, sample: _Sample) -> LossResult:
         raise NotImplementedError
 
@@ -536,7 +583,11 @@ class EnergyLoss(Loss):
     margin_kind = "none"
 
     def __init__(self, beta: float = INF):
-        self.beta = _check_positive("EnergyLoss", "beta", beta, allow_inf=True)
+        self.beta = _check_number("EnergyLoss", "beta", beta, allow_inf=True)
+
+    def is_smooth(self, has_latent=False):
+        """Smooth unless latent variables are minimized over (``beta=inf``)."""
+        return not has_latent or math.isfinite(self.beta)
 
     def _evaluate(self, sample):
         value, grad, exact = sample.correct(self.beta)
@@ -594,7 +645,11 @@ class NLLLoss(Loss):
     margin_kind = ">0"
 
     def __init__(self, beta: float = 1.0):
-        self.beta = _check_positive("NLLLoss", "beta", beta)
+        self.beta = _check_number("NLLLoss", "beta", beta)
+
+    def is_smooth(self, has_latent=False):
+        """Always smooth: free energies at finite beta are differentiable."""
+        return True
 
     def _evaluate(self, sample):
         value, grad, correct, free, _, exact = _free_energy_difference(sample, self.beta)
@@ -620,7 +675,11 @@ class MEELoss(Loss):
     margin_kind = ">0"
 
     def __init__(self, beta: float = 1.0):
-        self.beta = _check_positive("MEELoss", "beta", beta)
+        self.beta = _check_number("MEELoss", "beta", beta)
+
+    def is_smooth(self, has_latent=False):
+        """Always smooth: free energies at finite beta are differentiable."""
+        return True
 
     def _evaluate(self, sample):
         nll, grad, correct, free, _, exact = _free_energy_difference(sample, self.beta)
@@ -657,13 +716,16 @@ class MarginLoss(Loss):
         self, *, radius: float = 0.0, distance: Callable | None = None, hamming: float = 0.0
     ):
         owner = type(self).__name__
-        self.radius = _check_positive(owner, "radius", radius, allow_zero=True)
+        self.radius = _check_number(owner, "radius", radius, allow_zero=True)
         self.distance = distance
-        self.hamming = _check_positive(owner, "hamming", hamming, allow_zero=True)
+        self.hamming = _check_number(owner, "hamming", hamming, allow_zero=True)
 
     def q(self, correct: float, incorrect: float) -> tuple[float, float, float]:
-        """``(Q, dQ/dE_C, dQ/dE_I)`` at ``E_C = correct``, ``E_I = incorrect`` (which may be
-        ``+inf``; then both derivatives are 0)."""
+        """``(Q, dQ/dE_C, dQ/dE_I)`` at ``E_C = correct``, ``E_I = incorrect``.
+
+        ``incorrect`` is ``+inf`` when no incorrect answer is allowed: there is nothing to
+        push up (``dQ/dE_I`` is ignored), while Q and ``dQ/dE_C`` keep their E_C terms.
+        """
         raise NotImplementedError
 
     def _evaluate(self, sample):
@@ -672,7 +734,7 @@ class MarginLoss(Loss):
         incorrect = offending.augmented_energy
         value, d_correct, d_incorrect = self.q(correct, incorrect)
         grad = d_correct * grad
-        if d_incorrect != 0.0:
+        if offending.assignment is not None and d_incorrect != 0.0:  # no Ybar: no push up
             grad = grad + d_incorrect * sample.parts(offending.assignment)
         return LossResult(
             float(value), grad, correct, incorrect, offending.assignment,
@@ -700,7 +762,7 @@ class HingeLoss(MarginLoss):
 
     def __init__(self, margin: float = 1.0, **offending):
         super().__init__(**offending)
-        self.margin = _check_positive("HingeLoss", "margin", margin, allow_zero=True)
+        self.margin = _check_number("HingeLoss", "margin", margin, allow_zero=True)
 
     def q(self, correct, incorrect):
         gap = self.margin + correct - incorrect
@@ -746,7 +808,7 @@ class LVQ2Loss(MarginLoss):
 
     def __init__(self, delta: float = 1.0, **offending):
         super().__init__(**offending)
-        self.delta = _check_positive("LVQ2Loss", "delta", delta)
+        self.delta = _check_number("LVQ2Loss", "delta", delta)
 
     def q(self, correct, incorrect):
         if correct <= incorrect:
@@ -799,7 +861,7 @@ class SquareSquareLoss(MarginLoss):
 
     def __init__(self, margin: float = 1.0, **offending):
         super().__init__(**offending)
-        self.margin = _check_positive("SquareSquareLoss", "margin", margin)
+        self.margin = _check_number("SquareSquareLoss", "margin", margin)
 
     def q(self, correct, incorrect):
         short = max(0.0, self.margin - incorrect)
@@ -826,7 +888,7 @@ class SquareExpLoss(MarginLoss):
 
     def __init__(self, gamma: float = 1.0, **offending):
         super().__init__(**offending)
-        self.gamma = _check_positive("SquareExpLoss", "gamma", gamma)
+        self.gamma = _check_number("SquareExpLoss", "gamma", gamma)
 
     def q(self, correct, incorrect):
         push = self.gamma * math.exp(-incorrect)

@@ -26,22 +26,12 @@ from tqdm.auto import tqdm
 
 from .exceptions import ConvergenceWarning, FactorGraphError
 from .inference import belief_propagation
-from .losses import Loss
+from .losses import Loss, _check_number
 
 __all__ = ["SGD", "Adam", "LBFGS", "History", "TrainResult", "fit", "predict"]
 
 
 # --------------------------------------------------------------------------- optimizers
-def _check(owner, name, value, low, low_ok, high=math.inf):
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    ok = ok and (value >= low if low_ok else value > low) and value < high
-    if not ok:
-        bound = f"{'>=' if low_ok else '>'} {low}" + ("" if high == math.inf else f" and < {high}")
-        raise FactorGraphError(
-            f"the {name!r} parameter of {owner} must be a number {bound}, got {value!r}"
-        )
-
-
 @dataclass(frozen=True)
 class SGD:
     """Stochastic gradient descent with (heavy-ball) momentum:
@@ -59,8 +49,8 @@ class SGD:
     momentum: float = 0.9
 
     def __post_init__(self):
-        _check("SGD", "learning_rate", self.learning_rate, 0.0, False)
-        _check("SGD", "momentum", self.momentum, 0.0, True, 1.0)
+        _check_number("SGD", "learning_rate", self.learning_rate)
+        _check_number("SGD", "momentum", self.momentum, allow_zero=True, below=1)
 
     def stepper(self, n_params: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A fresh update function ``step(params, grad) -> new params`` with its own state."""
@@ -93,10 +83,10 @@ class Adam:
     eps: float = 1e-8
 
     def __post_init__(self):
-        _check("Adam", "learning_rate", self.learning_rate, 0.0, False)
-        _check("Adam", "beta1", self.beta1, 0.0, True, 1.0)
-        _check("Adam", "beta2", self.beta2, 0.0, True, 1.0)
-        _check("Adam", "eps", self.eps, 0.0, False)
+        _check_number("Adam", "learning_rate", self.learning_rate)
+        _check_number("Adam", "beta1", self.beta1, allow_zero=True, below=1)
+        _check_number("Adam", "beta2", self.beta2, allow_zero=True, below=1)
+        _check_number("Adam", "eps", self.eps)
 
     def stepper(self, n_params: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A fresh update function ``step(params, grad) -> new params`` with its own state."""
@@ -118,9 +108,15 @@ class Adam:
 
 @dataclass(frozen=True)
 class LBFGS:
-    """Full-batch L-BFGS (scipy's L-BFGS-B without bounds) for smooth losses (NLL, MEE, log,
-    energy loss without latent variables): one "epoch" is one L-BFGS iteration. Non-smooth
-    losses (hinge, perceptron) can stall it; use :class:`SGD` or :class:`Adam` for those.
+    """Full-batch L-BFGS (scipy's L-BFGS-B without bounds) for smooth losses: one "epoch" is
+    one L-BFGS iteration.
+
+    Smooth means differentiable in the energies (:meth:`Loss.is_smooth
+    <factorgraph_ebm.losses.Loss.is_smooth>`): NLL, MEE, and the energy loss without latent
+    variables or at finite beta. :func:`fit` refuses the others (perceptron and every margin
+    loss, whose ``min_Y E`` or ``E(Ybar)`` has kinks where the minimizer changes, and
+    min-over-latent energies), which can stall L-BFGS's line search; use :class:`SGD` or
+    :class:`Adam` for those.
 
     Parameters
     ----------
@@ -134,7 +130,7 @@ class LBFGS:
     memory: int = 10
 
     def __post_init__(self):
-        _check("LBFGS", "tol", self.tol, 0.0, True)
+        _check_number("LBFGS", "tol", self.tol, allow_zero=True)
         if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 1:
             raise FactorGraphError(
                 f"the 'memory' parameter of LBFGS must be an integer >= 1, got {self.memory!r}"
@@ -252,13 +248,16 @@ def fit(
     samples : sequence of (x, target)
         Inputs for the model and desired answers (mappings output variable name -> state).
     optimizer : SGD, Adam or LBFGS, default=Adam()
-        Mini-batch SGD with momentum, Adam, or full-batch L-BFGS (smooth losses).
+        Mini-batch SGD with momentum, Adam, or full-batch L-BFGS (smooth losses only; it
+        ignores ``batch_size``).
     n_epochs : int, default=10
         Passes over the samples (L-BFGS: iterations at most), >= 1.
     batch_size : int, default=1
         Samples per step (SGD, Adam); the gradient is the batch mean.
     l2 : float, default=0.0
-        L2 regularization weight: ``l2/2 ||W||^2`` is added to the mean loss.
+        L2 regularization weight: ``l2/2 ||W||^2`` is added to the mean loss, so every
+        SGD/Adam step follows ``mean batch gradient + l2 W`` (and L-BFGS minimizes the full
+        objective).
     latent : iterable of variable names, default=()
         Latent variables of the graph (see :meth:`Loss.value_and_grad`).
     seed : int or None, default=0
@@ -286,8 +285,9 @@ def fit(
     Raises
     ------
     FactorGraphError
-        Bad options or no samples; errors of the loss (e.g.
-        :class:`~factorgraph_ebm.losses.TargetError`) and of the model propagate.
+        Bad options or no samples; :class:`LBFGS` with a loss that is not smooth (see
+        :meth:`Loss.is_smooth <factorgraph_ebm.losses.Loss.is_smooth>`); errors of the loss
+        (e.g. :class:`~factorgraph_ebm.losses.TargetError`) and of the model propagate.
     """
     optimizer = Adam() if optimizer is None else optimizer
     if not isinstance(optimizer, (SGD, Adam, LBFGS)):
@@ -295,11 +295,17 @@ def fit(
     for name, value in (("n_epochs", n_epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise FactorGraphError(f"{name} must be an integer >= 1, got {value!r}")
-    _check("fit", "l2", l2, 0.0, True)
+    _check_number("fit", "l2", l2, allow_zero=True)
     samples = list(samples)
     if not samples:
         raise FactorGraphError("fit needs at least one (x, target) sample")
     latent = tuple(latent)
+    if isinstance(optimizer, LBFGS) and not loss.is_smooth(bool(latent)):
+        raise FactorGraphError(
+            f"LBFGS needs a smooth loss, but {loss!r}"
+            + (" with latent variables" if latent else "")
+            + " has kinks where a minimizing answer changes; use SGD or Adam"
+        )
     rng = np.random.default_rng(seed)
     params = model.init_params(rng) if params is None else np.array(params, dtype=np.float64)
     if params.shape != (model.n_params,):
@@ -385,6 +391,9 @@ class _Run:
 
 
 def _train_lbfgs(run: _Run, params, optimizer: LBFGS, n_epochs, end_epoch):
+    """Minimize the full-batch objective (mean loss + l2/2 ||W||^2) with scipy's L-BFGS-B,
+    calling ``end_epoch`` after every iteration; returns the final parameters (n_params,).
+    Warns (ConvergenceWarning) when it stops early without success."""
     everything = np.arange(len(run.samples))
     n = len(run.samples)
 

@@ -23,6 +23,7 @@ from factorgraph_ebm.losses import (
     HingeLoss,
     LogLoss,
     LVQ2Loss,
+    MarginLoss,
     MCELoss,
     MEELoss,
     NLLLoss,
@@ -37,7 +38,14 @@ from factorgraph_ebm.losses import (
 INF = math.inf
 
 
-def all_losses():
+def all_losses(graph=None):
+    """One instance of every loss; the last one, a hinge with a forbidden sphere, uses
+    Hamming augmentation too unless ``graph`` has a variable without a factor (which
+    augmentation refuses)."""
+    hamming = 0.3
+    if graph is not None:
+        touched = {v for f in range(graph.n_factors) for v in graph.factor_scope(f)}
+        hamming = 0.3 if len(touched) == graph.n_variables else 0.0
     return [
         EnergyLoss(),
         EnergyLoss(beta=2.0),
@@ -50,6 +58,7 @@ def all_losses():
         SquareExpLoss(0.8),
         NLLLoss(1.3),
         MEELoss(0.6),
+        HingeLoss(0.4, radius=1.0, hamming=hamming),
     ]
 
 
@@ -106,22 +115,26 @@ class Reference:
         if isinstance(loss, MEELoss):
             nll = self.correct(loss.beta) - self.free_energy(loss.beta)
             return 1.0 - math.exp(-loss.beta * nll)
-        ec, ei = self.correct(), self.incorrect(loss.radius, None, loss.hamming)
-        if isinstance(loss, HingeLoss):
-            return max(0.0, loss.margin + ec - ei)
-        if isinstance(loss, LogLoss):
-            return math.log1p(math.exp(ec - ei)) if ei < INF else 0.0
-        if isinstance(loss, LVQ2Loss):
-            if ec <= ei:
-                return 0.0
-            return 1.0 if ei <= 0 else min(1.0, (ec - ei) / (loss.delta * ei))
-        if isinstance(loss, MCELoss):
-            return 1.0 / (1.0 + math.exp(ei - ec))
-        if isinstance(loss, SquareSquareLoss):
-            return ec**2 + max(0.0, loss.margin - ei) ** 2
-        if isinstance(loss, SquareExpLoss):
-            return ec**2 + loss.gamma * math.exp(-ei)
-        raise AssertionError(loss)
+        return margin_loss(loss, self.correct(), self.incorrect(loss.radius, None, loss.hamming))
+
+
+def margin_loss(loss, ec, ei):
+    """Q(E_C, E_I) of a generalized margin loss by the tutorial's formulas (Table 1)."""
+    if isinstance(loss, HingeLoss):
+        return max(0.0, loss.margin + ec - ei)
+    if isinstance(loss, LogLoss):
+        return math.log1p(math.exp(ec - ei)) if ei < INF else 0.0
+    if isinstance(loss, LVQ2Loss):
+        if ec <= ei:
+            return 0.0
+        return 1.0 if ei <= 0 else min(1.0, (ec - ei) / (loss.delta * ei))
+    if isinstance(loss, MCELoss):
+        return 1.0 / (1.0 + math.exp(ei - ec))
+    if isinstance(loss, SquareSquareLoss):
+        return ec**2 + max(0.0, loss.margin - ei) ** 2
+    if isinstance(loss, SquareExpLoss):
+        return ec**2 + loss.gamma * math.exp(-ei)
+    raise AssertionError(loss)
 
 
 @st.composite
@@ -173,7 +186,7 @@ def test_values_match_brute_force_on_trees(sample):
         with pytest.raises(TargetError, match="energy \\+inf"):
             HingeLoss().value_and_grad(graph, target, latent=latent)
         return
-    for loss in all_losses():
+    for loss in all_losses(graph):
         result = loss.value_and_grad(graph, target, latent=latent)
         assert result.exact
         expected = ref.loss(loss)
@@ -188,7 +201,7 @@ def test_gradients_match_finite_differences_on_trees(sample, random):
     note(describe(graph))
     rng = np.random.default_rng(random.getrandbits(32))
     theta = graph.compile().energies + rng.normal(scale=0.3, size=graph.compile().energies.shape)
-    for loss in all_losses():
+    for loss in all_losses(graph):
         directional_check(loss, graph, target, latent, theta, rng)
 
 
@@ -284,23 +297,132 @@ def test_most_offending_on_loopy_graphs_is_flagged_and_allowed(sample):
 
 
 def test_forbidden_sphere_on_one_ordinal_variable():
-    """One discretized output: Ybar is the lowest-energy state farther than epsilon."""
-    values = np.linspace(0.0, 1.0, 11)
+    """One discretized output: Ybar is the lowest-energy state *farther* than epsilon (states
+    at distance exactly epsilon are inside the sphere); with epsilon = 0, Y^i is excluded
+    even when it has the lowest energy; a sphere that covers every state leaves no Ybar and
+    nothing to push up. State values are multiples of 1/8, so every distance is exact."""
+    values = np.arange(9) / 8.0
+    energies = (values - 0.5) ** 2 + 0.01 * values  # minimum at state 4; left side lower
     graph = fg.FactorGraph()
-    graph.add_variable("y", 11)
-    energies = (values - 0.3) ** 2  # valley at state 3
+    graph.add_variable("y", 9)
     graph.add_factor(["y"], energies)
-    distance = value_distance({"y": values})
-    for radius, expected in [(0.0, 3), (0.15, 2), (0.25, 1), (1.0, None)]:
+    distance = value_distance(values)
+    for radius, expected in [(0.0, 3), (1 / 8, 2), (2 / 8, 1), (3 / 8, 0), (0.49, 0), (0.5, None)]:
         found = most_offending(graph, {"y": 4}, radius=radius, distance=distance)
         if expected is None:
             assert found.assignment is None and found.energy == INF
         else:
-            assert found.assignment.tolist() == [expected]
-            assert found.energy == pytest.approx(energies[expected])
-    hinge = HingeLoss(1.0, radius=1.0, distance=distance)
-    result = hinge.value_and_grad(graph, {"y": 4})  # nothing to push up
+            assert found.assignment.tolist() == [expected], radius
+            assert found.energy == energies[expected]
+    result = HingeLoss(1.0, radius=0.5, distance=distance).value_and_grad(graph, {"y": 4})
     assert result.value == 0.0 and not result.grad.any()
+
+
+def no_other_answer_cases():
+    """(graph, target, latent) where Y^i is the only answer of finite energy."""
+    one_state = fg.FactorGraph()
+    one_state.add_variable("y", 1)
+    one_state.add_factor(["y"], [0.3])
+    forbidden = fg.FactorGraph()
+    forbidden.add_variables(["a", "b"], 2)
+    forbidden.add_factor(["a"], [0.5, -0.2])
+    forbidden.add_factor(["a", "b"], [[0.0, INF], [INF, INF]])
+    hidden = fg.FactorGraph()
+    hidden.add_variables(["a", "z"], [2, 3])
+    hidden.add_factor(["a", "z"], [[0.4, 1.0, 2.0], [INF, INF, INF]])
+    return [(one_state, {"y": 0}, []), (forbidden, {"a": 0, "b": 0}, []),
+            (hidden, {"a": 0}, ["z"])]
+
+
+@pytest.mark.parametrize("case", range(3), ids=["one-state", "all-forbidden", "latent"])
+def test_losses_when_no_incorrect_answer_exists(case):
+    """One output variable with one state; every other answer +inf, without and with a
+    latent variable. Then there is no Ybar (E_I = +inf): margin losses keep only their E_C
+    terms and push nothing up, F_beta = E_C (NLL = MEE = 0), the perceptron loss is 0.
+    Values against brute force, gradients against finite differences."""
+    graph, target, latent = no_other_answer_cases()[case]
+    ref = Reference(graph, target, latent)
+    assert ref.incorrect() == INF
+    found = most_offending(graph, target, latent=latent)
+    assert found.assignment is None and found.energy == INF and found.exact
+    theta = graph.compile().energies
+    rng = np.random.default_rng(case)
+    for loss in all_losses():
+        result, checked = directional_check(loss, graph, target, latent, theta, rng)
+        assert checked == 3, loss
+        assert result.value == pytest.approx(ref.loss(loss), abs=1e-12), loss
+        assert not result.grad[np.isinf(theta)].any(), loss
+        if isinstance(loss, (NLLLoss, MEELoss, PerceptronLoss)):
+            assert result.value == pytest.approx(0.0, abs=1e-12), loss
+            assert not result.grad.any(), loss
+
+
+def test_ties_when_every_energy_is_equal():
+    """All energies 0 (a common start of training), one latent variable: Ybar is some other
+    output answer with E_I = E_C = 0, so hinge = m, log = ln 2, and the gradient moves the
+    entries of Y^i and Ybar by +1 and -1; NLL = ln(number of output answers) / beta."""
+    graph = fg.FactorGraph()
+    graph.add_variables(["a", "z", "b"], [2, 3, 2])
+    graph.add_factor(["a", "z"], np.zeros((2, 3)))
+    graph.add_factor(["z", "b"], np.zeros((3, 2)))
+    target, latent = {"a": 1, "b": 0}, ["z"]
+    found = most_offending(graph, target, latent=latent)
+    assert found.energy == 0.0
+    assert (found.assignment[0], found.assignment[2]) != (1, 0)
+    hinge = HingeLoss(0.7).value_and_grad(graph, target, latent=latent)
+    assert hinge.value == pytest.approx(0.7)
+    assert hinge.grad.sum() == 0.0 and np.abs(hinge.grad).max() == 1.0
+    assert LogLoss().value_and_grad(graph, target, latent=latent).value == pytest.approx(
+        math.log(2.0)
+    )
+    assert PerceptronLoss().value_and_grad(graph, target, latent=latent).value == 0.0
+    nll = NLLLoss(2.0).value_and_grad(graph, target, latent=latent)
+    assert nll.value == pytest.approx(math.log(4.0) / 2.0)
+
+
+def test_tied_answers_have_identical_energies():
+    """An output variable that no factor touches makes Ybar (Y^i with that variable flipped)
+    tie with Y^i. E_C (found by inference over the latent variable) and E_I must then be
+    equal to the last bit, however many factors are summed; a one-ulp difference would
+    make LVQ2, a step when E_I <= 0, jump from 0 to 1."""
+    rng = np.random.default_rng(3)
+    graph = fg.FactorGraph()
+    graph.add_variables(["a", "z", "b", "isolated"], [2, 3, 2, 2])
+    for _ in range(3):  # more than 8 factors: summation order matters
+        graph.add_factor(["a"], rng.uniform(-3, 3, 2))
+        graph.add_factor(["b"], rng.uniform(-3, 3, 2))
+        graph.add_factor([], rng.uniform(-3, 3))
+        graph.add_factor(["z"], rng.uniform(-3, 3, 3))
+    graph.add_factor(["a", "z"], rng.uniform(-3, 3, (2, 3)))
+    graph.add_factor(["z", "b"], rng.uniform(-3, 3, (3, 2)))
+    bf = BruteForce(graph)
+    best = bf.configs[np.argmin(bf.energies)]
+    target = {"a": int(best[0]), "b": int(best[2]), "isolated": int(best[3])}
+    hinge = HingeLoss(0.0).value_and_grad(graph, target, latent=["z"])
+    assert hinge.energy_correct == hinge.energy_contrast == bf.min_energy
+    assert hinge.energy_correct < 0.0
+    assert LVQ2Loss().value_and_grad(graph, target, latent=["z"]).value == 0.0
+
+
+def test_perceptron_is_zero_when_loopy_bp_misses_the_minimum():
+    """A frustrated triangle on which damped min-sum BP converges to an answer above the
+    true minimum (brute force). With the true minimum as Y^i, E(Y^i) - E(BP's answer) < 0:
+    the loss is 0 (nothing better was found), with zero gradient, flagged approximate."""
+    graph = fg.FactorGraph()
+    names = ["a", "b", "c"]
+    graph.add_variables(names, 2)
+    graph.add_factor(["a", "b"], [[-0.4, 1.2], [1.4, 0.3]])
+    graph.add_factor(["b", "c"], [[0.4, -0.5], [-0.9, -0.9]])
+    graph.add_factor(["a", "c"], [[-1.0, 0.9], [-0.1, 0.1]])
+    for name, table in zip(names, ([-0.6, -1.1], [-1.2, -0.8], [0.6, 0.0])):
+        graph.add_factor([name], table)
+    bf = BruteForce(graph)
+    bp = dict(damping=0.5, max_iter=500)
+    decoded = fg.min_sum(graph, **bp)
+    assert decoded.converged and decoded.energy > bf.min_energy + 0.1  # BP misses it
+    target = dict(zip(names, bf.configs[np.argmin(bf.energies)].tolist()))
+    result = PerceptronLoss().value_and_grad(graph, target, **bp)
+    assert result.value == 0.0 and not result.grad.any() and not result.exact
 
 
 # --------------------------------------------------------------------------- margins
@@ -328,25 +450,30 @@ def condition3(e_c, e_i, values, m):
     return values[hp1].min() < values[~hp1].min() - 1e-9
 
 
-@pytest.mark.parametrize(
-    "loss",
-    [
-        EnergyLoss(),
-        PerceptronLoss(),
-        HingeLoss(1.0),
-        LogLoss(),
-        LVQ2Loss(delta=1.0),
-        MCELoss(),
-        SquareSquareLoss(1.0),
-        SquareExpLoss(1.0),
-        NLLLoss(1.0),
-        MEELoss(1.0),
-    ],
-    ids=lambda loss: loss.name,
-)
-def test_margin_property_of_table_1(loss):
+#: The margin column of the tutorial's Table 1 (LeCun et al. 2006), one row per loss.
+TABLE_1_MARGINS = [
+    (EnergyLoss(), "none"),
+    (PerceptronLoss(), "0"),
+    (HingeLoss(1.0), "m"),
+    (LogLoss(), ">0"),
+    (LVQ2Loss(delta=1.0), "0"),
+    (MCELoss(), ">0"),
+    (SquareSquareLoss(1.0), "m"),
+    (SquareExpLoss(1.0), ">0"),
+    (NLLLoss(1.0), ">0"),
+    (MEELoss(1.0), ">0"),
+]
+
+
+@pytest.mark.parametrize(("loss", "kind"), TABLE_1_MARGINS, ids=lambda p: getattr(p, "name", p))
+def test_margin_property_of_table_1(loss, kind):
+    """The margin each loss documents is Table 1's, and the loss's values on the grid have
+    it (Condition 3 holds for exactly the margins the column says)."""
+    assert loss.margin_kind == kind
     e_c, e_i, values = loss_on_grid(loss)
-    kind = loss.margin_kind
+    if isinstance(loss, MarginLoss):  # the grid covers every branch (e.g. LVQ2's saturation)
+        expected = np.vectorize(lambda c, i: margin_loss(loss, c, i))(e_c, e_i)
+        np.testing.assert_allclose(values, expected, rtol=1e-12, atol=1e-12)
     if kind == ">0":
         assert all(condition3(e_c, e_i, values, m) for m in (0.5, 1.0, 2.0))
     elif kind == "m":

@@ -10,7 +10,15 @@ import scipy.optimize
 from reference import BruteForce, logsumexp
 
 import factorgraph_ebm as fg
-from factorgraph_ebm.losses import HingeLoss, NLLLoss, PerceptronLoss
+from factorgraph_ebm.losses import (
+    EnergyLoss,
+    HingeLoss,
+    LogLoss,
+    MCELoss,
+    MEELoss,
+    NLLLoss,
+    PerceptronLoss,
+)
 from factorgraph_ebm.models import LinearModel, TableModel
 from factorgraph_ebm.train import LBFGS, SGD, Adam, fit, predict
 
@@ -57,6 +65,35 @@ def labeled_samples(n_samples, seed, model, graph, names):
     return samples
 
 
+class RecordingModel:
+    """A model that delegates to another and records, per loss evaluation, which sample
+    (by the identity of its input ``x``) was visited."""
+
+    def __init__(self, model):
+        self.model, self.graph, self.n_params = model, model.graph, model.n_params
+        self.inputs = []
+
+    def init_params(self, rng):
+        return self.model.init_params(rng)
+
+    def energies(self, params, x):
+        self.inputs.append(id(x))
+        return self.model.energies(params, x)
+
+    def backward(self, params, x, grad_energies):
+        return self.model.backward(params, x, grad_energies)
+
+    def visits(self, samples):
+        """Indices of the samples visited, in order."""
+        index = {id(x): i for i, (x, _) in enumerate(samples)}
+        return [index[i] for i in self.inputs]
+
+    def batches(self, samples, batch_size):
+        """The visits cut into consecutive batches of ``batch_size``."""
+        order = self.visits(samples)
+        return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
 # --------------------------------------------------------------------------- optimizers
 def test_sgd_momentum_matches_the_closed_form():
     """Constant gradient g: w_t = w_0 - lr g sum_{k=1..t} (1 - mu^k) / (1 - mu)."""
@@ -81,12 +118,9 @@ def test_adam_matches_the_closed_form():
 
 
 # --------------------------------------------------------------------------- learning
-def test_lbfgs_nll_reaches_the_brute_force_optimum():
-    """The trained CRF minimizes mean NLL + l2/2 ||W||^2, written out by brute force and
-    minimized independently with scipy's BFGS."""
-    graph, names, model = chain_model()
-    samples = labeled_samples(12, 0, model, graph, names)
-    l2 = 0.1
+def nll_objective(samples, names, l2):
+    """The documented training objective for the NLL loss at beta = 1, by brute force:
+    W -> mean_i [E(W, Y^i, X^i) + ln sum_Y exp(-E(W, Y, X^i))] + l2/2 ||W||^2."""
     configs = list(itertools.product(range(N_STATES), repeat=N_VARS))
 
     def objective(w):
@@ -97,6 +131,21 @@ def test_lbfgs_nll_reaches_the_brute_force_optimum():
             total += desired + logsumexp(-energies)
         return total / len(samples) + 0.5 * l2 * w @ w
 
+    return objective
+
+
+def central_gradient(f, w, h=1e-6):
+    """The gradient of f at w by central differences, one coordinate at a time."""
+    return np.array([(f(w + h * e) - f(w - h * e)) / (2 * h) for e in np.eye(len(w))])
+
+
+def test_lbfgs_nll_reaches_the_brute_force_optimum():
+    """The trained CRF minimizes mean NLL + l2/2 ||W||^2, written out by brute force and
+    minimized independently with scipy's BFGS."""
+    graph, names, model = chain_model()
+    samples = labeled_samples(12, 0, model, graph, names)
+    l2 = 0.1
+    objective = nll_objective(samples, names, l2)
     result = fit(model, NLLLoss(1.0), samples, optimizer=LBFGS(tol=1e-10), n_epochs=200,
                    l2=l2, progress=False, accuracy=False)
     reference = scipy.optimize.minimize(objective, np.zeros(model.n_params), method="BFGS",
@@ -167,13 +216,23 @@ def test_history_records_the_mean_loss(batch_size):
     assert result.history.loss[0] == pytest.approx(expected, rel=1e-9)
 
 
-def test_l2_shrinks_the_parameters():
+@pytest.mark.parametrize("batch_size", [5, 2])
+def test_sgd_step_follows_the_regularized_objective(batch_size):
+    """Plain SGD steps W <- W - lr (mean batch gradient + l2 W), checked against finite
+    differences of the brute-force objective of each batch (l2/2 ||W||^2 included). The
+    batches are recovered by recording which samples each step visits."""
     graph, names, model = chain_model()
-    samples = labeled_samples(10, 2, model, graph, names)
-    kwargs = dict(optimizer=LBFGS(), n_epochs=100, progress=False, accuracy=False)
-    free = fit(model, NLLLoss(), samples, **kwargs).params
-    tight = fit(model, NLLLoss(), samples, l2=10.0, **kwargs).params
-    assert np.linalg.norm(tight) < 0.2 * np.linalg.norm(free)
+    samples = labeled_samples(5, 2, model, graph, names)
+    recorder = RecordingModel(model)
+    w0 = np.random.default_rng(1).normal(size=model.n_params)
+    lr, l2 = 0.3, 0.7
+    result = fit(recorder, NLLLoss(), samples, optimizer=SGD(lr, momentum=0.0), n_epochs=1,
+                 batch_size=batch_size, l2=l2, params=w0, progress=False, accuracy=False)
+    w = w0
+    for batch in recorder.batches(samples, batch_size):
+        objective = nll_objective([samples[i] for i in batch], names, l2)
+        w = w - lr * central_gradient(objective, w)
+    np.testing.assert_allclose(result.params, w, rtol=1e-6, atol=1e-7)
 
 
 def test_training_with_latent_variables_and_a_table_model():
@@ -196,6 +255,24 @@ def test_training_with_latent_variables_and_a_table_model():
 
 
 # --------------------------------------------------------------------------- runs
+def test_each_epoch_visits_a_seeded_permutation():
+    """SGD visits every sample once per epoch, in an order that changes between epochs and
+    is the same for the same seed."""
+    graph, names, model = chain_model()
+    samples = labeled_samples(12, 4, model, graph, names)
+    orders = []
+    for seed in (5, 5, 6):
+        recorder = RecordingModel(model)
+        fit(recorder, HingeLoss(), samples, optimizer=SGD(0.05), n_epochs=2, seed=seed,
+            progress=False, accuracy=False)
+        visits = recorder.visits(samples)
+        epochs = [visits[:12], visits[12:]]
+        assert len(visits) == 24 and all(sorted(e) == list(range(12)) for e in epochs)
+        assert epochs[0] != epochs[1]
+        orders.append(visits)
+    assert orders[0] == orders[1] != orders[2]
+
+
 def test_same_seed_same_run_and_callbacks():
     graph, names, model = chain_model()
     model.init_scale = 0.3
@@ -258,11 +335,32 @@ def test_bad_training_options(kwargs, message):
         fit(model, HingeLoss(), [], progress=False)
 
 
+def test_lbfgs_takes_only_smooth_losses():
+    """L-BFGS is refused for losses with kinks (a minimum over answers, or over latent
+    variables), and accepted for free-energy losses."""
+    graph, names, model = chain_model()
+    samples = labeled_samples(3, 6, model, graph, names)
+    options = dict(optimizer=LBFGS(), n_epochs=1, progress=False, accuracy=False)
+    for loss in (PerceptronLoss(), HingeLoss(), LogLoss(), MCELoss()):
+        with pytest.raises(fg.FactorGraphError, match="LBFGS needs a smooth loss"):
+            fit(model, loss, samples, **options)
+    for loss in (NLLLoss(), MEELoss(), EnergyLoss()):
+        fit(model, loss, samples, **options)
+    hidden = fg.FactorGraph()
+    hidden.add_variables(["a", "h"], [2, 3])
+    hidden.add_factor(["a", "h"], np.zeros((2, 3)))
+    table = TableModel(hidden)
+    with pytest.raises(fg.FactorGraphError, match="with latent variables has kinks"):
+        fit(table, EnergyLoss(), [(None, {"a": 1})], latent=["h"], **options)
+    fit(table, EnergyLoss(beta=1.0), [(None, {"a": 1})], latent=["h"], **options)
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: SGD(0.0), "'learning_rate' parameter of SGD must be a number > 0.0"),
-        (lambda: SGD(0.1, momentum=1.0), "'momentum' parameter of SGD must be a number >= 0.0"),
+        (lambda: SGD(0.0), "'learning_rate' parameter of SGD must be a number > 0, got 0.0"),
+        (lambda: SGD(0.1, momentum=1.0),
+         "'momentum' parameter of SGD must be a number >= 0 and < 1, got 1.0"),
         (lambda: Adam(beta2=1.0), "'beta2' parameter of Adam"),
         (lambda: Adam(eps=0), "'eps' parameter of Adam"),
         (lambda: LBFGS(memory=0), "'memory' parameter of LBFGS must be an integer >= 1"),
