@@ -156,18 +156,17 @@ def belief_propagation(
         free_energy = float(K.bethe_free_energy(cg, theta, unary, var_raw, fac_raw, temperature))
         log_partition = -free_energy / temperature
         shift = 0.0
-    var_beliefs = np.empty_like(var_raw)
-    K.normalize_segments(var_raw, cg.state_offset, temperature, shift, var_beliefs)
-    fac_beliefs = np.empty_like(fac_raw)
-    K.normalize_segments(fac_raw, cg.table_offset, temperature, shift, fac_beliefs)
+    # In place: the raw beliefs are not needed any more (saves two table-sized arrays).
+    K.normalize_segments(var_raw, cg.state_offset, temperature, shift, var_raw)
+    K.normalize_segments(fac_raw, cg.table_offset, temperature, shift, fac_raw)
 
     return InferenceResult(
         graph=graph,
         beta=math.inf if temperature == 0.0 else 1.0 / temperature,
         assignment=assignment,
         energy=energy,
-        variable_beliefs=var_beliefs,
-        factor_beliefs=fac_beliefs,
+        variable_beliefs=var_raw,
+        factor_beliefs=fac_raw,
         free_energy=free_energy,
         log_partition=log_partition,
         converged=bool(converged),

@@ -384,7 +384,8 @@ def normalize_segments(beliefs, offsets, temperature, shift, out):
     """Per segment [offsets[s], offsets[s+1]): with T == 0, ``beliefs - min + shift``
     (absolute min-marginals when ``shift`` is the minimum energy); with T > 0, the
     probabilities ``exp(-beliefs / T)`` normalized to sum 1. An all-``+inf`` segment (an
-    infeasible model) gives ``+inf`` (T == 0) or NaN-free zeros (T > 0)."""
+    infeasible model) gives ``+inf`` (T == 0) or NaN-free zeros (T > 0). ``out`` may be
+    ``beliefs`` (in place)."""
     for s in range(len(offsets) - 1):
         lo = offsets[s]
         hi = offsets[s + 1]
