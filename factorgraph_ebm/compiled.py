@@ -13,6 +13,11 @@ Layout (CSR, after libDAI's bipartite graph with dual indices made flat):
   stored in NumPy C order in the declared scope order; ``edge_stride[D]`` is the stride of the
   edge's variable inside its table; ``edge_partner[D]`` is the edge itself for a unary
   factor, the other edge for a pairwise one, -1 otherwise (the kernels' fast paths);
+- structure: ``factor_kind[F]`` (0 dense, 1 Potts, 2 truncated linear, 3 truncated
+  quadratic; see :mod:`factorgraph_ebm.messages`) and ``factor_param[F, 2]`` (weight ``w``,
+  truncation ``tau``) of the pairwise factors built by the structured constructors of
+  :class:`~factorgraph_ebm.graph.FactorGraph`, whose messages then cost O(K); their dense
+  tables are in ``energies`` all the same;
 - messages: ``msg_offset[D+1]`` locates the ``n_states`` entries of edge ``e`` in the flat
   factor-to-variable and variable-to-factor message buffers;
 - transpose: ``var_edge_ptr[V+1]``, ``var_edges[D]`` list the edges incident to each variable;
@@ -33,7 +38,8 @@ from ._config import NJIT_OPTIONS, njit
 class CompiledGraph(NamedTuple):
     """Flat arrays of a factor graph (see the module docstring for the layout).
 
-    All integer arrays are int64 and ``energies`` float64, C-contiguous and read-only.
+    All integer arrays are int64 and ``energies`` and ``factor_param`` float64, C-contiguous
+    and read-only.
     Built by :meth:`FactorGraph.compile`; passed as one argument into the Numba kernels.
     """
 
@@ -52,6 +58,8 @@ class CompiledGraph(NamedTuple):
     var_parent_edge: np.ndarray
     factor_order: np.ndarray
     factor_parent_edge: np.ndarray
+    factor_kind: np.ndarray
+    factor_param: np.ndarray
     energies: np.ndarray
     max_states: int
     max_arity: int
@@ -101,7 +109,8 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     n_vars = len(n_states)
     state_offset = _prefix_sum(n_states)
 
-    arities, table_sizes, scope_chunks, stride_chunks, table_chunks = [], [], [], [], []
+    arities, table_sizes, scope_chunks, stride_chunks = [], [], [], []
+    kind_chunks, param_chunks = [], []
     for block in blocks:
         n, arity = block.scopes.shape
         shape = block.tables.shape[1:]
@@ -110,7 +119,9 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         scope_chunks.append(block.scopes.reshape(-1))
         strides = np.cumprod((1,) + shape[::-1], dtype=np.int64)[:-1][::-1]
         stride_chunks.append(np.tile(strides, n))
-        table_chunks.append(np.ascontiguousarray(block.tables, dtype=np.float64).reshape(-1))
+        kind_chunks.append(np.full(n, getattr(block, "kind", 0), dtype=np.int64))
+        params = getattr(block, "params", None)
+        param_chunks.append(np.zeros((n, 2)) if params is None else params)
 
     def cat(chunks):
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
@@ -120,7 +131,18 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     scope_vars = cat(scope_chunks).astype(np.int64)
     edge_stride = cat(stride_chunks).astype(np.int64)
     table_offset = _prefix_sum(cat(table_sizes))
-    energies = np.concatenate(table_chunks) if table_chunks else np.zeros(0)
+    # One allocation, each block copied (or broadcast, for a shared table) into place.
+    energies = np.empty(int(table_offset[-1]))
+    for block, sizes in zip(blocks, table_sizes):
+        start = table_offset[block.first]
+        stop = start + int(sizes.sum())
+        energies[start:stop].reshape(block.tables.shape)[...] = block.tables
+    factor_kind = cat(kind_chunks).astype(np.int64)
+    factor_param = (
+        np.ascontiguousarray(np.concatenate(param_chunks), dtype=np.float64)
+        if param_chunks
+        else np.zeros((0, 2))
+    )
     n_factors = len(arity)
     edge_factor = np.repeat(np.arange(n_factors, dtype=np.int64), arity)
     msg_offset = _prefix_sum(n_states[scope_vars])
@@ -155,7 +177,9 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         var_parent_edge=var_parent,
         factor_order=factor_order,
         factor_parent_edge=factor_parent,
-        energies=np.ascontiguousarray(energies, dtype=np.float64),
+        factor_kind=factor_kind,
+        factor_param=factor_param,
+        energies=energies,
     )
     for array in arrays.values():
         array.flags.writeable = False

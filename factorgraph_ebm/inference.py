@@ -36,6 +36,10 @@ def belief_propagation(
     damping: float = 0.0,
     init_messages=None,
     warn: bool = True,
+    factor_beliefs: bool = True,
+    free_energy: bool = True,
+    check_sweep: bool = True,
+    threads: int | None = None,
 ) -> InferenceResult:
     """Run belief propagation on a factor graph.
 
@@ -71,6 +75,23 @@ def belief_propagation(
         Warm start: factor-to-variable messages, e.g. ``previous_result.messages``.
     warn : bool, default=True
         Emit a :class:`ConvergenceWarning` when BP stops at ``max_iter`` unconverged.
+    factor_beliefs : bool, default=True
+        Compute ``result.factor_beliefs`` (an array as long as theta). With False it is
+        None, which saves that memory and time on large graphs; the Bethe free energy is
+        still computed, table by table.
+    free_energy : bool, default=True
+        Sum-product only: compute the Bethe free energy; with False, ``free_energy`` and
+        ``log_partition`` are None. (Min-sum's ``free_energy`` is the decoded energy and
+        always there.)
+    check_sweep : bool, default=True
+        Tree schedule only: after the exact two-pass schedule, run one flooding sweep whose
+        largest message change becomes ``residuals[0]`` (~0 at the exact fixed point). With
+        False that sweep is skipped and ``residuals`` is ``[0.0]``.
+    threads : int or None, default=None
+        Threads of the parallel (flooding) schedule, at most Numba's ``NUMBA_NUM_THREADS``.
+        None uses them all on graphs of more than 2**14 message entries and one thread on
+        smaller ones. The results do not depend on it, bit for bit. Other schedules run
+        on one thread.
 
     Returns
     -------
@@ -94,9 +115,12 @@ def belief_propagation(
     started = time.perf_counter()
     temperature = _temperature(beta)
     _check_options(schedule, max_iter, tol, damping)
+    n_threads = _check_threads(threads)
     cg = graph.compile()
     theta = checked_energy_vector(cg, energies)
     unary = _evidence_unary(graph, cg, theta, evidence)
+    kinds = factor_kinds(cg, theta)
+    params = cg.factor_param
 
     if schedule == "auto":
         schedule = "tree" if cg.is_forest else "sequential"
@@ -108,26 +132,21 @@ def belief_propagation(
     f2v = _initial_messages(cg, init_messages)
     v2f = np.zeros_like(f2v)
     if schedule == "tree":
-        K.run_two_pass(cg, theta, unary, f2v, v2f, temperature)
-        # One flooding sweep from the two-pass fixed point measures how fixed it is.
+        K.run_two_pass(cg, theta, kinds, params, unary, f2v, v2f, temperature)
         residuals = np.zeros(1)
-        K.run_parallel(cg, theta, unary, f2v, v2f, temperature, 0.0, 1, math.inf, residuals)
+        if check_sweep:
+            # One flooding sweep from the two-pass fixed point measures how fixed it is.
+            _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, 0.0, 1,
+                          math.inf, residuals, n_threads)
         n_iter, converged = 1, True
     else:
         residuals = np.zeros(max_iter)
-        runner = K.run_parallel if schedule == "parallel" else K.run_sequential
-        n_iter, converged = runner(
-            cg,
-            theta,
-            unary,
-            f2v,
-            v2f,
-            temperature,
-            float(damping),
-            int(max_iter),
-            float(tol),
-            residuals,
-        )
+        args = (cg, theta, kinds, params, unary, f2v, v2f, temperature, float(damping),
+                int(max_iter), float(tol), residuals)
+        if schedule == "parallel":
+            n_iter, converged = _run_parallel(*args, n_threads)
+        else:
+            n_iter, converged = K.run_sequential(*args)
         residuals = residuals[:n_iter]
         if not converged and warn:
             warnings.warn(
@@ -140,25 +159,32 @@ def belief_propagation(
 
     var_raw = np.empty(int(cg.state_offset[-1]))
     K.variable_beliefs(cg, unary, f2v, var_raw)
-    fac_raw = np.empty(len(theta))
-    K.factor_beliefs(cg, theta, v2f, fac_raw)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
-    K.decode(cg, theta, unary, v2f, var_raw, temperature, assignment)
+    K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment)
     energy = float(energies_of(cg, theta, assignment[None])[0])
 
+    fac_raw = np.empty(len(theta)) if factor_beliefs else np.empty(0)
+    bethe = temperature > 0.0 and free_energy
+    if factor_beliefs or bethe:
+        factor_part = K.factor_beliefs(
+            cg, theta, v2f, temperature if bethe else 0.0, factor_beliefs, fac_raw
+        )
     if temperature == 0.0:
         # Absolute min-marginals: shifted so that their minimum is the decoded energy (exact
         # on forests, where +inf means infeasible). A loopy decoding can hit +inf where BP's
         # beliefs are finite; then they stay relative (minimum 0) rather than all +inf.
-        free_energy, log_partition = energy, None
+        free, log_partition = energy, None
         shift = energy if math.isfinite(energy) or cg.is_forest else 0.0
-    else:
-        free_energy = float(K.bethe_free_energy(cg, theta, unary, var_raw, fac_raw, temperature))
-        log_partition = -free_energy / temperature
+    elif bethe:
+        free = float(factor_part + K.variable_bethe_terms(cg, unary, var_raw, temperature))
+        log_partition = -free / temperature
         shift = 0.0
+    else:
+        free, log_partition, shift = None, None, 0.0
     # In place: the raw beliefs are not needed any more (saves two table-sized arrays).
     K.normalize_segments(var_raw, cg.state_offset, temperature, shift, var_raw)
-    K.normalize_segments(fac_raw, cg.table_offset, temperature, shift, fac_raw)
+    if factor_beliefs:
+        K.normalize_segments(fac_raw, cg.table_offset, temperature, shift, fac_raw)
 
     return InferenceResult(
         graph=graph,
@@ -166,8 +192,8 @@ def belief_propagation(
         assignment=assignment,
         energy=energy,
         variable_beliefs=var_raw,
-        factor_beliefs=fac_raw,
-        free_energy=free_energy,
+        factor_beliefs=fac_raw if factor_beliefs else None,
+        free_energy=free,
         log_partition=log_partition,
         converged=bool(converged),
         n_iter=int(n_iter),
@@ -219,6 +245,41 @@ def _check_options(schedule, max_iter, tol, damping) -> None:
         raise FactorGraphError(f"tol must be a number >= 0, got {tol!r}")
     if not (isinstance(damping, (int, float, np.floating)) and 0 <= damping < 1):
         raise FactorGraphError(f"damping must be in [0, 1), got {damping!r}")
+
+
+def factor_kinds(cg, theta) -> np.ndarray:
+    """The structure code of every factor for energy vector ``theta``: the compiled codes,
+    except that structured factors whose table in ``theta`` lost its structure (e.g. after a
+    learning step) take the dense path."""
+    if theta is cg.energies or not cg.factor_kind.any():
+        return cg.factor_kind
+    return K.structured_kinds(cg, theta)
+
+
+def _check_threads(threads) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise FactorGraphError(f"threads must be None or an integer >= 1, got {threads!r}")
+    return int(threads)
+
+
+def _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, max_iter,
+                  tol, residuals, threads):
+    """:func:`messages.run_parallel` on ``threads`` threads (see :func:`belief_propagation`)."""
+    import numba
+
+    limit = numba.config.NUMBA_NUM_THREADS
+    if threads is None:
+        threads = limit if cg.n_message_entries > 2**14 else 1
+    threads = min(threads, limit)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return K.run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
+                              max_iter, tol, residuals, 4 * threads if threads > 1 else 1)
+    finally:
+        numba.set_num_threads(previous)
 
 
 def checked_energy_vector(cg, energies) -> np.ndarray:

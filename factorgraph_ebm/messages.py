@@ -16,80 +16,223 @@ Every factor-to-variable message is shifted so that its minimum is 0 (a message 
 PGMax). Infinite energies never meet ``inf - inf``: sums are only ever added, and a
 variable's outgoing messages are built from prefix and suffix sums of its incoming ones.
 
+Structured pairwise factors (``kinds[a]`` != :data:`KIND_DENSE`, with weight ``w`` and
+truncation ``tau`` in ``params[a]``) get their messages without reading the table (Felzenszwalb
+& Huttenlocher 2006, "Efficient belief propagation for early vision"):
+
+- Potts ``E = w [x != y]``: ``m(x) = min(in(x), min_{y != x} in(y) + w)`` in O(K), equal bit
+  for bit to the dense path; sum-product in O(K) from the sum over all other states;
+- truncated linear ``E = min(w |x - y|, tau)``: a two-pass l1 distance transform, O(K);
+- truncated quadratic ``E = min(w (x - y)^2, tau)``: the lower envelope of parabolas, O(K).
+
+The truncated kinds use the dense path at T > 0, and every kind keeps its dense table in
+``energies`` (for factor beliefs, the Bethe free energy, decoding and learning).
+
+Performance notes. Numba charges ~100 ns per call of a function with array arguments, and
+keeps per-array reference counting in loops that call helpers taking the compiled graph
+(a NamedTuple). So each kernel unpacks the arrays it needs once, the per-edge work is
+written in the loop bodies or in helpers inlined at the Numba IR level that take plain
+arrays, and only the generic (arity >= 3) factor message is a real call. Flooding runs its
+variable side and its factor side as ``prange`` loops over chunks balanced by work: each new
+message depends only on the previous iteration's messages, so the result is the same, bit
+for bit, on any number of threads.
+
 The kernels assume validated input (see :mod:`factorgraph_ebm.inference`) and never raise.
 Tables are NumPy C order in the factor's declared scope order.
 """
 
 import numpy as np
+from numba import prange
 
 from ._config import NJIT_OPTIONS, njit
 
 INF = np.inf
 
+#: ``CompiledGraph.factor_kind`` codes.
+KIND_DENSE = 0
+KIND_POTTS = 1
+KIND_TRUNCATED_LINEAR = 2
+KIND_TRUNCATED_QUADRATIC = 3
+
+PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
+
 
 # --------------------------------------------------------------------------- factor side
 @njit(inline="always", **NJIT_OPTIONS)
-def small_factor_message(cg, energies, v2f, edge, temperature, clamp, out):
-    """Fast path of :func:`factor_message` for the edges with ``cg.edge_partner[edge] >= 0``:
-    unary factors (partner = the edge itself) and pairwise factors (partner = the other
-    edge). The caller checks that condition.
+def pair_message(
+    energies, toff, s_t, s_o, n_t, n_o, v2f, m_o, kind, w, tau, temperature, out, env_v, env_z
+):
+    """Message of a pairwise factor to its target variable, unnormalized, into ``out[:n_t]``.
 
-    Inlined into the schedule loops, with no call, no early return and no return value:
-    otherwise Numba keeps a reference-count update per array of ``cg`` in those loops,
-    which costs more than a small message.
+    The table entry of (target state x, other state y) is ``energies[toff + x*s_t + y*s_o]``;
+    the other variable's incoming message is ``v2f[m_o : m_o + n_o]``. ``env_v`` (int64) and
+    ``env_z`` (float64), of length max_states + 1, are scratch for the quadratic kind.
     """
-    a = cg.edge_factor[edge]
-    other = cg.edge_partner[edge]
-    toff = cg.table_offset[a]
-    n_target = cg.n_states[cg.scope_vars[edge]]
-    if other == edge:
-        for x in range(n_target):
-            out[x] = energies[toff + x]
-    elif clamp[cg.scope_vars[other]] >= 0:
-        offset = toff + clamp[cg.scope_vars[other]] * cg.edge_stride[other]
-        for x in range(n_target):
-            out[x] = energies[offset + x * cg.edge_stride[edge]]
-    else:
-        n_other = cg.n_states[cg.scope_vars[other]]
-        s_target = cg.edge_stride[edge]
-        s_other = cg.edge_stride[other]
-        m_other = cg.msg_offset[other]
-        for x in range(n_target):
-            base = toff + x * s_target
-            low = INF
-            for y in range(n_other):
-                z = energies[base + y * s_other] + v2f[m_other + y]
-                if z < low:
-                    low = z
+    if kind == KIND_POTTS and w >= 0.0 and n_t == n_o and temperature == 0.0:
+        # min(in(x), min_y in(y) + w): with w >= 0 the y = x term never wins.
+        min1 = INF
+        for y in range(n_o):
+            min1 = min(min1, v2f[m_o + y])
+        cap = min1 + w
+        for x in range(n_t):
+            out[x] = min(v2f[m_o + x], cap)
+    elif kind == KIND_POTTS:
+        # min1 at `best` (the first minimum), min2 the minimum over the other states.
+        min1 = INF
+        best = -1
+        for y in range(n_o):
+            z = v2f[m_o + y]
+            if z < min1:
+                min1 = z
+                best = y
+        min2 = INF
+        for y in range(n_o):
+            if y != best:
+                min2 = min(min2, v2f[m_o + y])
+        for x in range(n_t):
+            other = min2 if x == best else min1
+            low = other + w
+            if x < n_o:
+                low = min(low, v2f[m_o + x])
             out[x] = low
         if temperature > 0.0:
-            for x in range(n_target):
+            # sum over y != x of exp(-(in(y) - min1) / T): all states but x. For x != best it
+            # contains the term 1 of `best`, so the subtraction loses no precision.
+            total = 0.0
+            for y in range(n_o):
+                total += np.exp(-(v2f[m_o + y] - min1) / temperature)
+            for x in range(n_t):
+                low = out[x]
+                if low == INF:
+                    continue
+                same = v2f[m_o + x] if x < n_o else INF
+                acc = np.exp(-(same - low) / temperature) if same < INF else 0.0
+                other = min2 if x == best else min1
+                if other < INF and w < INF:
+                    if x == best:
+                        rest = 0.0
+                        for y in range(n_o):
+                            if y != x:
+                                rest += np.exp(-(v2f[m_o + y] - other) / temperature)
+                    elif x < n_o:
+                        rest = total - np.exp(-(v2f[m_o + x] - other) / temperature)
+                    else:
+                        rest = total
+                    acc += np.exp(-(other + w - low) / temperature) * rest
+                out[x] = low - temperature * np.log(acc)
+    elif kind == KIND_TRUNCATED_LINEAR and temperature == 0.0:
+        # l1 distance transform: forward and backward passes, then the truncation.
+        low = INF
+        for x in range(n_t):
+            z = v2f[m_o + x]
+            out[x] = z
+            if z < low:
+                low = z
+        for x in range(1, n_t):
+            z = out[x - 1] + w
+            if z < out[x]:
+                out[x] = z
+        for x in range(n_t - 2, -1, -1):
+            z = out[x + 1] + w
+            if z < out[x]:
+                out[x] = z
+        cap = low + tau
+        for x in range(n_t):
+            if cap < out[x]:
+                out[x] = cap
+    elif kind == KIND_TRUNCATED_QUADRATIC and temperature == 0.0:
+        low = INF
+        for y in range(n_o):
+            if v2f[m_o + y] < low:
+                low = v2f[m_o + y]
+        if low == INF or w == 0.0:
+            for x in range(n_t):
+                out[x] = low
+        else:
+            # Lower envelope of the parabolas y -> in(q) + w (y - q)^2 of the finite in(q).
+            k = -1
+            for q in range(n_o):
+                fq = v2f[m_o + q]
+                if fq == INF:
+                    continue
+                hq = fq + w * q * q
+                if k < 0:
+                    k = 0
+                    env_v[0] = q
+                    env_z[0] = -INF
+                    env_z[1] = INF
+                    continue
+                while True:  # z[0] = -inf stops this at k = 0 at the latest
+                    p = env_v[k]
+                    s = (hq - (v2f[m_o + p] + w * p * p)) / (2.0 * w * (q - p))
+                    if s <= env_z[k]:
+                        k -= 1
+                    else:
+                        break
+                k += 1
+                env_v[k] = q
+                env_z[k] = s
+                env_z[k + 1] = INF
+            j = 0
+            for x in range(n_t):
+                while env_z[j + 1] < x:
+                    j += 1
+                p = env_v[j]
+                d = x - p
+                out[x] = v2f[m_o + p] + w * (d * d)
+        cap = low + tau
+        for x in range(n_t):
+            if cap < out[x]:
+                out[x] = cap
+    else:
+        for x in range(n_t):
+            base = toff + x * s_t
+            low = INF
+            for y in range(n_o):
+                low = min(low, energies[base + y * s_o] + v2f[m_o + y])
+            out[x] = low
+        if temperature > 0.0:
+            for x in range(n_t):
                 low = out[x]
                 if low < INF:
-                    base = toff + x * s_target
+                    base = toff + x * s_t
                     total = 0.0
-                    for y in range(n_other):
-                        z = energies[base + y * s_other] + v2f[m_other + y]
+                    for y in range(n_o):
+                        z = energies[base + y * s_o] + v2f[m_o + y]
                         total += np.exp(-(z - low) / temperature)
                     out[x] = low - temperature * np.log(total)
 
 
 @njit(**NJIT_OPTIONS)
-def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lowest):
-    """Message from the factor of ``edge`` to the edge's variable, written into ``out[:K]``,
-    for a factor of any arity (its table iterated with a mixed-radix counter).
+def generic_message(
+    energies,
+    n_states,
+    scope_ptr,
+    scope_vars,
+    msg_offset,
+    table_offset,
+    v2f,
+    edge,
+    a,
+    temperature,
+    clamp,
+    out,
+    counter,
+    lowest,
+):
+    """Message from factor ``a`` to the variable of ``edge``, written into ``out[:K]``, for a
+    factor of any arity (its table iterated with a mixed-radix counter).
 
     ``clamp[j] >= 0`` fixes variable j to that state (used by decoding; pass -1 everywhere
     for a plain message): table entries that disagree are skipped and j's incoming message
     is not added. ``counter`` (max_arity,) and ``lowest`` (max_states,) are scratch.
     """
-    a = cg.edge_factor[edge]
-    first = cg.scope_ptr[a]
-    arity = cg.scope_ptr[a + 1] - first
+    first = scope_ptr[a]
+    arity = scope_ptr[a + 1] - first
     target_pos = edge - first
-    n_target = cg.n_states[cg.scope_vars[edge]]
-    toff = cg.table_offset[a]
-    n_entries = cg.table_offset[a + 1] - toff
+    n_target = n_states[scope_vars[edge]]
+    toff = table_offset[a]
+    n_entries = table_offset[a + 1] - toff
 
     for x in range(n_target):
         lowest[x] = INF
@@ -98,12 +241,13 @@ def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lo
         counter[q] = 0
     for flat in range(n_entries):
         z = _entry_energy(
-            cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat
+            energies, scope_vars, msg_offset, v2f, first, arity, target_pos, clamp, counter,
+            toff + flat,
         )
         x = counter[target_pos]
         if z < lowest[x]:
             lowest[x] = z
-        _advance(cg, first, arity, counter)
+        _advance(n_states, scope_vars, first, arity, counter)
     if temperature == 0.0:
         for x in range(n_target):
             out[x] = lowest[x]
@@ -115,12 +259,13 @@ def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lo
         counter[q] = 0
     for flat in range(n_entries):
         z = _entry_energy(
-            cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat
+            energies, scope_vars, msg_offset, v2f, first, arity, target_pos, clamp, counter,
+            toff + flat,
         )
         x = counter[target_pos]
         if z < INF:
             out[x] += np.exp(-(z - lowest[x]) / temperature)
-        _advance(cg, first, arity, counter)
+        _advance(n_states, scope_vars, first, arity, counter)
     for x in range(n_target):
         if lowest[x] < INF:
             out[x] = lowest[x] - temperature * np.log(out[x])
@@ -128,45 +273,46 @@ def factor_message(cg, energies, v2f, edge, temperature, clamp, out, counter, lo
             out[x] = INF
 
 
-@njit(**NJIT_OPTIONS)
-def _entry_energy(cg, energies, v2f, a, first, arity, target_pos, clamp, counter, toff, flat):
-    """E_a at table entry ``flat`` plus the incoming messages of the free non-target
+@njit(inline="always", **NJIT_OPTIONS)
+def _entry_energy(
+    energies, scope_vars, msg_offset, v2f, first, arity, target_pos, clamp, counter, index
+):
+    """E_a at table entry ``index`` plus the incoming messages of the free non-target
     variables; +inf where a clamped variable disagrees with ``counter``."""
-    z = energies[toff + flat]
-    if z == INF:
-        return INF
-    for q in range(arity):
-        if q == target_pos:
-            continue
-        var = cg.scope_vars[first + q]
-        if clamp[var] >= 0:
-            if clamp[var] != counter[q]:
-                return INF
-        else:
-            z += v2f[cg.msg_offset[first + q] + counter[q]]
+    z = energies[index]
+    if z < INF:
+        for q in range(arity):
+            if q == target_pos:
+                continue
+            var = scope_vars[first + q]
+            if clamp[var] >= 0:
+                if clamp[var] != counter[q]:
+                    z = INF
+                    break
+            else:
+                z += v2f[msg_offset[first + q] + counter[q]]
     return z
 
 
-@njit(**NJIT_OPTIONS)
-def _advance(cg, first, arity, counter):
+@njit(inline="always", **NJIT_OPTIONS)
+def _advance(n_states, scope_vars, first, arity, counter):
     """Step a mixed-radix counter over a table in C order (last axis fastest)."""
     q = arity - 1
     while q >= 0:
         counter[q] += 1
-        if counter[q] < cg.n_states[cg.scope_vars[first + q]]:
-            return
+        if counter[q] < n_states[scope_vars[first + q]]:
+            break
         counter[q] = 0
         q -= 1
 
 
-@njit(**NJIT_OPTIONS)
+@njit(inline="always", **NJIT_OPTIONS)
 def store_message(new, f2v, start, n, damping):
     """Normalize ``new[:n]`` to minimum 0, damp it against ``f2v[start:start+n]``, store it
     there and return the largest absolute change (equal infinities count as no change)."""
     low = INF
     for x in range(n):
-        if new[x] < low:
-            low = new[x]
+        low = min(low, new[x])
     if low < INF:
         for x in range(n):
             new[x] -= low
@@ -184,199 +330,665 @@ def store_message(new, f2v, start, n, damping):
     return change
 
 
+@njit(inline="always", **NJIT_OPTIONS)
+def edge_message(
+    energies,
+    kinds,
+    params,
+    n_states,
+    scope_ptr,
+    scope_vars,
+    edge_factor,
+    edge_stride,
+    edge_partner,
+    msg_offset,
+    table_offset,
+    v2f,
+    e,
+    temperature,
+    free,
+    out,
+    counter,
+    lowest,
+    env_v,
+    env_z,
+):
+    """The unnormalized message of ``e``'s factor to ``e``'s variable, into ``out``."""
+    a = edge_factor[e]
+    other = edge_partner[e]
+    toff = table_offset[a]
+    if other == e:
+        for x in range(n_states[scope_vars[e]]):
+            out[x] = energies[toff + x]
+    elif other >= 0:
+        pair_message(
+            energies,
+            toff,
+            edge_stride[e],
+            edge_stride[other],
+            n_states[scope_vars[e]],
+            n_states[scope_vars[other]],
+            v2f,
+            msg_offset[other],
+            kinds[a],
+            params[a, 0],
+            params[a, 1],
+            temperature,
+            out,
+            env_v,
+            env_z,
+        )
+    else:
+        generic_message(
+            energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f, e, a,
+            temperature, free, out, counter, lowest,
+        )
+
+
 # --------------------------------------------------------------------------- variable side
 @njit(inline="always", **NJIT_OPTIONS)
-def variable_messages(cg, unary, f2v, v2f, i, running):
+def variable_messages(n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary,
+                      f2v, v2f, i, running):
     """All messages from variable i to its factors, m_{i->a} = U_i + sum_{b != a} m_{b->i},
     from prefix and suffix sums (exact, O(degree * K), no subtraction)."""
-    n = cg.n_states[i]
-    soff = cg.state_offset[i]
+    n = n_states[i]
+    soff = state_offset[i]
     for x in range(n):
         running[x] = unary[soff + x]
-    for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
-        moff = cg.msg_offset[cg.var_edges[k]]
+    for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+        moff = msg_offset[var_edges[k]]
         for x in range(n):
             v2f[moff + x] = running[x]
             running[x] += f2v[moff + x]
     for x in range(n):
         running[x] = 0.0
-    for k in range(cg.var_edge_ptr[i + 1] - 1, cg.var_edge_ptr[i] - 1, -1):
-        moff = cg.msg_offset[cg.var_edges[k]]
+    for k in range(var_edge_ptr[i + 1] - 1, var_edge_ptr[i] - 1, -1):
+        moff = msg_offset[var_edges[k]]
         for x in range(n):
             v2f[moff + x] += running[x]
             running[x] += f2v[moff + x]
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def variable_message(cg, unary, f2v, v2f, edge):
+def variable_message(n_states, state_offset, scope_vars, var_edge_ptr, var_edges, msg_offset,
+                     unary, f2v, v2f, edge):
     """The one message from the edge's variable to the edge's factor (sequential schedule)."""
-    i = cg.scope_vars[edge]
-    n = cg.n_states[i]
-    soff = cg.state_offset[i]
-    moff = cg.msg_offset[edge]
+    i = scope_vars[edge]
+    n = n_states[i]
+    soff = state_offset[i]
+    moff = msg_offset[edge]
     for x in range(n):
         v2f[moff + x] = unary[soff + x]
-    for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
-        other = cg.var_edges[k]
+    for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+        other = var_edges[k]
         if other == edge:
             continue
-        ooff = cg.msg_offset[other]
+        ooff = msg_offset[other]
         for x in range(n):
             v2f[moff + x] += f2v[ooff + x]
 
 
 # --------------------------------------------------------------------------- schedules
 @njit(**NJIT_OPTIONS)
-def _scratch(cg):
-    free = np.full(len(cg.n_states), -1, dtype=np.int64)
-    counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    lowest = np.empty(cg.max_states)
-    new = np.empty(cg.max_states)
-    return free, counter, lowest, new
+def balanced_chunks(ptr, weight_ptr, n_chunks):
+    """Boundaries (n_chunks + 1,) splitting items 0..len(ptr)-2 into contiguous chunks of
+    about equal work, where item j's work is ``weight_ptr`` at ``ptr[j+1]`` minus at
+    ``ptr[j]`` plus one (``weight_ptr`` is a nondecreasing prefix sum)."""
+    n = len(ptr) - 1
+    bounds = np.empty(n_chunks + 1, dtype=np.int64)
+    bounds[0] = 0
+    total = weight_ptr[ptr[n]] - weight_ptr[ptr[0]] + n
+    j = 0
+    for c in range(1, n_chunks):
+        goal = total * c // n_chunks
+        while j < n and weight_ptr[ptr[j]] - weight_ptr[ptr[0]] + j < goal:
+            j += 1
+        bounds[c] = j
+    bounds[n_chunks] = n
+    return bounds
 
 
 @njit(**NJIT_OPTIONS)
-def run_parallel(cg, energies, unary, f2v, v2f, temperature, damping, max_iter, tol, residuals):
+def factor_sweep(
+    energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+    edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, lo, hi,
+    with_variables, f2v, v2f, temperature, damping, free, counter, lowest, new, env_v, env_z,
+    lows,
+):
+    """Every message of the factors ``order[lo:hi]``, normalized, damped and stored in
+    ``f2v``; returns the largest change. With ``with_variables`` each factor first gets
+    fresh incoming messages from its variables (the sequential schedule); otherwise ``v2f``
+    is read as it is (flooding).
+
+    The per-edge code is written out here, not in helpers: inlined helpers with array
+    arguments cost reference counting on every edge, several times the O(K) work itself.
+    ``new`` has room for max_arity * max_states entries; ``env_v``/``env_z`` for
+    max_states + 2.
+    """
+    stride = len(lowest)
+    change = 0.0
+    for k in range(lo, hi):
+        a = order[k]
+        first = scope_ptr[a]
+        last = scope_ptr[a + 1]
+        arity = last - first
+        toff = table_offset[a]
+        if with_variables:
+            for e in range(first, last):
+                i = scope_vars[e]
+                n = n_states[i]
+                soff = state_offset[i]
+                moff = msg_offset[e]
+                for x in range(n):
+                    v2f[moff + x] = unary[soff + x]
+                for k2 in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+                    other = var_edges[k2]
+                    if other != e:
+                        ooff = msg_offset[other]
+                        for x in range(n):
+                            v2f[moff + x] += f2v[ooff + x]
+        kind = kinds[a]
+        lows[0] = np.nan  # NaN: the store loop finds the minimum itself
+        lows[1] = np.nan
+        if arity == 1:
+            low = INF
+            for x in range(n_states[scope_vars[first]]):
+                new[x] = energies[toff + x]
+                low = min(low, new[x])
+            lows[0] = low
+        elif arity == 2 and kind == KIND_DENSE and temperature == 0.0:
+            # Both messages in one pass over the table (rows: first variable).
+            m0 = msg_offset[first]
+            m1 = msg_offset[first + 1]
+            n0 = m1 - m0
+            n1 = msg_offset[first + 2] - m1
+            for y in range(n1):
+                new[stride + y] = INF
+            low0 = INF
+            for x in range(n0):
+                base = toff + x * n1
+                incoming = v2f[m0 + x]
+                low = INF
+                for y in range(n1):
+                    t = energies[base + y]
+                    low = min(low, t + v2f[m1 + y])
+                    new[stride + y] = min(new[stride + y], t + incoming)
+                new[x] = low
+                low0 = min(low0, low)
+            lows[0] = low0
+        elif arity == 2:
+            w = params[a, 0]
+            tau = params[a, 1]
+            for q in range(2):
+                e = first + q
+                o = first + 1 - q
+                out = q * stride
+                n_t = msg_offset[e + 1] - msg_offset[e]
+                n_o = msg_offset[o + 1] - msg_offset[o]
+                m_o = msg_offset[o]
+                s_t = edge_stride[e]
+                s_o = edge_stride[o]
+                if kind == KIND_POTTS and w >= 0.0 and n_t == n_o and temperature == 0.0:
+                    min1 = INF
+                    for y in range(n_o):
+                        min1 = min(min1, v2f[m_o + y])
+                    # The message's minimum is min1 (w >= 0): normalize, damp and store
+                    # in the same pass (-inf in lows: stored already).
+                    start = msg_offset[e]
+                    shift = min1 if min1 < INF else 0.0
+                    cap = min1 + w - shift
+                    for x in range(n_t):
+                        value = min(v2f[m_o + x] - shift, cap)
+                        old = f2v[start + x]
+                        if damping > 0.0:
+                            value = damping * old + (1.0 - damping) * value
+                        diff = abs(value - old)
+                        if diff > change:
+                            change = diff
+                        f2v[start + x] = value
+                    lows[q] = -INF
+                elif kind == KIND_POTTS:
+                    min1 = INF
+                    best = -1
+                    for y in range(n_o):
+                        z = v2f[m_o + y]
+                        if z < min1:
+                            min1 = z
+                            best = y
+                    min2 = INF
+                    for y in range(n_o):
+                        if y != best:
+                            min2 = min(min2, v2f[m_o + y])
+                    for x in range(n_t):
+                        other = min2 if x == best else min1
+                        low = other + w
+                        if x < n_o:
+                            low = min(low, v2f[m_o + x])
+                        new[out + x] = low
+                    if temperature > 0.0:
+                        total = 0.0
+                        for y in range(n_o):
+                            total += np.exp(-(v2f[m_o + y] - min1) / temperature)
+                        for x in range(n_t):
+                            low = new[out + x]
+                            if low == INF:
+                                continue
+                            same = v2f[m_o + x] if x < n_o else INF
+                            acc = np.exp(-(same - low) / temperature) if same < INF else 0.0
+                            other = min2 if x == best else min1
+                            if other < INF and w < INF:
+                                if x == best:
+                                    rest = 0.0
+                                    for y in range(n_o):
+                                        if y != x:
+                                            rest += np.exp(-(v2f[m_o + y] - other) / temperature)
+                                elif x < n_o:
+                                    rest = total - np.exp(-(v2f[m_o + x] - other) / temperature)
+                                else:
+                                    rest = total
+                                acc += np.exp(-(other + w - low) / temperature) * rest
+                            new[out + x] = low - temperature * np.log(acc)
+                elif kind == KIND_TRUNCATED_LINEAR and temperature == 0.0:
+                    low = INF
+                    for x in range(n_t):
+                        z = v2f[m_o + x]
+                        new[out + x] = z
+                        low = min(low, z)
+                    for x in range(1, n_t):
+                        new[out + x] = min(new[out + x], new[out + x - 1] + w)
+                    for x in range(n_t - 2, -1, -1):
+                        new[out + x] = min(new[out + x], new[out + x + 1] + w)
+                    cap = low + tau
+                    for x in range(n_t):
+                        new[out + x] = min(new[out + x], cap)
+                elif kind == KIND_TRUNCATED_QUADRATIC and temperature == 0.0:
+                    low = INF
+                    for y in range(n_o):
+                        low = min(low, v2f[m_o + y])
+                    if low == INF or w == 0.0:
+                        for x in range(n_t):
+                            new[out + x] = low
+                    else:
+                        # Lower envelope of the parabolas of the finite in(q).
+                        j = -1
+                        for q2 in range(n_o):
+                            fq = v2f[m_o + q2]
+                            if fq == INF:
+                                continue
+                            hq = fq + w * q2 * q2
+                            if j < 0:
+                                j = 0
+                                env_v[0] = q2
+                                env_z[0] = -INF
+                                env_z[1] = INF
+                                continue
+                            while True:  # env_z[0] = -inf stops this at j = 0
+                                p = env_v[j]
+                                sec = (hq - (v2f[m_o + p] + w * p * p)) / (2.0 * w * (q2 - p))
+                                if sec <= env_z[j]:
+                                    j -= 1
+                                else:
+                                    break
+                            j += 1
+                            env_v[j] = q2
+                            env_z[j] = sec
+                            env_z[j + 1] = INF
+                        j = 0
+                        for x in range(n_t):
+                            while env_z[j + 1] < x:
+                                j += 1
+                            p = env_v[j]
+                            d = x - p
+                            new[out + x] = v2f[m_o + p] + w * (d * d)
+                    cap = low + tau
+                    for x in range(n_t):
+                        new[out + x] = min(new[out + x], cap)
+                else:
+                    for x in range(n_t):
+                        base = toff + x * s_t
+                        low = INF
+                        for y in range(n_o):
+                            low = min(low, energies[base + y * s_o] + v2f[m_o + y])
+                        new[out + x] = low
+                    if temperature > 0.0:
+                        for x in range(n_t):
+                            low = new[out + x]
+                            if low < INF:
+                                base = toff + x * s_t
+                                total = 0.0
+                                for y in range(n_o):
+                                    z = energies[base + y * s_o] + v2f[m_o + y]
+                                    total += np.exp(-(z - low) / temperature)
+                                new[out + x] = low - temperature * np.log(total)
+        else:
+            for e in range(first, last):
+                generic_message(
+                    energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f,
+                    e, a, temperature, free, new[(e - first) * stride :], counter, lowest,
+                )
+        # Normalize to minimum 0, damp, store, track the largest change (a NaN difference,
+        # of two equal infinities, is no change).
+        for e in range(first, last):
+            out = (e - first) * stride
+            start = msg_offset[e]
+            n = msg_offset[e + 1] - start
+            low = lows[e - first] if e - first < 2 else np.nan
+            if low == -INF:
+                continue
+            if np.isnan(low):
+                low = INF
+                for x in range(n):
+                    low = min(low, new[out + x])
+            if low == INF:
+                low = 0.0
+            if damping > 0.0:
+                for x in range(n):
+                    old = f2v[start + x]
+                    value = damping * old + (1.0 - damping) * (new[out + x] - low)
+                    diff = abs(value - old)
+                    if diff > change:
+                        change = diff
+                    f2v[start + x] = value
+            else:
+                for x in range(n):
+                    value = new[out + x] - low
+                    diff = abs(value - f2v[start + x])
+                    if diff > change:
+                        change = diff
+                    f2v[start + x] = value
+    return change
+
+
+@njit(**NJIT_OPTIONS)
+def variable_sweep(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset, lo, hi,
+                   f2v, v2f, running):
+    """All messages of variables lo..hi-1 to their factors, m_{i->a} = U_i + sum_{b != a}
+    m_{b->i}, from prefix and suffix sums (exact, O(degree * K), no subtraction)."""
+    for i in range(lo, hi):
+        n = n_states[i]
+        soff = state_offset[i]
+        for x in range(n):
+            running[x] = unary[soff + x]
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            moff = msg_offset[var_edges[k]]
+            for x in range(n):
+                v2f[moff + x] = running[x]
+                running[x] += f2v[moff + x]
+        for x in range(n):
+            running[x] = 0.0
+        for k in range(var_edge_ptr[i + 1] - 1, var_edge_ptr[i] - 1, -1):
+            moff = msg_offset[var_edges[k]]
+            for x in range(n):
+                v2f[moff + x] += running[x]
+                running[x] += f2v[moff + x]
+
+
+@njit(**PARALLEL_OPTIONS)
+def run_parallel(
+    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
+    residuals, n_chunks,
+):
     """Flooding schedule: every variable-to-factor message, then every factor-to-variable
     message from those, per iteration. Returns (n_iter, converged); ``residuals[t]`` is the
-    largest message change of iteration t."""
-    free, counter, lowest, new = _scratch(cg)
-    n_edges = len(cg.scope_vars)
-    fresh = np.empty(cg.msg_offset[n_edges])
+    largest message change of iteration t.
+
+    Both halves of an iteration are ``prange`` loops over ``n_chunks`` chunks of variables
+    and of factors, balanced by work; the factor side writes the new messages straight
+    into ``f2v`` (they depend only on ``v2f``), so no third buffer is needed. Bitwise the
+    same on any number of threads and chunks.
+    """
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    edge_stride = cg.edge_stride
+    table_offset = cg.table_offset
+    msg_offset = cg.msg_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    max_states = cg.max_states
+    max_arity = max(cg.max_arity, 1)
+    var_bounds = balanced_chunks(var_edge_ptr, msg_offset, n_chunks)
+    fac_bounds = balanced_chunks(scope_ptr, table_offset, n_chunks)
+    order = np.arange(len(scope_ptr) - 1)
+    changes = np.zeros(n_chunks)
+    free = np.full(len(n_states), -1, dtype=np.int64)
+    n_done = max_iter
+    converged = False
     for it in range(max_iter):
-        for i in range(len(cg.n_states)):
-            variable_messages(cg, unary, f2v, v2f, i, new)
-        for e in range(n_edges):
-            start = cg.msg_offset[e]
-            out = fresh[start:]
-            if cg.edge_partner[e] >= 0:
-                small_factor_message(cg, energies, v2f, e, temperature, free, out)
-            else:
-                factor_message(cg, energies, v2f, e, temperature, free, out, counter, lowest)
+        for c in prange(n_chunks):
+            variable_sweep(
+                unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+                var_bounds[c], var_bounds[c + 1], f2v, v2f, np.empty(max_states),
+            )
+        for c in prange(n_chunks):
+            changes[c] = factor_sweep(
+                energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+                edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order,
+                fac_bounds[c], fac_bounds[c + 1], False, f2v, v2f, temperature, damping, free,
+                np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
+                np.empty(max_arity * max_states), np.empty(max_states + 1, dtype=np.int64),
+                np.empty(max_states + 2), np.empty(2),
+            )
         change = 0.0
-        for e in range(n_edges):
-            start = cg.msg_offset[e]
-            n = cg.msg_offset[e + 1] - start
-            change = max(change, store_message(fresh[start:], f2v, start, n, damping))
+        for c in range(n_chunks):
+            change = max(change, changes[c])
         residuals[it] = change
         if change <= tol:
-            _refresh_variable_messages(cg, unary, f2v, v2f, new)
-            return it + 1, True
-    _refresh_variable_messages(cg, unary, f2v, v2f, new)
-    return max_iter, False
+            n_done = it + 1
+            converged = True
+            break
+    for c in prange(n_chunks):
+        variable_sweep(
+            unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+            var_bounds[c], var_bounds[c + 1], f2v, v2f, np.empty(max_states),
+        )
+    return n_done, converged
 
 
 @njit(**NJIT_OPTIONS)
-def run_sequential(cg, energies, unary, f2v, v2f, temperature, damping, max_iter, tol, residuals):
+def run_sequential(
+    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
+    residuals,
+):
     """Sequential schedule: factors in breadth-first order, each sending all its messages
     from freshly computed incoming ones. Returns (n_iter, converged)."""
-    free, counter, lowest, new = _scratch(cg)
+    max_states = cg.max_states
+    max_arity = max(cg.max_arity, 1)
+    free = np.full(len(cg.n_states), -1, dtype=np.int64)
+    counter = np.zeros(max_arity, dtype=np.int64)
+    lowest = np.empty(max_states)
+    new = np.empty(max_arity * max_states)
+    env_v = np.empty(max_states + 1, dtype=np.int64)
+    env_z = np.empty(max_states + 2)
+    n_done = max_iter
+    converged = False
     for it in range(max_iter):
-        change = 0.0
-        for a in cg.factor_order:
-            for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
-                variable_message(cg, unary, f2v, v2f, e)
-            for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
-                start = cg.msg_offset[e]
-                if cg.edge_partner[e] >= 0:
-                    small_factor_message(cg, energies, v2f, e, temperature, free, new)
-                else:
-                    factor_message(cg, energies, v2f, e, temperature, free, new, counter, lowest)
-                n = cg.msg_offset[e + 1] - start
-                change = max(change, store_message(new, f2v, start, n, damping))
+        change = factor_sweep(
+            energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
+            cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
+            cg.var_edges, cg.factor_order, 0, len(cg.factor_order), True, f2v, v2f,
+            temperature, damping, free, counter, lowest, new, env_v, env_z, np.empty(2),
+        )
         residuals[it] = change
         if change <= tol:
-            _refresh_variable_messages(cg, unary, f2v, v2f, new)
-            return it + 1, True
-    _refresh_variable_messages(cg, unary, f2v, v2f, new)
-    return max_iter, False
+            n_done = it + 1
+            converged = True
+            break
+    variable_sweep(
+        unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges, cg.msg_offset, 0,
+        len(cg.n_states), f2v, v2f, lowest,
+    )
+    return n_done, converged
 
 
 @njit(**NJIT_OPTIONS)
-def run_two_pass(cg, energies, unary, f2v, v2f, temperature):
+def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature):
     """Exact schedule on a forest: leaves to roots, then roots to leaves (each message once).
 
     Afterwards every message, and so every belief, is exact (Pearl 1988; Kschischang, Frey &
     Loeliger 2001, "Factor graphs and the sum-product algorithm", sec. III).
     """
-    free, counter, lowest, new = _scratch(cg)
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    edge_factor = cg.edge_factor
+    edge_stride = cg.edge_stride
+    edge_partner = cg.edge_partner
+    table_offset = cg.table_offset
+    msg_offset = cg.msg_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    factor_order = cg.factor_order
+    factor_parent_edge = cg.factor_parent_edge
+    var_order = cg.var_order
+    var_parent_edge = cg.var_parent_edge
+    max_states = cg.max_states
+    free = np.full(len(n_states), -1, dtype=np.int64)
+    counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
+    lowest = np.empty(max_states)
+    new = np.empty(max_states)
+    env_v = np.empty(max_states + 1, dtype=np.int64)
+    env_z = np.empty(max_states + 2)
     # Upward: a factor sends to its parent once all its children have sent to it.
-    for k in range(len(cg.factor_order) - 1, -1, -1):
-        a = cg.factor_order[k]
-        parent = cg.factor_parent_edge[a]
+    for k in range(len(factor_order) - 1, -1, -1):
+        a = factor_order[k]
+        parent = factor_parent_edge[a]
         if parent < 0:
             continue
-        for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
             if e != parent:
-                variable_message(cg, unary, f2v, v2f, e)
-        if cg.edge_partner[parent] >= 0:
-            small_factor_message(cg, energies, v2f, parent, temperature, free, new)
-        else:
-            factor_message(cg, energies, v2f, parent, temperature, free, new, counter, lowest)
-        start = cg.msg_offset[parent]
-        store_message(new, f2v, start, cg.msg_offset[parent + 1] - start, 0.0)
+                variable_message(
+                    n_states, state_offset, scope_vars, var_edge_ptr, var_edges, msg_offset,
+                    unary, f2v, v2f, e,
+                )
+        edge_message(
+            energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor, edge_stride,
+            edge_partner, msg_offset, table_offset, v2f, parent, temperature, free, new,
+            counter, lowest, env_v, env_z,
+        )
+        start = msg_offset[parent]
+        store_message(new, f2v, start, msg_offset[parent + 1] - start, 0.0)
     # Downward: a variable, once its parent factor has sent, sends to all its children,
     # which then send on to their own children.
-    for i in cg.var_order:
-        variable_messages(cg, unary, f2v, v2f, i, new)
-        for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
-            e = cg.var_edges[k]
-            if e == cg.var_parent_edge[i]:
+    for k in range(len(var_order)):
+        i = var_order[k]
+        variable_messages(
+            n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary, f2v, v2f, i,
+            new,
+        )
+        for k2 in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            e = var_edges[k2]
+            if e == var_parent_edge[i]:
                 continue
-            a = cg.edge_factor[e]
-            for child in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
+            a = edge_factor[e]
+            for child in range(scope_ptr[a], scope_ptr[a + 1]):
                 if child == e:
                     continue
-                if cg.edge_partner[child] >= 0:
-                    small_factor_message(cg, energies, v2f, child, temperature, free, new)
-                else:
-                    factor_message(
-                        cg, energies, v2f, child, temperature, free, new, counter, lowest
-                    )
-                start = cg.msg_offset[child]
-                store_message(new, f2v, start, cg.msg_offset[child + 1] - start, 0.0)
-    _refresh_variable_messages(cg, unary, f2v, v2f, new)
+                edge_message(
+                    energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor,
+                    edge_stride, edge_partner, msg_offset, table_offset, v2f, child,
+                    temperature, free, new, counter, lowest, env_v, env_z,
+                )
+                start = msg_offset[child]
+                store_message(new, f2v, start, msg_offset[child + 1] - start, 0.0)
+    for i in range(len(n_states)):
+        variable_messages(
+            n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary, f2v, v2f, i,
+            new,
+        )
 
 
 @njit(**NJIT_OPTIONS)
-def _refresh_variable_messages(cg, unary, f2v, v2f, running):
-    for i in range(len(cg.n_states)):
-        variable_messages(cg, unary, f2v, v2f, i, running)
+def refresh_variable_messages(cg, unary, f2v, v2f):
+    """Every variable-to-factor message from the factor-to-variable ones."""
+    running = np.empty(cg.max_states)
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    msg_offset = cg.msg_offset
+    for i in range(len(n_states)):
+        variable_messages(
+            n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary, f2v, v2f, i,
+            running,
+        )
 
 
 # --------------------------------------------------------------------------- beliefs
 @njit(**NJIT_OPTIONS)
 def variable_beliefs(cg, unary, f2v, out):
     """Unnormalized energy-domain beliefs B_i(x) = U_i(x) + sum_a m_{a->i}(x), flat (S,)."""
-    for i in range(len(cg.n_states)):
-        soff = cg.state_offset[i]
-        n = cg.n_states[i]
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    msg_offset = cg.msg_offset
+    for i in range(len(n_states)):
+        soff = state_offset[i]
+        n = n_states[i]
         for x in range(n):
             out[soff + x] = unary[soff + x]
-        for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
-            moff = cg.msg_offset[cg.var_edges[k]]
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            moff = msg_offset[var_edges[k]]
             for x in range(n):
                 out[soff + x] += f2v[moff + x]
 
 
 @njit(**NJIT_OPTIONS)
-def factor_beliefs(cg, energies, v2f, out):
+def factor_beliefs(cg, energies, v2f, temperature, store, out):
     """Unnormalized energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j),
-    flat (M,) in the layout of ``energies``."""
+    written into ``out`` (flat (M,), the layout of ``energies``) when ``store``, and, when
+    T > 0, the factors' part of the Bethe free energy, sum_a <b_a, E_a> - T H(b_a), which
+    this returns (0.0 at T == 0; +inf when some factor's belief is +inf everywhere).
+
+    Without ``store`` only one table-sized scratch array is used.
+    """
+    n_states = cg.n_states
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    table_offset = cg.table_offset
+    msg_offset = cg.msg_offset
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    for a in range(len(cg.scope_ptr) - 1):
-        first = cg.scope_ptr[a]
-        arity = cg.scope_ptr[a + 1] - first
-        toff = cg.table_offset[a]
-        for q in range(arity):
-            counter[q] = 0
-        for flat in range(cg.table_offset[a + 1] - toff):
-            z = energies[toff + flat]
-            if z < INF:
-                for q in range(arity):
-                    z += v2f[cg.msg_offset[first + q] + counter[q]]
-            out[toff + flat] = z
-            _advance(cg, first, arity, counter)
+    n_factors = len(scope_ptr) - 1
+    largest = 0
+    if not store:
+        for a in range(n_factors):
+            largest = max(largest, table_offset[a + 1] - table_offset[a])
+    scratch = np.empty(largest)
+    total = 0.0
+    for a in range(n_factors):
+        first = scope_ptr[a]
+        arity = scope_ptr[a + 1] - first
+        toff = table_offset[a]
+        size = table_offset[a + 1] - toff
+        buf = out[toff : toff + size] if store else scratch[:size]
+        if arity == 2:
+            n0 = n_states[scope_vars[first]]
+            n1 = n_states[scope_vars[first + 1]]
+            m0 = msg_offset[first]
+            m1 = msg_offset[first + 1]
+            for x in range(n0):
+                in0 = v2f[m0 + x]
+                for y in range(n1):
+                    z = energies[toff + x * n1 + y]
+                    if z < INF:
+                        z += in0 + v2f[m1 + y]
+                    buf[x * n1 + y] = z
+        else:
+            for q in range(arity):
+                counter[q] = 0
+            for flat in range(size):
+                z = energies[toff + flat]
+                if z < INF:
+                    for q in range(arity):
+                        z += v2f[msg_offset[first + q] + counter[q]]
+                buf[flat] = z
+                _advance(n_states, scope_vars, first, arity, counter)
+        if temperature > 0.0 and total < INF:
+            total += _entropy_term(buf, energies[toff : toff + size], 0, size, 1.0, temperature)
+    return total
 
 
 @njit(**NJIT_OPTIONS)
@@ -407,23 +1019,15 @@ def normalize_segments(beliefs, offsets, temperature, shift, out):
 
 
 @njit(**NJIT_OPTIONS)
-def bethe_free_energy(cg, energies, unary, var_beliefs, fac_beliefs, temperature):
-    """Bethe free energy in energy form at temperature T > 0:
+def variable_bethe_terms(cg, unary, var_beliefs, temperature):
+    """The variables' part of the Bethe free energy in energy form at T > 0:
+    sum_i [<b_i, U_i> + T (d_i - 1) H(b_i)], with d_i the number of factors of variable i.
 
-        F = sum_a [<b_a, E_a> - T H(b_a)] + sum_i [<b_i, U_i> + T (d_i - 1) H(b_i)]
-
-    with b the normalized beliefs and d_i the number of factors of variable i (Yedidia,
-    Freeman & Weiss 2005, eq. 26; libDAI's ``BP::logZ``). Exact, F = -T ln Z, on a forest at
-    the fixed point. Returns +inf when some belief is +inf everywhere (infeasible model).
+    With the factors' part from :func:`factor_beliefs`, F = sum_a [<b_a, E_a> - T H(b_a)] +
+    this (Yedidia, Freeman & Weiss 2005, eq. 26; libDAI's ``BP::logZ``). Exact, F = -T ln Z,
+    on a forest at the fixed point. +inf when some belief is +inf everywhere.
     """
     total = 0.0
-    for a in range(len(cg.scope_ptr) - 1):
-        term = _entropy_term(
-            fac_beliefs, energies, cg.table_offset[a], cg.table_offset[a + 1], 1.0, temperature
-        )
-        if term == INF:
-            return INF
-        total += term
     for i in range(len(cg.n_states)):
         degree = cg.var_edge_ptr[i + 1] - cg.var_edge_ptr[i]
         lo = cg.state_offset[i]
@@ -437,7 +1041,8 @@ def bethe_free_energy(cg, energies, unary, var_beliefs, fac_beliefs, temperature
 @njit(**NJIT_OPTIONS)
 def _entropy_term(beliefs, energy, lo, hi, entropy_weight, temperature):
     """<b, energy> - entropy_weight * T * H(b) for b = softmax(-beliefs[lo:hi] / T), using
-    T log b = -(B - min B) - T log Z so that no log(0) is ever taken."""
+    T log b = -(B - min B) - T log Z so that no log(0) is ever taken. ``energy`` is indexed
+    like ``beliefs``."""
     low = INF
     for k in range(lo, hi):
         if beliefs[k] < low:
@@ -459,7 +1064,7 @@ def _entropy_term(beliefs, energy, lo, hi, entropy_weight, temperature):
 
 # --------------------------------------------------------------------------- decoding
 @njit(**NJIT_OPTIONS)
-def decode(cg, energies, unary, v2f, beliefs, temperature, assignment):
+def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assignment):
     """Sequential decoding with clamping, in breadth-first order.
 
     Each variable takes the state of lowest conditional belief: its unary energy plus, from
@@ -471,24 +1076,51 @@ def decode(cg, energies, unary, v2f, beliefs, temperature, assignment):
     only loopy graphs reach) the variable takes the state of lowest unconditional belief
     ``beliefs`` (flat (S,)), so evidence is always kept.
     """
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    edge_factor = cg.edge_factor
+    edge_stride = cg.edge_stride
+    edge_partner = cg.edge_partner
+    table_offset = cg.table_offset
+    msg_offset = cg.msg_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    var_order = cg.var_order
+    max_states = cg.max_states
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    lowest = np.empty(cg.max_states)
-    message = np.empty(cg.max_states)
-    score = np.empty(cg.max_states)
-    for i in range(len(cg.n_states)):
+    lowest = np.empty(max_states)
+    message = np.empty(max_states)
+    score = np.empty(max_states)
+    env_v = np.empty(max_states + 1, dtype=np.int64)
+    env_z = np.empty(max_states + 2)
+    for i in range(len(n_states)):
         assignment[i] = -1
-    for i in cg.var_order:
-        n = cg.n_states[i]
-        soff = cg.state_offset[i]
+    for k0 in range(len(var_order)):
+        i = var_order[k0]
+        n = n_states[i]
+        soff = state_offset[i]
         for x in range(n):
             score[x] = unary[soff + x]
-        for k in range(cg.var_edge_ptr[i], cg.var_edge_ptr[i + 1]):
-            e = cg.var_edges[k]
-            if cg.edge_partner[e] >= 0:
-                small_factor_message(cg, energies, v2f, e, temperature, assignment, message)
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            e = var_edges[k]
+            other = edge_partner[e]
+            a = edge_factor[e]
+            if other >= 0 and other != e and assignment[scope_vars[other]] >= 0:
+                offset = table_offset[a] + assignment[scope_vars[other]] * edge_stride[other]
+                for x in range(n):
+                    message[x] = energies[offset + x * edge_stride[e]]
+            elif other >= 0:
+                edge_message(
+                    energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor,
+                    edge_stride, edge_partner, msg_offset, table_offset, v2f, e, temperature,
+                    assignment, message, counter, lowest, env_v, env_z,
+                )
             else:
-                factor_message(
-                    cg, energies, v2f, e, temperature, assignment, message, counter, lowest
+                generic_message(
+                    energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f,
+                    e, a, temperature, assignment, message, counter, lowest,
                 )
             for x in range(n):
                 score[x] += message[x]
@@ -514,6 +1146,8 @@ def _argmin(values, start, n):
 def infeasible_factors(cg, energies, unary):
     """bool (F,): factors none of whose entries is finite with every variable in a state of
     finite unary energy (e.g. allowed by the evidence)."""
+    n_states = cg.n_states
+    scope_vars = cg.scope_vars
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
     n_factors = len(cg.scope_ptr) - 1
     blocked = np.ones(n_factors, dtype=np.bool_)
@@ -527,12 +1161,50 @@ def infeasible_factors(cg, energies, unary):
             if energies[toff + flat] < INF:
                 allowed = True
                 for q in range(arity):
-                    var = cg.scope_vars[first + q]
+                    var = scope_vars[first + q]
                     if unary[cg.state_offset[var] + counter[q]] == INF:
                         allowed = False
                         break
                 if allowed:
                     blocked[a] = False
                     break
-            _advance(cg, first, arity, counter)
+            _advance(n_states, scope_vars, first, arity, counter)
     return blocked
+
+
+@njit(**NJIT_OPTIONS)
+def structured_kinds(cg, energies):
+    """``cg.factor_kind`` with every structured factor whose table in ``energies`` (e.g. a
+    replacement vector during learning) no longer has its structure demoted to
+    :data:`KIND_DENSE`. The tables are compared entry by entry with the formula, computed
+    exactly as the constructors compute it."""
+    kinds = cg.factor_kind.copy()
+    params = cg.factor_param
+    for a in range(len(kinds)):
+        kind = kinds[a]
+        if kind == KIND_DENSE:
+            continue
+        first = cg.scope_ptr[a]
+        n0 = cg.n_states[cg.scope_vars[first]]
+        n1 = cg.n_states[cg.scope_vars[first + 1]]
+        toff = cg.table_offset[a]
+        w = params[a, 0]
+        tau = params[a, 1]
+        same = True
+        for x in range(n0):
+            for y in range(n1):
+                d = abs(x - y)
+                if kind == KIND_POTTS:
+                    value = 0.0 if d == 0 else w
+                elif kind == KIND_TRUNCATED_LINEAR:
+                    value = min(w * d, tau)
+                else:
+                    value = min(w * (d * d), tau)
+                if energies[toff + x * n1 + y] != value:
+                    same = False
+                    break
+            if not same:
+                break
+        if not same:
+            kinds[a] = KIND_DENSE
+    return kinds

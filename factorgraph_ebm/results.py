@@ -37,11 +37,13 @@ class InferenceResult:
         Flat per-factor beliefs in the layout of the energy vector (C order, scope order):
         factor min-marginals (min-sum; the lowest energy of any configuration agreeing with
         the table entry) or factor marginals (sum-product; each table sums to 1).
+        None when the run was asked for ``factor_beliefs=False``.
     free_energy : float
         Sum-product: the Bethe free energy F = -1/beta ln Z (exact on forests, where an
         infeasible model gives ``+inf``; on loopy graphs BP may miss an infeasibility that
         only a cycle reveals, e.g. a triangle of "not equal" constraints on two states).
-        Min-sum: ``energy``, the beta -> inf limit.
+        Min-sum: ``energy``, the beta -> inf limit. None for a sum-product run with
+        ``free_energy=False``.
     log_partition : float or None
         ln Z = -beta F (natural log; ``-inf`` when infeasible). None for min-sum.
     converged : bool
@@ -68,8 +70,8 @@ class InferenceResult:
     assignment: np.ndarray = field(repr=False)
     energy: float
     variable_beliefs: np.ndarray = field(repr=False)
-    factor_beliefs: np.ndarray = field(repr=False)
-    free_energy: float
+    factor_beliefs: np.ndarray | None = field(repr=False)
+    free_energy: float | None
     log_partition: float | None
     converged: bool
     n_iter: int

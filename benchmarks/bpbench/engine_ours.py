@@ -25,7 +25,7 @@ from .common import (
     to_mb,
 )
 from .measure import best_of, peak_rss_mb, per_iteration, reset_peak, rss_mb, timed
-from .workloads import Workload, tiny_like
+from .workloads import POTTS_WEIGHT, Workload, tiny_like
 
 NAME = "ours"
 
@@ -44,20 +44,25 @@ def too_big(workload: Workload, available: float) -> str | None:
 
 
 def _estimated_bytes(workload: Workload) -> float:
-    """Tables copied per factor and twice more for factor beliefs, three message buffers."""
+    """Tables copied per factor (theta; plus the caller's stacked tables), two message
+    buffers and beliefs (no factor beliefs: the runs pass ``factor_beliefs=False``)."""
     entries = workload.table_entries + workload.unary.size
     stacked = 0 if workload.shared else 8.0 * workload.table_entries
-    return 8.0 * 3 * entries + stacked + 3.5 * message_bytes(workload)
+    return 8.0 * entries + stacked + 2.5 * message_bytes(workload)
 
 
-def build(workload: Workload):
-    """The FactorGraph of ``workload``, built with the batch API."""
+def build(workload: Workload, dense: bool = False):
+    """The FactorGraph of ``workload``, built with the batch API; Potts workloads with
+    ``add_potts_factors`` (O(K) messages) unless ``dense``."""
     from factorgraph_ebm import FactorGraph
 
     graph = FactorGraph()
     graph.add_variables(range(workload.n_vars), workload.k)
     graph.add_factors(np.arange(workload.n_vars)[:, None], workload.unary, by_index=True)
-    graph.add_factors(workload.scopes, workload.tables, by_index=True)
+    if workload.kind == "grid-potts" and not dense:
+        graph.add_potts_factors(workload.scopes, POTTS_WEIGHT, by_index=True)
+    else:
+        graph.add_factors(workload.scopes, workload.tables, by_index=True)
     return graph
 
 
@@ -74,6 +79,7 @@ def _bp(graph, schedule: str, damping: float, max_iter: int, tol: float, beta=ma
         tol=tol,
         damping=damping,
         warn=False,
+        factor_beliefs=False,
     )
     return result.n_iter, result.converged, result.assignment
 
@@ -125,7 +131,34 @@ def run(workload: Workload, options: Options) -> list[dict]:
     bp_peak = peak_rss_mb() - before_bp
     for row in rows:
         row.update(peak_mb=max(build_peak, before_bp - before_build + bp_peak), bp_peak_mb=bp_peak)
+    if workload.kind == "grid-potts" and 8.0 * workload.table_entries < DENSE_COMPARISON_BYTES:
+        del graph, cg
+        gc.collect()
+        rows.append(_dense_potts_row(workload, options, jit_s))
     return rows
+
+
+#: The dense-table comparison row on Potts grids runs when the tables take less than this.
+DENSE_COMPARISON_BYTES = 4e9
+
+
+def _dense_potts_row(workload, options, jit_s) -> dict:
+    """The same Potts grid with the Potts tables added as dense tables (the O(K^2) path),
+    flooding, damping 0: the comparison for the O(K) path."""
+    build_s, graph = timed(lambda: build(workload, dense=True))
+    compile_s, cg = timed(graph.compile)
+    common = {
+        "build_s": build_s,
+        "compile_s": compile_s,
+        "jit_s": jit_s,
+        "msg_mb": to_mb(2 * 8.0 * cg.n_message_entries),
+        "model_mb": to_mb(cg.energies.nbytes),
+        "bytes_per_iter": minsum_bytes_per_iter(workload, workload.table_entries),
+        "note": "Potts tables as dense tables (add_factors): the O(K^2) path",
+    }
+    row = _loopy_row(workload, graph, "parallel", 0.0, options, common)
+    row["schedule"] = "parallel (dense tables)"
+    return row
 
 
 def _loopy_row(workload, graph, schedule, damping, options, common) -> dict:

@@ -1,0 +1,246 @@
+"""Structured pairwise factors (Potts, truncated linear, truncated quadratic) against the
+dense path on the same tables; the parallel kernel on several threads against one thread;
+the options that skip work."""
+
+import math
+import warnings
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import factorgraph_ebm as fg
+from factorgraph_ebm.inference import factor_kinds
+
+KINDS = ("potts", "linear", "quadratic")
+
+
+def _random_pairs(rng, n_vars, n_factors):
+    pairs = []
+    for _ in range(n_factors):
+        i, j = rng.choice(n_vars, size=2, replace=False)
+        pairs.append((int(i), int(j)))
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _add_structured(graph, kind, pairs, weight, truncation):
+    if kind == "potts":
+        return graph.add_potts_factors(pairs, weight, by_index=True)
+    if kind == "linear":
+        return graph.add_truncated_linear_factors(pairs, weight, truncation, by_index=True)
+    return graph.add_truncated_quadratic_factors(pairs, weight, truncation, by_index=True)
+
+
+def _twin_graphs(seed, n_vars, k, n_factors, kind, weight, truncation, inf_share):
+    """The same model twice: structured factors, and dense factors with their tables."""
+    rng = np.random.default_rng(seed)
+    unary = rng.uniform(-2, 2, size=(n_vars, k))
+    unary[rng.random(unary.shape) < inf_share] = np.inf
+    unary[np.arange(n_vars), rng.integers(0, k, n_vars)] = rng.uniform(-2, 2, n_vars)
+    pairs = _random_pairs(rng, n_vars, n_factors)
+    graphs = []
+    for structured in (True, False):
+        g = fg.FactorGraph()
+        g.add_variables(range(n_vars), k)
+        g.add_factors(np.arange(n_vars)[:, None], unary, by_index=True)
+        if structured:
+            ids = _add_structured(g, kind, pairs, weight, truncation)
+        else:
+            tables = np.stack([graphs[0].factor_energies(int(a)) for a in ids])
+            g.add_factors(pairs, tables, by_index=True)
+        graphs.append(g)
+    assert graphs[0].compile().factor_kind.any()
+    assert not graphs[1].compile().factor_kind.any()
+    np.testing.assert_array_equal(graphs[0].compile().energies, graphs[1].compile().energies)
+    return graphs
+
+
+def _run(graph, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fg.ConvergenceWarning)
+        return fg.belief_propagation(graph, tol=0.0, **options)
+
+
+weights = st.one_of(
+    st.floats(0.0, 3.0), st.sampled_from([0.0, 0.5, 1.0, 2.0]), st.floats(-2.0, 0.0)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_vars=st.integers(2, 6),
+    k=st.integers(1, 7),
+    n_factors=st.integers(1, 8),
+    kind=st.sampled_from(KINDS),
+    weight=weights,
+    truncation=st.one_of(st.just(math.inf), st.floats(0.0, 4.0)),
+    inf_share=st.sampled_from([0.0, 0.0, 0.3]),
+    beta=st.sampled_from([math.inf, 1.0, 0.3]),
+    schedule=st.sampled_from(["parallel", "sequential"]),
+    damping=st.sampled_from([0.0, 0.5]),
+)
+def test_structured_messages_equal_the_dense_path(
+    seed, n_vars, k, n_factors, kind, weight, truncation, inf_share, beta, schedule, damping
+):
+    if kind == "potts" and weight == 2.0:
+        weight = math.inf  # a hard equality constraint
+    if kind != "potts":
+        weight = abs(weight)
+    fast, dense = _twin_graphs(seed, n_vars, k, n_factors, kind, weight, truncation, inf_share)
+    options = dict(beta=beta, schedule=schedule, max_iter=6, damping=damping)
+    a, b = _run(fast, **options), _run(dense, **options)
+    if kind == "potts" and beta == math.inf:
+        # Exactly the same messages, hence the same everything.
+        np.testing.assert_array_equal(a.messages, b.messages)
+        np.testing.assert_array_equal(a.assignment, b.assignment)
+        np.testing.assert_array_equal(a.variable_beliefs, b.variable_beliefs)
+        np.testing.assert_array_equal(a.factor_beliefs, b.factor_beliefs)
+    else:
+        np.testing.assert_allclose(a.messages, b.messages, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(a.variable_beliefs, b.variable_beliefs, rtol=1e-7, atol=1e-9)
+        if beta != math.inf:
+            assert a.free_energy == pytest.approx(b.free_energy, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(KINDS),
+    beta=st.sampled_from([math.inf, 1.0]),
+)
+def test_structured_factors_on_a_chain_are_exact(seed, kind, beta):
+    """On a tree (two-pass schedule and decoding with clamping) the structured graph gives
+    the dense graph's exact answer."""
+    rng = np.random.default_rng(seed)
+    n, k = 6, 5
+    fast, dense = fg.FactorGraph(), fg.FactorGraph()
+    unary = rng.uniform(0, 3, size=(n, k))
+    pairs = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    for g in (fast, dense):
+        g.add_variables(range(n), k)
+        g.add_factors(np.arange(n)[:, None], unary, by_index=True)
+    ids = _add_structured(fast, kind, pairs, 0.7, 2.0)
+    dense.add_factors(pairs, np.stack([fast.factor_energies(int(a)) for a in ids]), by_index=True)
+    a, b = _run(fast, beta=beta), _run(dense, beta=beta)
+    assert a.schedule == "tree" and a.exact
+    np.testing.assert_allclose(a.variable_beliefs, b.variable_beliefs, rtol=1e-9, atol=1e-9)
+    assert a.energy == pytest.approx(b.energy)
+    assert a.free_energy == pytest.approx(b.free_energy)
+
+
+def test_replacement_energies_that_break_the_structure_use_the_dense_path():
+    fast, dense = _twin_graphs(3, 5, 4, 6, "potts", 0.8, math.inf, 0.0)
+    cg = fast.compile()
+    theta = cg.energies.copy()
+    assert factor_kinds(cg, theta).tolist() == cg.factor_kind.tolist()  # unchanged copy
+    first = cg.table_offset[5]  # the first Potts factor (5 unary factors before it)
+    theta[first + 1] += 0.25
+    kinds = factor_kinds(cg, theta)
+    assert kinds[5] == 0 and kinds[6] == 1
+    a = _run(fast, energies=theta, max_iter=5, schedule="parallel")
+    b = _run(dense, energies=theta, max_iter=5, schedule="parallel")
+    np.testing.assert_array_equal(a.messages, b.messages)
+
+
+def _big_mixed_graph(seed=0, side=24, k=6):
+    """> 2**14 message entries (so threads=None uses every thread): a grid with Potts,
+    truncated and dense pairwise factors, and triples."""
+    rng = np.random.default_rng(seed)
+    n = side * side
+    g = fg.FactorGraph()
+    g.add_variables(range(n), k)
+    g.add_factors(np.arange(n)[:, None], rng.random((n, k)), by_index=True)
+    index = np.arange(n).reshape(side, side)
+    horizontal = np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], axis=1)
+    vertical = np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], axis=1)
+    g.add_potts_factors(horizontal[::3], 0.4, by_index=True)
+    g.add_truncated_linear_factors(horizontal[1::3], 0.3, 1.0, by_index=True)
+    g.add_truncated_quadratic_factors(horizontal[2::3], 0.2, 1.5, by_index=True)
+    g.add_factors(vertical, rng.random((len(vertical), k, k)), by_index=True)
+    triples = np.stack([index[:-1, :-1].ravel(), index[1:, :-1].ravel(), index[:-1, 1:].ravel()], 1)
+    g.add_factors(triples[::7], rng.random((len(triples[::7]), k, k, k)), by_index=True)
+    return g
+
+
+@pytest.mark.parametrize("beta", [math.inf, 1.0])
+@pytest.mark.parametrize("damping", [0.0, 0.5])
+def test_parallel_kernel_is_bitwise_the_same_on_any_number_of_threads(beta, damping):
+    g = _big_mixed_graph()
+    assert g.compile().n_message_entries > 2**14
+    runs = [
+        _run(g, beta=beta, schedule="parallel", max_iter=7, damping=damping, threads=t)
+        for t in (1, 2, None)
+    ]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0].messages, other.messages)
+        np.testing.assert_array_equal(runs[0].residuals, other.residuals)
+        np.testing.assert_array_equal(runs[0].variable_beliefs, other.variable_beliefs)
+        np.testing.assert_array_equal(runs[0].assignment, other.assignment)
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored
+
+
+def test_options_that_skip_work():
+    g = _big_mixed_graph(side=8, k=3)
+    full = _run(g, beta=1.0, schedule="parallel", max_iter=20)
+    lean = _run(g, beta=1.0, schedule="parallel", max_iter=20, factor_beliefs=False)
+    assert lean.factor_beliefs is None and full.factor_beliefs is not None
+    assert lean.free_energy == full.free_energy
+    np.testing.assert_array_equal(lean.messages, full.messages)
+    bare = _run(g, beta=1.0, schedule="parallel", max_iter=20, free_energy=False)
+    assert bare.free_energy is None and bare.log_partition is None
+    np.testing.assert_array_equal(bare.factor_beliefs, full.factor_beliefs)
+    ms = _run(g, schedule="parallel", max_iter=5, factor_beliefs=False, free_energy=False)
+    assert ms.free_energy == ms.energy  # min-sum's is always the decoded energy
+
+    chain = fg.FactorGraph()
+    chain.add_variables(range(4), 3)
+    chain.add_potts_factors([[0, 1], [1, 2], [2, 3]], 1.0, by_index=True)
+    checked = _run(chain, schedule="tree")
+    unchecked = _run(chain, schedule="tree", check_sweep=False)
+    assert unchecked.residuals.tolist() == [0.0]
+    np.testing.assert_array_equal(checked.messages, unchecked.messages)
+    np.testing.assert_array_equal(checked.assignment, unchecked.assignment)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_threads_must_be_a_positive_integer(threads):
+    g = _big_mixed_graph(side=4, k=2)
+    with pytest.raises(fg.FactorGraphError, match="threads"):
+        fg.min_sum(g, threads=threads)
+
+
+def test_structured_constructor_validation():
+    g = fg.FactorGraph()
+    g.add_variables(["a", "b"], 3)
+    g.add_variable("c", 2)
+    with pytest.raises(fg.FactorGraphError, match="same number of states"):
+        g.add_potts_factors([("a", "c")], 1.0)
+    with pytest.raises(fg.FactorGraphError, match="pairwise"):
+        g.add_potts_factors([("a", "b", "c")], 1.0)
+    with pytest.raises(fg.FactorGraphError, match="weight"):
+        g.add_potts_factors([("a", "b")], np.nan)
+    with pytest.raises(fg.FactorGraphError, match="weight"):
+        g.add_truncated_linear_factors([("a", "b")], -1.0)
+    with pytest.raises(fg.FactorGraphError, match="weight"):
+        g.add_truncated_quadratic_factors([("a", "b")], np.inf)
+    with pytest.raises(fg.FactorGraphError, match="truncation"):
+        g.add_truncated_linear_factors([("a", "b")], 1.0, -0.5)
+    with pytest.raises(fg.FactorGraphError, match="one per factor"):
+        g.add_potts_factors([("a", "b")], [1.0, 2.0])
+    assert g.n_factors == 0
+    ids = g.add_potts_factors([("a", "b"), ("b", "a")], [1.0, np.inf])
+    np.testing.assert_array_equal(g.factor_energies(int(ids[1])), np.where(np.eye(3), 0, np.inf))
+    ids = g.add_truncated_linear_factors([("a", "b")], 2.0, 3.0)
+    np.testing.assert_array_equal(
+        g.factor_energies(int(ids[0])), [[0, 2, 3], [2, 0, 2], [3, 2, 0]]
+    )
+    ids = g.add_truncated_quadratic_factors([("a", "b")], 1.0)
+    np.testing.assert_array_equal(
+        g.factor_energies(int(ids[0])), [[0, 1, 4], [1, 0, 1], [4, 1, 0]]
+    )
+    cg = g.compile()
+    assert cg.factor_kind.tolist() == [1, 1, 2, 3]
+    assert cg.factor_param.tolist() == [[1.0, np.inf], [np.inf, np.inf], [2.0, 3.0], [1.0, np.inf]]
