@@ -64,6 +64,7 @@ PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
 MODE_READ = 0
 MODE_FRESH = 1
 MODE_FUSED = 2
+MODE_FUSED_FINITE = 3  # MODE_FUSED when no total has an infinite term (a plain subtraction)
 
 
 # --------------------------------------------------------------------------- factor side
@@ -524,7 +525,7 @@ def factor_sweep(
                         ooff = msg_offset[other]
                         for x in range(n):
                             v2f[moff + x] += f2v[ooff + x]
-        elif mode == MODE_FUSED and arity >= 2:
+        elif mode >= MODE_FUSED and arity >= 2:
             # Incoming messages from the variables' totals of the previous iteration minus
             # the factor's own message (which only this factor writes, after reading it).
             for e in range(first, last):
@@ -538,6 +539,10 @@ def factor_sweep(
                 else:
                     dst = v2f
                     doff = moff
+                if mode == MODE_FUSED_FINITE:
+                    for x in range(n):
+                        dst[doff + x] = var_total[soff + x] - f2v[moff + x]
+                    continue
                 for x in range(n):
                     own = f2v[moff + x]
                     if own < INF:
@@ -794,7 +799,9 @@ def variable_totals(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_
                     f2v, total, n_inf):
     """For variables lo..hi-1 and each state, the sum of the finite terms among U_i and the
     incoming factor messages (``total``) and the number of +inf terms (``n_inf``): the
-    message to factor a is then ``total - m_{a->i}`` (or +inf) without ``inf - inf``."""
+    message to factor a is then ``total - m_{a->i}`` (or +inf) without ``inf - inf``.
+    Returns the number of infinite terms of these variables."""
+    count = 0
     for i in range(lo, hi):
         n = n_states[i]
         soff = state_offset[i]
@@ -814,6 +821,9 @@ def variable_totals(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_
                     total[soff + x] += m
                 else:
                     n_inf[soff + x] += 1
+        for x in range(n):
+            count += n_inf[soff + x]
+    return count
 
 
 @njit(**PARALLEL_OPTIONS)
@@ -821,17 +831,17 @@ def flood_phase(
     phase, n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
     n_states, state_offset, scope_ptr, scope_vars, edge_stride, msg_offset, table_offset,
     var_edge_ptr, var_edges, order, f2v, v2f, total, n_inf, temperature, damping, free,
-    max_states, max_arity,
+    max_states, max_arity, mode,
 ):
     """One ``prange`` loop over ``n_chunks`` chunks for every half-iteration of flooding:
     phase 0 the variables' totals (:func:`variable_totals`), phase 1 the factors' messages
     (:func:`factor_sweep`, fused; chunk maxima of the change into ``changes``), phase 2 the
     variable-to-factor messages (:func:`variable_sweep`). One parallel loop, not three, to
-    keep the first compilation short."""
-    fused = np.int64(MODE_FUSED)  # not a literal: one specialization of factor_sweep
+    keep the first compilation short. Phase 0 leaves each chunk's number of infinite terms
+    in ``changes``; ``mode`` is phase 1's :data:`MODE_FUSED` or :data:`MODE_FUSED_FINITE`."""
     for c in prange(n_chunks):
         if phase == 0:
-            variable_totals(
+            changes[c] = variable_totals(
                 unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
                 var_bounds[c], var_bounds[c + 1], f2v, total, n_inf,
             )
@@ -839,7 +849,7 @@ def flood_phase(
             changes[c] = factor_sweep(
                 energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
                 edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order,
-                fac_bounds[c], fac_bounds[c + 1], fused, f2v, v2f, total, n_inf,
+                fac_bounds[c], fac_bounds[c + 1], mode, f2v, v2f, total, n_inf,
                 temperature, damping, free, np.zeros(max_arity, dtype=np.int64),
                 np.empty(max_states), np.empty(max_arity * max_states),
                 np.empty(2 * max_states), np.empty(max_states + 1, dtype=np.int64),
@@ -887,18 +897,26 @@ def run_parallel(
     total = np.empty(n_total)
     n_inf = np.empty(n_total, dtype=np.int32)
     max_arity = max(cg.max_arity, 1)
-    # phases[p] is a plain int64 (a literal argument would compile flood_phase per phase).
+    # Plain int64s from arrays: a literal argument would compile flood_phase once per value.
     phases = np.arange(3)
-    for it in range(max_iter + 1):
-        for p in range(2) if it < max_iter else range(2, 3):
-            flood_phase(
-                phases[p], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
-                unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
-                msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f,
-                total, n_inf, temperature, damping, free, cg.max_states, max_arity,
-            )
-        if it == max_iter:
-            break
+    modes = np.array([MODE_FUSED, MODE_FUSED_FINITE])
+    for it in range(max_iter):
+        flood_phase(
+            phases[0], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
+            unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
+            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total,
+            n_inf, temperature, damping, free, cg.max_states, max_arity, modes[0],
+        )
+        n_infinite = 0.0
+        for c in range(n_chunks):
+            n_infinite += changes[c]
+        flood_phase(
+            phases[1], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
+            unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
+            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total,
+            n_inf, temperature, damping, free, cg.max_states, max_arity,
+            modes[1] if n_infinite == 0.0 else modes[0],
+        )
         change = 0.0
         for c in range(n_chunks):
             change = max(change, changes[c])
@@ -906,7 +924,13 @@ def run_parallel(
         if change <= tol:
             n_done = it + 1
             converged = True
-            max_iter = it + 1  # the next pass is the last: phase 2 only
+            break
+    flood_phase(
+        phases[2], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
+        n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride, msg_offset,
+        cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total, n_inf,
+        temperature, damping, free, cg.max_states, max_arity, modes[0],
+    )
     return n_done, converged
 
 
