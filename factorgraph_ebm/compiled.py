@@ -17,7 +17,9 @@ Layout (CSR, after libDAI's bipartite graph with dual indices made flat):
   quadratic; see :mod:`factorgraph_ebm.messages`) and ``factor_param[F, 2]`` (weight ``w``,
   truncation ``tau``) of the pairwise factors built by the structured constructors of
   :class:`~factorgraph_ebm.graph.FactorGraph`, whose messages then cost O(K); their dense
-  tables are in ``energies`` all the same;
+  tables are in ``energies`` all the same, except for *compact* factors (``dense=False``),
+  whose table is empty (``table_offset[a] == table_offset[a + 1]``; every other factor has
+  at least one entry) and whose entries the kernels compute from ``factor_param``;
 - messages: ``msg_offset[D+1]`` locates the ``n_states`` entries of edge ``e`` in the flat
   factor-to-variable and variable-to-factor message buffers;
 - transpose: ``var_edge_ptr[V+1]``, ``var_edges[D]`` list the edges incident to each variable;
@@ -91,6 +93,10 @@ class CompiledGraph(NamedTuple):
         """Length M of the flat energy vector theta."""
         return int(self.table_offset[-1])
 
+    def compact_factors(self) -> np.ndarray:
+        """int64 indices of the compact structured factors (no table in theta)."""
+        return np.flatnonzero(self.table_offset[1:] == self.table_offset[:-1])
+
     def factor_of_entry(self, entry: int) -> int:
         """The factor whose table holds flat energy entry ``entry``."""
         return int(np.searchsorted(self.table_offset, entry, side="right") - 1)
@@ -115,7 +121,8 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         n, arity = block.scopes.shape
         shape = block.tables.shape[1:]
         arities.append(np.full(n, arity, dtype=np.int64))
-        table_sizes.append(np.full(n, int(np.prod(shape, dtype=np.int64)), dtype=np.int64))
+        size = 0 if getattr(block, "compact", False) else int(np.prod(shape, dtype=np.int64))
+        table_sizes.append(np.full(n, size, dtype=np.int64))
         scope_chunks.append(block.scopes.reshape(-1))
         strides = np.cumprod((1,) + shape[::-1], dtype=np.int64)[:-1][::-1]
         stride_chunks.append(np.tile(strides, n))
@@ -134,6 +141,8 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     # One allocation, each block copied (or broadcast, for a shared table) into place.
     energies = np.empty(int(table_offset[-1]))
     for block, sizes in zip(blocks, table_sizes):
+        if getattr(block, "compact", False):
+            continue
         start = table_offset[block.first]
         stop = start + int(sizes.sum())
         energies[start:stop].reshape(block.tables.shape)[...] = block.tables
@@ -190,6 +199,21 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         n_components=int(n_components),
         is_forest=bool(is_forest),
     )
+
+
+def require_tables(graph, what: str) -> None:
+    """Raise :class:`FactorGraphError` when ``graph`` has compact structured factors, whose
+    tables are not in theta, for ``what`` (e.g. "TableModel"), which needs every table."""
+    from .exceptions import FactorGraphError
+
+    compact = graph.compile().compact_factors()
+    if compact.size:
+        f = int(compact[0])
+        raise FactorGraphError(
+            f"{what} needs every factor's energy table in theta, but factor {f} (scope "
+            f"{graph.factor_scope(f)}) and {compact.size - 1} more are compact structured "
+            "factors without one; add them with dense=True"
+        )
 
 
 def _prefix_sum(counts: np.ndarray) -> np.ndarray:

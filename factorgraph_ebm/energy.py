@@ -3,6 +3,7 @@
 import numpy as np
 
 from ._config import NJIT_OPTIONS, njit
+from .messages import pair_entry
 
 
 @njit(**NJIT_OPTIONS)
@@ -24,8 +25,17 @@ def energies_of(cg, energies, states):
     """
     out = np.zeros(states.shape[0])
     for s in range(states.shape[0]):
-        for index in table_entries_of(cg, states[s]):
-            out[s] += energies[index]
+        entries = table_entries_of(cg, states[s])
+        for a in range(len(entries)):
+            index = entries[a]
+            if index >= 0:
+                out[s] += energies[index]
+            else:  # a compact structured factor: its entry from the formula
+                first = cg.scope_ptr[a]
+                out[s] += pair_entry(
+                    cg.factor_kind[a], cg.factor_param[a, 0], cg.factor_param[a, 1],
+                    states[s, cg.scope_vars[first]], states[s, cg.scope_vars[first + 1]],
+                )
     return out
 
 
@@ -42,12 +52,15 @@ def table_entries_of(cg, states):
     -------
     ndarray of shape (F,), dtype=int64
         ``energies[table_entries_of(cg, y)].sum()`` is E(y); a one-hot of these entries is
-        dE(y)/d(theta).
+        dE(y)/d(theta). -1 for a compact structured factor (no table in theta).
     """
     n_factors = len(cg.scope_ptr) - 1
     out = np.empty(n_factors, dtype=np.int64)
     for a in range(n_factors):
         index = cg.table_offset[a]
+        if cg.table_offset[a + 1] == index:
+            out[a] = -1
+            continue
         for e in range(cg.scope_ptr[a], cg.scope_ptr[a + 1]):
             index += cg.edge_stride[e] * states[cg.scope_vars[e]]
         out[a] = index

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from .exceptions import FactorGraphError
+
+if TYPE_CHECKING:  # networkx is imported where it is used (saves ~0.2 s per import)
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,9 @@ class _FactorBlock:
     """Factors added in one call: ``scopes`` int64 (n, arity) and ``tables`` float64
     (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared); ``first``
     is the index of the block's first factor; ``kind`` and ``params`` (n, 2) (weight,
-    truncation) describe structured pairwise factors (see :mod:`.messages`)."""
+    truncation) describe structured pairwise factors (see :mod:`.messages`); ``compact``
+    blocks (structured factors added with ``dense=False``) keep no tables at all (``tables``
+    is a zero-size broadcast placeholder) and no entries in theta."""
 
     first: int
     scopes: np.ndarray
@@ -40,6 +45,28 @@ class _FactorBlock:
     names: list | None
     kind: int = 0
     params: np.ndarray | None = None
+    compact: bool = False
+
+
+def _structured_tables(kind, params, k, shared) -> np.ndarray:
+    """The dense (n, k, k) tables of structured factors with ``params`` (n, 2) (weight,
+    truncation); one table broadcast to n when ``shared`` (the same formula as the kernels'
+    :func:`~factorgraph_ebm.messages.pair_entry`)."""
+    from .messages import KIND_POTTS, KIND_TRUNCATED_LINEAR
+
+    n_new = len(params)
+    d = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :])
+    w = params[:1, 0, None, None] if shared else params[:, 0, None, None]
+    tau = params[:1, 1, None, None] if shared else params[:, 1, None, None]
+    if kind == KIND_POTTS:
+        tables = np.where(d == 0, 0.0, w)
+    elif kind == KIND_TRUNCATED_LINEAR:
+        tables = np.minimum(w * d, tau)
+    else:
+        tables = np.minimum(w * (d * d), tau)
+    if shared:
+        tables = np.broadcast_to(tables[0] if n_new else np.zeros((k, k)), (n_new, k, k))
+    return tables
 
 
 class FactorGraph:
@@ -243,7 +270,9 @@ class FactorGraph:
             table = np.broadcast_to(table, (n_new, *table.shape))
         return self._add_block(index, table, None)
 
-    def add_potts_factors(self, scopes, weight, *, by_index: bool = False) -> np.ndarray:
+    def add_potts_factors(
+        self, scopes, weight, *, by_index: bool = False, dense: bool = True
+    ) -> np.ndarray:
         """Add pairwise Potts factors ``E(x_i, x_j) = weight * [x_i != x_j]``.
 
         Belief propagation computes their messages in O(K) instead of O(K^2) (min-sum and
@@ -261,6 +290,16 @@ class FactorGraph:
             Finite or ``+inf`` (equality constraint); negative weights favour disagreement.
         by_index : bool, default=False
             Interpret ``scopes`` as variable indices.
+        dense : bool, default=True
+            Keep each factor's dense K x K table in theta. With False the factors are
+            *compact*: only their weight (and truncation) is stored, they have no entries in
+            theta (``compile().table_offset`` gives them an empty table), and the memory is
+            O(1) per factor instead of O(K^2). Belief propagation, decoding, energies, the
+            Bethe free energy and :meth:`factor_energies` work as for dense factors;
+            ``result.factor_beliefs`` has no entries for them
+            (``result.factor_belief(f)`` raises); the learning API (losses, models) and the
+            file writers need every table in theta and raise :class:`FactorGraphError`
+            naming the first compact factor.
 
         Returns
         -------
@@ -275,10 +314,10 @@ class FactorGraph:
         """
         from .messages import KIND_POTTS
 
-        return self._add_structured(scopes, by_index, KIND_POTTS, weight, np.inf)
+        return self._add_structured(scopes, by_index, KIND_POTTS, weight, np.inf, dense)
 
     def add_truncated_linear_factors(
-        self, scopes, weight, truncation=np.inf, *, by_index: bool = False
+        self, scopes, weight, truncation=np.inf, *, by_index: bool = False, dense: bool = True
     ) -> np.ndarray:
         """Add pairwise factors ``E(x_i, x_j) = min(weight * |x_i - x_j|, truncation)``
         (ordinal states, e.g. disparities or intensities).
@@ -293,13 +332,17 @@ class FactorGraph:
         weight : float or array_like of shape (n_factors,), finite, >= 0
         truncation : float or array_like of shape (n_factors,), >= 0, default=inf
         by_index : bool, default=False
+        dense : bool, default=True
+            False: compact factors without tables in theta (see :meth:`add_potts_factors`).
         """
         from .messages import KIND_TRUNCATED_LINEAR
 
-        return self._add_structured(scopes, by_index, KIND_TRUNCATED_LINEAR, weight, truncation)
+        return self._add_structured(
+            scopes, by_index, KIND_TRUNCATED_LINEAR, weight, truncation, dense
+        )
 
     def add_truncated_quadratic_factors(
-        self, scopes, weight, truncation=np.inf, *, by_index: bool = False
+        self, scopes, weight, truncation=np.inf, *, by_index: bool = False, dense: bool = True
     ) -> np.ndarray:
         """Add pairwise factors ``E(x_i, x_j) = min(weight * (x_i - x_j)**2, truncation)``.
 
@@ -310,11 +353,14 @@ class FactorGraph:
         from .messages import KIND_TRUNCATED_QUADRATIC
 
         return self._add_structured(
-            scopes, by_index, KIND_TRUNCATED_QUADRATIC, weight, truncation
+            scopes, by_index, KIND_TRUNCATED_QUADRATIC, weight, truncation, dense
         )
 
-    def _add_structured(self, scopes, by_index, kind, weight, truncation) -> np.ndarray:
+    def _add_structured(self, scopes, by_index, kind, weight, truncation, dense) -> np.ndarray:
         from .messages import KIND_POTTS, KIND_TRUNCATED_LINEAR
+
+        if not isinstance(dense, (bool, np.bool_)):
+            raise FactorGraphError(f"dense must be True or False, got {dense!r}")
 
         index = self._scope_index(scopes, by_index)
         n_new, arity = index.shape
@@ -359,23 +405,18 @@ class FactorGraph:
                 shared = values.ndim == 0
             else:
                 shared = shared and values.ndim == 0
-        d = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :])
-        w = params[:1, 0, None, None] if shared else params[:, 0, None, None]
-        tau = params[:1, 1, None, None] if shared else params[:, 1, None, None]
-        if kind == KIND_POTTS:
-            tables = np.where(d == 0, 0.0, w)
-        elif kind == KIND_TRUNCATED_LINEAR:
-            tables = np.minimum(w * d, tau)
-        else:
-            tables = np.minimum(w * (d * d), tau)
-        if shared:
-            tables = np.broadcast_to(tables[0] if n_new else np.zeros((k, k)), (n_new, k, k))
         if kind == KIND_POTTS:
             params[:, 1] = np.inf
+        if not dense:
+            # A zero-size placeholder that passes the shape checks; no table is ever built.
+            tables = np.broadcast_to(np.zeros((1, 1)), (n_new, k, k))
+        else:
+            tables = _structured_tables(kind, params, k, shared)
         indices = self._add_block(index, tables, None)
         block = self._blocks[-1]
         block.kind = kind
         block.params = params
+        block.compact = not dense
         return indices
 
     def _scope_index(self, scopes, by_index: bool) -> np.ndarray:
@@ -488,8 +529,17 @@ class FactorGraph:
         return tuple(self._names[v] for v in block.scopes[factor - block.first])
 
     def factor_energies(self, factor: int) -> np.ndarray:
-        """Energy table of factor ``factor`` (read-only view), C order in scope order."""
+        """Energy table of factor ``factor`` (read-only view), C order in scope order.
+
+        For a compact structured factor (``dense=False``) the table is computed from its
+        weight and truncation."""
         block = self._block_of(factor)
+        if block.compact:
+            row = factor - block.first
+            k = int(self.n_states[block.scopes[row, 0]])
+            table = _structured_tables(block.kind, block.params[row : row + 1], k, True)[0]
+            table.flags.writeable = False
+            return table
         table = block.tables[factor - block.first, ...].view()  # 0-d array for a constant
         table.flags.writeable = False
         return table
@@ -597,6 +647,8 @@ class FactorGraph:
         Variable nodes are keyed by their names (attribute ``bipartite=0``, ``n_states``);
         factor nodes by :class:`FactorNode` (``bipartite=1``); one edge per scope entry.
         """
+        import networkx as nx
+
         graph = nx.Graph()
         for name, k in zip(self._names, self.n_states.tolist()):
             graph.add_node(name, bipartite=0, n_states=k)
@@ -613,10 +665,14 @@ class FactorGraph:
         Belief propagation is exact on forests. Two factors sharing two variables form a
         cycle.
         """
+        import networkx as nx
+
         return nx.is_forest(self.to_networkx()) if self.n_variables else True
 
     def connected_components(self) -> list[set]:
         """Connected components as sets of variable names (constant factors excluded)."""
+        import networkx as nx
+
         graph = self.to_networkx()
         components = []
         for nodes in nx.connected_components(graph):

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import expit
 
+from .compiled import require_tables
 from .energy import energies_of, table_entries_of
 from .exceptions import EvidenceError, FactorGraphError, TargetError
 from .graph import FactorGraph
@@ -143,6 +143,7 @@ class _Sample:
     def __init__(self, graph, target, energies, latent, messages, options):
         if not isinstance(graph, FactorGraph):
             raise FactorGraphError(f"graph must be a FactorGraph, got {type(graph).__name__}")
+        require_tables(graph, "a loss (dL/d(theta) over every factor's table)")
         self.graph = graph
         self.cg = graph.compile()
         self.theta = checked_energy_vector(self.cg, energies)
@@ -445,6 +446,15 @@ def _hamming_offsets(sample: _Sample, hamming) -> np.ndarray:
     wrong = state != np.repeat(sample.desired[outputs], size)
     np.add.at(offsets, entry[wrong], -float(hamming))
     return offsets
+
+
+def expit(x: float) -> float:
+    """The logistic function 1 / (1 + exp(-x)) without overflow (scipy's ``expit``, here so
+    that importing the package does not import scipy.special)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 
 # --------------------------------------------------------------------------- losses

@@ -13,8 +13,10 @@ branch on ``temperature == 0.0`` once per message, never per table entry.
 Every factor-to-variable message is shifted so that its minimum is 0 (a message that is
 ``+inf`` everywhere, an infeasible factor, stays ``+inf``), then damped as
 ``m <- damping * m_old + (1 - damping) * m_new`` (0 means no damping, as in libDAI and
-PGMax). Infinite energies never meet ``inf - inf``: sums are only ever added, and a
-variable's outgoing messages are built from prefix and suffix sums of its incoming ones.
+PGMax). Infinite energies never meet ``inf - inf``: a variable's outgoing messages are
+built from prefix and suffix sums of its incoming ones, or, in flooding, as the sum of the
+finite incoming terms minus the factor's own message, with a separate count of the infinite
+terms (exact in exact arithmetic; in floating point within a few ulps of the total).
 
 Structured pairwise factors (``kinds[a]`` != :data:`KIND_DENSE`, with weight ``w`` and
 truncation ``tau`` in ``params[a]``) get their messages without reading the table (Felzenszwalb
@@ -26,7 +28,9 @@ truncation ``tau`` in ``params[a]``) get their messages without reading the tabl
 - truncated quadratic ``E = min(w (x - y)^2, tau)``: the lower envelope of parabolas, O(K).
 
 The truncated kinds use the dense path at T > 0, and every kind keeps its dense table in
-``energies`` (for factor beliefs, the Bethe free energy, decoding and learning).
+``energies`` (for factor beliefs, the Bethe free energy, decoding and learning), except
+*compact* factors (``dense=False``, an empty table in ``energies``), whose entries the
+kernels compute with :func:`pair_entry` wherever a table would be read.
 
 Performance notes. Numba charges ~100 ns per call of a function with array arguments, and
 keeps per-array reference counting in loops that call helpers taking the compiled graph
@@ -56,16 +60,36 @@ KIND_TRUNCATED_QUADRATIC = 3
 
 PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
 
+#: Where :func:`factor_sweep` gets a factor's incoming messages from.
+MODE_READ = 0
+MODE_FRESH = 1
+MODE_FUSED = 2
+MODE_FUSED_FINITE = 3  # MODE_FUSED when no total has an infinite term (a plain subtraction)
+
 
 # --------------------------------------------------------------------------- factor side
 @njit(inline="always", **NJIT_OPTIONS)
+def pair_entry(kind, w, tau, x, y):
+    """Table entry (x, y) of a structured pairwise factor, computed as the constructors of
+    :class:`~factorgraph_ebm.graph.FactorGraph` compute their tables (compact factors)."""
+    d = abs(x - y)
+    if kind == KIND_POTTS:
+        return 0.0 if d == 0 else w
+    if kind == KIND_TRUNCATED_LINEAR:
+        return min(w * d, tau)
+    return min(w * (d * d), tau)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
 def pair_message(
-    energies, toff, s_t, s_o, n_t, n_o, v2f, m_o, kind, w, tau, temperature, out, env_v, env_z
+    energies, toff, has_table, s_t, s_o, n_t, n_o, v2f, m_o, kind, w, tau, temperature, out,
+    env_v, env_z,
 ):
     """Message of a pairwise factor to its target variable, unnormalized, into ``out[:n_t]``.
 
     The table entry of (target state x, other state y) is ``energies[toff + x*s_t + y*s_o]``;
-    the other variable's incoming message is ``v2f[m_o : m_o + n_o]``. ``env_v`` (int64) and
+    the other variable's incoming message is ``v2f[m_o : m_o + n_o]``. Without
+    ``has_table`` (a compact factor) entries come from :func:`pair_entry`. ``env_v`` (int64) and
     ``env_z`` (float64), of length max_states + 1, are scratch for the quadratic kind.
     """
     if kind == KIND_POTTS and w >= 0.0 and n_t == n_o and temperature == 0.0:
@@ -189,7 +213,8 @@ def pair_message(
             base = toff + x * s_t
             low = INF
             for y in range(n_o):
-                low = min(low, energies[base + y * s_o] + v2f[m_o + y])
+                t = energies[base + y * s_o] if has_table else pair_entry(kind, w, tau, x, y)
+                low = min(low, t + v2f[m_o + y])
             out[x] = low
         if temperature > 0.0:
             for x in range(n_t):
@@ -198,7 +223,9 @@ def pair_message(
                     base = toff + x * s_t
                     total = 0.0
                     for y in range(n_o):
-                        z = energies[base + y * s_o] + v2f[m_o + y]
+                        t = (energies[base + y * s_o] if has_table
+                             else pair_entry(kind, w, tau, x, y))
+                        z = t + v2f[m_o + y]
                         total += np.exp(-(z - low) / temperature)
                     out[x] = low - temperature * np.log(total)
 
@@ -330,7 +357,7 @@ def store_message(new, f2v, start, n, damping):
     return change
 
 
-@njit(inline="always", **NJIT_OPTIONS)
+@njit(**NJIT_OPTIONS)
 def edge_message(
     energies,
     kinds,
@@ -353,7 +380,11 @@ def edge_message(
     env_v,
     env_z,
 ):
-    """The unnormalized message of ``e``'s factor to ``e``'s variable, into ``out``."""
+    """The unnormalized message of ``e``'s factor to ``e``'s variable, into ``out``.
+
+    A real call (not inlined) from decoding and the two-pass schedule: one compiled copy of
+    every kind's code instead of one per caller cuts the first compilation by ~20% for
+    ~130 ns per edge."""
     a = edge_factor[e]
     other = edge_partner[e]
     toff = table_offset[a]
@@ -364,6 +395,7 @@ def edge_message(
         pair_message(
             energies,
             toff,
+            table_offset[a + 1] > toff,
             edge_stride[e],
             edge_stride[other],
             n_states[scope_vars[e]],
@@ -452,13 +484,16 @@ def balanced_chunks(ptr, weight_ptr, n_chunks):
 def factor_sweep(
     energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
     edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, lo, hi,
-    with_variables, f2v, v2f, temperature, damping, free, counter, lowest, new, env_v, env_z,
-    lows,
+    mode, f2v, v2f, var_total, n_inf, temperature, damping, free, counter, lowest, new, inc,
+    env_v, env_z, lows,
 ):
     """Every message of the factors ``order[lo:hi]``, normalized, damped and stored in
-    ``f2v``; returns the largest change. With ``with_variables`` each factor first gets
-    fresh incoming messages from its variables (the sequential schedule); otherwise ``v2f``
-    is read as it is (flooding).
+    ``f2v``; returns the largest change. The incoming messages depend on ``mode``:
+    :data:`MODE_FRESH` computes them from the variables' current incoming messages (the
+    sequential schedule); :data:`MODE_FUSED` derives them from the per-state totals
+    ``var_total`` (finite terms) and ``n_inf`` (number of +inf terms) of
+    :func:`variable_totals` minus the factor's own message (flooding); :data:`MODE_READ`
+    reads ``v2f`` as it is. ``inc`` (2 * max_states) is scratch for the fused mode.
 
     The per-edge code is written out here, not in helpers: inlined helpers with array
     arguments cost reference counting on every edge, several times the O(K) work itself.
@@ -473,7 +508,10 @@ def factor_sweep(
         last = scope_ptr[a + 1]
         arity = last - first
         toff = table_offset[a]
-        if with_variables:
+        src = v2f
+        src0 = msg_offset[first]
+        src1 = msg_offset[first + 1] if arity >= 2 else 0
+        if mode == MODE_FRESH:
             for e in range(first, last):
                 i = scope_vars[e]
                 n = n_states[i]
@@ -487,6 +525,34 @@ def factor_sweep(
                         ooff = msg_offset[other]
                         for x in range(n):
                             v2f[moff + x] += f2v[ooff + x]
+        elif mode >= MODE_FUSED and arity >= 2:
+            # Incoming messages from the variables' totals of the previous iteration minus
+            # the factor's own message (which only this factor writes, after reading it).
+            for e in range(first, last):
+                i = scope_vars[e]
+                n = n_states[i]
+                soff = state_offset[i]
+                moff = msg_offset[e]
+                if arity == 2:
+                    dst = inc
+                    doff = (e - first) * stride
+                else:
+                    dst = v2f
+                    doff = moff
+                if mode == MODE_FUSED_FINITE:
+                    for x in range(n):
+                        dst[doff + x] = var_total[soff + x] - f2v[moff + x]
+                    continue
+                for x in range(n):
+                    own = f2v[moff + x]
+                    if own < INF:
+                        dst[doff + x] = var_total[soff + x] - own if n_inf[soff + x] == 0 else INF
+                    else:
+                        dst[doff + x] = var_total[soff + x] if n_inf[soff + x] == 1 else INF
+            if arity == 2:
+                src = inc
+                src0 = 0
+                src1 = stride
         kind = kinds[a]
         lows[0] = np.nan  # NaN: the store loop finds the minimum itself
         lows[1] = np.nan
@@ -498,20 +564,20 @@ def factor_sweep(
             lows[0] = low
         elif arity == 2 and kind == KIND_DENSE and temperature == 0.0:
             # Both messages in one pass over the table (rows: first variable).
-            m0 = msg_offset[first]
-            m1 = msg_offset[first + 1]
-            n0 = m1 - m0
-            n1 = msg_offset[first + 2] - m1
+            m0 = src0
+            m1 = src1
+            n0 = msg_offset[first + 1] - msg_offset[first]
+            n1 = msg_offset[first + 2] - msg_offset[first + 1]
             for y in range(n1):
                 new[stride + y] = INF
             low0 = INF
             for x in range(n0):
                 base = toff + x * n1
-                incoming = v2f[m0 + x]
+                incoming = src[m0 + x]
                 low = INF
                 for y in range(n1):
                     t = energies[base + y]
-                    low = min(low, t + v2f[m1 + y])
+                    low = min(low, t + src[m1 + y])
                     new[stride + y] = min(new[stride + y], t + incoming)
                 new[x] = low
                 low0 = min(low0, low)
@@ -525,20 +591,20 @@ def factor_sweep(
                 out = q * stride
                 n_t = msg_offset[e + 1] - msg_offset[e]
                 n_o = msg_offset[o + 1] - msg_offset[o]
-                m_o = msg_offset[o]
+                m_o = src1 if q == 0 else src0
                 s_t = edge_stride[e]
                 s_o = edge_stride[o]
                 if kind == KIND_POTTS and w >= 0.0 and n_t == n_o and temperature == 0.0:
                     min1 = INF
                     for y in range(n_o):
-                        min1 = min(min1, v2f[m_o + y])
+                        min1 = min(min1, src[m_o + y])
                     # The message's minimum is min1 (w >= 0): normalize, damp and store
                     # in the same pass (-inf in lows: stored already).
                     start = msg_offset[e]
                     shift = min1 if min1 < INF else 0.0
                     cap = min1 + w - shift
                     for x in range(n_t):
-                        value = min(v2f[m_o + x] - shift, cap)
+                        value = min(src[m_o + x] - shift, cap)
                         old = f2v[start + x]
                         if damping > 0.0:
                             value = damping * old + (1.0 - damping) * value
@@ -551,29 +617,29 @@ def factor_sweep(
                     min1 = INF
                     best = -1
                     for y in range(n_o):
-                        z = v2f[m_o + y]
+                        z = src[m_o + y]
                         if z < min1:
                             min1 = z
                             best = y
                     min2 = INF
                     for y in range(n_o):
                         if y != best:
-                            min2 = min(min2, v2f[m_o + y])
+                            min2 = min(min2, src[m_o + y])
                     for x in range(n_t):
                         other = min2 if x == best else min1
                         low = other + w
                         if x < n_o:
-                            low = min(low, v2f[m_o + x])
+                            low = min(low, src[m_o + x])
                         new[out + x] = low
                     if temperature > 0.0:
                         total = 0.0
                         for y in range(n_o):
-                            total += np.exp(-(v2f[m_o + y] - min1) / temperature)
+                            total += np.exp(-(src[m_o + y] - min1) / temperature)
                         for x in range(n_t):
                             low = new[out + x]
                             if low == INF:
                                 continue
-                            same = v2f[m_o + x] if x < n_o else INF
+                            same = src[m_o + x] if x < n_o else INF
                             acc = np.exp(-(same - low) / temperature) if same < INF else 0.0
                             other = min2 if x == best else min1
                             if other < INF and w < INF:
@@ -581,9 +647,9 @@ def factor_sweep(
                                     rest = 0.0
                                     for y in range(n_o):
                                         if y != x:
-                                            rest += np.exp(-(v2f[m_o + y] - other) / temperature)
+                                            rest += np.exp(-(src[m_o + y] - other) / temperature)
                                 elif x < n_o:
-                                    rest = total - np.exp(-(v2f[m_o + x] - other) / temperature)
+                                    rest = total - np.exp(-(src[m_o + x] - other) / temperature)
                                 else:
                                     rest = total
                                 acc += np.exp(-(other + w - low) / temperature) * rest
@@ -591,7 +657,7 @@ def factor_sweep(
                 elif kind == KIND_TRUNCATED_LINEAR and temperature == 0.0:
                     low = INF
                     for x in range(n_t):
-                        z = v2f[m_o + x]
+                        z = src[m_o + x]
                         new[out + x] = z
                         low = min(low, z)
                     for x in range(1, n_t):
@@ -604,7 +670,7 @@ def factor_sweep(
                 elif kind == KIND_TRUNCATED_QUADRATIC and temperature == 0.0:
                     low = INF
                     for y in range(n_o):
-                        low = min(low, v2f[m_o + y])
+                        low = min(low, src[m_o + y])
                     if low == INF or w == 0.0:
                         for x in range(n_t):
                             new[out + x] = low
@@ -612,7 +678,7 @@ def factor_sweep(
                         # Lower envelope of the parabolas of the finite in(q).
                         j = -1
                         for q2 in range(n_o):
-                            fq = v2f[m_o + q2]
+                            fq = src[m_o + q2]
                             if fq == INF:
                                 continue
                             hq = fq + w * q2 * q2
@@ -624,7 +690,7 @@ def factor_sweep(
                                 continue
                             while True:  # env_z[0] = -inf stops this at j = 0
                                 p = env_v[j]
-                                sec = (hq - (v2f[m_o + p] + w * p * p)) / (2.0 * w * (q2 - p))
+                                sec = (hq - (src[m_o + p] + w * p * p)) / (2.0 * w * (q2 - p))
                                 if sec <= env_z[j]:
                                     j -= 1
                                 else:
@@ -639,16 +705,19 @@ def factor_sweep(
                                 j += 1
                             p = env_v[j]
                             d = x - p
-                            new[out + x] = v2f[m_o + p] + w * (d * d)
+                            new[out + x] = src[m_o + p] + w * (d * d)
                     cap = low + tau
                     for x in range(n_t):
                         new[out + x] = min(new[out + x], cap)
                 else:
+                    has_table = table_offset[a + 1] > toff
                     for x in range(n_t):
                         base = toff + x * s_t
                         low = INF
                         for y in range(n_o):
-                            low = min(low, energies[base + y * s_o] + v2f[m_o + y])
+                            t = (energies[base + y * s_o] if has_table
+                                 else pair_entry(kind, w, tau, x, y))
+                            low = min(low, t + src[m_o + y])
                         new[out + x] = low
                     if temperature > 0.0:
                         for x in range(n_t):
@@ -657,7 +726,9 @@ def factor_sweep(
                                 base = toff + x * s_t
                                 total = 0.0
                                 for y in range(n_o):
-                                    z = energies[base + y * s_o] + v2f[m_o + y]
+                                    t = (energies[base + y * s_o] if has_table
+                                         else pair_entry(kind, w, tau, x, y))
+                                    z = t + src[m_o + y]
                                     total += np.exp(-(z - low) / temperature)
                                 new[out + x] = low - temperature * np.log(total)
         else:
@@ -723,7 +794,75 @@ def variable_sweep(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_o
                 running[x] += f2v[moff + x]
 
 
+@njit(**NJIT_OPTIONS)
+def variable_totals(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset, lo, hi,
+                    f2v, total, n_inf):
+    """For variables lo..hi-1 and each state, the sum of the finite terms among U_i and the
+    incoming factor messages (``total``) and the number of +inf terms (``n_inf``): the
+    message to factor a is then ``total - m_{a->i}`` (or +inf) without ``inf - inf``.
+    Returns the number of infinite terms of these variables."""
+    count = 0
+    for i in range(lo, hi):
+        n = n_states[i]
+        soff = state_offset[i]
+        for x in range(n):
+            u = unary[soff + x]
+            if u < INF:
+                total[soff + x] = u
+                n_inf[soff + x] = 0
+            else:
+                total[soff + x] = 0.0
+                n_inf[soff + x] = 1
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            moff = msg_offset[var_edges[k]]
+            for x in range(n):
+                m = f2v[moff + x]
+                if m < INF:
+                    total[soff + x] += m
+                else:
+                    n_inf[soff + x] += 1
+        for x in range(n):
+            count += n_inf[soff + x]
+    return count
+
+
 @njit(**PARALLEL_OPTIONS)
+def flood_phase(
+    phase, n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
+    n_states, state_offset, scope_ptr, scope_vars, edge_stride, msg_offset, table_offset,
+    var_edge_ptr, var_edges, order, f2v, v2f, total, n_inf, temperature, damping, free,
+    max_states, max_arity, mode,
+):
+    """One ``prange`` loop over ``n_chunks`` chunks for every half-iteration of flooding:
+    phase 0 the variables' totals (:func:`variable_totals`), phase 1 the factors' messages
+    (:func:`factor_sweep`, fused; chunk maxima of the change into ``changes``), phase 2 the
+    variable-to-factor messages (:func:`variable_sweep`). One parallel loop, not three, to
+    keep the first compilation short. Phase 0 leaves each chunk's number of infinite terms
+    in ``changes``; ``mode`` is phase 1's :data:`MODE_FUSED` or :data:`MODE_FUSED_FINITE`."""
+    for c in prange(n_chunks):
+        if phase == 0:
+            changes[c] = variable_totals(
+                unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+                var_bounds[c], var_bounds[c + 1], f2v, total, n_inf,
+            )
+        elif phase == 1:
+            changes[c] = factor_sweep(
+                energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+                edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order,
+                fac_bounds[c], fac_bounds[c + 1], mode, f2v, v2f, total, n_inf,
+                temperature, damping, free, np.zeros(max_arity, dtype=np.int64),
+                np.empty(max_states), np.empty(max_arity * max_states),
+                np.empty(2 * max_states), np.empty(max_states + 1, dtype=np.int64),
+                np.empty(max_states + 2), np.empty(2),
+            )
+        else:
+            variable_sweep(
+                unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+                var_bounds[c], var_bounds[c + 1], f2v, v2f, np.empty(max_states),
+            )
+
+
+@njit(**NJIT_OPTIONS)
 def run_parallel(
     cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
     residuals, n_chunks,
@@ -732,44 +871,52 @@ def run_parallel(
     message from those, per iteration. Returns (n_iter, converged); ``residuals[t]`` is the
     largest message change of iteration t.
 
-    Both halves of an iteration are ``prange`` loops over ``n_chunks`` chunks of variables
-    and of factors, balanced by work; the factor side writes the new messages straight
-    into ``f2v`` (they depend only on ``v2f``), so no third buffer is needed. Bitwise the
-    same on any number of threads and chunks.
+    The variable side computes, per variable and state, the sum of the finite incoming
+    terms and the number of infinite ones (:func:`variable_totals`, S numbers instead of
+    the D x K variable-to-factor messages); the factor side derives each incoming message
+    as that total minus its own message (no ``inf - inf``) and writes the new messages
+    straight into ``f2v`` (they depend only on the totals and on the factor's own old
+    messages, read before they are overwritten), so no third buffer is needed. The
+    variable-to-factor messages are written once, after the last iteration. Both halves
+    are ``prange`` loops (:func:`flood_phase`) over ``n_chunks`` chunks of variables and of
+    factors, balanced by work: bitwise the same on any number of threads and chunks.
     """
     n_states = cg.n_states
     state_offset = cg.state_offset
     scope_ptr = cg.scope_ptr
-    scope_vars = cg.scope_vars
-    edge_stride = cg.edge_stride
-    table_offset = cg.table_offset
-    msg_offset = cg.msg_offset
     var_edge_ptr = cg.var_edge_ptr
-    var_edges = cg.var_edges
-    max_states = cg.max_states
-    max_arity = max(cg.max_arity, 1)
+    msg_offset = cg.msg_offset
     var_bounds = balanced_chunks(var_edge_ptr, msg_offset, n_chunks)
-    fac_bounds = balanced_chunks(scope_ptr, table_offset, n_chunks)
+    fac_bounds = balanced_chunks(scope_ptr, cg.table_offset, n_chunks)
     order = np.arange(len(scope_ptr) - 1)
     changes = np.zeros(n_chunks)
     free = np.full(len(n_states), -1, dtype=np.int64)
     n_done = max_iter
     converged = False
+    n_total = state_offset[len(n_states)]
+    total = np.empty(n_total)
+    n_inf = np.empty(n_total, dtype=np.int32)
+    max_arity = max(cg.max_arity, 1)
+    # Plain int64s from arrays: a literal argument would compile flood_phase once per value.
+    phases = np.arange(3)
+    modes = np.array([MODE_FUSED, MODE_FUSED_FINITE])
     for it in range(max_iter):
-        for c in prange(n_chunks):
-            variable_sweep(
-                unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
-                var_bounds[c], var_bounds[c + 1], f2v, v2f, np.empty(max_states),
-            )
-        for c in prange(n_chunks):
-            changes[c] = factor_sweep(
-                energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
-                edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order,
-                fac_bounds[c], fac_bounds[c + 1], False, f2v, v2f, temperature, damping, free,
-                np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
-                np.empty(max_arity * max_states), np.empty(max_states + 1, dtype=np.int64),
-                np.empty(max_states + 2), np.empty(2),
-            )
+        flood_phase(
+            phases[0], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
+            unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
+            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total,
+            n_inf, temperature, damping, free, cg.max_states, max_arity, modes[0],
+        )
+        n_infinite = 0.0
+        for c in range(n_chunks):
+            n_infinite += changes[c]
+        flood_phase(
+            phases[1], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
+            unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
+            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total,
+            n_inf, temperature, damping, free, cg.max_states, max_arity,
+            modes[1] if n_infinite == 0.0 else modes[0],
+        )
         change = 0.0
         for c in range(n_chunks):
             change = max(change, changes[c])
@@ -778,11 +925,12 @@ def run_parallel(
             n_done = it + 1
             converged = True
             break
-    for c in prange(n_chunks):
-        variable_sweep(
-            unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
-            var_bounds[c], var_bounds[c + 1], f2v, v2f, np.empty(max_states),
-        )
+    flood_phase(
+        phases[2], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
+        n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride, msg_offset,
+        cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total, n_inf,
+        temperature, damping, free, cg.max_states, max_arity, modes[0],
+    )
     return n_done, converged
 
 
@@ -801,14 +949,17 @@ def run_sequential(
     new = np.empty(max_arity * max_states)
     env_v = np.empty(max_states + 1, dtype=np.int64)
     env_z = np.empty(max_states + 2)
+    fresh = np.int64(MODE_FRESH)  # not a literal: see run_parallel
+    order = cg.factor_order.copy()  # writable, as in run_parallel: the same specialization
     n_done = max_iter
     converged = False
     for it in range(max_iter):
         change = factor_sweep(
             energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
             cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-            cg.var_edges, cg.factor_order, 0, len(cg.factor_order), True, f2v, v2f,
-            temperature, damping, free, counter, lowest, new, env_v, env_z, np.empty(2),
+            cg.var_edges, order, np.int64(0), len(order), fresh, f2v, v2f,
+            np.empty(0), np.empty(0, dtype=np.int32), temperature, damping, free, counter,
+            lowest, new, np.empty(0), env_v, env_z, np.empty(2),
         )
         residuals[it] = change
         if change <= tol:
@@ -816,8 +967,8 @@ def run_sequential(
             converged = True
             break
     variable_sweep(
-        unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges, cg.msg_offset, 0,
-        len(cg.n_states), f2v, v2f, lowest,
+        unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges, cg.msg_offset,
+        np.int64(0), len(cg.n_states), f2v, v2f, lowest,
     )
     return n_done, converged
 
@@ -943,7 +1094,9 @@ def factor_beliefs(cg, energies, v2f, temperature, store, out):
     T > 0, the factors' part of the Bethe free energy, sum_a <b_a, E_a> - T H(b_a), which
     this returns (0.0 at T == 0; +inf when some factor's belief is +inf everywhere).
 
-    Without ``store`` only one table-sized scratch array is used.
+    Without ``store`` only one table-sized scratch array is used. Compact factors (no
+    table in ``energies``) get their beliefs in scratch: they count in the free energy but
+    are not stored.
     """
     n_states = cg.n_states
     scope_ptr = cg.scope_ptr
@@ -952,11 +1105,22 @@ def factor_beliefs(cg, energies, v2f, temperature, store, out):
     msg_offset = cg.msg_offset
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
     n_factors = len(scope_ptr) - 1
+    kinds = cg.factor_kind
+    params = cg.factor_param
     largest = 0
-    if not store:
-        for a in range(n_factors):
-            largest = max(largest, table_offset[a + 1] - table_offset[a])
+    largest_compact = 0
+    for a in range(n_factors):
+        size = table_offset[a + 1] - table_offset[a]
+        if not store:
+            largest = max(largest, size)
+        if size == 0:
+            first = scope_ptr[a]
+            largest_compact = max(
+                largest_compact, n_states[scope_vars[first]] * n_states[scope_vars[first + 1]]
+            )
     scratch = np.empty(largest)
+    compact_beliefs = np.empty(largest_compact)
+    compact_table = np.empty(largest_compact)
     total = 0.0
     for a in range(n_factors):
         first = scope_ptr[a]
@@ -964,15 +1128,24 @@ def factor_beliefs(cg, energies, v2f, temperature, store, out):
         toff = table_offset[a]
         size = table_offset[a + 1] - toff
         buf = out[toff : toff + size] if store else scratch[:size]
+        table = energies
         if arity == 2:
             n0 = n_states[scope_vars[first]]
             n1 = n_states[scope_vars[first + 1]]
             m0 = msg_offset[first]
             m1 = msg_offset[first + 1]
+            if size == 0:  # compact: the table and the beliefs in scratch
+                size = n0 * n1
+                buf = compact_beliefs[:size]
+                table = compact_table
+                toff = 0
+                for x in range(n0):
+                    for y in range(n1):
+                        table[x * n1 + y] = pair_entry(kinds[a], params[a, 0], params[a, 1], x, y)
             for x in range(n0):
                 in0 = v2f[m0 + x]
                 for y in range(n1):
-                    z = energies[toff + x * n1 + y]
+                    z = table[toff + x * n1 + y]
                     if z < INF:
                         z += in0 + v2f[m1 + y]
                     buf[x * n1 + y] = z
@@ -987,7 +1160,7 @@ def factor_beliefs(cg, energies, v2f, temperature, store, out):
                 buf[flat] = z
                 _advance(n_states, scope_vars, first, arity, counter)
         if temperature > 0.0 and total < INF:
-            total += _entropy_term(buf, energies[toff : toff + size], 0, size, 1.0, temperature)
+            total += _entropy_term(buf, table[toff : toff + size], 0, size, 1.0, temperature)
     return total
 
 
@@ -1088,6 +1261,7 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
     var_edge_ptr = cg.var_edge_ptr
     var_edges = cg.var_edges
     var_order = cg.var_order
+    compiled_kinds = cg.factor_kind
     max_states = cg.max_states
     counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
     lowest = np.empty(max_states)
@@ -1108,9 +1282,15 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
             other = edge_partner[e]
             a = edge_factor[e]
             if other >= 0 and other != e and assignment[scope_vars[other]] >= 0:
-                offset = table_offset[a] + assignment[scope_vars[other]] * edge_stride[other]
-                for x in range(n):
-                    message[x] = energies[offset + x * edge_stride[e]]
+                y = assignment[scope_vars[other]]
+                if table_offset[a + 1] > table_offset[a]:
+                    offset = table_offset[a] + y * edge_stride[other]
+                    for x in range(n):
+                        message[x] = energies[offset + x * edge_stride[e]]
+                else:
+                    for x in range(n):
+                        message[x] = pair_entry(compiled_kinds[a], params[a, 0], params[a, 1],
+                                                x, y)
             elif other >= 0:
                 edge_message(
                     energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor,
@@ -1155,6 +1335,23 @@ def infeasible_factors(cg, energies, unary):
         first = cg.scope_ptr[a]
         arity = cg.scope_ptr[a + 1] - first
         toff = cg.table_offset[a]
+        if cg.table_offset[a + 1] == toff:  # compact pairwise
+            v0 = scope_vars[first]
+            v1 = scope_vars[first + 1]
+            o0 = cg.state_offset[v0]
+            o1 = cg.state_offset[v1]
+            for x in range(n_states[v0]):
+                if unary[o0 + x] == INF:
+                    continue
+                for y in range(n_states[v1]):
+                    if unary[o1 + y] < INF and pair_entry(
+                        cg.factor_kind[a], cg.factor_param[a, 0], cg.factor_param[a, 1], x, y
+                    ) < INF:
+                        blocked[a] = False
+                        break
+                if not blocked[a]:
+                    break
+            continue
         for q in range(arity):
             counter[q] = 0
         for flat in range(cg.table_offset[a + 1] - toff):
@@ -1182,8 +1379,8 @@ def structured_kinds(cg, energies):
     params = cg.factor_param
     for a in range(len(kinds)):
         kind = kinds[a]
-        if kind == KIND_DENSE:
-            continue
+        if kind == KIND_DENSE or cg.table_offset[a + 1] == cg.table_offset[a]:
+            continue  # dense, or compact (no table that could have changed)
         first = cg.scope_ptr[a]
         n0 = cg.n_states[cg.scope_vars[first]]
         n1 = cg.n_states[cg.scope_vars[first + 1]]
@@ -1193,13 +1390,7 @@ def structured_kinds(cg, energies):
         same = True
         for x in range(n0):
             for y in range(n1):
-                d = abs(x - y)
-                if kind == KIND_POTTS:
-                    value = 0.0 if d == 0 else w
-                elif kind == KIND_TRUNCATED_LINEAR:
-                    value = min(w * d, tau)
-                else:
-                    value = min(w * (d * d), tau)
+                value = pair_entry(kind, w, tau, x, y)
                 if energies[toff + x * n1 + y] != value:
                     same = False
                     break

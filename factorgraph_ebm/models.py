@@ -18,16 +18,24 @@ constraints: every model here keeps them ``+inf`` and gives them no gradient.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import scipy.sparse
 
+from .compiled import require_tables
 from .exceptions import FactorGraphError
 from .graph import FactorGraph
 
 __all__ = ["EnergyModel", "LinearModel", "TableModel"]
+
+
+def _issparse(x) -> bool:
+    """``scipy.sparse.issparse(x)``, without importing scipy when the caller has not (an
+    object cannot be a scipy.sparse matrix unless scipy.sparse is loaded)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(x)
 
 
 @runtime_checkable
@@ -123,6 +131,7 @@ class TableModel:
     """
 
     def __init__(self, graph: FactorGraph, tie: Sequence | None = None):
+        require_tables(graph, "TableModel")
         cg = graph.compile()
         self.graph = graph
         owner = np.arange(cg.n_factors)
@@ -220,6 +229,7 @@ class LinearModel:
         *,
         init_scale: float = 0.0,
     ):
+        require_tables(graph, "LinearModel")
         cg = graph.compile()
         self.graph = graph
         if not isinstance(groups, Mapping) or not groups:
@@ -273,7 +283,7 @@ class LinearModel:
                 f"x must map every group name to its feature matrix; group {name!r} is missing"
             )
         phi = x[name]
-        if not scipy.sparse.issparse(phi):
+        if not _issparse(phi):
             phi = np.asarray(phi, dtype=np.float64)
         expected = (self._positions[name].shape[0], self._shapes[name][1])
         if phi.shape != expected:

@@ -133,6 +133,13 @@ class InferenceResult:
             from .exceptions import FactorGraphError
 
             raise FactorGraphError(f"unknown factor {factor}; the graph has {cg.n_factors}")
+        if cg.table_offset[factor] == cg.table_offset[factor + 1]:
+            from .exceptions import FactorGraphError
+
+            raise FactorGraphError(
+                f"factor {factor} is a compact structured factor (added with dense=False): "
+                "its belief is not stored; add it with dense=True to get it"
+            )
         scope = cg.scope_vars[cg.scope_ptr[factor] : cg.scope_ptr[factor + 1]]
         flat = self.factor_beliefs[cg.table_offset[factor] : cg.table_offset[factor + 1]]
         return flat.reshape(tuple(cg.n_states[scope]))

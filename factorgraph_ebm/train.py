@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
-from tqdm.auto import tqdm
 
 from .exceptions import ConvergenceWarning, FactorGraphError
 from .inference import belief_propagation
@@ -315,6 +313,8 @@ def fit(
     run = _Run(model, loss, samples, latent, l2, warm_start, bp_options)
     history = History()
     started = time.perf_counter()
+    from tqdm.auto import tqdm  # imported when training, not with the package
+
     bar = tqdm(total=n_epochs, desc=f"training ({loss.name})", unit="epoch", disable=not progress)
 
     def end_epoch(epoch, params, mean_loss):
@@ -407,6 +407,8 @@ def _train_lbfgs(run: _Run, params, optimizer: LBFGS, n_epochs, end_epoch):
         epoch[0] += 1
         w = intermediate_result.x
         end_epoch(epoch[0], w.copy(), float(intermediate_result.fun - 0.5 * run.l2 * w @ w))
+
+    import scipy.optimize  # imported when used, not with the package
 
     result = scipy.optimize.minimize(
         objective,

@@ -244,3 +244,94 @@ def test_structured_constructor_validation():
     cg = g.compile()
     assert cg.factor_kind.tolist() == [1, 1, 2, 3]
     assert cg.factor_param.tolist() == [[1.0, np.inf], [np.inf, np.inf], [2.0, 3.0], [1.0, np.inf]]
+
+
+# --------------------------------------------------------------------------- compact factors
+def _compact_twins(seed, kind, n_vars=7, k=4, n_factors=9, loopy=True, inf_share=0.2):
+    """The same structured model twice: compact (``dense=False``) and with dense tables."""
+    rng = np.random.default_rng(seed)
+    unary = rng.uniform(-2, 2, size=(n_vars, k))
+    unary[rng.random(unary.shape) < inf_share] = np.inf
+    unary[np.arange(n_vars), rng.integers(0, k, n_vars)] = rng.uniform(-2, 2, n_vars)
+    if loopy:
+        pairs = _random_pairs(rng, n_vars, n_factors)
+    else:
+        pairs = np.stack([np.arange(n_vars - 1), np.arange(1, n_vars)], axis=1)
+    weight = rng.uniform(0.1, 2.0, len(pairs))
+    if kind == "potts":
+        weight[0] = math.inf
+    graphs = []
+    for dense in (False, True):
+        g = fg.FactorGraph()
+        g.add_variables(range(n_vars), k)
+        g.add_factors(np.arange(n_vars)[:, None], unary, by_index=True)
+        if kind == "potts":
+            g.add_potts_factors(pairs, weight, by_index=True, dense=dense)
+        elif kind == "linear":
+            g.add_truncated_linear_factors(pairs, weight, 1.5, by_index=True, dense=dense)
+        else:
+            g.add_truncated_quadratic_factors(pairs, weight, 2.5, by_index=True, dense=dense)
+        graphs.append(g)
+    return graphs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("beta", [math.inf, 1.0])
+@pytest.mark.parametrize("schedule", ["parallel", "sequential", "tree"])
+def test_compact_structured_factors_equal_the_dense_ones(kind, beta, schedule):
+    compact, dense = _compact_twins(5, kind, loopy=schedule != "tree")
+    cg, cd = compact.compile(), dense.compile()
+    n_pairs = cg.n_factors - cg.n_variables
+    np.testing.assert_array_equal(cg.compact_factors(), np.arange(cg.n_variables, cg.n_factors))
+    assert cg.n_energy_entries == cd.n_energy_entries - n_pairs * 16
+    np.testing.assert_array_equal(cg.energies, cd.energies[: cg.n_energy_entries])
+    for a in range(cg.n_factors):
+        np.testing.assert_array_equal(compact.factor_energies(a), dense.factor_energies(a))
+    states = np.random.default_rng(1).integers(0, 4, size=(20, cg.n_variables))
+    np.testing.assert_array_equal(compact.energy(states), dense.energy(states))
+    for evidence in (None, {0: int(np.argmin(compact.factor_energies(0)))}):
+        options = dict(beta=beta, schedule=schedule, max_iter=8, evidence=evidence)
+        a, b = _run(compact, **options), _run(dense, **options)
+        np.testing.assert_array_equal(a.messages, b.messages)
+        np.testing.assert_array_equal(a.assignment, b.assignment)
+        np.testing.assert_array_equal(a.variable_beliefs, b.variable_beliefs)
+        assert a.energy == b.energy
+        if beta != math.inf:
+            assert a.free_energy == pytest.approx(b.free_energy, rel=1e-12, abs=1e-12)
+        # Factor beliefs: stored for the factors with tables (the unary ones) only.
+        np.testing.assert_array_equal(
+            a.factor_beliefs, b.factor_beliefs[: cg.n_energy_entries]
+        )
+        np.testing.assert_array_equal(a.factor_belief(0), b.factor_belief(0))
+        with pytest.raises(fg.FactorGraphError, match="compact"):
+            a.factor_belief(cg.n_factors - 1)
+
+
+def test_compact_factors_are_refused_where_theta_must_hold_every_table(tmp_path):
+    from factorgraph_ebm.io.uai import write_uai
+
+    compact, _ = _compact_twins(2, "potts")
+    first = compact.n_variables
+    message = f"factor {first} .*dense=True"
+    with pytest.raises(fg.FactorGraphError, match=message):
+        fg.TableModel(compact)
+    with pytest.raises(fg.FactorGraphError, match=message):
+        fg.LinearModel(compact, {"all": range(compact.n_factors)}, 2)
+    target = dict.fromkeys(range(compact.n_variables), 0)
+    with pytest.raises(fg.FactorGraphError, match=message):
+        fg.PerceptronLoss().value_and_grad(compact, target)
+    with pytest.raises(fg.FactorGraphError, match=message):
+        write_uai(tmp_path / "m.uai", compact)
+    with pytest.raises(fg.FactorGraphError, match="dense must be True or False"):
+        compact.add_potts_factors([(0, 1)], 1.0, by_index=True, dense="no")
+
+
+def test_compact_replacement_energies_keep_the_structured_path():
+    compact, dense = _compact_twins(4, "linear")
+    theta = compact.compile().energies + 0.25  # the unary tables change, the pairs cannot
+    theta_dense = dense.compile().energies.copy()
+    theta_dense[: len(theta)] += 0.25
+    a = _run(compact, energies=theta, schedule="parallel", max_iter=5)
+    b = _run(dense, energies=theta_dense, schedule="parallel", max_iter=5)
+    np.testing.assert_array_equal(a.messages, b.messages)
+    assert a.energy == b.energy

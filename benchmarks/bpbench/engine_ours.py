@@ -44,23 +44,26 @@ def too_big(workload: Workload, available: float) -> str | None:
 
 
 def _estimated_bytes(workload: Workload) -> float:
-    """Tables copied per factor (theta; plus the caller's stacked tables), two message
-    buffers and beliefs (no factor beliefs: the runs pass ``factor_beliefs=False``)."""
-    entries = workload.table_entries + workload.unary.size
+    """Tables copied per factor (theta; none for the compact Potts factors; plus the
+    caller's stacked tables), two message buffers and per-state arrays (no factor beliefs:
+    the runs pass ``factor_beliefs=False``)."""
+    tables = 0 if workload.kind == "grid-potts" else workload.table_entries
+    entries = tables + workload.unary.size
     stacked = 0 if workload.shared else 8.0 * workload.table_entries
-    return 8.0 * entries + stacked + 2.5 * message_bytes(workload)
+    return 8.0 * entries + stacked + 2.5 * message_bytes(workload) + 40.0 * workload.unary.size
 
 
 def build(workload: Workload, dense: bool = False):
     """The FactorGraph of ``workload``, built with the batch API; Potts workloads with
-    ``add_potts_factors`` (O(K) messages) unless ``dense``."""
+    compact ``add_potts_factors(..., dense=False)`` (O(K) messages, no tables in theta)
+    unless ``dense``."""
     from factorgraph_ebm import FactorGraph
 
     graph = FactorGraph()
     graph.add_variables(range(workload.n_vars), workload.k)
     graph.add_factors(np.arange(workload.n_vars)[:, None], workload.unary, by_index=True)
     if workload.kind == "grid-potts" and not dense:
-        graph.add_potts_factors(workload.scopes, POTTS_WEIGHT, by_index=True)
+        graph.add_potts_factors(workload.scopes, POTTS_WEIGHT, by_index=True, dense=False)
     else:
         graph.add_factors(workload.scopes, workload.tables, by_index=True)
     return graph

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..compiled import require_tables
 from ..exceptions import FactorGraphError
 from ..graph import FactorGraph
 from ._text import Numbers, TokenReader, first_repeat
@@ -48,8 +49,10 @@ def potentials_of(graph: FactorGraph) -> np.ndarray:
     ------
     FactorGraphError
         If a finite energy has no float64 potential (``exp(-E)`` overflows, or underflows
-        to 0, which would read back as a forbidden configuration).
+        to 0, which would read back as a forbidden configuration), or if the graph has
+        compact structured factors (no tables in theta).
     """
+    require_tables(graph, "writing a model file")
     energies = graph.compile().energies
     with np.errstate(over="ignore", under="ignore"):
         potentials = np.exp(-energies)
