@@ -37,10 +37,10 @@ here (e.g. c2 = 1 on the 8,936 CoNLL-2000 training sentences is l2 = 2.238e-4).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from . import losses as _losses
 from ._config import NJIT_OPTIONS, njit
-from .exceptions import ConvergenceWarning, FactorGraphError, TargetError
+from .exceptions import FactorGraphError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
 from .losses import Loss, MarginLoss, NLLLoss, PerceptronLoss, _check_number
 from .metrics import token_accuracy
@@ -792,31 +792,11 @@ class SequenceLabeler:
 
     def _fit_lbfgs(self, chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch):
         """Full-batch L-BFGS (:func:`factorgraph_ebm.train._train_lbfgs`), stopped by
-        CRFsuite's rule: when the objective f (mean loss + l2/2 ||theta||^2) has improved by
-        at most ``delta`` relative to its current value over the last ``period``
-        iterations, ``(f[k - period] - f[k]) / |f[k]| <= delta``."""
-        l2 = float(self.l2)
-        run = _FullBatch(chain, loss, design, codes, l2)
-        objective: list[float] = []
-        stopped = []
-
-        def each_iteration(epoch, params, mean_loss):
-            end_epoch(epoch, params, mean_loss)
-            objective.append(mean_loss + 0.5 * l2 * float(params @ params))
-            if self.delta > 0 and len(objective) > self.period:
-                past, now = objective[-1 - self.period], objective[-1]
-                if (past - now) <= self.delta * max(abs(now), 1e-300):
-                    stopped.append(len(objective))
-                    raise StopIteration  # scipy ends the minimization at this iterate
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            theta = _train_lbfgs(run, theta, optimizer, n_epochs, each_iteration)
-        for warning in caught:  # our own stop is a success, not a convergence problem
-            if not (stopped and issubclass(warning.category, ConvergenceWarning)):
-                warnings.warn_explicit(warning.message, warning.category, warning.filename,
-                                       warning.lineno)
-        return theta
+        CRFsuite's rule with this labeler's ``delta`` and ``period``
+        (:meth:`factorgraph_ebm.train.LBFGS.stalled`)."""
+        optimizer = dataclasses.replace(optimizer, delta=float(self.delta), period=self.period)
+        run = _FullBatch(chain, loss, design, codes, float(self.l2))
+        return _train_lbfgs(run, theta, optimizer, n_epochs, end_epoch)
 
     def _fit_minibatch(self, chain, loss, optimizer, design, codes, theta, n_epochs, rng,
                        end_epoch):

@@ -122,17 +122,36 @@ class LBFGS:
         Stop when the largest gradient component is at most ``tol`` (scipy's ``gtol``).
     memory : int, default=10
         Number of correction pairs kept (scipy's ``maxcor``).
+    delta : float, default=0.0
+        CRFsuite's stopping rule (Okazaki, CRFsuite 0.12, ``lbfgs`` ``delta``/``period``):
+        stop when the objective f (mean loss + l2/2 ||W||^2) improved by at most
+        ``delta`` relative to its current value over the last ``period`` iterations,
+        ``f[k - period] - f[k] <= delta |f[k]|``. 0 turns the rule off.
+    period : int, default=10
+        The window of that rule, in iterations.
     """
 
     tol: float = 1e-8
     memory: int = 10
+    delta: float = 0.0
+    period: int = 10
 
     def __post_init__(self):
         _check_number("LBFGS", "tol", self.tol, allow_zero=True)
-        if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 1:
-            raise FactorGraphError(
-                f"the 'memory' parameter of LBFGS must be an integer >= 1, got {self.memory!r}"
-            )
+        _check_number("LBFGS", "delta", self.delta, allow_zero=True)
+        for name in ("memory", "period"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FactorGraphError(
+                    f"the '{name}' parameter of LBFGS must be an integer >= 1, got {value!r}"
+                )
+
+    def stalled(self, objective: Sequence[float]) -> bool:
+        """Whether CRFsuite's rule stops at the last value of ``objective`` (per iteration)."""
+        if self.delta <= 0 or len(objective) <= self.period:
+            return False
+        past, now = objective[-1 - self.period], objective[-1]
+        return past - now <= self.delta * max(abs(now), 1e-300)
 
 
 # --------------------------------------------------------------------------- results
@@ -401,12 +420,14 @@ def _train_lbfgs(run: _Run, params, optimizer: LBFGS, n_epochs, end_epoch):
         value, grad = run.batch(w, everything)
         return value / n + 0.5 * run.l2 * w @ w, grad / n + run.l2 * w
 
-    epoch = [0]
+    history: list[float] = []
 
     def each_iteration(intermediate_result):
-        epoch[0] += 1
         w = intermediate_result.x
-        end_epoch(epoch[0], w.copy(), float(intermediate_result.fun - 0.5 * run.l2 * w @ w))
+        history.append(float(intermediate_result.fun))
+        end_epoch(len(history), w.copy(), history[-1] - float(0.5 * run.l2 * w @ w))
+        if optimizer.stalled(history):
+            raise StopIteration  # scipy (>= 1.11) ends the minimization at this iterate
 
     import scipy.optimize  # imported when used, not with the package
 
@@ -418,7 +439,7 @@ def _train_lbfgs(run: _Run, params, optimizer: LBFGS, n_epochs, end_epoch):
         callback=each_iteration,
         options={"maxiter": n_epochs, "gtol": optimizer.tol, "maxcor": optimizer.memory},
     )
-    if not result.success and result.nit < n_epochs:
+    if not result.success and result.nit < n_epochs and not optimizer.stalled(history):
         warnings.warn(
             f"L-BFGS stopped after {result.nit} iterations: {result.message} (a non-smooth "
             "loss, or a start at a kink such as all-equal energies, can cause this; try SGD "

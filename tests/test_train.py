@@ -369,3 +369,13 @@ def test_lbfgs_takes_only_smooth_losses():
 def test_bad_optimizer_parameters(make, message):
     with pytest.raises(fg.FactorGraphError, match=re.escape(message)):
         make()
+
+
+def test_lbfgs_crfsuite_stopping_rule():
+    rule = LBFGS(delta=0.1, period=2)
+    assert not rule.stalled([10.0, 9.0])  # fewer than period + 1 values
+    assert not rule.stalled([10.0, 9.0, 8.0])  # improved by 2.0 > 0.1 * 8
+    assert rule.stalled([10.0, 9.0, 9.5, 9.4])  # 9.0 - 9.4 < 0.94
+    assert not LBFGS().stalled([1.0] * 50)  # delta = 0: rule off
+    with pytest.raises(fg.FactorGraphError, match="'period' parameter of LBFGS"):
+        LBFGS(period=0)
