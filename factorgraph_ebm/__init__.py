@@ -6,6 +6,9 @@ log-domain sum-product at inverse temperature beta (:func:`sum_product`: margina
 free energy F = -1/beta ln Z). Both are exact on trees and forests. The losses of LeCun et
 al.'s tutorial (:mod:`.losses`) turn those results into gradients with respect to the
 energies; :mod:`.models` maps parameters to energies and :func:`fit` trains them.
+Chains have dedicated trellis kernels (:mod:`.trellis`: Viterbi, forward-backward, k-best,
+the most offending incorrect path), on which :class:`SequenceLabeler` trains linear-chain
+labelers.
 """
 
 from . import _config  # noqa: F401  (sets Numba's cache directory before numba loads)
@@ -34,6 +37,28 @@ from .losses import (
 from .models import EnergyModel, LinearModel, TableModel
 from .results import InferenceResult
 from .train import LBFGS, SGD, Adam, History, TrainResult, fit, predict
+from .trellis import best_incorrect, forward_backward, kbest, path_energy, viterbi
+
+# Sequence labeling pulls in scipy.sparse and tqdm: loaded on first use, not with the package.
+_LAZY = {
+    "SequenceLabeler": "labeler",
+    "AttributeIndexer": "features",
+    "AttributeMatrix": "features",
+    "crfsuite_chunking_attributes": "features",
+    "ChunkScores": "metrics",
+    "chunk_scores": "metrics",
+    "chunks": "metrics",
+    "token_accuracy": "metrics",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -76,4 +101,10 @@ __all__ = [
     "min_sum",
     "sum_product",
     "__version__",
+    "best_incorrect",
+    "forward_backward",
+    "kbest",
+    "path_energy",
+    "viterbi",
+    *_LAZY,
 ]
