@@ -680,6 +680,31 @@ def factor_sweep(
                             change = diff
                         f2v[start + x] = value
             continue
+        if arity == 1 and mode >= MODE_FUSED:
+            # A unary factor's message is its normalized table: straight into the store.
+            start = msg_offset[first]
+            n = msg_offset[first + 1] - start
+            low = INF
+            for x in range(n):
+                low = min(low, energies[toff + x])
+            if low == INF:
+                low = 0.0
+            if damping > 0.0:
+                for x in range(n):
+                    old = f2v[start + x]
+                    value = damping * old + (1.0 - damping) * (energies[toff + x] - low)
+                    diff = abs(value - old)
+                    if diff > change:
+                        change = diff
+                    f2v[start + x] = value
+            else:
+                for x in range(n):
+                    value = energies[toff + x] - low
+                    diff = abs(value - f2v[start + x])
+                    if diff > change:
+                        change = diff
+                    f2v[start + x] = value
+            continue
         src = v2f
         src0 = msg_offset[first]
         src1 = msg_offset[first + 1] if arity >= 2 else 0
