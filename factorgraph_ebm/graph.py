@@ -357,7 +357,7 @@ class FactorGraph:
         )
 
     def _add_structured(self, scopes, by_index, kind, weight, truncation, dense) -> np.ndarray:
-        from .messages import KIND_POTTS, KIND_TRUNCATED_LINEAR
+        from .messages import KIND_POTTS
 
         if not isinstance(dense, (bool, np.bool_)):
             raise FactorGraphError(f"dense must be True or False, got {dense!r}")

@@ -226,13 +226,19 @@ def sum_product(graph: FactorGraph, beta: float = 1.0, **options) -> InferenceRe
 
 
 # --------------------------------------------------------------------------- validation
-def _temperature(beta) -> float:
+def checked_beta(beta) -> float:
+    """``beta`` as a float > 0 (``inf`` for min-sum); FactorGraphError otherwise."""
     try:
-        beta = float(beta)
+        value = float(beta)
     except (TypeError, ValueError):
         raise FactorGraphError(f"beta must be a positive number or inf, got {beta!r}") from None
-    if not beta > 0:
+    if not value > 0:
         raise FactorGraphError(f"beta must be > 0 (inf for min-sum), got {beta!r}")
+    return value
+
+
+def _temperature(beta) -> float:
+    beta = checked_beta(beta)
     return 0.0 if math.isinf(beta) else 1.0 / beta
 
 

@@ -87,6 +87,7 @@ from numba import prange
 
 from ._config import NJIT_OPTIONS, njit
 from .exceptions import FactorGraphError
+from .inference import checked_beta
 
 __all__ = [
     "ForwardBackwardResult",
@@ -1262,14 +1263,6 @@ def _work(batch: _Batch) -> int:
     return n_tokens * k * k
 
 
-def _check_beta(beta) -> float:
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise FactorGraphError(f"beta must be a positive number or inf, got {beta!r}") from None
-    if not value > 0:
-        raise FactorGraphError(f"beta must be > 0 (inf for min-sum), got {beta!r}")
-    return value
 
 
 def _transposed(trans) -> np.ndarray:
@@ -1390,7 +1383,7 @@ def forward_backward(
     FactorGraphError
         As :func:`viterbi`, and a ``beta`` that is not > 0.
     """
-    beta = _check_beta(beta)
+    beta = checked_beta(beta)
     batch = _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels)
     n_tokens, k = batch.unary.shape
     n_seq = len(batch.tok_off) - 1
