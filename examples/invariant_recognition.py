@@ -36,7 +36,7 @@ that leaves the field): the category decision is invariant as long as the pose s
 range. Training letters use poses other than the identity too (the pose absorbs some
 within-class variation), so poses reach one pixel beyond the test shifts: with only the 25
 poses -2..2 (``--max-shift 2``), a test shift of 2 pushes such letters' best pose out of
-range and the shifted accuracy drops by 4 to 5 points instead of 1 to 2.
+range and the shifted accuracy drops by 3 to 5 points instead of 1 to 2.
 
 Data: train on every letter of fold 1 of ``../shared/data/ocr_letters`` (5,375 letters)
 for 2 epochs of Adam (step 0.003, mini-batches of 4, L2 1e-4); test on a seeded random

@@ -472,7 +472,8 @@ class SequenceLabeler:
     delta, period : float, int, default=1e-5, 10
         CRFsuite's stopping rule for L-BFGS: stop when the objective improved by at most
         ``delta`` (relative to its value) over the last ``period`` iterations; ``delta=0``
-        runs the ``n_epochs`` iterations (or to scipy's own tolerances).
+        runs the ``n_epochs`` iterations (or to scipy's own tolerances). These replace the
+        ``delta``/``period`` of an :class:`~factorgraph_ebm.train.LBFGS` optimizer given here.
     min_freq : int, default=1
         Attributes seen in fewer training tokens are dropped
         (:class:`~factorgraph_ebm.features.AttributeIndexer`).
@@ -794,7 +795,9 @@ class SequenceLabeler:
         """Full-batch L-BFGS (:func:`factorgraph_ebm.train._train_lbfgs`), stopped by
         CRFsuite's rule with this labeler's ``delta`` and ``period``
         (:meth:`factorgraph_ebm.train.LBFGS.stalled`)."""
-        optimizer = dataclasses.replace(optimizer, delta=float(self.delta), period=self.period)
+        optimizer = dataclasses.replace(
+            optimizer, delta=float(self.delta), period=int(self.period)
+        )
         run = _FullBatch(chain, loss, design, codes, float(self.l2))
         return _train_lbfgs(run, theta, optimizer, n_epochs, end_epoch)
 
@@ -963,7 +966,7 @@ class SequenceLabeler:
                 "boundary": bool(self.boundary),
                 "all_possible_states": bool(self.all_possible_states),
                 "averaging": bool(self.averaging),
-                "seed": self.seed,
+                "seed": None if self.seed is None else int(self.seed),
                 "n_epochs_": int(getattr(self, "n_epochs_", 0)),
             },
         }

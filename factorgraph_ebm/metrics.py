@@ -127,7 +127,7 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
             found.append((prev_type, start, t))
             start = None
         if t < len(tags) and _start_of_chunk(prev_tag, tag, prev_type, kind):
-            if start is not None:  # a start without an end (e.g. "E-NP B-NP") closes it
+            if start is not None:  # a start without an end closes the open chunk
                 found.append((prev_type, start, t))
             start = t
         prev_tag, prev_type = tag, kind

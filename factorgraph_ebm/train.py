@@ -420,12 +420,15 @@ def _train_lbfgs(run: _Run, params, optimizer: LBFGS, n_epochs, end_epoch):
         value, grad = run.batch(w, everything)
         return value / n + 0.5 * run.l2 * w @ w, grad / n + run.l2 * w
 
-    history: list[float] = []
+    # The objective per iteration, from the start value as liblbfgs keeps it for the
+    # delta/period rule (so it can stop at iteration `period`).
+    history: list[float] = [float(objective(params)[0])] if optimizer.delta > 0 else []
+    first = len(history)
 
     def each_iteration(intermediate_result):
         w = intermediate_result.x
         history.append(float(intermediate_result.fun))
-        end_epoch(len(history), w.copy(), history[-1] - float(0.5 * run.l2 * w @ w))
+        end_epoch(len(history) - first, w.copy(), history[-1] - float(0.5 * run.l2 * w @ w))
         if optimizer.stalled(history):
             raise StopIteration  # scipy (>= 1.11) ends the minimization at this iterate
 
