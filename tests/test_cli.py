@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 from factorgraph_ebm import cli
 from factorgraph_ebm.io import read_map, read_mar, read_pr, read_uai
@@ -185,11 +186,11 @@ def test_internal_error_exits_1(capsys, monkeypatch):
     assert "RuntimeError: boom" in err and "internal error" in err
 
 
-def test_python_dash_m_subprocess(tmp_path):
+def test_python_dash_m_subprocess(tmp_path, warm_kernels):
     """Two real processes: the example's PR, and a malformed file (exit 2, no traceback)."""
     done = subprocess.run(
         [sys.executable, "-m", "factorgraph_ebm", "pr", str(EXAMPLE), "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
     )
     assert done.returncode == 0, done.stderr
     reference = read_pr(Path(f"{EXAMPLE}.PR"))
@@ -198,7 +199,7 @@ def test_python_dash_m_subprocess(tmp_path):
     bad.write_text("MARKOV\n1\n2\n1\n1 0\n2\n0.5 -1\n")
     done = subprocess.run(
         [sys.executable, "-m", "factorgraph_ebm", "map", str(bad)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
     )
     assert done.returncode == 2
     assert f"{bad}:7: expected a potential" in done.stderr and "Traceback" not in done.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 from factorgraph_ebm import cli
 from factorgraph_ebm.io import read_evidence, read_map, read_mar, read_uai
@@ -109,7 +110,7 @@ def test_cli_answers_against_references(instance, capsys):
     assert all(assignment[v] == s for v, s in evidence.items())
 
 
-def test_python_dash_m_with_evidence():
+def test_python_dash_m_with_evidence(warm_kernels):
     """One real process on an instance with evidence: its MAP energy is the optimum."""
     entry = next((e for e in REFERENCES if e["name"] == "BN_0"), None)
     if entry is None:
@@ -118,7 +119,7 @@ def test_python_dash_m_with_evidence():
     done = subprocess.run(
         [sys.executable, "-m", "factorgraph_ebm", "map", str(model), "--evid", f"{model}.evid",
          "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
     )
     assert done.returncode == 0, done.stderr
     energy = json.loads(done.stdout)["energy"]
