@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..messages import normalize_segments
 from . import kernels
 from .junction_tree import JunctionTree, build_junction_tree
 from .order import EliminationPlan, plan_elimination
@@ -228,30 +227,37 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
     assignment = np.where(clamped >= 0, clamped, 0).astype(np.int64)
     kernels.decode(tree, psi, assignment)
 
+    n_states_total = int(cg.state_offset[-1])
+    n_dense = int(offsets[-1])
+    if free == np.inf:  # infeasible: every belief is +inf (T = 0) or 0 (T > 0)
+        fill = np.inf if temperature == 0.0 else 0.0
+        var_out = np.full(n_states_total, fill)
+        fac = np.full(cg.n_energy_entries, fill) if factor_beliefs else None
+        return ExactAnswer(assignment, free, var_out, fac)
+
     down = np.empty_like(up)
-    scratch = np.empty(int(np.diff(tree.sep_offset).max()) if len(tree.var) else 1)
-    kernels.distribute(tree, temperature, psi, up, down, root_down, scratch)
+    kernels.distribute(tree, temperature, free, psi, up, down, root_down)
     del up, down
 
-    var_raw = np.empty(int(cg.state_offset[-1]))
-    kernels.variable_beliefs(tree, temperature, psi, cg.state_offset, var_raw)
+    sure = np.inf if temperature == 0.0 else 0.0  # "ruled out", in each semiring
+    certain = free if temperature == 0.0 else 1.0  # a clamped state, a constant factor
+    var_out = np.empty(n_states_total)
+    kernels.variable_beliefs(tree, temperature, psi, cg.state_offset, var_out)
     for i in fixed:
-        var_raw[cg.state_offset[i]:cg.state_offset[i + 1]] = np.inf
-        var_raw[cg.state_offset[i] + clamped[i]] = free
-
+        var_out[cg.state_offset[i]:cg.state_offset[i + 1]] = sure
+        var_out[cg.state_offset[i] + clamped[i]] = certain
     fac = None
     if factor_beliefs:
-        fac = np.full(int(offsets[-1]), np.inf)
-        largest = int(np.diff(offsets).max()) if cg.n_factors else 1
-        kernels.factor_beliefs(tree, temperature, psi, offsets, fac, np.empty(largest))
-        fac[constant_base] = free
+        fac = np.full(n_dense, sure)
+        kernels.factor_beliefs(tree, temperature, psi, fac)
+        fac[constant_base] = certain
         fac = fac[: cg.n_energy_entries]
     del psi
-    if temperature > 0.0:
-        normalize_segments(var_raw, cg.state_offset, temperature, 0.0, var_raw)
+    if temperature > 0.0:  # sums of probabilities: exactly 1 after rounding
+        kernels.normalize_sums(var_out, cg.state_offset)
         if fac is not None:
-            normalize_segments(fac, cg.table_offset, temperature, 0.0, fac)
-    return ExactAnswer(assignment, free, var_raw, fac)
+            kernels.normalize_sums(fac, cg.table_offset)
+    return ExactAnswer(assignment, free, var_out, fac)
 
 
 def _tree_of(cg, plan: ExactPlan):

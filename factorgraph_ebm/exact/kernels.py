@@ -20,12 +20,16 @@ In the energy domain, with softmin_T(z) = -T log sum exp(-z / T) and softmin_0 =
   ``+inf`` anyway, and ``down_c(s)`` is set to ``+inf`` (the energy form of Hugin's
   0/0 = 0), so ``inf - inf`` never happens.
 
-After distribute, ``belief_c`` is the exact min-marginal (T = 0) or marginal free energy
-(T > 0) of the clique's variables, absolute: its softmin over all entries is the free
-energy F = -T ln Z of the whole model (the minimum energy at T = 0).
+After distribute, ``belief_c`` is the exact min-marginal (T = 0) of the clique's variables,
+absolute: its minimum is the minimum energy of the whole model. At T > 0 the beliefs are
+absolute too (their softmin is the free energy F = -T ln Z), so each is turned into the
+clique's joint probability ``exp(-(belief - F) / T)`` <= 1 as soon as it is complete: the
+separator, variable and factor marginals below it are then plain sums, one ``exp`` per
+clique entry in all instead of one per entry and per child or factor (a probability under
+1e-308 is taken as 0).
 
-Every table is visited by an odometer over its axes with a stride per axis into the other
-table (0 for an axis the other table lacks), the last axis as a plain inner loop. The
+Every table is walked through a *map* (:mod:`.junction_tree`): an odometer over a few
+merged axes with a stride each into the other table, the last axis a plain inner loop. The
 kernels assume validated input and never raise.
 """
 
@@ -37,100 +41,115 @@ INF = np.inf
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _advance(digits, cards, strides, n, index):
+def _advance(digits, cards, strides, own, n, index, at):
     """Step the odometer over axes 0..n-2 (the last axis is the caller's inner loop);
-    returns the new index into the other table."""
+    returns the new index into the other table and into the table itself."""
     j = n - 2
     while j >= 0:
         digits[j] += 1
         index += strides[j]
+        at += own[j]
         if digits[j] < cards[j]:
-            return index
+            return index, at
         index -= cards[j] * strides[j]
+        at -= cards[j] * own[j]
         digits[j] = 0
         j -= 1
-    return index
+    return index, at
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _gather_add(dst, lo, cards, strides, n, src, base, digits):
-    """``dst[lo + e] += src[base + idx(e)]`` over the C-order table of shape ``cards[:n]``."""
-    inner = cards[n - 1]
-    step = strides[n - 1]
+def _outer_size(cards, n, digits):
     outer = 1
     for j in range(n - 1):
         outer *= cards[j]
         digits[j] = 0
+    return outer
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _map(jt, m):
+    lo = jt.map_ptr[m]
+    hi = jt.map_ptr[m + 1]
+    return jt.map_card[lo:hi], jt.map_stride[lo:hi], jt.map_self[lo:hi], hi - lo
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
+    """``dst[lo + e] += src[base + idx(e)]`` over the table ``dst[lo:]`` walked by the map."""
+    inner = cards[n - 1]
+    step = strides[n - 1]
+    hop = own[n - 1]
     index = base
-    e = lo
-    for _ in range(outer):
-        for x in range(inner):
-            dst[e] += src[index + x * step]
-            e += 1
-        index = _advance(digits, cards, strides, n, index)
+    at = lo
+    for _ in range(_outer_size(cards, n, digits)):
+        if step == 0:
+            value = src[index]
+            for x in range(inner):
+                dst[at + x * hop] += value
+        else:
+            for x in range(inner):
+                dst[at + x * hop] += src[index + x * step]
+        index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _scatter_min(src, lo, cards, strides, n, dst, base, digits):
-    """``dst[base + idx(e)] = min(dst[...], src[lo + e])`` over the table ``cards[:n]``."""
+def _scatter_min(src, lo, cards, strides, own, n, dst, base, digits):
+    """``dst[base + idx(e)] = min(dst[...], src[lo + e])`` over the table ``src[lo:]``."""
     inner = cards[n - 1]
     step = strides[n - 1]
-    outer = 1
-    for j in range(n - 1):
-        outer *= cards[j]
-        digits[j] = 0
+    hop = own[n - 1]
     index = base
-    e = lo
-    for _ in range(outer):
-        for x in range(inner):
-            k = index + x * step
-            if src[e] < dst[k]:
-                dst[k] = src[e]
-            e += 1
-        index = _advance(digits, cards, strides, n, index)
+    at = lo
+    for _ in range(_outer_size(cards, n, digits)):
+        if step == 0:
+            low = dst[index]
+            for x in range(inner):
+                if src[at + x * hop] < low:
+                    low = src[at + x * hop]
+            dst[index] = low
+        else:
+            for x in range(inner):
+                k = index + x * step
+                if src[at + x * hop] < dst[k]:
+                    dst[k] = src[at + x * hop]
+        index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _scatter_sum_exp(src, lo, cards, strides, n, low, base, acc, acc_base, temperature,
-                     digits):
-    """``acc[acc_base + idx(e)] += exp(-(src[lo + e] - low[base + idx(e)]) / T)`` where
-    ``low`` (the minimum from :func:`_scatter_min`) is finite."""
+def _scatter_add(src, lo, cards, strides, own, n, dst, base, digits):
+    """``dst[base + idx(e)] += src[lo + e]`` over the table ``src[lo:]``."""
     inner = cards[n - 1]
     step = strides[n - 1]
-    outer = 1
-    for j in range(n - 1):
-        outer *= cards[j]
-        digits[j] = 0
-    index = 0
-    e = lo
-    for _ in range(outer):
-        for x in range(inner):
-            k = index + x * step
-            m = low[base + k]
-            if m < INF:
-                acc[acc_base + k] += np.exp(-(src[e] - m) / temperature)
-            e += 1
-        index = _advance(digits, cards, strides, n, index)
+    hop = own[n - 1]
+    index = base
+    at = lo
+    for _ in range(_outer_size(cards, n, digits)):
+        if step == 0:
+            total = 0.0
+            for x in range(inner):
+                total += src[at + x * hop]
+            dst[index] += total
+        else:
+            for x in range(inner):
+                dst[index + x * step] += src[at + x * hop]
+        index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
 @njit(**NJIT_OPTIONS)
 def collect(jt, theta, unary, state_offset, temperature, psi, up):
     """Upward pass: fills ``psi`` (zeros on entry) and the upward messages ``up``."""
-    digits = np.zeros(jt.max_scope, dtype=np.int64)
-    n_cliques = len(jt.var)
-    for c in range(n_cliques):
+    digits = np.zeros(jt.max_axes, dtype=np.int64)
+    n_assigned = len(jt.factor_id)
+    for c in range(len(jt.var)):
         lo = jt.table_offset[c]
-        a = jt.scope_ptr[c]
-        n = jt.scope_ptr[c + 1] - a
-        cards = jt.scope_card[a : a + n]
         for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-            strides = jt.factor_stride[jt.factor_stride_ptr[j] : jt.factor_stride_ptr[j + 1]]
-            _gather_add(psi, lo, cards, strides, n, theta, jt.factor_base[j], digits)
-        k = cards[n - 1]
+            cards, strides, own, n = _map(jt, j)
+            _gather_add(psi, lo, cards, strides, own, n, theta, jt.factor_base[j], digits)
+        k = jt.scope_card[jt.scope_ptr[c + 1] - 1]
         first = state_offset[jt.var[c]]
         so = jt.sep_offset[c]
-        n_sep = jt.sep_offset[c + 1] - so
-        for s in range(n_sep):
+        for s in range(jt.sep_offset[c + 1] - so):
             row = lo + s * k
             low = INF
             for x in range(k):
@@ -145,18 +164,15 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
             up[so + s] = low
         p = jt.parent[c]
         if p >= 0:
-            pa = jt.scope_ptr[p]
-            pn = jt.scope_ptr[p + 1] - pa
-            strides = jt.parent_stride[jt.parent_stride_ptr[c] : jt.parent_stride_ptr[c + 1]]
-            _gather_add(psi, jt.table_offset[p], jt.scope_card[pa : pa + pn], strides, pn,
-                        up, so, digits)
+            cards, strides, own, n = _map(jt, n_assigned + c)
+            _gather_add(psi, jt.table_offset[p], cards, strides, own, n, up, so, digits)
 
 
 @njit(**NJIT_OPTIONS)
 def decode(jt, psi, assignment):
     """Top-down decoding: each eliminated variable takes the first state of lowest
     ``psi`` given its separator's states. ``assignment`` holds the clamped states on
-    entry. Run between :func:`collect` and :func:`distribute`."""
+    entry. Run between :func:`collect` and the distribute pass."""
     for c in range(len(jt.var) - 1, -1, -1):
         a = jt.scope_ptr[c]
         n = jt.scope_ptr[c + 1] - a
@@ -173,11 +189,13 @@ def decode(jt, psi, assignment):
 
 
 @njit(**NJIT_OPTIONS)
-def distribute(jt, temperature, psi, up, down, root_down, scratch):
-    """Downward pass, turning ``psi`` into the clique beliefs in place. ``root_down[c]``
-    is what a root's belief lacks: the constant energy plus the other components' free
-    energies. ``scratch`` holds at least the largest separator table."""
-    digits = np.zeros(jt.max_scope, dtype=np.int64)
+def distribute(jt, temperature, free_energy, psi, up, down, root_down):
+    """Downward pass. T = 0: turns ``psi`` into the clique beliefs (absolute min-marginals)
+    in place. T > 0: into the cliques' joint probabilities. ``root_down[c]`` is what a
+    root's belief lacks: the constant energy plus the other components' free energies.
+    ``free_energy`` (T > 0) must be finite."""
+    digits = np.zeros(jt.max_axes, dtype=np.int64)
+    n_assigned = len(jt.factor_id)
     for c in range(len(jt.var) - 1, -1, -1):
         so = jt.sep_offset[c]
         n_sep = jt.sep_offset[c + 1] - so
@@ -185,22 +203,19 @@ def distribute(jt, temperature, psi, up, down, root_down, scratch):
         if p < 0:
             down[so] = root_down[c]
         else:
-            pa = jt.scope_ptr[p]
-            pn = jt.scope_ptr[p + 1] - pa
-            cards = jt.scope_card[pa : pa + pn]
-            strides = jt.parent_stride[jt.parent_stride_ptr[c] : jt.parent_stride_ptr[c + 1]]
+            cards, strides, own, n = _map(jt, n_assigned + c)
             plo = jt.table_offset[p]
-            for s in range(n_sep):
-                down[so + s] = INF
-            _scatter_min(psi, plo, cards, strides, pn, down, so, digits)
-            if temperature > 0.0:
+            if temperature == 0.0:
                 for s in range(n_sep):
-                    scratch[s] = 0.0
-                _scatter_sum_exp(psi, plo, cards, strides, pn, down, so, scratch, 0,
-                                 temperature, digits)
+                    down[so + s] = INF
+                _scatter_min(psi, plo, cards, strides, own, n, down, so, digits)
+            else:  # the parent holds probabilities: sum them, back to energies
                 for s in range(n_sep):
-                    if down[so + s] < INF:
-                        down[so + s] -= temperature * np.log(scratch[s])
+                    down[so + s] = 0.0
+                _scatter_add(psi, plo, cards, strides, own, n, down, so, digits)
+                for s in range(n_sep):
+                    q = down[so + s]
+                    down[so + s] = free_energy - temperature * np.log(q) if q > 0.0 else INF
             for s in range(n_sep):
                 u = up[so + s]
                 down[so + s] = INF if u == INF else down[so + s] - u
@@ -208,56 +223,61 @@ def distribute(jt, temperature, psi, up, down, root_down, scratch):
         lo = jt.table_offset[c]
         for s in range(n_sep):
             d = down[so + s]
-            for x in range(k):
-                psi[lo + s * k + x] += d
+            row = lo + s * k
+            if temperature == 0.0:
+                for x in range(k):
+                    psi[row + x] += d
+            else:
+                for x in range(k):
+                    b = psi[row + x] + d
+                    psi[row + x] = np.exp(-(b - free_energy) / temperature) if b < INF else 0.0
 
 
 @njit(**NJIT_OPTIONS)
 def variable_beliefs(jt, temperature, belief, state_offset, out):
-    """Raw beliefs of the eliminated variables (softmin_T of their clique's belief over the
-    separator) into the flat per-state ``out``."""
+    """The eliminated variables' min-marginals (T = 0: minimum over the separator of the
+    clique belief) or marginals (T > 0: sum of the clique probabilities), into the flat
+    per-state ``out``."""
     for c in range(len(jt.var)):
         k = jt.scope_card[jt.scope_ptr[c + 1] - 1]
         first = state_offset[jt.var[c]]
         lo = jt.table_offset[c]
         n_sep = jt.sep_offset[c + 1] - jt.sep_offset[c]
         for x in range(k):
-            low = INF
-            for s in range(n_sep):
-                b = belief[lo + s * k + x]
-                if b < low:
-                    low = b
-            if temperature > 0.0 and low < INF:
-                total = 0.0
-                for s in range(n_sep):
-                    total += np.exp(-(belief[lo + s * k + x] - low) / temperature)
-                low -= temperature * np.log(total)
-            out[first + x] = low
+            out[first + x] = INF if temperature == 0.0 else 0.0
+        for s in range(n_sep):
+            row = lo + s * k
+            for x in range(k):
+                if temperature == 0.0:
+                    if belief[row + x] < out[first + x]:
+                        out[first + x] = belief[row + x]
+                else:
+                    out[first + x] += belief[row + x]
 
 
 @njit(**NJIT_OPTIONS)
-def factor_beliefs(jt, temperature, belief, table_offset, out, scratch):
-    """Raw factor beliefs (softmin_T of the clique belief over the clique's other
-    variables) into ``out`` (laid out as theta; ``+inf`` on entry, and where evidence
-    rules a table entry out). ``scratch`` holds at least the largest table."""
-    digits = np.zeros(jt.max_scope, dtype=np.int64)
+def factor_beliefs(jt, temperature, belief, out):
+    """Factor min-marginals (T = 0; ``out`` is ``+inf`` on entry) or marginals (T > 0;
+    ``out`` is 0 on entry), laid out as theta, from each factor's clique. Entries that
+    evidence rules out keep their initial value."""
+    digits = np.zeros(jt.max_axes, dtype=np.int64)
     for c in range(len(jt.var)):
         lo = jt.table_offset[c]
-        a = jt.scope_ptr[c]
-        n = jt.scope_ptr[c + 1] - a
-        cards = jt.scope_card[a : a + n]
         for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-            strides = jt.factor_stride[jt.factor_stride_ptr[j] : jt.factor_stride_ptr[j + 1]]
-            base = jt.factor_base[j]
-            _scatter_min(belief, lo, cards, strides, n, out, base, digits)
-            if temperature > 0.0:
-                f = jt.factor_id[j]
-                t0 = table_offset[f]
-                size = table_offset[f + 1] - t0
-                for i in range(size):
-                    scratch[i] = 0.0
-                _scatter_sum_exp(belief, lo, cards, strides, n, out, base, scratch,
-                                 base - t0, temperature, digits)
-                for i in range(size):
-                    if out[t0 + i] < INF:
-                        out[t0 + i] -= temperature * np.log(scratch[i])
+            cards, strides, own, n = _map(jt, j)
+            if temperature == 0.0:
+                _scatter_min(belief, lo, cards, strides, own, n, out, jt.factor_base[j], digits)
+            else:
+                _scatter_add(belief, lo, cards, strides, own, n, out, jt.factor_base[j], digits)
+
+
+@njit(**NJIT_OPTIONS)
+def normalize_sums(values, offsets):
+    """Divide each segment [offsets[s], offsets[s+1]) by its sum (left alone when 0)."""
+    for s in range(len(offsets) - 1):
+        total = 0.0
+        for k in range(offsets[s], offsets[s + 1]):
+            total += values[k]
+        if total > 0.0:
+            for k in range(offsets[s], offsets[s + 1]):
+                values[k] /= total
