@@ -90,7 +90,7 @@ def test_comments_and_constant_factor(tmp_path):
 def test_testfast_bethe_log_partition_matches_libdai(expected):
     """libDAI's BP on testfast.fg: ln Z error +7.187e-04 against exact ln Z 14.328233."""
     graph = read_fg(FG / "testfast.fg")
-    result = sum_product(graph, schedule="sequential", tol=1e-12, max_iter=10000)
+    result = sum_product(graph, method="bp", schedule="sequential", tol=1e-12, max_iter=10000)
     assert result.converged
     assert abs(result.log_partition - 14.328952) < 1e-6
     assert abs(result.log_partition - (14.328233 + 7.187e-4)) < 1e-6
@@ -171,7 +171,7 @@ def test_tied_maps_decode_to_a_true_minimum(name):
 def test_hoi1_loopy_bethe_matches_flooding_reference(expected):
     graph = read_fg(FG / "hoi1.fg")
     assert not graph.is_forest()
-    result = sum_product(graph, schedule="parallel", tol=1e-12, max_iter=300)
+    result = sum_product(graph, method="bp", schedule="parallel", tol=1e-12, max_iter=300)
     want = expected["hoi1.fg"]
     assert result.log_partition == pytest.approx(
         want["loopy_bp_sumproduct_bethe_logZ_flooding_undamped_300it"], abs=1e-6

@@ -227,7 +227,7 @@ def test_gradients_match_finite_differences_on_loopy_graphs(sample, random):
     rng = np.random.default_rng(random.getrandbits(32))
     theta = graph.compile().energies
     theta = 0.5 * theta + rng.normal(scale=0.1, size=theta.shape)  # no exact ties
-    bp = dict(damping=0.5, max_iter=2000, tol=1e-12, warn=False)
+    bp = dict(method="bp", damping=0.5, max_iter=2000, tol=1e-12, warn=False)
     for loss in [HingeLoss(0.5), LogLoss(), SquareSquareLoss(), NLLLoss(1.0), MEELoss(0.7)]:
         converged = all(
             r.converged
@@ -285,7 +285,7 @@ def test_most_offending_is_exact_on_trees(sample, radius, hamming, coordinates):
 def test_most_offending_on_loopy_graphs_is_flagged_and_allowed(sample):
     graph, target, latent = sample
     ref = Reference(graph, target, latent)
-    found = most_offending(graph, target, latent=latent, radius=0.5, warn=False)
+    found = most_offending(graph, target, latent=latent, radius=0.5, method="bp", warn=False)
     assert not found.exact
     expected = ref.incorrect(0.5)
     if found.assignment is None:
@@ -417,7 +417,7 @@ def test_perceptron_is_zero_when_loopy_bp_misses_the_minimum():
     for name, table in zip(names, ([-0.6, -1.1], [-1.2, -0.8], [0.6, 0.0])):
         graph.add_factor([name], table)
     bf = BruteForce(graph)
-    bp = dict(damping=0.5, max_iter=500)
+    bp = dict(method="bp", damping=0.5, max_iter=500)
     decoded = fg.min_sum(graph, **bp)
     assert decoded.converged and decoded.energy > bf.min_energy + 0.1  # BP misses it
     target = dict(zip(names, bf.configs[np.argmin(bf.energies)].tolist()))
