@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .exact import AUTO_MAX_WORK, DEFAULT_MAX_BYTES, clamped_states, exact_plan
 from .exceptions import FactorGraphError
-from .exact import DEFAULT_MAX_BYTES, clamped_states, exact_plan
 from .inference import METHODS, SCHEDULES, belief_propagation
 from .io import (
     read_evidence,
@@ -215,7 +215,8 @@ def model_statistics(graph, evidence=None, memory_limit=DEFAULT_MAX_BYTES,
     for i, state in (evidence or {}).items():
         unary[cg.state_offset[i]:cg.state_offset[i + 1]] = np.inf
         unary[cg.state_offset[i] + state] = 0.0
-    plan = exact_plan(graph, cg, unary, memory_limit)
+    plan = exact_plan(graph, cg, unary, memory_limit,
+                      AUTO_MAX_WORK if method == "auto" else math.inf)
     if method == "bp" or (method == "auto" and cg.is_forest):
         chosen = "bp" if cg.is_forest else "loopy bp"
     elif plan.fits:

@@ -78,7 +78,9 @@ def belief_propagation(
         "exact": the junction tree of a greedy min-fill elimination order (FactorGraphError
         naming the induced width and table sizes when it does not fit ``memory_limit``).
         "bp": belief propagation. "auto": the two-pass BP schedule on forests, the junction
-        tree on other graphs whose tables fit ``memory_limit``, loopy BP otherwise.
+        tree on other graphs whose tables fit ``memory_limit``, loopy BP otherwise (also
+        when the greedy order search exceeds its budget, ``exact.AUTO_MAX_WORK``, on very
+        large graphs; the plan is cached on the graph, so this is paid once).
         ``result.method`` and ``result.exact`` say what ran.
     memory_limit : float, default=4 GiB
         Bytes that the junction tree's tables may take (clique, separator and
@@ -260,7 +262,8 @@ def _exact_plan_for(graph, cg, unary, method, memory_limit):
     :func:`belief_propagation`)."""
     if method == "bp" or (method == "auto" and cg.is_forest):
         return None
-    plan = X.exact_plan(graph, cg, unary, memory_limit)
+    plan = X.exact_plan(graph, cg, unary, memory_limit,
+                        X.AUTO_MAX_WORK if method == "auto" else math.inf)
     if plan.fits:
         return plan
     if method == "exact":

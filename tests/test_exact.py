@@ -135,7 +135,8 @@ def test_method_exact_refuses_what_does_not_fit():
     g.add_variables(range(9), 4)
     grid = [(i, j) for i in range(9) for j in range(i + 1, 9)]  # a clique of 9: 4^9 entries
     g.add_factors(grid, np.zeros((len(grid), 4, 4)))
-    with pytest.raises(FactorGraphError, match="induced width at least 8.*largest clique table 2.621e"):
+    too_big = "induced width at least 8.*largest clique table 2.621e"
+    with pytest.raises(FactorGraphError, match=too_big):
         fe.min_sum(g, method="exact", memory_limit=2**20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -195,13 +196,18 @@ def test_plan_matches_known_widths():
     n = 5
     scopes = [(r * n + c, r * n + c + 1) for r in range(n) for c in range(n - 1)]
     scopes += [(r * n + c, (r + 1) * n + c) for r in range(n - 1) for c in range(n)]
-    plan = plan_elimination(np.full(n * n, 2), scopes, np.ones(n * n, dtype=bool))
+    ptr = np.arange(0, 2 * len(scopes) + 1, 2)
+    flat = np.array(scopes).reshape(-1)
+    plan = plan_elimination(np.full(n * n, 2), ptr, flat, np.ones(n * n, dtype=bool))
     assert plan.fits and plan.induced_width == n
     assert (plan.parent[plan.parent >= 0] > np.flatnonzero(plan.parent >= 0)).all()
     # A budget stops the search early and says so.
-    small = plan_elimination(np.full(n * n, 2), scopes, np.ones(n * n, dtype=bool),
+    small = plan_elimination(np.full(n * n, 2), ptr, flat, np.ones(n * n, dtype=bool),
                              max_entries=40)
-    assert not small.fits
+    assert not small.fits and not small.gave_up
+    hurried = plan_elimination(np.full(n * n, 2), ptr, flat, np.ones(n * n, dtype=bool),
+                               max_work=100)
+    assert not hurried.fits and hurried.gave_up
 
 
 def test_evidence_removes_variables_from_the_plan():

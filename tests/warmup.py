@@ -52,9 +52,15 @@ def compile_kernels() -> None:
                     options = dict(beta=beta, schedule=schedule, max_iter=3, warn=False,
                                    energies=energies)
                     for evidence in (None, {0: 1}):
-                        fg.belief_propagation(graph, evidence=evidence, **options)
-                    fg.belief_propagation(graph, factor_beliefs=False, **options)
+                        fg.belief_propagation(graph, evidence=evidence, method="bp", **options)
+                    fg.belief_propagation(graph, factor_beliefs=False, method="bp", **options)
         graph.energy(np.zeros(graph.n_variables, dtype=np.int64))
+    # Exact inference (the junction tree), as method="auto" runs it on small loopy models.
+    for energies in (None, ring.compile().energies.copy()):
+        for beta in (math.inf, 1.0):
+            for evidence in (None, {0: 1}):
+                fg.belief_propagation(ring, beta=beta, evidence=evidence, energies=energies,
+                                      method="exact")
     for loss in (HingeLoss(), NLLLoss(), EnergyLoss(), LogLoss(), SquareSquareLoss()):
         for energies in (None, chain.compile().energies.copy()):
             loss.value_and_grad(chain, {0: 0, 1: 1, 2: 0}, energies=energies)

@@ -14,6 +14,7 @@ clique: no preprocessing is needed for exactness.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,13 @@ from .order import EliminationPlan, plan_elimination
 
 #: Default memory budget of exact inference, bytes (a quarter of a 16-24 GB machine's RAM).
 DEFAULT_MAX_BYTES = 4 * 2**30
+#: How much searching for an elimination order ``method="auto"`` allows before it runs BP
+#: instead, in neighbour visits (:func:`plan_elimination`'s ``max_work``): 1-3 s of Python
+#: on a 328x400 grid; every development instance of the UAI set plans within 1e6.
+AUTO_MAX_WORK = 2e6
 
 __all__ = [
+    "AUTO_MAX_WORK",
     "DEFAULT_MAX_BYTES",
     "ExactPlan",
     "EliminationPlan",
@@ -64,6 +70,9 @@ class ExactPlan:
     def describe(self) -> str:
         """One line: induced width, largest clique table, memory and the budget."""
         e = self.elimination
+        if e.gave_up:
+            return ("no elimination order found within the search budget (a large graph; "
+                    "method='exact' searches without one)")
         width = "at least " if not e.fits else ""
         return (f"induced width {width}{e.induced_width} (min-fill), largest clique table "
                 f"{e.largest_table:.4g} entries, {'at least ' if not e.fits else ''}"
@@ -94,7 +103,8 @@ def clamped_states(cg, unary) -> np.ndarray:
     return clamped
 
 
-def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES) -> ExactPlan:
+def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES,
+               max_work: float = math.inf) -> ExactPlan:
     """Plan exact inference (cached on ``graph`` per compiled structure and clamped set).
 
     Parameters
@@ -106,13 +116,15 @@ def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES) -> ExactP
         Evidence as unary energies.
     max_bytes : float
         Memory budget; the elimination stops early once the tables exceed it.
+    max_work : float, default=inf
+        Budget of the order search (see :func:`plan_elimination`).
 
     Returns
     -------
     ExactPlan
     """
     clamped = clamped_states(cg, unary)
-    key = (id(cg), clamped.tobytes(), float(max_bytes))
+    key = (id(cg), clamped.tobytes(), float(max_bytes), float(max_work))
     cache = graph.__dict__.setdefault("_exact_plans", {})
     if cache.get("cg") is not cg:
         cache.clear()
@@ -121,8 +133,8 @@ def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES) -> ExactP
         return cache[key]
     n_extra = _dense_table_entries(cg) + int(cg.state_offset[-1])
     budget = max(max_bytes / 8.0 - n_extra, 0.0)
-    scopes = np.split(cg.scope_vars, cg.scope_ptr[1:-1]) if cg.n_factors else []
-    elimination = plan_elimination(cg.n_states, scopes, clamped < 0, max_entries=budget)
+    elimination = plan_elimination(cg.n_states, cg.scope_ptr, cg.scope_vars, clamped < 0,
+                                   max_entries=budget, max_work=max_work)
     plan = ExactPlan(elimination, clamped, elimination.memory_bytes(n_extra), float(max_bytes))
     if len(cache) > 16:  # a training loop with many evidence sets: keep memory bounded
         cache.clear()
@@ -235,7 +247,7 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
         fac = np.full(cg.n_energy_entries, fill) if factor_beliefs else None
         return ExactAnswer(assignment, free, var_out, fac)
 
-    down = np.empty_like(up)
+    down = np.empty(int(np.diff(tree.sep_offset).max()) if len(tree.var) else 1)
     kernels.distribute(tree, temperature, free, psi, up, down, root_down)
     del up, down
 

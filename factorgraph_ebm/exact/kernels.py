@@ -191,9 +191,10 @@ def decode(jt, psi, assignment):
 @njit(**NJIT_OPTIONS)
 def distribute(jt, temperature, free_energy, psi, up, down, root_down):
     """Downward pass. T = 0: turns ``psi`` into the clique beliefs (absolute min-marginals)
-    in place. T > 0: into the cliques' joint probabilities. ``root_down[c]`` is what a
-    root's belief lacks: the constant energy plus the other components' free energies.
-    ``free_energy`` (T > 0) must be finite."""
+    in place. T > 0: into the cliques' joint probabilities. ``down`` is scratch for one
+    separator table (the largest); ``root_down[c]`` is what a root's belief lacks: the
+    constant energy plus the other components' free energies. ``free_energy`` (T > 0)
+    must be finite."""
     digits = np.zeros(jt.max_axes, dtype=np.int64)
     n_assigned = len(jt.factor_id)
     for c in range(len(jt.var) - 1, -1, -1):
@@ -201,28 +202,28 @@ def distribute(jt, temperature, free_energy, psi, up, down, root_down):
         n_sep = jt.sep_offset[c + 1] - so
         p = jt.parent[c]
         if p < 0:
-            down[so] = root_down[c]
+            down[0] = root_down[c]
         else:
             cards, strides, own, n = _map(jt, n_assigned + c)
             plo = jt.table_offset[p]
             if temperature == 0.0:
                 for s in range(n_sep):
-                    down[so + s] = INF
-                _scatter_min(psi, plo, cards, strides, own, n, down, so, digits)
+                    down[s] = INF
+                _scatter_min(psi, plo, cards, strides, own, n, down, 0, digits)
             else:  # the parent holds probabilities: sum them, back to energies
                 for s in range(n_sep):
-                    down[so + s] = 0.0
-                _scatter_add(psi, plo, cards, strides, own, n, down, so, digits)
+                    down[s] = 0.0
+                _scatter_add(psi, plo, cards, strides, own, n, down, 0, digits)
                 for s in range(n_sep):
-                    q = down[so + s]
-                    down[so + s] = free_energy - temperature * np.log(q) if q > 0.0 else INF
+                    q = down[s]
+                    down[s] = free_energy - temperature * np.log(q) if q > 0.0 else INF
             for s in range(n_sep):
                 u = up[so + s]
-                down[so + s] = INF if u == INF else down[so + s] - u
+                down[s] = INF if u == INF else down[s] - u
         k = jt.scope_card[jt.scope_ptr[c + 1] - 1]
         lo = jt.table_offset[c]
         for s in range(n_sep):
-            d = down[so + s]
+            d = down[s]
             row = lo + s * k
             if temperature == 0.0:
                 for x in range(k):

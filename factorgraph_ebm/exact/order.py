@@ -48,8 +48,13 @@ class EliminationPlan:
         Largest clique size minus one (-1 when no variable is free).
     fits : bool
         Whether the plan is complete and within the budget it was made for. When False,
-        the plan stopped at the first clique over budget: ``order`` and ``cliques`` are
-        partial and ``largest_table`` is that clique's size.
+        the plan stopped at the first clique over budget (or when the search itself ran
+        out of work budget, ``gave_up``): ``order`` and ``cliques`` are partial and
+        ``largest_table`` is the largest clique so far.
+    gave_up : bool
+        The search stopped at its ``max_work`` budget, not at a table over budget: the
+        graph may still have a junction tree that fits, but finding it costs more than
+        it was allowed.
     """
 
     order: np.ndarray
@@ -59,6 +64,7 @@ class EliminationPlan:
     separator_entries: np.ndarray
     induced_width: int
     fits: bool
+    gave_up: bool = False
 
     @property
     def largest_table(self) -> float:
@@ -72,27 +78,34 @@ class EliminationPlan:
 
     def memory_bytes(self, n_energy_entries: int = 0) -> float:
         """Bytes that exact inference allocates with this plan, all float64: the clique
-        tables, the upward and downward separator tables, one scratch separator, and
+        tables, the upward separator tables, one downward separator (the largest), and
         ``n_energy_entries`` factor beliefs."""
         separators = float(self.separator_entries.sum())
         scratch = float(self.separator_entries.max()) if len(self.separator_entries) else 0.0
-        return 8.0 * (self.total_entries + 2.0 * separators + scratch + n_energy_entries)
+        return 8.0 * (self.total_entries + separators + scratch + n_energy_entries)
 
 
-def plan_elimination(n_states, scopes, free, max_entries: float = math.inf) -> EliminationPlan:
+def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float = math.inf,
+                     max_work: float = math.inf) -> EliminationPlan:
     """Greedy min-fill / min-weight elimination over the free variables.
 
     Parameters
     ----------
     n_states : ndarray of shape (V,), dtype=int64
         Cardinality of every variable.
-    scopes : iterable of sequences of int
-        The factor scopes (variable indices); clamped variables in them are ignored.
+    scope_ptr : ndarray of shape (F+1,), dtype=int64
+    scope_vars : ndarray of shape (D,), dtype=int64
+        The factor scopes in CSR form (variable indices of factor ``a`` at
+        ``scope_vars[scope_ptr[a]:scope_ptr[a+1]]``); clamped variables are ignored.
     free : ndarray of shape (V,), dtype=bool
         The variables to eliminate (the others are clamped by evidence and take no part).
     max_entries : float, default=inf
         Budget on the total entries of the clique tables: the search stops as soon as
         the tables created so far exceed it, and the plan says ``fits=False``.
+    max_work : float, default=inf
+        Budget on the search itself, in neighbour visits (scope entries read, neighbours
+        scored; about 1 us each): past it the search stops with ``gave_up=True``. A
+        deterministic bound, so that "exact or not" never depends on the machine's speed.
 
     Returns
     -------
@@ -102,8 +115,14 @@ def plan_elimination(n_states, scopes, free, max_entries: float = math.inf) -> E
     free = np.asarray(free, dtype=bool)
     log_card = np.log2(np.maximum(n_states, 1).astype(np.float64))
     neighbours: dict[int, set[int]] = {int(v): set() for v in np.flatnonzero(free)}
-    for scope in scopes:
-        members = [int(v) for v in scope if free[v]]
+    work = float(len(scope_vars))
+    if work > max_work:
+        return _gave_up()
+    is_free = free.tolist()
+    members_of = scope_vars.tolist()
+    bounds = scope_ptr.tolist()
+    for a in range(len(bounds) - 1):
+        members = [v for v in members_of[bounds[a]:bounds[a + 1]] if is_free[v]]
         for i, u in enumerate(members):
             for v in members[i + 1 :]:
                 if u != v:
@@ -111,7 +130,9 @@ def plan_elimination(n_states, scopes, free, max_entries: float = math.inf) -> E
                     neighbours[v].add(u)
 
     def score(v: int) -> tuple:
+        nonlocal work
         nbrs = neighbours[v]
+        work += len(nbrs) + 1
         # Fill edges: pairs of neighbours not yet adjacent. Each set difference also
         # counts u itself (u is not its own neighbour), and each missing pair twice.
         missing = sum(len(nbrs - neighbours[u]) for u in nbrs) - len(nbrs)
@@ -127,7 +148,11 @@ def plan_elimination(n_states, scopes, free, max_entries: float = math.inf) -> E
     entries: list[float] = []
     total = 0.0
     fits = True
+    gave_up = False
     while heap:
+        if work > max_work:
+            fits, gave_up = False, True
+            break
         entry = heapq.heappop(heap)
         v = entry[2]
         if current.get(v) is not entry:
@@ -171,4 +196,10 @@ def plan_elimination(n_states, scopes, free, max_entries: float = math.inf) -> E
         separator_entries=np.array(entries, dtype=np.float64) / n_states[order].astype(np.float64),
         induced_width=width,
         fits=fits,
+        gave_up=gave_up,
     )
+
+
+def _gave_up() -> EliminationPlan:
+    empty = np.zeros(0, dtype=np.int64)
+    return EliminationPlan(empty, [], empty, np.zeros(0), np.zeros(0), -1, False, True)
