@@ -284,3 +284,19 @@ def test_zero_entries_are_forbidden_configurations(tmp_path):
     path.write_text(HEAD + "2\n0 0\n3 2\n")
     assert_same_energies(read_fg(path).factor_energies(0),
                          [[math.inf, math.inf], [math.inf, -math.log(2)]])
+
+
+@needs_fg
+def test_every_libdai_model_is_exact_by_junction_tree(expected):
+    """libDAI's test models (loopy ones included): the junction tree reproduces the exact
+    ln Z, marginals and lowest energy of expected_values.json, and decodes a minimizer."""
+    for name, want in expected.items():
+        graph = read_fg(FG / name)
+        soft = sum_product(graph, method="exact")
+        assert soft.log_partition == pytest.approx(want["exact_logZ"], rel=1e-12, abs=1e-12)
+        for v, marginal in zip(graph.variables, soft.marginals, strict=True):
+            np.testing.assert_allclose(marginal, want["exact_marginals"][str(v)], atol=1e-9)
+        if "max_log_score" in want:
+            best = min_sum(graph, method="exact")
+            assert best.energy == pytest.approx(-want["max_log_score"], rel=1e-12, abs=1e-12)
+            assert best.feasible is True
