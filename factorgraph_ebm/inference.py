@@ -9,6 +9,7 @@ Energies are unitless; lower is better; logarithms are natural.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -26,6 +27,7 @@ from .exceptions import (
     NoFiniteAssignmentWarning,
 )
 from .graph import FactorGraph
+from .reduction import reduce_factors
 from .results import InferenceResult
 
 SCHEDULES = ("auto", "parallel", "sequential", "tree")
@@ -50,6 +52,7 @@ def belief_propagation(
     free_energy: bool = True,
     check_sweep: bool = True,
     threads: int | None = None,
+    absorb: bool = True,
 ) -> InferenceResult:
     """Inference on a factor graph: exact (junction tree) where it fits, else belief
     propagation.
@@ -96,9 +99,11 @@ def belief_propagation(
         is at most ``tol``.
     damping : float, default=0.0
         In [0, 1): ``m <- damping * m_old + (1 - damping) * m_new``; 0 is no damping.
-    init_messages : array_like of shape (n_message_entries,), optional
+    init_messages : array_like, optional
         Warm start of BP: factor-to-variable messages, e.g. ``previous_result.messages``
-        (ignored by the junction tree, whose results have ``messages=None``).
+        (ignored by the junction tree, whose results have ``messages=None``). BP runs on
+        the graph with repeated and nested scopes absorbed (:mod:`factorgraph_ebm.reduction`),
+        so their length is that graph's number of message entries.
     warn : bool, default=True
         Emit a :class:`ConvergenceWarning` when BP stops at ``max_iter`` unconverged.
     factor_beliefs : bool, default=True
@@ -113,6 +118,11 @@ def belief_propagation(
         Tree schedule only: after the exact two-pass schedule, run one flooding sweep whose
         largest message change becomes ``residuals[0]`` (~0 at the exact fixed point). With
         False that sweep is skipped and ``residuals`` is ``[0.0]``.
+    absorb : bool, default=True
+        BP only: first absorb factors on a repeated scope, or on a scope inside another's,
+        into that factor (:mod:`factorgraph_ebm.reduction`), so that such spurious cycles
+        never hide a tree. False runs BP on the factor graph as given, as libDAI and PGMax
+        do.
     threads : int or None, default=None
         Threads of the parallel (flooding) schedule, at most Numba's ``NUMBA_NUM_THREADS``.
         None uses them all on graphs of more than 2**14 message entries and one thread on
@@ -154,6 +164,24 @@ def belief_propagation(
     if plan is not None:
         return _exact_result(graph, cg, theta, unary, temperature, plan, factor_beliefs,
                              free_energy, started)
+    reduction = reduce_factors(graph) if absorb else None
+    if reduction is not None:  # BP on the graph with nested and repeated scopes absorbed
+        inner = belief_propagation(
+            reduction.graph, beta=beta, evidence=evidence, energies=reduction.energies(theta),
+            method="bp", schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
+            init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
+            free_energy=free_energy, check_sweep=check_sweep, threads=threads,
+        )
+        energy = float(energies_of(cg, theta, inner.assignment[None])[0])
+        return dataclasses.replace(
+            inner,
+            graph=graph,
+            energy=energy,
+            free_energy=energy if temperature == 0.0 else inner.free_energy,
+            factor_beliefs=None if inner.factor_beliefs is None else reduction.factor_beliefs(
+                cg, reduction.graph.compile(), inner.factor_beliefs, temperature),
+            seconds=time.perf_counter() - started,
+        )
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
 
