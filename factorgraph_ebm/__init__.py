@@ -11,7 +11,6 @@ the most offending incorrect path), on which :class:`SequenceLabeler` trains lin
 labelers.
 """
 
-from . import _config  # noqa: F401  (sets Numba's cache directory before numba loads)
 from .compiled import CompiledGraph
 from .exceptions import ConvergenceWarning, EvidenceError, FactorGraphError, TargetError
 from .graph import FactorGraph, FactorNode
@@ -49,6 +48,9 @@ _LAZY = {
     "chunk_scores": "metrics",
     "chunks": "metrics",
     "token_accuracy": "metrics",
+    # The kernel cache: compile everything ahead of time; the warning of an unusable cache.
+    "compile_kernels": "_jit_cache",
+    "JitCacheWarning": "_jit_cache",
 }
 
 

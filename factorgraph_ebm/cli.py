@@ -22,6 +22,10 @@ assignment, -sum of ln potentials), ``log_partition`` (mar, pr: natural log), ``
 timings and, when the UAI reference answer ``MODEL.MAP`` (map), ``MODEL.PR`` (pr) or
 ``MODEL.MAR`` (mar) lies beside the model, the comparison with it.
 
+``fgebm compile`` compiles every Numba kernel ahead of time (otherwise each compiles on
+first use, tens of seconds in all, and is cached for later runs); a first-use compilation
+says so on stderr.
+
 Exit status: 0 on success (also when BP did not converge: the answer is written and stderr
 says so), 2 on bad input (a malformed file, bad evidence or options; the message on stderr),
 1 on an internal error.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         0 success, 1 internal error, 2 bad input or usage.
     """
     parser = build_parser()
+    _log_notices_to_stderr()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits after --help and on usage errors
@@ -99,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(command=run_info)
+    compile_ = commands.add_parser(
+        "compile", help="compile every Numba kernel ahead of time into the per-user cache "
+        "(otherwise each compiles on first use)")
+    compile_.set_defaults(command=run_compile)
     for task, help_text in _TASKS.items():
         sub = commands.add_parser(task, help=help_text, description=help_text + ".")
         sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
@@ -178,6 +188,35 @@ def _histogram(values: np.ndarray) -> dict[int, int]:
 
 def _histogram_text(histogram: dict) -> str:
     return ", ".join(f"{key}: {count}" for key, count in histogram.items()) or "-"
+
+
+# --------------------------------------------------------------------------- compile
+def run_compile(args: argparse.Namespace) -> int:
+    """``fgebm compile``: compile (or load from the cache) every kernel specialization that
+    the library uses, and say how many, where and how long it took."""
+    from ._jit_cache import compile_kernels
+
+    report = compile_kernels(progress=lambda step: print(f"  {step}", file=sys.stderr,
+                                                         flush=True))
+    where = report["cache_dir"] or "nowhere (no writable cache directory)"
+    print(f"fgebm compile: {report['compiled']} kernel specializations compiled and "
+          f"{report['loaded']} loaded from the cache ({report['kernels']} kernels) in "
+          f"{report['seconds']:.1f} s; cached in {where}")
+    return 0
+
+
+class _StderrHandler(logging.Handler):
+    """Writes log records to the ``sys.stderr`` of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _log_notices_to_stderr() -> None:
+    """Show the library's log notices (e.g. that kernels compile for first use) on stderr."""
+    logger = logging.getLogger("factorgraph_ebm")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
 
 
 # --------------------------------------------------------------------------- tasks
