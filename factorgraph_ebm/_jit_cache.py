@@ -108,7 +108,7 @@ def _usable(path: Path, private: bool = False) -> bool:
                 return False
         tempfile.TemporaryFile(dir=path).close()
         return True
-    except (OSError, RuntimeError):  # RuntimeError: Path.home() without a home
+    except OSError:
         return False
 
 
@@ -195,7 +195,10 @@ else:
 
         def _load_index(self):
             try:
-                return super()._load_index()
+                overloads = super()._load_index()
+                if isinstance(overloads, dict):
+                    return overloads
+                raise TypeError(f"index is a {type(overloads).__name__}")
             except Exception as exc:  # truncated or corrupted: start a new index
                 logger.debug("unreadable kernel cache index %s: %r", self._index_path, exc)
                 return {}
@@ -257,6 +260,8 @@ def njit(function=None, **options):
 
     def decorate(fn):
         dispatcher = numba.njit(**options)(fn)
+        if not hasattr(dispatcher, "py_func"):  # NUMBA_DISABLE_JIT: the function itself
+            return dispatcher
         KERNELS.append(dispatcher)
         if cache:
             _enable_cache(dispatcher)

@@ -1151,15 +1151,16 @@ def run_sequential(
     env_v = np.empty(max_states + 1, dtype=np.int64)
     env_z = np.empty(max_states + 2)
     order = cg.factor_order.copy()  # writable, as in run_flooding: the same specialization
+    no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
+    no_inc, lows = np.empty(0), np.empty(2)
     n_done = max_iter
     converged = False
     for it in range(max_iter):
         change = factor_sweep(
             energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
             cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-            cg.var_edges, order, 0, len(order), MODE_FRESH, f2v, v2f,
-            np.empty(0), np.empty(0, dtype=np.int32), temperature, damping, free, counter,
-            lowest, new, np.empty(0), env_v, env_z, np.empty(2),
+            cg.var_edges, order, 0, len(order), MODE_FRESH, f2v, v2f, *no_totals,
+            temperature, damping, free, counter, lowest, new, no_inc, env_v, env_z, lows,
         )
         residuals[it] = change
         if change <= tol:
@@ -1193,6 +1194,10 @@ def run_flooding(
     max_arity = max(cg.max_arity, 1)
     variables = (unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
                  cg.msg_offset, 0, n_vars, f2v)
+    # factor_sweep's scratch, reused across calls as run_sequential does.
+    scratch = (np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
+               np.empty(max_arity * max_states), np.empty(2 * max_states),
+               np.empty(max_states + 1, dtype=np.int64), np.empty(max_states + 2), np.empty(2))
     n_done = max_iter
     converged = False
     for it in range(max_iter):
@@ -1202,9 +1207,7 @@ def run_flooding(
             cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
             cg.var_edges, order, 0, n_factors,
             MODE_FUSED_FINITE if n_infinite == 0 else MODE_FUSED, f2v, v2f, total, n_inf,
-            temperature, damping, free, np.zeros(max_arity, dtype=np.int64),
-            np.empty(max_states), np.empty(max_arity * max_states), np.empty(2 * max_states),
-            np.empty(max_states + 1, dtype=np.int64), np.empty(max_states + 2), np.empty(2),
+            temperature, damping, free, *scratch,
         )
         residuals[it] = change
         if change <= tol:
