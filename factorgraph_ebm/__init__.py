@@ -3,16 +3,24 @@
 Build a :class:`FactorGraph` of discrete variables and energy factors, then run min-sum
 belief propagation (:func:`min_sum`: lowest-energy configuration and min-marginals) or
 log-domain sum-product at inverse temperature beta (:func:`sum_product`: marginals and the
-free energy F = -1/beta ln Z). Both are exact on trees and forests. The losses of LeCun et
-al.'s tutorial (:mod:`.losses`) turn those results into gradients with respect to the
-energies; :mod:`.models` maps parameters to energies and :func:`fit` trains them.
+free energy F = -1/beta ln Z). Both are exact wherever the junction tree's tables fit a
+memory budget (:mod:`.exact`), and on trees and forests; loopy BP answers otherwise. The
+losses of LeCun et al.'s tutorial (:mod:`.losses`) turn those results into gradients with
+respect to the energies; :mod:`.models` maps parameters to energies and :func:`fit` trains
+them.
 Chains have dedicated trellis kernels (:mod:`.trellis`: Viterbi, forward-backward, k-best,
 the most offending incorrect path), on which :class:`SequenceLabeler` trains linear-chain
 labelers.
 """
 
 from .compiled import CompiledGraph
-from .exceptions import ConvergenceWarning, EvidenceError, FactorGraphError, TargetError
+from .exceptions import (
+    ConvergenceWarning,
+    EvidenceError,
+    FactorGraphError,
+    NoFiniteAssignmentWarning,
+    TargetError,
+)
 from .graph import FactorGraph, FactorNode
 from .inference import belief_propagation, min_sum, sum_product
 from .losses import (
@@ -98,6 +106,7 @@ __all__ = [
     "predict",
     "value_distance",
     "ConvergenceWarning",
+    "NoFiniteAssignmentWarning",
     "EvidenceError",
     "FactorGraph",
     "FactorGraphError",

@@ -1,5 +1,5 @@
-"""The ``fgebm`` command line: describe a model, or answer the UAI MAP, MAR and PR tasks on it
-with belief propagation.
+"""The ``fgebm`` command line: describe a model, or answer the UAI MAP, MAR and PR tasks on it,
+exactly by junction tree where its tables fit ``--memory-limit``, else by belief propagation.
 
 Usage::
 
@@ -17,7 +17,9 @@ The answer goes to ``-o OUT``, else to stdout, in the UAI format of the task (``
 states; ``MAR``: marginals; ``PR``: log10 Z). With ``--json`` stdout gets one JSON object
 instead, with the keys ``assignment`` (map), ``marginals`` (mar), ``energy`` (map: of the
 assignment, -sum of ln potentials), ``log_partition`` (mar, pr: natural log), ``log10_Z``
-(mar, pr), ``converged``, ``n_iter`` and ``seconds``; infinities print as ``Infinity`` /
+(mar, pr), ``method`` ("exact" or "bp"), ``exact``, ``feasible`` (true, false: proven
+infeasible, null: unknown), ``induced_width`` (exact runs), ``converged``, ``n_iter`` and
+``seconds``; infinities print as ``Infinity`` /
 ``-Infinity``. A one-line summary goes to stderr; ``--verbose`` adds the model size, the
 timings and, when the UAI reference answer ``MODEL.MAP`` (map), ``MODEL.PR`` (pr) or
 ``MODEL.MAR`` (mar) lies beside the model, the comparison with it.
@@ -44,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .exact import AUTO_MAX_WORK, DEFAULT_MAX_BYTES, clamped_states, exact_plan
 from .exceptions import FactorGraphError
-from .inference import SCHEDULES, belief_propagation
+from .inference import METHODS, SCHEDULES, belief_propagation
 from .io import (
     read_evidence,
     read_map,
@@ -58,10 +61,33 @@ from .io import (
 )
 
 _TASKS = {
-    "map": "lowest-energy configuration (min-sum BP); writes the UAI MAP format",
-    "mar": "marginal of every variable (sum-product BP); writes the UAI MAR format",
-    "pr": "log10 of the partition function Z (sum-product BP); writes the UAI PR format",
+    "map": "lowest-energy configuration (min-sum); writes the UAI MAP format",
+    "mar": "marginal of every variable (sum-product); writes the UAI MAR format",
+    "pr": "log10 of the partition function Z (sum-product); writes the UAI PR format",
 }
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def memory_size(text: str) -> float:
+    """Bytes of a size such as ``4G``, ``512M``, ``1.5g`` or ``1000000`` (binary units)."""
+    value = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4G, 512M)") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"a size must be >= 0, got {text!r}")
+    return number * _UNITS[unit]
+
+
+def _add_method_options(sub) -> None:
+    sub.add_argument("--method", choices=METHODS, default="auto", help="exact = junction "
+                     "tree, bp = belief propagation; auto (default) = exact where the tables "
+                     "fit --memory-limit (BP's two-pass schedule on forests), else loopy BP")
+    sub.add_argument("--memory-limit", type=memory_size, default=DEFAULT_MAX_BYTES,
+                     metavar="SIZE", help="memory the junction tree's tables may take, e.g. "
+                     f"512M or 8G (default: {DEFAULT_MAX_BYTES // 2**30}G)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "histograms, tree or loopy, components")
     info.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--evid", metavar="FILE", help="UAI evidence file (observed variables "
+                      "leave the junction tree)")
+    _add_method_options(info)
     info.set_defaults(command=run_info)
     compile_ = commands.add_parser(
         "compile", help="compile every Numba kernel ahead of time into the per-user cache "
@@ -116,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "given; MODEL.evid is not picked up on its own)")
         sub.add_argument("-o", "--output", metavar="OUT",
                          help="write the UAI answer file here (default: stdout)")
+        _add_method_options(sub)
         sub.add_argument("--max-iter", type=int, default=200, help="BP sweeps at most "
                          "(default: 200)")
         sub.add_argument("--tol", type=float, default=1e-9, help="convergence threshold on "
@@ -140,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- info
 def run_info(args: argparse.Namespace) -> int:
     """``fgebm info``: print the statistics of a model."""
-    stats = model_statistics(read_model(args.model))
+    graph = read_model(args.model)
+    evidence = read_evidence(args.evid, graph) if args.evid else {}
+    stats = model_statistics(graph, evidence, args.memory_limit, args.method)
     if args.json:
         print(json.dumps({"model": args.model, **stats}))
         return 0
@@ -153,11 +185,27 @@ def run_info(args: argparse.Namespace) -> int:
           "energy +inf)")
     shape = "tree (forest): BP is exact" if stats["forest"] else "loopy: BP is approximate"
     print(f"structure      {shape}, {stats['components']} connected component(s)")
+    width = stats["induced_width"]
+    bound = "" if stats["junction_tree_fits"] else "at least "
+    print(f"junction tree  induced width {bound}{width} (min-fill, {stats['observed']} observed), "
+          f"largest clique table {stats['largest_clique_table']:.4g} entries, "
+          f"{bound}{stats['junction_tree_bytes'] / 2**20:.4g} MiB of tables")
+    print(f"method         {stats['method']} (--method {args.method}, --memory-limit "
+          f"{args.memory_limit / 2**20:.4g} MiB)")
     return 0
 
 
-def model_statistics(graph) -> dict:
-    """Size and structure of a model.
+def model_statistics(graph, evidence=None, memory_limit=DEFAULT_MAX_BYTES,
+                     method="auto") -> dict:
+    """Size and structure of a model, and the junction tree its inference would use.
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    evidence : mapping variable index -> state, optional
+    memory_limit : float
+        Bytes the junction tree may take (see :func:`belief_propagation`).
+    method : {"auto", "exact", "bp"}
 
     Returns
     -------
@@ -165,10 +213,26 @@ def model_statistics(graph) -> dict:
         ``variables``, ``factors``, ``arity_histogram`` and ``cardinality_histogram``
         (dicts {value: count}), ``table_entries``, ``forbidden_entries`` (energy ``+inf``),
         ``forest`` (no cycle: BP is exact), ``components`` (connected components, isolated
-        variables included).
+        variables included), ``observed`` (variables clamped by evidence or with one state),
+        ``induced_width`` (of the min-fill order; a lower bound when the search stopped at
+        the budget), ``largest_clique_table`` (entries), ``junction_tree_bytes``,
+        ``junction_tree_fits`` and ``method`` (what ``--method`` runs: "exact", "bp" on a
+        forest or "loopy bp").
     """
     cg = graph.compile()
     arities = np.diff(cg.scope_ptr)
+    unary = np.zeros(int(cg.state_offset[-1]))
+    for i, state in (evidence or {}).items():
+        unary[cg.state_offset[i]:cg.state_offset[i + 1]] = np.inf
+        unary[cg.state_offset[i] + state] = 0.0
+    plan = exact_plan(graph, cg, unary, memory_limit,
+                      AUTO_MAX_WORK if method == "auto" else math.inf)
+    if method == "bp" or (method == "auto" and cg.is_forest):
+        chosen = "bp" if cg.is_forest else "loopy bp"
+    elif plan.fits:
+        chosen = "exact"
+    else:
+        chosen = "none: does not fit" if method == "exact" else "loopy bp"
     return {
         "variables": cg.n_variables,
         "factors": cg.n_factors,
@@ -178,6 +242,12 @@ def model_statistics(graph) -> dict:
         "forbidden_entries": int(np.isinf(cg.energies).sum()),
         "forest": cg.is_forest,
         "components": cg.n_components,
+        "observed": int((clamped_states(cg, unary) >= 0).sum()),
+        "induced_width": plan.elimination.induced_width,
+        "largest_clique_table": plan.elimination.largest_table,
+        "junction_tree_bytes": plan.memory_bytes,
+        "junction_tree_fits": plan.fits,
+        "method": chosen,
     }
 
 
@@ -236,6 +306,8 @@ def run_task(args: argparse.Namespace) -> int:
         graph,
         beta=math.inf if args.task == "map" else args.beta,
         evidence=evidence,
+        method=args.method,
+        memory_limit=args.memory_limit,
         schedule=args.schedule,
         max_iter=args.max_iter,
         tol=args.tol,
@@ -267,7 +339,8 @@ def task_figures(task: str, result) -> dict:
     dict
         map: ``assignment`` (list of int, every variable in file order, evidence included)
         and ``energy``; mar: ``marginals`` (list of lists); mar and pr: ``log_partition``
-        (ln Z) and ``log10_Z``; all: ``converged``, ``n_iter``, ``seconds``.
+        (ln Z) and ``log10_Z``; all: ``method``, ``exact``, ``feasible``,
+        ``induced_width``, ``converged``, ``n_iter``, ``seconds``.
     """
     figures: dict = {}
     if task == "map":
@@ -279,6 +352,8 @@ def task_figures(task: str, result) -> dict:
         figures["log_partition"] = float(result.log_partition)
         figures["log10_Z"] = float(result.log_partition) / math.log(10)
     figures.update(
+        method=result.method, exact=bool(result.exact), feasible=result.feasible,
+        induced_width=result.induced_width,
         converged=bool(result.converged), n_iter=int(result.n_iter),
         seconds=float(result.seconds),
     )
@@ -301,15 +376,24 @@ def _report(args, graph, evidence, result, figures, read_seconds: float) -> None
     else:
         headline = (f"log10 Z {figures['log10_Z']:.10g} (ln Z {figures['log_partition']:.10g}, "
                     f"beta {args.beta:g})")
-    how = "exact on a forest" if result.exact else "loopy, approximate"
-    if result.converged:
+    if result.method == "exact":
+        how = f"exact (junction tree, induced width {result.induced_width})"
+    else:
+        how = "BP, exact on a forest" if result.exact else "loopy BP, approximate"
+    if result.feasible is False:
+        how += "; the model is infeasible (no finite-energy configuration)"
+    elif result.feasible is None:
+        how += "; no finite-energy assignment found (the model may still be feasible)"
+    if result.method == "exact":
+        status = "one collect and one distribute pass"
+    elif result.converged:
         status = f"converged in {result.n_iter} iteration(s)"
     else:
         status = (f"did NOT converge in {result.n_iter} iterations (last message change "
                   f"{result.residuals[-1]:.3g} > tol {args.tol:g}); the answer is BP's last "
                   "estimate: try --damping 0.5 or a larger --max-iter")
-    print(f"fgebm {args.task}: {headline}; {result.schedule} schedule, {how}; {status}",
-          file=sys.stderr)
+    schedule = "" if result.method == "exact" else f"{result.schedule} schedule, "
+    print(f"fgebm {args.task}: {headline}; {schedule}{how}; {status}", file=sys.stderr)
     if args.verbose:
         print(f"  model {args.model}: {graph.n_variables} variables, {graph.n_factors} factors; "
               f"{len(evidence)} observed (evidence {args.evid or 'none'})", file=sys.stderr)

@@ -26,3 +26,9 @@ class TargetError(FactorGraphError):
 class ConvergenceWarning(UserWarning):
     """Belief propagation stopped at ``max_iter`` before the largest message change fell
     below ``tol``. The result is still returned, with ``converged=False``."""
+
+
+class NoFiniteAssignmentWarning(UserWarning):
+    """Loopy belief propagation decoded an assignment of energy ``+inf`` on a model that is
+    not proven infeasible: no finite-energy assignment was found, but one may exist. The
+    result says ``feasible=None``; exact inference (``method="exact"``) settles it."""

@@ -1,9 +1,10 @@
-"""Loopy belief propagation: min-sum (beta = inf) and log-domain sum-product at inverse
-temperature beta, exact on trees and forests.
+"""Inference entry points: min-sum (beta = inf) and sum-product at inverse temperature beta,
+exact by junction tree wherever its tables fit a memory budget, by belief propagation
+otherwise (exact on forests, approximate on loopy graphs).
 
-The public functions validate and coerce every input, then hand flat arrays to the kernels
-of :mod:`factorgraph_ebm.messages`. Energies are unitless; lower is better; logarithms are
-natural.
+The public functions validate and coerce every input, pick the method, then hand flat
+arrays to the kernels of :mod:`factorgraph_ebm.exact` or :mod:`factorgraph_ebm.messages`.
+Energies are unitless; lower is better; logarithms are natural.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import exact as X
 from . import messages as K
 from .energy import energies_of
-from .exceptions import ConvergenceWarning, EvidenceError, FactorGraphError
+from .exceptions import (
+    ConvergenceWarning,
+    EvidenceError,
+    FactorGraphError,
+    NoFiniteAssignmentWarning,
+)
 from .graph import FactorGraph
 from .results import InferenceResult
 
 SCHEDULES = ("auto", "parallel", "sequential", "tree")
+METHODS = ("auto", "exact", "bp")
 
 
 def belief_propagation(
@@ -30,6 +38,8 @@ def belief_propagation(
     beta: float = math.inf,
     evidence: Mapping | None = None,
     energies=None,
+    method: str = "auto",
+    memory_limit: float = X.DEFAULT_MAX_BYTES,
     schedule: str = "auto",
     max_iter: int = 200,
     tol: float = 1e-9,
@@ -41,13 +51,17 @@ def belief_propagation(
     check_sweep: bool = True,
     threads: int | None = None,
 ) -> InferenceResult:
-    """Run belief propagation on a factor graph.
+    """Inference on a factor graph: exact (junction tree) where it fits, else belief
+    propagation.
 
     Min-sum (``beta=inf``) finds a lowest-energy configuration and min-marginals;
-    sum-product at finite ``beta`` gives marginals and the Bethe free energy
-    F_beta = -1/beta ln Z (exact on forests). Both are one message-passing code path at
+    sum-product at finite ``beta`` gives marginals and the free energy
+    F_beta = -1/beta ln Z. Belief propagation runs one message-passing code path at
     temperature T = 1/beta (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 6;
-    Yedidia, Freeman & Weiss 2005).
+    Yedidia, Freeman & Weiss 2005), exact on forests, the Bethe approximation on loopy
+    graphs. The junction tree (:mod:`factorgraph_ebm.exact`; Lauritzen & Spiegelhalter
+    1988, Shafer & Shenoy 1990) runs the same two semirings exactly on any graph whose
+    clique tables fit ``memory_limit``.
 
     Parameters
     ----------
@@ -60,10 +74,21 @@ def belief_propagation(
     energies : array_like of shape (M,), float64, optional
         Replacement for the graph's flat energy vector theta (``graph.compile().energies``,
         C-order tables concatenated in factor order), e.g. during training.
+    method : {"auto", "exact", "bp"}, default="auto"
+        "exact": the junction tree of a greedy min-fill elimination order (FactorGraphError
+        naming the induced width and table sizes when it does not fit ``memory_limit``).
+        "bp": belief propagation. "auto": the two-pass BP schedule on forests, the junction
+        tree on other graphs whose tables fit ``memory_limit``, loopy BP otherwise (also
+        when the greedy order search exceeds its budget, ``exact.AUTO_MAX_WORK``, on very
+        large graphs; the plan is cached on the graph, so this is paid once).
+        ``result.method`` and ``result.exact`` say what ran.
+    memory_limit : float, default=4 GiB
+        Bytes that the junction tree's tables may take (clique, separator and
+        factor-belief tables, float64); known before anything is allocated.
     schedule : {"auto", "parallel", "sequential", "tree"}, default="auto"
         "parallel" is flooding, "sequential" updates factors in breadth-first order,
         "tree" is the exact two-pass schedule (forests only). "auto" picks "tree" on forests
-        and "sequential" otherwise.
+        and "sequential" otherwise. BP only (ignored by the junction tree).
     max_iter : int, default=200
         Iterations (sweeps over all messages) at most; >= 1.
     tol : float, default=1e-9
@@ -72,7 +97,8 @@ def belief_propagation(
     damping : float, default=0.0
         In [0, 1): ``m <- damping * m_old + (1 - damping) * m_new``; 0 is no damping.
     init_messages : array_like of shape (n_message_entries,), optional
-        Warm start: factor-to-variable messages, e.g. ``previous_result.messages``.
+        Warm start of BP: factor-to-variable messages, e.g. ``previous_result.messages``
+        (ignored by the junction tree, whose results have ``messages=None``).
     warn : bool, default=True
         Emit a :class:`ConvergenceWarning` when BP stops at ``max_iter`` unconverged.
     factor_beliefs : bool, default=True
@@ -101,7 +127,8 @@ def belief_propagation(
     ------
     FactorGraphError
         Invalid options, an ``energies`` or ``init_messages`` vector of the wrong length or
-        with NaN (or ``-inf`` energies), ``schedule="tree"`` on a graph with a cycle.
+        with NaN (or ``-inf`` energies), ``schedule="tree"`` on a graph with a cycle when BP
+        runs, ``method="exact"`` when the junction tree does not fit ``memory_limit``.
     EvidenceError
         Evidence on an unknown variable, a state out of range, or evidence that leaves some
         factor with only ``+inf`` energies (detected before iterating).
@@ -111,14 +138,22 @@ def belief_propagation(
     ConvergenceWarning
         When the loopy schedule did not converge within ``max_iter`` (the result says
         ``converged=False``).
+    NoFiniteAssignmentWarning
+        When loopy BP decoded an assignment of energy ``+inf`` on a model not proven
+        infeasible (``result.feasible`` is None).
     """
     started = time.perf_counter()
     temperature = _temperature(beta)
     _check_options(schedule, max_iter, tol, damping)
+    _check_method(method, memory_limit)
     n_threads = _check_threads(threads)
     cg = graph.compile()
     theta = checked_energy_vector(cg, energies)
     unary = _evidence_unary(graph, cg, theta, evidence)
+    plan = _exact_plan_for(graph, cg, unary, method, memory_limit)
+    if plan is not None:
+        return _exact_result(graph, cg, theta, unary, temperature, plan, factor_beliefs,
+                             free_energy, started)
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
 
@@ -162,6 +197,21 @@ def belief_propagation(
     assignment = np.empty(cg.n_variables, dtype=np.int64)
     K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment)
     energy = float(energies_of(cg, theta, assignment[None])[0])
+    exact = cg.is_forest and bool(converged)
+    if math.isfinite(energy):
+        feasible = True
+    elif exact:
+        feasible = False  # exact on a forest: no finite-energy assignment exists
+    else:
+        feasible = None
+        if warn:
+            warnings.warn(
+                "belief propagation decoded an assignment of energy +inf, and the model is "
+                "not proven infeasible: no finite-energy assignment was found; "
+                "try method='exact' (if the junction tree fits) or another schedule",
+                NoFiniteAssignmentWarning,
+                stacklevel=2,
+            )
 
     fac_raw = np.empty(len(theta)) if factor_beliefs else np.empty(0)
     bethe = temperature > 0.0 and free_energy
@@ -200,8 +250,61 @@ def belief_propagation(
         residuals=residuals,
         messages=f2v,
         schedule=schedule,
-        exact=cg.is_forest and bool(converged),
+        exact=exact,
         seconds=time.perf_counter() - started,
+        method="bp",
+        feasible=feasible,
+    )
+
+
+def _exact_plan_for(graph, cg, unary, method, memory_limit):
+    """The junction-tree plan to run, or None for BP (see ``method`` of
+    :func:`belief_propagation`)."""
+    if method == "bp" or (method == "auto" and cg.is_forest):
+        return None
+    plan = X.exact_plan(graph, cg, unary, memory_limit,
+                        X.AUTO_MAX_WORK if method == "auto" else math.inf)
+    if plan.fits:
+        return plan
+    if method == "exact":
+        raise FactorGraphError(
+            f"method='exact': the junction tree does not fit memory_limit: "
+            f"{plan.describe()}; raise memory_limit or use method='bp'"
+        )
+    return None
+
+
+def _exact_result(graph, cg, theta, unary, temperature, plan, factor_beliefs, free_energy,
+                  started) -> InferenceResult:
+    """Run the junction tree and wrap its answer like BP's (see :func:`belief_propagation`)."""
+    answer = X.run_exact(cg, theta, unary, temperature, plan, factor_beliefs)
+    energy = float(energies_of(cg, theta, answer.assignment[None])[0])
+    if temperature == 0.0:
+        free, log_partition = energy, None
+    elif free_energy:
+        free = answer.free_energy
+        log_partition = -math.inf if free == math.inf else -free / temperature
+    else:
+        free, log_partition = None, None
+    return InferenceResult(
+        graph=graph,
+        beta=math.inf if temperature == 0.0 else 1.0 / temperature,
+        assignment=answer.assignment,
+        energy=energy,
+        variable_beliefs=answer.variable_beliefs,
+        factor_beliefs=answer.factor_beliefs,
+        free_energy=free,
+        log_partition=log_partition,
+        converged=True,
+        n_iter=1,
+        residuals=np.zeros(1),
+        messages=None,
+        schedule="junction_tree",
+        exact=True,
+        seconds=time.perf_counter() - started,
+        method="exact",
+        feasible=answer.free_energy < math.inf,
+        induced_width=plan.elimination.induced_width,
     )
 
 
@@ -240,6 +343,16 @@ def checked_beta(beta) -> float:
 def _temperature(beta) -> float:
     beta = checked_beta(beta)
     return 0.0 if math.isinf(beta) else 1.0 / beta
+
+
+def _check_method(method, memory_limit) -> None:
+    if method not in METHODS:
+        raise FactorGraphError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(memory_limit, bool) or not (
+        isinstance(memory_limit, (int, float, np.integer, np.floating)) and memory_limit >= 0
+    ):
+        raise FactorGraphError(f"memory_limit must be a number of bytes >= 0, got "
+                               f"{memory_limit!r}")
 
 
 def _check_options(schedule, max_iter, tol, damping) -> None:

@@ -54,15 +54,27 @@ class InferenceResult:
     residuals : ndarray of shape (n_iter,), dtype=float64
         Largest message change per sweep (for the two-pass schedule, the change that one
         more flooding sweep makes: ~0 at the exact fixed point).
-    messages : ndarray of shape (n_message_entries,), dtype=float64
-        Final factor-to-variable messages (energy domain, each shifted to minimum 0); pass
-        as ``init_messages`` to warm-start.
+    messages : ndarray of shape (n_message_entries,), dtype=float64, or None
+        BP: final factor-to-variable messages (energy domain, each shifted to minimum 0);
+        pass as ``init_messages`` to warm-start. None after exact inference.
     schedule : str
-        The schedule that ran: "tree", "parallel" or "sequential".
+        The schedule that ran: "tree", "parallel" or "sequential" (BP), "junction_tree"
+        (exact inference).
     exact : bool
-        True when the graph is a forest and the run converged: the results are exact.
+        True when the results are exact: the junction tree ran, or BP ran on a forest and
+        converged.
     seconds : float
         Wall-clock time of the call.
+    method : str
+        "exact" (junction tree) or "bp" (belief propagation).
+    feasible : bool or None
+        True when the decoded assignment has finite energy (so the model is feasible);
+        False when the model is proven infeasible (an exact run found no finite-energy
+        configuration: ``energy`` is ``+inf`` and ``log_partition`` is ``-inf``); None when
+        loopy BP decoded ``+inf`` and nothing is proven.
+    induced_width : int or None
+        Exact inference: the induced width of the elimination order (largest clique size
+        minus one). None for BP.
     """
 
     graph: FactorGraph = field(repr=False)
@@ -76,10 +88,13 @@ class InferenceResult:
     converged: bool
     n_iter: int
     residuals: np.ndarray = field(repr=False)
-    messages: np.ndarray = field(repr=False)
+    messages: np.ndarray | None = field(repr=False)
     schedule: str
     exact: bool
     seconds: float = field(repr=False)
+    method: str = "bp"
+    feasible: bool | None = None
+    induced_width: int | None = None
 
     @property
     def is_min_sum(self) -> bool:

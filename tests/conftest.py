@@ -2,8 +2,13 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+from warmup import compile_kernels
 
+# No deadline: a first call may compile kernels (tens of seconds on a cold cache), and a
+# loaded machine is slow; a per-example time limit would fail for reasons unrelated to the
+# code under test.
 settings.register_profile(
     "ci",
     max_examples=60,
@@ -17,3 +22,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def warm_kernels():
+    """Compile once per session (or load from Numba's on-disk cache) the kernels that the
+    tests' subprocesses use, so that those find them in the shared cache (see warmup.py).
+    Use it in every test or fixture that starts a subprocess, with SUBPROCESS_TIMEOUT."""
+    compile_kernels()

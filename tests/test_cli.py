@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 from factorgraph_ebm import cli
 from factorgraph_ebm.io import read_map, read_mar, read_pr, read_uai
@@ -55,12 +56,14 @@ def test_map_answer_json_and_output_file(capsys, tmp_path):
     status, out, err = run(capsys, "map", EXAMPLE, "--json", "-o", out_file)
     assert status == 0
     figures = json.loads(out)
-    assert set(figures) == {"assignment", "energy", "converged", "n_iter", "seconds"}
+    assert set(figures) == {"assignment", "energy", "converged", "n_iter", "seconds", "method",
+                            "exact", "feasible", "induced_width"}
+    assert figures["method"] == "exact" and figures["feasible"] is True
     graph = read_uai(EXAMPLE)
     assert figures["energy"] == pytest.approx(graph.energy(figures["assignment"]), abs=1e-12)
     assert figures["energy"] == pytest.approx(6.048465202448768, abs=1e-9)  # the optimum
     assert read_map(out_file, graph).tolist() == figures["assignment"]
-    assert "energy 6.048465202" in err and "converged" in err
+    assert "energy 6.048465202" in err and "exact (junction tree, induced width 2)" in err
     status, out, _ = run(capsys, "map", EXAMPLE)  # answer on stdout
     assert out.splitlines() == ["MAP", "14 " + " ".join(map(str, figures["assignment"]))]
 
@@ -71,7 +74,7 @@ def test_mar_and_pr(capsys, model, tmp_path):
     figures = json.loads(out)
     assert status == 0 and figures["converged"]
     assert set(figures) == {"marginals", "log_partition", "log10_Z", "converged", "n_iter",
-                            "seconds"}
+                            "seconds", "method", "exact", "feasible", "induced_width"}
     joint = np.arange(1, 7).reshape(2, 3)[:, :, None] * np.arange(6, 0, -1).reshape(3, 2)[None]
     assert figures["log_partition"] == pytest.approx(math.log(joint.sum()), abs=1e-12)
     assert figures["log10_Z"] == pytest.approx(math.log10(joint.sum()), abs=1e-12)
@@ -132,7 +135,8 @@ def test_evidence_on_fg_model_uses_variable_order(capsys, model, tmp_path):
 
 def test_non_convergence_still_answers(capsys, model):
     status, out, err = run(capsys, "mar", model(TRIANGLE),
-                           "--max-iter", "1", "--schedule", "parallel", "--json")
+                           "--max-iter", "1", "--method", "bp", "--schedule", "parallel",
+                           "--json")
     assert status == 0
     assert json.loads(out)["converged"] is False
     assert "did NOT converge in 1 iterations" in err
@@ -153,7 +157,7 @@ def test_seed_gives_random_but_reproducible_starts(capsys):
         (["map", "{good}", "--damping", "2"], r"damping must be in \[0, 1\)"),
         (["map", "{good}", "--evid", "{evid}"], r"e\.evid:1: expected a variable index in 0\.\.2"),
         (["pr", "{good}", "--max-iter", "0"], "max_iter must be an integer >= 1"),
-        (["map", "{good}", "--schedule", "tree"], "needs a forest"),
+        (["map", "{good}", "--method", "bp", "--schedule", "tree"], "needs a forest"),
         (["info", "{good}.txt"], "unknown model format"),
         (["frobnicate"], "invalid choice"),
         (["map"], "the following arguments are required: MODEL"),
@@ -185,11 +189,11 @@ def test_internal_error_exits_1(capsys, monkeypatch):
     assert "RuntimeError: boom" in err and "internal error" in err
 
 
-def test_python_dash_m_subprocess(tmp_path):
+def test_python_dash_m_subprocess(tmp_path, warm_kernels):
     """Two real processes: the example's PR, and a malformed file (exit 2, no traceback)."""
     done = subprocess.run(
         [sys.executable, "-m", "factorgraph_ebm", "pr", str(EXAMPLE), "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
     )
     assert done.returncode == 0, done.stderr
     reference = read_pr(Path(f"{EXAMPLE}.PR"))
@@ -198,7 +202,7 @@ def test_python_dash_m_subprocess(tmp_path):
     bad.write_text("MARKOV\n1\n2\n1\n1 0\n2\n0.5 -1\n")
     done = subprocess.run(
         [sys.executable, "-m", "factorgraph_ebm", "map", str(bad)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
     )
     assert done.returncode == 2
     assert f"{bad}:7: expected a potential" in done.stderr and "Traceback" not in done.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -25,7 +26,7 @@ energy_surfaces = load_example("energy_surfaces")
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
+def quick_runs(tmp_path_factory, warm_kernels):
     """Both demos with --quick, run concurrently: {script: (last JSON line, out dir)}."""
     out = tmp_path_factory.mktemp("demos")
     scripts = ("energy_surfaces.py", "eye_pattern.py")
@@ -37,10 +38,16 @@ def quick_runs(tmp_path_factory):
         for script in scripts
     }
     results = {}
-    for script, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr
-        results[script] = json.loads(stdout.strip().splitlines()[-1])
+    try:
+        for script, process in processes.items():
+            stdout, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+            assert process.returncode == 0, stderr
+            results[script] = json.loads(stdout.strip().splitlines()[-1])
+    finally:  # after a failure or a timeout, no demo is left running
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     return results, out
 
 

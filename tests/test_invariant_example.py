@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 import factorgraph_ebm as fe
 
@@ -129,13 +130,13 @@ def test_translate_zero_fills():
 
 @pytest.mark.skipif(not (DATA / "ocr_letters").is_dir(),
                     reason=f"OCR letters not found at {DATA / 'ocr_letters'}")
-def test_quick_run(tmp_path):
+def test_quick_run(tmp_path, warm_kernels):
     """--quick on the real letters: the JSON line's shape, the latent-pose model well above
     chance (1/26) and the figures written."""
     process = subprocess.run(
         [sys.executable, str(EXAMPLES / "invariant_recognition.py"), "--quick",
          "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
     )
     assert process.returncode == 0, process.stderr
     report = json.loads(process.stdout.strip().splitlines()[-1])

@@ -1,8 +1,8 @@
 """Fuzzing the readers with mutated real files.
 
 Every mutated file must either load or raise a ``FactorGraphError`` whose message starts with
-``file:line:``. Any other exception, or a read slower than a few seconds, fails the test and
-names the case (seed, file, mutations) so that it can be replayed.
+``file:line:``. Any other exception, or a read that hangs (over SECONDS_PER_READ), fails the
+test and names the case (seed, file, mutations) so that it can be replayed.
 """
 
 import random
@@ -43,7 +43,9 @@ SEEDS = [
     if path.exists()
 ]
 N_MUTATIONS = 3000
-SECONDS_PER_READ = 5
+#: A hang detector, not a benchmark: the slowest of the 3000 reads took 0.35 s at load 5.7
+#: on 2 cores; this bound leaves room for one slow, loaded core.
+SECONDS_PER_READ = 60
 
 NUMBERS = [b"-1", b"0", b"1", b"2", b"3", b"17", b"2.5", b"-0.5", b"1e300", b"1e-320",
            b"nan", b"inf", b"-inf", b"99999999999999999999", b"0x10", b"1e", b"00007"]
@@ -117,6 +119,7 @@ def test_mutated_files_load_or_fail_with_a_line_number(tmp_path):
             path = tmp_path / f"case{case}_{seed.name}"
             path.write_bytes(data)
             where = f"case {case} ({seed.name}: {'; '.join(edits)})"
+            result = None
             signal.setitimer(signal.ITIMER_REAL, SECONDS_PER_READ)
             started = time.perf_counter()
             try:
@@ -131,11 +134,13 @@ def test_mutated_files_load_or_fail_with_a_line_number(tmp_path):
                 pytest.fail(f"{where}: {type(exc).__name__} escaped: {exc}")
             else:
                 outcomes["loaded"] += 1
-                if hasattr(result, "compile"):  # a model: usable, no NaN energies
-                    assert not np.isnan(result.compile().energies).any(), where
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             assert time.perf_counter() - started < SECONDS_PER_READ, where
+            # A model: usable, no NaN energies. Checked outside the time limit, since its
+            # first compile() may JIT-compile a kernel (seconds on a cold cache).
+            if hasattr(result, "compile"):
+                assert not np.isnan(result.compile().energies).any(), where
             path.unlink()
     finally:
         signal.signal(signal.SIGALRM, previous)

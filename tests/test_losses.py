@@ -176,8 +176,17 @@ def directional_check(loss, graph, target, latent, theta, rng, n_directions=3, h
 
 
 # --------------------------------------------------------------------------- values
-@given(samples(trees(max_variables=6, max_configs=300)))
-def test_values_match_brute_force_on_trees(sample):
+def exact_graphs(max_variables, max_configs, allow_inf=True):
+    """Trees (BP's two-pass schedule is exact) and small loopy graphs (the junction tree is):
+    with method="auto" every loss is exact on both."""
+    return st.one_of(
+        trees(max_variables=max_variables, max_configs=max_configs, allow_inf=allow_inf),
+        loopy_graphs(max_variables=max_variables, max_configs=max_configs, allow_inf=allow_inf),
+    )
+
+
+@given(samples(exact_graphs(max_variables=6, max_configs=300)))
+def test_values_match_brute_force_on_trees_and_small_loopy_graphs(sample):
     graph, target, latent = sample
     note(describe(graph))
     note(f"target={target} latent={latent}")
@@ -195,8 +204,8 @@ def test_values_match_brute_force_on_trees(sample):
         assert result.energy_correct == pytest.approx(ref.correct(beta), abs=1e-9, rel=1e-9)
 
 
-@given(samples(trees(max_variables=6, max_configs=300, allow_inf=False)), st.randoms())
-def test_gradients_match_finite_differences_on_trees(sample, random):
+@given(samples(exact_graphs(max_variables=6, max_configs=300, allow_inf=False)), st.randoms())
+def test_gradients_match_finite_differences_on_exact_graphs(sample, random):
     graph, target, latent = sample
     note(describe(graph))
     rng = np.random.default_rng(random.getrandbits(32))
@@ -227,7 +236,7 @@ def test_gradients_match_finite_differences_on_loopy_graphs(sample, random):
     rng = np.random.default_rng(random.getrandbits(32))
     theta = graph.compile().energies
     theta = 0.5 * theta + rng.normal(scale=0.1, size=theta.shape)  # no exact ties
-    bp = dict(damping=0.5, max_iter=2000, tol=1e-12, warn=False)
+    bp = dict(method="bp", damping=0.5, max_iter=2000, tol=1e-12, warn=False)
     for loss in [HingeLoss(0.5), LogLoss(), SquareSquareLoss(), NLLLoss(1.0), MEELoss(0.7)]:
         converged = all(
             r.converged
@@ -243,12 +252,13 @@ def test_gradients_match_finite_differences_on_loopy_graphs(sample, random):
 
 # --------------------------------------------------------------------------- Ybar
 @given(
-    samples(trees(max_variables=5, max_configs=300)),
+    samples(exact_graphs(max_variables=5, max_configs=300)),
     st.sampled_from([0.0, 0.5, 1.0, 2.0]),
     st.sampled_from([0.0, 0.4, 1.5]),
     st.booleans(),
 )
-def test_most_offending_is_exact_on_trees(sample, radius, hamming, coordinates):
+def test_most_offending_is_exact_on_trees_and_small_loopy_graphs(sample, radius, hamming,
+                                                                 coordinates):
     graph, target, latent = sample
     for v in graph.variables:  # Hamming augmentation needs a factor on every output
         graph.add_factor([v], np.zeros(graph.n_states[graph.index_of(v)]))
@@ -285,7 +295,7 @@ def test_most_offending_is_exact_on_trees(sample, radius, hamming, coordinates):
 def test_most_offending_on_loopy_graphs_is_flagged_and_allowed(sample):
     graph, target, latent = sample
     ref = Reference(graph, target, latent)
-    found = most_offending(graph, target, latent=latent, radius=0.5, warn=False)
+    found = most_offending(graph, target, latent=latent, radius=0.5, method="bp", warn=False)
     assert not found.exact
     expected = ref.incorrect(0.5)
     if found.assignment is None:
@@ -417,7 +427,7 @@ def test_perceptron_is_zero_when_loopy_bp_misses_the_minimum():
     for name, table in zip(names, ([-0.6, -1.1], [-1.2, -0.8], [0.6, 0.0])):
         graph.add_factor([name], table)
     bf = BruteForce(graph)
-    bp = dict(damping=0.5, max_iter=500)
+    bp = dict(method="bp", damping=0.5, max_iter=500)
     decoded = fg.min_sum(graph, **bp)
     assert decoded.converged and decoded.energy > bf.min_energy + 0.1  # BP misses it
     target = dict(zip(names, bf.configs[np.argmin(bf.energies)].tolist()))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -17,7 +18,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def quick_reports():
+def quick_reports(warm_kernels):
     """Both examples with --quick, run concurrently: {script: last JSON line}."""
     missing = [str(path) for path in CASES.values() if not path.exists()]
     if missing:
@@ -30,12 +31,18 @@ def quick_reports():
         for script in CASES
     }
     reports = {}
-    for script, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr
-        lines = stdout.strip().splitlines()
-        assert lines[0].startswith("| system |")  # the Markdown table comes first
-        reports[script] = json.loads(lines[-1])
+    try:
+        for script, process in processes.items():
+            stdout, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+            assert process.returncode == 0, stderr
+            lines = stdout.strip().splitlines()
+            assert lines[0].startswith("| system |")  # the Markdown table comes first
+            reports[script] = json.loads(lines[-1])
+    finally:  # after a failure or a timeout, no example is left running
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     return reports
 
 

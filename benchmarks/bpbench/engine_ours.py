@@ -77,6 +77,7 @@ def _bp(graph, schedule: str, damping: float, max_iter: int, tol: float, beta=ma
     result = belief_propagation(
         graph,
         beta=beta,
+        method="bp",
         schedule=schedule,
         max_iter=max_iter,
         tol=tol,

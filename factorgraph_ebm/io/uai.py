@@ -115,7 +115,8 @@ def write_uai(target, graph: FactorGraph) -> None:
     Variables are written by index (names are not stored; :func:`read_uai` names them
     ``0 .. n-1``); factors in graph order with their scope order; potentials
     ``exp(-energy)`` with 17 significant digits, so that reading the file back gives the
-    same energies (exactly, for energies read from a file).
+    same energies to within a few ulps (NumPy's ``exp`` and ``log`` are not correctly
+    rounded: bit for bit on some CPUs only).
 
     Parameters
     ----------

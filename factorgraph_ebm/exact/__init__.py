@@ -1,0 +1,282 @@
+"""Exact inference by junction tree (bucket elimination with a downward pass), in both
+semirings at temperature T = 1/beta: the exact minimum energy, a joint minimum and absolute
+min-marginals (T = 0), or exact marginals, factor marginals and ln Z (T > 0).
+
+- :mod:`.order`: greedy min-fill / min-weight elimination orders, sized before allocating;
+- :mod:`.junction_tree`: the tree as flat arrays;
+- :mod:`.kernels`: the Numba passes (collect, decode, distribute, beliefs).
+
+Variables whose unary energies allow a single state (evidence, or one-state variables) are
+clamped: they leave the interaction graph, and the factors' tables are indexed at their
+states. Factors on the same scope, or on a scope inside another's, simply land in the same
+clique: no preprocessing is needed for exactness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .junction_tree import JunctionTree, build_junction_tree
+from .order import EliminationPlan, plan_elimination
+
+#: Default memory budget of exact inference, bytes (a quarter of a 16-24 GB machine's RAM).
+DEFAULT_MAX_BYTES = 4 * 2**30
+#: How much searching for an elimination order ``method="auto"`` allows before it runs BP
+#: instead, in neighbour visits (:func:`plan_elimination`'s ``max_work``): 1-3 s of Python
+#: on a 328x400 grid; every development instance of the UAI set plans within 1e6.
+AUTO_MAX_WORK = 2e6
+
+__all__ = [
+    "AUTO_MAX_WORK",
+    "DEFAULT_MAX_BYTES",
+    "ExactPlan",
+    "EliminationPlan",
+    "JunctionTree",
+    "exact_plan",
+    "plan_elimination",
+    "run_exact",
+]
+
+
+@dataclass(frozen=True)
+class ExactPlan:
+    """What exact inference on one graph, with one set of clamped variables, needs.
+
+    Attributes
+    ----------
+    elimination : EliminationPlan
+    clamped : ndarray of shape (V,), dtype=int64
+        The clamped state of each variable, -1 for a free one.
+    memory_bytes : float
+        Bytes that :func:`run_exact` allocates (clique, separator and factor-belief tables).
+    max_bytes : float
+        The budget the plan was made for.
+    """
+
+    elimination: EliminationPlan
+    clamped: np.ndarray
+    memory_bytes: float
+    max_bytes: float
+
+    @property
+    def fits(self) -> bool:
+        """Whether exact inference fits ``max_bytes``."""
+        return self.elimination.fits and self.memory_bytes <= self.max_bytes
+
+    def describe(self) -> str:
+        """One line: induced width, largest clique table, memory and the budget."""
+        e = self.elimination
+        if e.gave_up:
+            return ("no elimination order found within the search budget (a large graph; "
+                    "method='exact' searches without one)")
+        width = "at least " if not e.fits else ""
+        return (f"induced width {width}{e.induced_width} (min-fill), largest clique table "
+                f"{e.largest_table:.4g} entries, {'at least ' if not e.fits else ''}"
+                f"{self.memory_bytes / 2**20:.4g} MiB of tables (budget "
+                f"{self.max_bytes / 2**20:.4g} MiB)")
+
+
+def clamped_states(cg, unary) -> np.ndarray:
+    """The state of each variable whose unary energies allow exactly one state, else -1.
+
+    Parameters
+    ----------
+    cg : CompiledGraph
+    unary : ndarray of shape (S,), dtype=float64
+        Per-state unary energies (evidence is +inf at every state but the observed one).
+
+    Returns
+    -------
+    ndarray of shape (V,), dtype=int64
+    """
+    finite = np.isfinite(unary)
+    owner = np.repeat(np.arange(cg.n_variables), cg.n_states)
+    counts = np.bincount(owner[finite], minlength=cg.n_variables)
+    clamped = np.full(cg.n_variables, -1, dtype=np.int64)
+    single = counts == 1
+    where = np.flatnonzero(finite & single[owner])
+    clamped[owner[where]] = where - cg.state_offset[owner[where]]
+    return clamped
+
+
+def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES,
+               max_work: float = math.inf) -> ExactPlan:
+    """Plan exact inference (cached on ``graph`` per compiled structure and clamped set).
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    cg : CompiledGraph
+        ``graph.compile()``.
+    unary : ndarray of shape (S,), dtype=float64
+        Evidence as unary energies.
+    max_bytes : float
+        Memory budget; the elimination stops early once the tables exceed it.
+    max_work : float, default=inf
+        Budget of the order search (see :func:`plan_elimination`).
+
+    Returns
+    -------
+    ExactPlan
+    """
+    clamped = clamped_states(cg, unary)
+    key = (id(cg), clamped.tobytes(), float(max_bytes), float(max_work))
+    cache = graph.__dict__.setdefault("_exact_plans", {})
+    if cache.get("cg") is not cg:
+        cache.clear()
+        cache["cg"] = cg
+    if key in cache:
+        return cache[key]
+    n_extra = _dense_table_entries(cg) + int(cg.state_offset[-1])
+    budget = max(max_bytes / 8.0 - n_extra, 0.0)
+    elimination = plan_elimination(cg.n_states, cg.scope_ptr, cg.scope_vars, clamped < 0,
+                                   max_entries=budget, max_work=max_work)
+    plan = ExactPlan(elimination, clamped, elimination.memory_bytes(n_extra), float(max_bytes))
+    if len(cache) > 16:  # a training loop with many evidence sets: keep memory bounded
+        cache.clear()
+        cache["cg"] = cg
+    cache[key] = plan
+    return plan
+
+
+def _dense_table_entries(cg) -> int:
+    """Entries of theta with the compact factors' tables materialized."""
+    return int(_dense_offsets(cg)[-1])
+
+
+def _dense_offsets(cg) -> np.ndarray:
+    """Where every factor's dense table starts when the compact structured factors' tables
+    (K x K) follow theta in factor order; ``cg.table_offset`` when there are none."""
+    compact = cg.compact_factors()
+    if not len(compact):
+        return cg.table_offset
+    offsets = cg.table_offset.copy()
+    position = cg.n_energy_entries
+    for a in compact:
+        offsets[a] = position
+        position += int(cg.n_states[cg.scope_vars[cg.scope_ptr[a]]]) ** 2
+    offsets[-1] = position
+    return offsets
+
+
+def _dense_energies(cg, theta) -> np.ndarray:
+    """theta with the compact structured factors' tables appended (see _dense_offsets)."""
+    compact = cg.compact_factors()
+    if not len(compact):
+        return theta
+    from ..graph import _structured_tables
+
+    chunks = [theta]
+    for a in compact:
+        k = int(cg.n_states[cg.scope_vars[cg.scope_ptr[a]]])
+        table = _structured_tables(int(cg.factor_kind[a]), cg.factor_param[a:a + 1], k, False)
+        chunks.append(np.ascontiguousarray(table[0], dtype=np.float64).reshape(-1))
+    return np.concatenate(chunks)
+
+
+@dataclass(frozen=True)
+class ExactAnswer:
+    """The raw figures of one exact run (see :func:`run_exact`)."""
+
+    assignment: np.ndarray
+    free_energy: float
+    variable_beliefs: np.ndarray
+    factor_beliefs: np.ndarray | None
+
+
+def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
+              factor_beliefs: bool = True) -> ExactAnswer:
+    """Exact inference with a fitting plan.
+
+    Parameters
+    ----------
+    cg : CompiledGraph
+    theta : ndarray of shape (M,), dtype=float64
+        Validated energy vector (finite or +inf).
+    unary : ndarray of shape (S,), dtype=float64
+        Validated unary energies (evidence).
+    temperature : float
+        T = 1/beta >= 0; 0 is min-sum.
+    plan : ExactPlan
+        From :func:`exact_plan` with the same ``unary``; ``plan.fits`` must hold.
+    factor_beliefs : bool, default=True
+        Compute the factor beliefs (laid out as theta).
+
+    Returns
+    -------
+    ExactAnswer
+        ``assignment`` (int64, (V,)): a joint minimum at T = 0, ties to the lowest state of
+        each variable in reverse elimination order; at T > 0 each variable in that order
+        takes its most probable state given those before. ``free_energy``: the exact
+        F = -T ln Z (the minimum energy at T = 0; ``+inf`` when the model is infeasible).
+        ``variable_beliefs`` (S,) and ``factor_beliefs`` (M,): absolute min-marginals at
+        T = 0, probabilities at T > 0.
+    """
+    tree, constant_factors, constant_base = _tree_of(cg, plan)
+    dense = _dense_energies(cg, theta)
+    offsets = _dense_offsets(cg)
+    psi = np.zeros(int(tree.table_offset[-1]))
+    up = np.empty(int(tree.sep_offset[-1]))
+    kernels.collect(tree, dense, unary, cg.state_offset, temperature, psi, up)
+
+    clamped = plan.clamped
+    fixed = np.flatnonzero(clamped >= 0)
+    constant = float(dense[constant_base].sum() + unary[cg.state_offset[fixed] + clamped[fixed]]
+                     .sum())
+    roots = np.flatnonzero(tree.parent < 0)
+    root_up = up[tree.sep_offset[roots]]
+    # What each root lacks: the constant and the other components (no inf - inf).
+    before = np.concatenate([[0.0], np.cumsum(root_up)[:-1]]) if len(roots) else root_up
+    after = np.concatenate([np.cumsum(root_up[::-1])[::-1][1:], [0.0]]) if len(roots) else root_up
+    root_down = np.zeros(len(tree.var))
+    root_down[roots] = constant + before + after
+    free = constant + float(root_up.sum())
+
+    assignment = np.where(clamped >= 0, clamped, 0).astype(np.int64)
+    kernels.decode(tree, psi, assignment)
+
+    n_states_total = int(cg.state_offset[-1])
+    n_dense = int(offsets[-1])
+    if free == np.inf:  # infeasible: every belief is +inf (T = 0) or 0 (T > 0)
+        fill = np.inf if temperature == 0.0 else 0.0
+        var_out = np.full(n_states_total, fill)
+        fac = np.full(cg.n_energy_entries, fill) if factor_beliefs else None
+        return ExactAnswer(assignment, free, var_out, fac)
+
+    down = np.empty(int(np.diff(tree.sep_offset).max()) if len(tree.var) else 1)
+    kernels.distribute(tree, temperature, free, psi, up, down, root_down)
+    del up, down
+
+    sure = np.inf if temperature == 0.0 else 0.0  # "ruled out", in each semiring
+    certain = free if temperature == 0.0 else 1.0  # a clamped state, a constant factor
+    var_out = np.empty(n_states_total)
+    kernels.variable_beliefs(tree, temperature, psi, cg.state_offset, var_out)
+    for i in fixed:
+        var_out[cg.state_offset[i]:cg.state_offset[i + 1]] = sure
+        var_out[cg.state_offset[i] + clamped[i]] = certain
+    fac = None
+    if factor_beliefs:
+        fac = np.full(n_dense, sure)
+        kernels.factor_beliefs(tree, temperature, psi, fac)
+        fac[constant_base] = certain
+        fac = fac[: cg.n_energy_entries]
+    del psi
+    if temperature > 0.0:  # sums of probabilities: exactly 1 after rounding
+        kernels.normalize_sums(var_out, cg.state_offset)
+        if fac is not None:
+            kernels.normalize_sums(fac, cg.table_offset)
+    return ExactAnswer(assignment, free, var_out, fac)
+
+
+def _tree_of(cg, plan: ExactPlan):
+    """The junction tree of ``plan`` (built once per plan)."""
+    cached = plan.__dict__.get("_tree")
+    if cached is None:
+        cached = build_junction_tree(cg, plan.elimination, _dense_offsets(cg), plan.clamped)
+        object.__setattr__(plan, "_tree", cached)
+    return cached
+

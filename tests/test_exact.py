@@ -1,0 +1,221 @@
+"""Exact inference by junction tree against brute force, in both semirings.
+
+Random loopy graphs (arity 0-3, +inf entries, one-state variables, duplicated and nested
+scopes, evidence) are enumerated by ``reference.BruteForce``; every figure must agree to
+1e-9 (absolute, on energies of order 1-10 and probabilities), infeasible models exactly.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+from reference import BruteForce
+from strategies import describe, evidence_for, loopy_graphs, trees
+
+import factorgraph_ebm as fe
+from factorgraph_ebm import EvidenceError, FactorGraphError
+from factorgraph_ebm.exact import exact_plan, plan_elimination
+
+TOL = 1e-9
+
+
+def _graphs():
+    return st.one_of(loopy_graphs(max_variables=6, max_configs=600, max_extra_factors=7),
+                     trees(max_variables=6, max_configs=600))
+
+
+def _solve(graph, beta, evidence=None):
+    return fe.belief_propagation(graph, beta=beta, evidence=evidence, method="exact")
+
+
+def _evidence_ok(graph, evidence):
+    """Evidence the library accepts (it refuses evidence that empties a factor)."""
+    try:
+        fe.min_sum(graph, evidence=evidence, method="bp", max_iter=1, warn=False)
+    except EvidenceError:
+        return False
+    return True
+
+
+@given(st.data())
+def test_min_sum_matches_brute_force(data):
+    graph = data.draw(_graphs())
+    evidence = data.draw(evidence_for(graph)) if data.draw(st.booleans()) else None
+    if evidence and not _evidence_ok(graph, evidence):
+        return
+    note(describe(graph))
+    bf = BruteForce(graph, evidence)
+    result = _solve(graph, math.inf, evidence)
+    assert result.exact and result.method == "exact"
+    if not bf.feasible:
+        assert result.energy == math.inf and result.feasible is False
+        assert all(np.isinf(m).all() for m in result.min_marginals)
+        return
+    assert result.feasible is True
+    assert math.isclose(result.energy, bf.min_energy, abs_tol=TOL)
+    assert tuple(result.assignment.tolist()) in bf.minimizers(atol=1e-7)
+    for mine, theirs in zip(result.min_marginals, bf.min_marginals(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL)
+    for f in range(graph.n_factors):
+        np.testing.assert_allclose(result.factor_belief(f), bf.factor_min_marginals(f),
+                                   rtol=0, atol=TOL)
+
+
+@given(st.data(), st.sampled_from([0.3, 1.0, 2.5]))
+def test_sum_product_matches_brute_force(data, beta):
+    graph = data.draw(_graphs())
+    evidence = data.draw(evidence_for(graph)) if data.draw(st.booleans()) else None
+    if evidence and not _evidence_ok(graph, evidence):
+        return
+    note(describe(graph))
+    bf = BruteForce(graph, evidence)
+    result = _solve(graph, beta, evidence)
+    assert result.exact and result.method == "exact"
+    if not bf.feasible:
+        assert result.log_partition == -math.inf and result.free_energy == math.inf
+        assert result.feasible is False
+        return
+    assert math.isclose(result.log_partition, bf.log_z(beta), rel_tol=TOL, abs_tol=TOL)
+    assert math.isclose(result.free_energy, bf.free_energy(beta), rel_tol=TOL, abs_tol=TOL)
+    for mine, theirs in zip(result.marginals, bf.marginals(beta), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL)
+    for f in range(graph.n_factors):
+        np.testing.assert_allclose(result.factor_belief(f), bf.factor_marginals(f, beta),
+                                   rtol=0, atol=TOL)
+
+
+def test_duplicated_factor_gives_the_exact_log_partition():
+    # Two factors on one scope (a 2-cycle for BP): ln Z = ln 30 exactly, not Bethe's.
+    g = fe.FactorGraph()
+    g.add_variables(["a", "b"], 3)
+    g.add_factor(["a", "b"], np.zeros((3, 3)))
+    g.add_factor(["b", "a"], -np.log(np.arange(1.0, 10.0).reshape(3, 3) / 1.5))
+    bf = BruteForce(g)
+    result = fe.sum_product(g)
+    assert result.method == "exact"
+    assert math.isclose(result.log_partition, bf.log_z(1.0), rel_tol=1e-12)
+
+
+def test_triplet_with_a_nested_pair_is_exact():
+    rng = np.random.default_rng(3)
+    g = fe.FactorGraph()
+    g.add_variables("xyz", [2, 3, 2])
+    g.add_factor(list("xyz"), rng.normal(size=(2, 3, 2)))
+    g.add_factor(list("zy"), rng.normal(size=(2, 3)))
+    result = fe.sum_product(g, beta=1.0)
+    assert result.exact
+    assert math.isclose(result.log_partition, BruteForce(g).log_z(1.0), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("task", ["min_sum", "sum_product"])
+def test_infeasible_loopy_models_say_so(task):
+    # A triangle of "not equal" on binary variables, and a == b with a != b on one pair.
+    neq = np.where(np.eye(2) > 0, np.inf, 0.0)
+    triangle = fe.FactorGraph()
+    triangle.add_variables("abc", 2)
+    triangle.add_factors([("a", "b"), ("b", "c"), ("c", "a")], np.stack([neq] * 3))
+    pair = fe.FactorGraph()
+    pair.add_variables("ab", 2)
+    pair.add_factor(["a", "b"], neq)
+    pair.add_factor(["a", "b"], np.where(np.eye(2) > 0, 0.0, np.inf))
+    for g in (triangle, pair):
+        result = getattr(fe, task)(g)
+        assert result.exact and result.feasible is False
+        assert result.energy == math.inf
+        if task == "sum_product":
+            assert result.log_partition == -math.inf and result.free_energy == math.inf
+            assert not np.isnan(result.variable_beliefs).any()
+
+
+def test_method_exact_refuses_what_does_not_fit():
+    g = fe.FactorGraph()
+    g.add_variables(range(9), 4)
+    grid = [(i, j) for i in range(9) for j in range(i + 1, 9)]  # a clique of 9: 4^9 entries
+    g.add_factors(grid, np.zeros((len(grid), 4, 4)))
+    too_big = "induced width at least 8.*largest clique table 2.621e"
+    with pytest.raises(FactorGraphError, match=too_big):
+        fe.min_sum(g, method="exact", memory_limit=2**20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fallback = fe.min_sum(g, memory_limit=2**20, max_iter=3)
+    assert fallback.method == "bp" and not fallback.exact
+    assert fe.min_sum(g).method == "exact"
+
+
+def test_auto_uses_two_pass_bp_on_forests_and_the_option_is_checked():
+    g = fe.FactorGraph()
+    g.add_variables("ab", 2)
+    g.add_factor(["a", "b"], np.arange(4.0).reshape(2, 2))
+    assert fe.min_sum(g).method == "bp" and fe.min_sum(g).exact
+    assert fe.min_sum(g, method="exact").method == "exact"
+    with pytest.raises(FactorGraphError, match="method must be one of"):
+        fe.min_sum(g, method="jtree")
+    with pytest.raises(FactorGraphError, match="memory_limit"):
+        fe.min_sum(g, memory_limit=-1)
+
+
+def test_compact_structured_factors_are_exact():
+    g = fe.FactorGraph()
+    g.add_variables(range(9), 3)
+    pairs = [(r * 3 + c, r * 3 + c + 1) for r in range(3) for c in range(2)]
+    pairs += [(r * 3 + c, (r + 1) * 3 + c) for r in range(2) for c in range(3)]
+    rng = np.random.default_rng(0)
+    g.add_factors([(i,) for i in range(9)], rng.normal(size=(9, 3)))
+    g.add_potts_factors(pairs, 0.7, dense=False)
+    dense = fe.FactorGraph()
+    dense.add_variables(range(9), 3)
+    dense.add_factors([(i,) for i in range(9)], g.compile().energies.reshape(9, 3))
+    dense.add_factors(pairs, np.broadcast_to(0.7 * (1 - np.eye(3)), (len(pairs), 3, 3)))
+    bf = BruteForce(dense)
+    assert math.isclose(fe.min_sum(g).energy, bf.min_energy, abs_tol=TOL)
+    assert math.isclose(fe.sum_product(g).log_partition, bf.log_z(1.0), rel_tol=TOL)
+
+
+def test_loopy_bp_flags_an_infinite_decoding():
+    # A feasible model (found by random search) on which sequential min-sum BP decodes an
+    # assignment of energy +inf: 'feasible' is None and a warning says so.
+    inf = np.inf
+    g = fe.FactorGraph()
+    g.add_variables(range(4), 3)
+    tables = [[[2, inf, 1], [0, inf, 0], [inf, 2, 1]], [[2, 2, 0], [inf, 0, 0], [2, 0, inf]],
+              [[1, inf, inf], [inf, 2, 1], [inf, inf, 0]], [[inf, inf, 0], [2, 0, inf],
+                                                            [inf, inf, inf]]]
+    g.add_factors([(0, 1), (0, 2), (1, 2), (1, 3)], np.array(tables))
+    exact = fe.min_sum(g)
+    assert exact.feasible is True and exact.energy == BruteForce(g).min_energy
+    with pytest.warns(fe.NoFiniteAssignmentWarning, match="no finite-energy assignment"):
+        loopy = fe.min_sum(g, method="bp")
+    assert loopy.energy == math.inf and loopy.feasible is None and not loopy.exact
+
+
+def test_plan_matches_known_widths():
+    # A 5x5 grid: min-fill reaches the treewidth 5 (cliques of 6).
+    n = 5
+    scopes = [(r * n + c, r * n + c + 1) for r in range(n) for c in range(n - 1)]
+    scopes += [(r * n + c, (r + 1) * n + c) for r in range(n - 1) for c in range(n)]
+    ptr = np.arange(0, 2 * len(scopes) + 1, 2)
+    flat = np.array(scopes).reshape(-1)
+    plan = plan_elimination(np.full(n * n, 2), ptr, flat, np.ones(n * n, dtype=bool))
+    assert plan.fits and plan.induced_width == n
+    assert (plan.parent[plan.parent >= 0] > np.flatnonzero(plan.parent >= 0)).all()
+    # A budget stops the search early and says so.
+    small = plan_elimination(np.full(n * n, 2), ptr, flat, np.ones(n * n, dtype=bool),
+                             max_entries=40)
+    assert not small.fits and not small.gave_up
+    hurried = plan_elimination(np.full(n * n, 2), ptr, flat, np.ones(n * n, dtype=bool),
+                               max_work=100)
+    assert not hurried.fits and hurried.gave_up
+
+
+def test_evidence_removes_variables_from_the_plan():
+    g = fe.FactorGraph()
+    g.add_variables(range(6), 2)
+    g.add_factors([(i, j) for i in range(6) for j in range(i + 1, 6)], np.zeros((15, 2, 2)))
+    cg = g.compile()
+    unary = np.zeros(12)
+    assert exact_plan(g, cg, unary).elimination.induced_width == 5
+    unary[[1, 3, 5]] = np.inf  # variables 0, 1, 2 observed in state 0
+    assert exact_plan(g, cg, unary).elimination.induced_width == 2
