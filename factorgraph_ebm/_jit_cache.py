@@ -319,8 +319,9 @@ def compile_kernels(progress=None) -> dict:
     uses, so that later processes only load them.
 
     Runs belief propagation (every schedule, min-sum and sum-product, with evidence, a
-    replacement energy vector and structured factors), the trellis functions, and
-    :class:`SequenceLabeler` training with each kind of loss and optimizer, on tiny inputs.
+    replacement energy vector and structured factors), exact inference, training, the
+    trellis functions, and :class:`SequenceLabeler` training with each kind of loss and
+    optimizer, on tiny inputs.
 
     Parameters
     ----------
@@ -394,11 +395,19 @@ def _warmup_steps() -> list:
                 for schedule in ("tree", "sequential", "parallel") if not loopy else (
                         "sequential", "parallel"):
                     for n in threads if schedule == "parallel" else [None]:
-                        belief_propagation(g, beta=beta, schedule=schedule, threads=n,
-                                           max_iter=3, warn=False)
-                belief_propagation(g, beta=beta, evidence={0: 1}, energies=theta,
+                        belief_propagation(g, beta=beta, method="bp", schedule=schedule,
+                                           threads=n, max_iter=3, warn=False)
+                belief_propagation(g, beta=beta, method="bp", evidence={0: 1}, energies=theta,
                                    max_iter=3, warn=False)
             g.energy(np.zeros((2, 8), dtype=np.int64))
+
+    def exact():
+        g = graph(loopy=True)
+        theta = g.compile().energies * 1.5
+        for beta in (np.inf, 1.0):
+            belief_propagation(g, beta=beta, method="exact")
+            belief_propagation(g, beta=beta, method="exact", evidence={0: 1}, energies=theta,
+                               factor_beliefs=False)
 
     def train():
         g = FactorGraph()
@@ -446,7 +455,8 @@ def _warmup_steps() -> list:
             model.predict(words)
             model.predict_marginals(words)
 
-    steps = [("belief propagation", bp), ("training (fit)", train), ("trellis", chains)]
+    steps = [("belief propagation", bp), ("exact inference (junction tree)", exact),
+             ("training (fit)", train), ("trellis", chains)]
     if len(threads) > 1:
         steps.append(("trellis, parallel kernels", parallel_chains))
     steps.append(("SequenceLabeler", labeler))

@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 import factorgraph_ebm
 from factorgraph_ebm import _jit_cache, cli
 
 PACKAGE = Path(factorgraph_ebm.__file__).resolve().parent
-TIMEOUT = 600  # seconds: generous for a cold, loaded, single-core machine
+TIMEOUT = SUBPROCESS_TIMEOUT
 
 HELPER = """\
 from ._config import NJIT_OPTIONS, njit
