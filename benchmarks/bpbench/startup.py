@@ -2,8 +2,9 @@
 with Numba's on-disk cache warm (the default cache directory, after one run) and cold (an
 empty temporary ``NUMBA_CACHE_DIR``: every kernel that the run needs is compiled).
 
-The cold figures are the first calls of a new user: a tiny min-sum run, ``fgebm map`` on the
-small UAI model shipped in ``examples/models``, and a first ``SequenceLabeler`` fit and
+The cold figures are the first calls of a new user: a tiny min-sum BP run, ``fgebm map`` on
+the small UAI model shipped in ``examples/models`` (exact inference: its junction tree is
+small) and on a 2-variable model (BP on a tree), and a first ``SequenceLabeler`` fit and
 predict (default options: NLL loss, L-BFGS) on a toy data set. Run as a script to print
 them::
 
@@ -26,8 +27,11 @@ TINY_BP = (
     "g.add_variables(range(4), 3); "
     "g.add_factors(np.arange(4)[:, None], np.random.default_rng(0).random((4, 3)), by_index=True); "
     "g.add_factors([[0, 1], [1, 2], [2, 3], [3, 0]], 1.0 - np.eye(3), by_index=True); "
-    "r = f.min_sum(g, schedule='parallel', max_iter=10, warn=False); assert r.energy < 9"
+    "r = f.min_sum(g, method='bp', schedule='parallel', max_iter=10, warn=False); "
+    "assert r.energy < 9"
 )
+#: Two binary variables and one factor (a tree: two-pass BP and its check sweep).
+TWO_VARIABLES = "MARKOV\n2\n2 2\n1\n2 0 1\n4 1 2 2 1\n"
 LABELER = (
     "import factorgraph_ebm as f; "
     "X = [[{'w=a': 1.0}, {'w=b': 1.0}], [{'w=b': 1.0}, {'w=c': 1.0}, {'w=a': 1.0}]]; "
@@ -43,6 +47,7 @@ COMMANDS = {
 COLD = {
     "import + tiny min-sum (cold cache: JIT compile)": ["-c", TINY_BP],
     f"fgebm map {MODEL.name} (cold cache)": ["-m", "factorgraph_ebm", "map", str(MODEL)],
+    "fgebm map, 2-variable model (cold cache)": ["-m", "factorgraph_ebm", "map", "{two}"],
     "SequenceLabeler fit + predict (cold cache)": ["-c", LABELER],
 }
 
@@ -59,6 +64,9 @@ def measure_cold() -> dict:
     figures = {}
     for name, args in COLD.items():
         with tempfile.TemporaryDirectory() as cache:
+            two = Path(cache) / "two.uai"
+            two.write_text(TWO_VARIABLES)
+            args = [arg.replace("{two}", str(two)) for arg in args]
             figures[name] = _wall(args, dict(os.environ, NUMBA_CACHE_DIR=cache))
     return figures
 
