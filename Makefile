@@ -1,8 +1,6 @@
 # The two commands of the README's quick start. Each sets up its own virtual environment.
 VENV ?= .venv
 PYTHON ?= python3
-# Numba's on-disk JIT cache goes to a writable place inside the checkout.
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 MODEL ?= examples/models/pdb1akg.uai
 
 .PHONY: run test lint clean

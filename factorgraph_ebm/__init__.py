@@ -13,7 +13,6 @@ the most offending incorrect path), on which :class:`SequenceLabeler` trains lin
 labelers.
 """
 
-from . import _config  # noqa: F401  (sets Numba's cache directory before numba loads)
 from .compiled import CompiledGraph
 from .exceptions import (
     ConvergenceWarning,
@@ -57,6 +56,9 @@ _LAZY = {
     "chunk_scores": "metrics",
     "chunks": "metrics",
     "token_accuracy": "metrics",
+    # The kernel cache: compile everything ahead of time; the warning of an unusable cache.
+    "compile_kernels": "_jit_cache",
+    "JitCacheWarning": "_jit_cache",
 }
 
 

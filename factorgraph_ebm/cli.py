@@ -24,6 +24,10 @@ infeasible, null: unknown), ``induced_width`` (exact runs), ``converged``, ``n_i
 timings and, when the UAI reference answer ``MODEL.MAP`` (map), ``MODEL.PR`` (pr) or
 ``MODEL.MAR`` (mar) lies beside the model, the comparison with it.
 
+``fgebm compile`` compiles every Numba kernel ahead of time (otherwise each compiles on
+first use, tens of seconds in all, and is cached for later runs); a first-use compilation
+says so on stderr.
+
 Exit status: 0 on success (also when BP did not converge: the answer is written and stderr
 says so), 2 on bad input (a malformed file, bad evidence or options; the message on stderr),
 1 on an internal error.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         0 success, 1 internal error, 2 bad input or usage.
     """
     parser = build_parser()
+    _log_notices_to_stderr()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits after --help and on usage errors
@@ -128,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "leave the junction tree)")
     _add_method_options(info)
     info.set_defaults(command=run_info)
+    compile_ = commands.add_parser(
+        "compile", help="compile every Numba kernel ahead of time into the per-user cache "
+        "(otherwise each compiles on first use)")
+    compile_.set_defaults(command=run_compile)
     for task, help_text in _TASKS.items():
         sub = commands.add_parser(task, help=help_text, description=help_text + ".")
         sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
@@ -248,6 +258,35 @@ def _histogram(values: np.ndarray) -> dict[int, int]:
 
 def _histogram_text(histogram: dict) -> str:
     return ", ".join(f"{key}: {count}" for key, count in histogram.items()) or "-"
+
+
+# --------------------------------------------------------------------------- compile
+def run_compile(args: argparse.Namespace) -> int:
+    """``fgebm compile``: compile (or load from the cache) every kernel specialization that
+    the library uses, and say how many, where and how long it took."""
+    from ._jit_cache import compile_kernels
+
+    report = compile_kernels(progress=lambda step: print(f"  {step}", file=sys.stderr,
+                                                         flush=True))
+    where = report["cache_dir"] or "nowhere (no writable cache directory)"
+    print(f"fgebm compile: {report['compiled']} kernel specializations compiled and "
+          f"{report['loaded']} loaded from the cache ({report['kernels']} kernels) in "
+          f"{report['seconds']:.1f} s; cached in {where}")
+    return 0
+
+
+class _StderrHandler(logging.Handler):
+    """Writes log records to the ``sys.stderr`` of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _log_notices_to_stderr() -> None:
+    """Show the library's log notices (e.g. that kernels compile for first use) on stderr."""
+    logger = logging.getLogger("factorgraph_ebm")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
 
 
 # --------------------------------------------------------------------------- tasks

@@ -400,7 +400,17 @@ def factor_kinds(cg, theta) -> np.ndarray:
     learning step) take the dense path."""
     if theta is cg.energies or not cg.factor_kind.any():
         return cg.factor_kind
-    return K.structured_kinds(cg, theta)
+    return _read_only(K.structured_kinds(cg, theta))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``, as the compiled graph's arrays are: Numba compiles a
+    kernel once per argument type, and a read-only array is another type than a writable
+    one, so this spares the kernels a second compilation (seconds each) for replacement
+    energies."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _check_threads(threads) -> int | None:
@@ -413,25 +423,31 @@ def _check_threads(threads) -> int | None:
 
 def _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, max_iter,
                   tol, residuals, threads):
-    """:func:`messages.run_parallel` on ``threads`` threads (see :func:`belief_propagation`)."""
+    """:func:`messages.run_parallel` on ``threads`` threads (see :func:`belief_propagation`);
+    on one thread :func:`messages.run_flooding`, the same computation without the parallel
+    kernels."""
     import numba
 
     limit = numba.config.NUMBA_NUM_THREADS
     if threads is None:
         threads = limit if cg.n_message_entries > 2**14 else 1
     threads = min(threads, limit)
+    if threads == 1:
+        return K.run_flooding(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
+                              max_iter, tol, residuals)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
         return K.run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
-                              max_iter, tol, residuals, 4 * threads if threads > 1 else 1)
+                              max_iter, tol, residuals, 4 * threads)
     finally:
         numba.set_num_threads(previous)
 
 
 def checked_energy_vector(cg, energies) -> np.ndarray:
     """``energies`` validated as a replacement energy vector theta of ``cg`` (float64,
-    C-contiguous, shape (M,), finite or +inf), or ``cg.energies`` when it is None.
+    C-contiguous, shape (M,), finite or +inf; a read-only view), or ``cg.energies`` when it
+    is None.
 
     Raises
     ------
@@ -452,7 +468,7 @@ def checked_energy_vector(cg, energies) -> np.ndarray:
             f"energies[{bad[0]}] (factor {cg.factor_of_entry(bad[0])}) is {theta[bad[0]]}; "
             "energies must be finite or +inf"
         )
-    return theta
+    return _read_only(theta)
 
 
 def _initial_messages(cg, init_messages) -> np.ndarray:

@@ -1131,13 +1131,17 @@ def run_parallel(
     return n_done, converged
 
 
-@njit(**NJIT_OPTIONS)
 def run_sequential(
     cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
     residuals,
 ):
     """Sequential schedule: factors in breadth-first order, each sending all its messages
-    from freshly computed incoming ones. Returns (n_iter, converged)."""
+    from freshly computed incoming ones. Returns (n_iter, converged).
+
+    A Python loop over :func:`factor_sweep` calls (one per iteration): a compiled loop would
+    take the whole of :func:`factor_sweep` into its own compilation again (seconds on first
+    use) to save microseconds per iteration.
+    """
     max_states = cg.max_states
     max_arity = max(cg.max_arity, 1)
     free = np.full(len(cg.n_states), -1, dtype=np.int64)
@@ -1146,17 +1150,17 @@ def run_sequential(
     new = np.empty(max_arity * max_states)
     env_v = np.empty(max_states + 1, dtype=np.int64)
     env_z = np.empty(max_states + 2)
-    fresh = np.int64(MODE_FRESH)  # not a literal: see run_parallel
-    order = cg.factor_order.copy()  # writable, as in run_parallel: the same specialization
+    order = cg.factor_order.copy()  # writable, as in run_flooding: the same specialization
+    no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
+    no_inc, lows = np.empty(0), np.empty(2)
     n_done = max_iter
     converged = False
     for it in range(max_iter):
         change = factor_sweep(
             energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
             cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-            cg.var_edges, order, np.int64(0), len(order), fresh, f2v, v2f,
-            np.empty(0), np.empty(0, dtype=np.int32), temperature, damping, free, counter,
-            lowest, new, np.empty(0), env_v, env_z, np.empty(2),
+            cg.var_edges, order, 0, len(order), MODE_FRESH, f2v, v2f, *no_totals,
+            temperature, damping, free, counter, lowest, new, no_inc, env_v, env_z, lows,
         )
         residuals[it] = change
         if change <= tol:
@@ -1165,8 +1169,52 @@ def run_sequential(
             break
     variable_sweep(
         unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges, cg.msg_offset,
-        np.int64(0), len(cg.n_states), f2v, v2f, lowest,
+        0, len(cg.n_states), f2v, v2f, lowest,
     )
+    return n_done, converged
+
+
+def run_flooding(
+    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
+    residuals,
+):
+    """Flooding on one thread: :func:`run_parallel` with one chunk, as a Python loop over
+    the very kernel calls that :func:`flood_phase` makes (:func:`variable_totals`,
+    :func:`factor_sweep`, :func:`variable_sweep`), so the results are the same bit for
+    bit, and graphs that run on one thread never compile the ``parallel=True`` kernels
+    (tens of seconds on first use). Returns (n_iter, converged)."""
+    n_vars = len(cg.n_states)
+    n_factors = len(cg.scope_ptr) - 1
+    order = np.arange(n_factors)
+    free = np.full(n_vars, -1, dtype=np.int64)
+    n_total = cg.state_offset[n_vars]
+    total = np.empty(n_total)
+    n_inf = np.empty(n_total, dtype=np.int32)
+    max_states = cg.max_states
+    max_arity = max(cg.max_arity, 1)
+    variables = (unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
+                 cg.msg_offset, 0, n_vars, f2v)
+    # factor_sweep's scratch, reused across calls as run_sequential does.
+    scratch = (np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
+               np.empty(max_arity * max_states), np.empty(2 * max_states),
+               np.empty(max_states + 1, dtype=np.int64), np.empty(max_states + 2), np.empty(2))
+    n_done = max_iter
+    converged = False
+    for it in range(max_iter):
+        n_infinite = variable_totals(*variables, total, n_inf)
+        change = factor_sweep(
+            energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
+            cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
+            cg.var_edges, order, 0, n_factors,
+            MODE_FUSED_FINITE if n_infinite == 0 else MODE_FUSED, f2v, v2f, total, n_inf,
+            temperature, damping, free, *scratch,
+        )
+        residuals[it] = change
+        if change <= tol:
+            n_done = it + 1
+            converged = True
+            break
+    variable_sweep(*variables, v2f, np.empty(max_states))
     return n_done, converged
 
 
@@ -1501,7 +1549,7 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
                 )
             for x in range(n):
                 score[x] += message[x]
-        best = _argmin(score, 0, n)
+        best = _argmin(score, np.int64(0), n)  # not a literal: one specialization
         if score[best] == INF:
             best = _argmin(beliefs, soff, n)
             if beliefs[soff + best] == INF:

@@ -418,7 +418,8 @@ def viterbi_kernel(unary, transition, start, end, out_states):
     back = np.empty((max(n, 1), k), dtype=np.int32)
     trans = np.empty((1, k, k))  # a C-contiguous copy, whatever the caller's layout
     trans[0] = transition
-    return _viterbi_seq(unary, trans, 0, 0, start, end, out_states, score, back)
+    zero = np.int64(0)  # not a literal 0: the specialization of the batch kernels
+    return _viterbi_seq(unary, trans, zero, zero, start, end, out_states, score, back)
 
 
 @njit(**NJIT_OPTIONS)
@@ -440,7 +441,8 @@ def path_energy_kernel(unary, transition, start, end, states):
     Sums in the order of the Viterbi recursion, so that the energy of the Viterbi path is
     reproduced exactly. ``states`` int64 (T,) in 0..K-1 (not checked).
     """
-    return _path_energy_seq(unary, np.expand_dims(transition, 0), 0, 0, start, end, states)
+    zero = np.int64(0)  # not a literal 0: the specialization of the batch kernels
+    return _path_energy_seq(unary, np.expand_dims(transition, 0), zero, zero, start, end, states)
 
 
 @_batched
@@ -813,6 +815,9 @@ def _fb_batch(
     """
     k = unary.shape[1]
     n_chunks = chunk_off.shape[0] - 1
+    # int64s, not literals, for both calls of _fb_log_seq: one specialization, not two.
+    zero = np.int64(0)
+    one = np.int64(1)
     for c in prange(n_chunks):
         vec = np.empty((5, k))
         local3 = np.zeros((1, k, k))
@@ -850,13 +855,13 @@ def _fb_batch(
                         trans,
                         trans_t,
                         tr0,
-                        1,
+                        one,
                         beta,
                         fa,
                         out[a:b],
                         xi_pos,
                         tr0,
-                        1,
+                        one,
                         vec,
                     )
                 else:
@@ -867,14 +872,14 @@ def _fb_batch(
                         end,
                         trans,
                         trans_t,
-                        0,
-                        0,
+                        zero,
+                        zero,
                         beta,
                         fa,
                         out[a:b],
                         local3,
-                        0,
-                        0,
+                        zero,
+                        zero,
                         vec,
                     )
                     acc_log = xi_log[c]
