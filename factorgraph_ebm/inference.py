@@ -164,24 +164,33 @@ def belief_propagation(
     if plan is not None:
         return _exact_result(graph, cg, theta, unary, temperature, plan, factor_beliefs,
                              free_energy, started)
+    bp = dict(schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
+              init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
+              free_energy=free_energy, check_sweep=check_sweep, n_threads=n_threads)
     reduction = reduce_factors(graph) if absorb else None
-    if reduction is not None:  # BP on the graph with nested and repeated scopes absorbed
-        inner = belief_propagation(
-            reduction.graph, beta=beta, evidence=evidence, energies=reduction.energies(theta),
-            method="bp", schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
-            init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
-            free_energy=free_energy, check_sweep=check_sweep, threads=threads,
-        )
-        energy = float(energies_of(cg, theta, inner.assignment[None])[0])
-        return dataclasses.replace(
-            inner,
-            graph=graph,
-            energy=energy,
-            free_energy=energy if temperature == 0.0 else inner.free_energy,
-            factor_beliefs=None if inner.factor_beliefs is None else reduction.factor_beliefs(
-                cg, reduction.graph.compile(), inner.factor_beliefs, temperature),
-            seconds=time.perf_counter() - started,
-        )
+    if reduction is None:
+        return _run_bp(graph, cg, theta, unary, temperature, started, **bp)
+    # BP on the graph with repeated and nested scopes absorbed; the same variables, so the
+    # same evidence vector.
+    small = reduction.graph
+    inner = _run_bp(small, small.compile(), reduction.energies(theta), unary, temperature,
+                    started, **bp)
+    energy = float(energies_of(cg, theta, inner.assignment[None])[0])
+    return dataclasses.replace(
+        inner,
+        graph=graph,
+        energy=energy,
+        free_energy=energy if temperature == 0.0 else inner.free_energy,
+        factor_beliefs=None if inner.factor_beliefs is None else reduction.factor_beliefs(
+            cg, small.compile(), inner.factor_beliefs, temperature),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _run_bp(graph, cg, theta, unary, temperature, started, *, schedule, max_iter, tol, damping,
+            init_messages, warn, factor_beliefs, free_energy, check_sweep,
+            n_threads) -> InferenceResult:
+    """Belief propagation on validated inputs (see :func:`belief_propagation`)."""
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
 
