@@ -44,7 +44,8 @@ Engines (what exactly is timed):
   there is no log Z to check; and it has no MAP for Markov networks (``mpe()`` is
   LazyPropagation's, on Bayesian networks): MAP is n/a. pyAgrum runs with its default
   number of threads unless ``--pyagrum-threads`` says otherwise, and its inference memory
-  bound (``setMaxMemory``, megabytes) is ``--memory-limit-gb`` like ours.
+  bound (``setMaxMemory``, megabytes) is ``--memory-limit-gb`` like ours' unless
+  ``--pyagrum-max-memory-mb`` says otherwise.
 
 Checks: log10 Z within 1e-6 of the reference (or the reference's printed precision when it
 is an unverified competition value), every marginal within 1e-5 of the ``.MAR`` file, the
@@ -55,6 +56,7 @@ Usage::
     python benchmarks/exact_speed.py [--data DIR] [--instances a,b] [--engines ours,pgmpy,pyagrum]
                                      [--timeout S] [--timeout-pgmpy S] [--setup-timeout S]
                                      [--memory-limit-gb G] [--rlimit-gb G] [--pyagrum-threads N]
+                                     [--pyagrum-max-memory-mb M]
 
 Output: a Markdown table on stdout, the instances that an engine did not solve with the
 reason, then as the last line one JSON object ``{"rows": [...], ...}`` (strict JSON: null for
@@ -485,11 +487,11 @@ def run_pyagrum(args, entry, calls):
 
     def infer(mrf, evidence, names):
         ie = gum.ShaferShenoyMRFInference(mrf)
-        if args.memory_limit_gb:
+        if args.pyagrum_max_memory_mb:
             # pyAgrum 3.3.1 takes megabytes here, whatever its docstring says (gigabytes): 4
             # or 20 reject DBN_11's tree (cliques of 2^21 entries, ~1 GB), 600 accepts it.
             # Over the bound, makeInference raises std::bad_alloc at once.
-            ie.setMaxMemory(max(1, round(args.memory_limit_gb * 1024)))
+            ie.setMaxMemory(max(1, round(args.pyagrum_max_memory_mb)))
         ie.setEvidence(evidence)
         ie.makeInference()
         marginals = [np.asarray(ie.posterior(name).toarray(), dtype=np.float64)
@@ -556,7 +558,8 @@ def run_engine(args, name: str, engine: str) -> dict:
                    "--instance", name, "--calls", ",".join(pending), "--data", str(args.data),
                    "--memory-limit-gb", str(args.memory_limit_gb),
                    "--rlimit-gb", str(args.rlimit_gb),
-                   "--pyagrum-threads", str(args.pyagrum_threads)]
+                   "--pyagrum-threads", str(args.pyagrum_threads),
+                   "--pyagrum-max-memory-mb", str(args.pyagrum_max_memory_mb)]
         env = dict(os.environ, PYTHONHASHSEED="0")
         with tempfile.TemporaryFile(mode="w+") as errors:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors,
@@ -807,11 +810,16 @@ def markdown(rows: list[dict], engines: list[str]) -> str:
 
 
 def unsolved_text(rows: list[dict]) -> str:
+    """One line per instance and engine; calls that failed for the same reason share it."""
     lines = []
     for row in rows:
         for engine, reasons in row["not_solved"].items():
+            by_reason: dict[str, list[str]] = {}
             for call, reason in reasons.items():
-                lines.append(f"- `{row['instance']}` {engine} {call}: {reason}")
+                by_reason.setdefault(reason, []).append(call)
+            text = "; ".join(f"{', '.join(calls)}: {reason}"
+                             for reason, calls in by_reason.items())
+            lines.append(f"- `{row['instance']}` {engine}: {text}")
     return "\n".join(lines)
 
 
@@ -856,6 +864,9 @@ def parse(argv=None):
     parser.add_argument("--rlimit-gb", type=float, default=8.0,
                         help="address-space limit of the pgmpy and pyAgrum workers, GiB "
                         "(default 8; 0 = none)")
+    parser.add_argument("--pyagrum-max-memory-mb", type=float, default=None,
+                        help="pyAgrum's setMaxMemory, MB (default: --memory-limit-gb; "
+                        "0 = no bound but --rlimit-gb)")
     parser.add_argument("--pyagrum-threads", type=int, default=0,
                         help="pyAgrum's number of threads (default 0: pyAgrum's default)")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
@@ -864,6 +875,8 @@ def parse(argv=None):
     args = parser.parse_args(argv)
     if args.timeout_pgmpy is None:
         args.timeout_pgmpy = args.timeout
+    if args.pyagrum_max_memory_mb is None:
+        args.pyagrum_max_memory_mb = args.memory_limit_gb * 1024
     return args
 
 
@@ -926,6 +939,7 @@ def main(argv=None) -> int:
         "seconds": (datetime.datetime.now() - started).total_seconds(),
         "options": {"timeout": args.timeout, "timeout_pgmpy": args.timeout_pgmpy,
                     "memory_limit_gb": args.memory_limit_gb, "rlimit_gb": args.rlimit_gb,
+                    "pyagrum_max_memory_mb": args.pyagrum_max_memory_mb,
                     "pyagrum_threads": args.pyagrum_threads or None},
         "tolerances": {"log10Z": LOG10Z_TOL, "marginals": MAR_TOL, "map_energy": MAP_TOL},
         "machine": machine(),
