@@ -59,6 +59,7 @@ from .io import (
     write_mar,
     write_pr,
 )
+from .reduction import reduce_factors
 
 _TASKS = {
     "map": "lowest-energy configuration (min-sum); writes the UAI MAP format",
@@ -300,8 +301,10 @@ def run_task(args: argparse.Namespace) -> int:
         evidence = {names[i]: s for i, s in read_evidence(args.evid, graph).items()}
     read_seconds = time.perf_counter() - started
     init = None
-    if args.seed is not None:
-        init = np.random.default_rng(args.seed).random(graph.compile().n_message_entries)
+    if args.seed is not None:  # messages of the graph BP runs on (scopes absorbed)
+        reduced = reduce_factors(graph)
+        bp_graph = graph if reduced is None else reduced.graph
+        init = np.random.default_rng(args.seed).random(bp_graph.compile().n_message_entries)
     result = belief_propagation(
         graph,
         beta=math.inf if args.task == "map" else args.beta,
@@ -314,6 +317,7 @@ def run_task(args: argparse.Namespace) -> int:
         damping=args.damping,
         init_messages=init,
         warn=False,
+        factor_beliefs=False,  # never printed (CSP_11 exact: 67.7 -> 25.9 s)
     )
     figures = task_figures(args.task, result)
     if args.output:
