@@ -86,28 +86,44 @@ def reduce_factors(graph):
     return reduction
 
 
+def _may_nest(cg) -> bool:
+    """False when no factor of arity >= 2 can be absorbed: all of arity <= 2 and no pair
+    of variables repeated (vectorized: the common case of large pairwise grids)."""
+    arity = np.diff(cg.scope_ptr)
+    if arity.max(initial=0) > 2:
+        return True
+    pairs = cg.scope_vars.reshape(-1)[np.repeat(arity == 2, arity)].reshape(-1, 2)
+    pairs = np.sort(pairs, axis=1)
+    return len(np.unique(pairs, axis=0)) < len(pairs)
+
+
 def _build(graph, cg):
     from .graph import FactorGraph
 
-    if len(cg.compact_factors()):
+    # A forest has no repeated or nested scope of arity >= 2 (two such factors would share
+    # two variables: a cycle); a pairwise graph has one only if a pair repeats.
+    if cg.is_forest or len(cg.compact_factors()) or not _may_nest(cg):
         return None
     scopes = [cg.scope_vars[cg.scope_ptr[a]:cg.scope_ptr[a + 1]].tolist()
               for a in range(cg.n_factors)]
-    # Candidates to absorb into: every factor of arity >= 2, largest first.
+    # Candidates to absorb into: every factor of arity >= 2, largest first. A factor's
+    # superset, if any, contains its first variable: look only among those (no F^2 scan).
     by_size = sorted((a for a in range(cg.n_factors) if len(scopes[a]) >= 2),
                      key=lambda a: (-len(scopes[a]), a))
     holder: dict[frozenset, int] = {}
     absorber = np.arange(cg.n_factors)
     absorbed = False
     sets = {a: frozenset(scopes[a]) for a in by_size}
-    chosen: list[int] = []
+    chosen_with: dict[int, list[int]] = {}
     for a in by_size:
         home = holder.get(sets[a])
         if home is None:
-            home = next((b for b in chosen if sets[a] < sets[b]), None)
+            home = next((b for b in chosen_with.get(scopes[a][0], ()) if sets[a] < sets[b]),
+                        None)
         if home is None:
-            chosen.append(a)
             holder[sets[a]] = a
+            for v in scopes[a]:
+                chosen_with.setdefault(v, []).append(a)
         else:
             absorber[a] = home
             absorbed = True
