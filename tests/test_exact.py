@@ -40,16 +40,25 @@ def _evidence_ok(graph, evidence):
     return True
 
 
-@given(st.data())
-def test_min_sum_matches_brute_force(data):
+def _case(data, beta):
+    """A drawn graph (with evidence half the time), its brute force and the exact result;
+    None when the library rightly refuses the evidence."""
     graph = data.draw(_graphs())
     evidence = data.draw(evidence_for(graph)) if data.draw(st.booleans()) else None
     if evidence and not _evidence_ok(graph, evidence):
-        return
+        return None
     note(describe(graph))
-    bf = BruteForce(graph, evidence)
-    result = _solve(graph, math.inf, evidence)
+    result = _solve(graph, beta, evidence)
     assert result.exact and result.method == "exact"
+    return graph, BruteForce(graph, evidence), result
+
+
+@given(st.data())
+def test_min_sum_matches_brute_force(data):
+    case = _case(data, math.inf)
+    if case is None:
+        return
+    graph, bf, result = case
     if not bf.feasible:
         assert result.energy == math.inf and result.feasible is False
         assert all(np.isinf(m).all() for m in result.min_marginals)
@@ -66,14 +75,10 @@ def test_min_sum_matches_brute_force(data):
 
 @given(st.data(), st.sampled_from([0.3, 1.0, 2.5]))
 def test_sum_product_matches_brute_force(data, beta):
-    graph = data.draw(_graphs())
-    evidence = data.draw(evidence_for(graph)) if data.draw(st.booleans()) else None
-    if evidence and not _evidence_ok(graph, evidence):
+    case = _case(data, beta)
+    if case is None:
         return
-    note(describe(graph))
-    bf = BruteForce(graph, evidence)
-    result = _solve(graph, beta, evidence)
-    assert result.exact and result.method == "exact"
+    graph, bf, result = case
     if not bf.feasible:
         assert result.log_partition == -math.inf and result.free_energy == math.inf
         assert result.feasible is False

@@ -21,7 +21,7 @@ stride each into the other table, ``map_stride[...]``, and one into the table it
 through one axis (runs of axes it does not depend on, of stride 0, above all), then the
 longest axis moved innermost. A pairwise factor in a clique of 20 binary variables is
 walked as at most five axes with an inner loop of hundreds of entries, instead of twenty
-axes of two states (Grids_11: the collect pass 3.3 s -> see benchmarks/README.md).
+axes of two states.
 Factor ``j``'s map is ``m = j``; clique ``c``'s message map is ``m = A + c``.
 """
 
