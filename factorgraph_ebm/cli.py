@@ -4,25 +4,39 @@ exactly by junction tree where its tables fit ``--memory-limit``, else by belief
 Usage::
 
     fgebm info MODEL [--json]
-    fgebm map  MODEL [--evid FILE] [-o OUT] [BP options] [--json] [--verbose]
+    fgebm map  MODEL [--evid FILE] [-o OUT] [BP options] [--json] [--verbose] [--progress]
     fgebm mar  MODEL [--evid FILE] [-o OUT] [BP options] [--beta B] [--json] [--verbose]
     fgebm pr   MODEL [--evid FILE] [-o OUT] [BP options] [--beta B] [--json] [--verbose]
+    fgebm --version
 
-``MODEL`` is a ``.uai`` or libDAI ``.fg`` file. Evidence is used only when given with
-``--evid`` (as in the UAI competitions, where the solver is passed the evidence file): a
+``MODEL`` is a ``.uai`` or libDAI ``.fg`` file, or ``-`` for standard input (read as
+``.uai`` when its first token after comment lines is a word, ``MARKOV`` or ``BAYES``, else
+as ``.fg``; errors name it ``<stdin>``). Evidence is used only when given with ``--evid``
+(as in the UAI competitions, where the solver is passed the evidence file): a
 ``MODEL.evid`` beside the model is not picked up on its own. Its variable indices refer to
 the model's variable order (for ``.fg``, variables sorted by label).
 
-The answer goes to ``-o OUT``, else to stdout, in the UAI format of the task (``MAP``:
-states; ``MAR``: marginals; ``PR``: log10 Z). With ``--json`` stdout gets one JSON object
-instead, with the keys ``assignment`` (map), ``marginals`` (mar), ``energy`` (map: of the
-assignment, -sum of ln potentials), ``log_partition`` (mar, pr: natural log), ``log10_Z``
-(mar, pr), ``method`` ("exact" or "bp"), ``exact``, ``feasible`` (true, false: proven
-infeasible, null: unknown), ``induced_width`` (exact runs), ``converged``, ``n_iter`` and
-``seconds``; infinities print as ``Infinity`` /
-``-Infinity``. A one-line summary goes to stderr; ``--verbose`` adds the model size, the
-timings and, when the UAI reference answer ``MODEL.MAP`` (map), ``MODEL.PR`` (pr) or
-``MODEL.MAR`` (mar) lies beside the model, the comparison with it.
+The answer goes to ``-o OUT`` (``-o -``: stdout), else to stdout, in the UAI format of the
+task (``MAP``: states; ``MAR``: marginals; ``PR``: log10 Z). ``--beta`` is a finite
+inverse temperature > 0 (``inf`` is min-sum, which has no partition function: ``fgebm
+map``). With ``--json`` stdout gets one strict JSON object instead (RFC 8259, no
+``Infinity`` or ``NaN``), with the keys ``assignment`` (map), ``marginals`` (mar),
+``energy`` (map: of the assignment, -sum of ln potentials), ``log_partition`` (mar, pr:
+natural log), ``log10_Z`` (mar, pr), ``method`` ("exact" or "bp"), ``exact``,
+``feasible`` (true, false: proven infeasible, null: unknown), ``induced_width`` (exact
+runs), ``converged``, ``n_iter``, ``seconds`` and ``non_finite``: a number that is not
+finite (the energy +inf, ln Z -inf of an infeasible model) is ``null``, and
+``non_finite`` maps its key to ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (an empty
+object when every number is finite). A one-line summary goes to stderr; ``--verbose`` adds
+the model size, the timings and the comparison with the UAI reference answer ``MODEL.MAP``
+(map), ``MODEL.PR`` (pr) or ``MODEL.MAR`` (mar) when it lies beside the model. Those
+answers are for the evidence in ``MODEL.evid`` (none when it is absent): they are compared
+only when the run's evidence is the same, else stderr says why not and which ``--evid``
+to give.
+
+BP shows its progress on stderr (iterations, the last message change) when the run lasts
+longer than two seconds and stderr is a terminal, or with ``--progress``
+(``--no-progress``: never).
 
 ``fgebm compile`` compiles every Numba kernel ahead of time (otherwise each compiles on
 first use, tens of seconds in all, and is cached for later runs); a first-use compilation
@@ -36,20 +50,27 @@ says so), 2 on bad input (a malformed file, bad evidence or options; the message
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.metadata
 import json
 import logging
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .exact import AUTO_MAX_WORK, DEFAULT_MAX_BYTES, clamped_states, exact_plan
 from .exceptions import FactorGraphError
 from .inference import METHODS, SCHEDULES, belief_propagation
 from .io import (
+    ModelFileError,
     read_evidence,
     read_map,
     read_mar,
@@ -67,6 +88,26 @@ _TASKS = {
     "pr": "log10 of the partition function Z (sum-product); writes the UAI PR format",
 }
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+#: BP options whose defaults the non-convergence hint may suggest changing.
+_BP_DEFAULTS = {"max_iter": 200, "tol": 1e-9, "damping": 0.0}
+#: Seconds before BP's progress bar appears: a run longer than that shows it.
+PROGRESS_DELAY = 2.0
+#: Seconds of BP iterations between two progress updates at least (see
+#: :func:`run_inference`), and at least this many times the quickest call of BP so far.
+PROGRESS_INTERVAL = 0.5
+PROGRESS_CALLS = 10
+#: How an error message names a model read from standard input.
+STDIN_NAME = "<stdin>"
+
+
+def package_version() -> str:
+    """The installed version of factorgraph-ebm (its package metadata, whose source is
+    ``pyproject.toml``), or the package's ``__version__`` when it is not installed."""
+    try:
+        return importlib.metadata.version("factorgraph-ebm")
+    except importlib.metadata.PackageNotFoundError:
+        package = sys.modules[__package__]
+        return str(getattr(package, "__version__", "unknown (not installed)"))
 
 
 def memory_size(text: str) -> float:
@@ -80,6 +121,21 @@ def memory_size(text: str) -> float:
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"a size must be >= 0, got {text!r}")
     return number * _UNITS[unit]
+
+
+def inverse_temperature(text: str) -> float:
+    """``--beta``: a finite number > 0 (min-sum, beta = inf, is ``fgebm map``)."""
+    try:
+        beta = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if math.isinf(beta) and beta > 0:
+        raise argparse.ArgumentTypeError(
+            "beta = inf is min-sum, which has no partition function or marginals; "
+            "fgebm map finds the lowest-energy configuration")
+    if not (math.isfinite(beta) and beta > 0):
+        raise argparse.ArgumentTypeError(f"beta must be a finite number > 0, got {text!r}")
+    return beta
 
 
 def _add_method_options(sub) -> None:
@@ -122,15 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fgebm",
         description="Factor-graph models (.uai, libDAI .fg): statistics, and the UAI MAP, "
-        "MAR and PR tasks by belief propagation.",
-        epilog="Exit status: 0 success (also when BP did not converge; stderr says so), "
-        "2 bad input, 1 internal error.",
+        "MAR and PR tasks, exactly by junction tree where its tables fit, else by belief "
+        "propagation.",
+        epilog="MODEL may be - (standard input). Exit status: 0 success (also when BP "
+        "did not converge; stderr says so), 2 bad input, 1 internal error.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s (factorgraph-ebm) {package_version()}")
     commands = parser.add_subparsers(dest="task", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="variables, factors, arity and cardinality "
                                "histograms, tree or loopy, components")
-    info.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - for "
+                      "standard input")
+    info.add_argument("--json", action="store_true", help="print one strict JSON object "
+                      "(a number that is not finite is null, named in non_finite)")
     info.add_argument("--evid", metavar="FILE", help="UAI evidence file (observed variables "
                       "leave the junction tree)")
     _add_method_options(info)
@@ -141,29 +202,37 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.set_defaults(command=run_compile)
     for task, help_text in _TASKS.items():
         sub = commands.add_parser(task, help=help_text, description=help_text + ".")
-        sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file")
+        sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - "
+                         "for standard input")
         sub.add_argument("--evid", metavar="FILE", help="UAI evidence file (only used when "
                          "given; MODEL.evid is not picked up on its own)")
         sub.add_argument("-o", "--output", metavar="OUT",
-                         help="write the UAI answer file here (default: stdout)")
+                         help="write the UAI answer file here; - or no -o: stdout")
         _add_method_options(sub)
-        sub.add_argument("--max-iter", type=int, default=200, help="BP sweeps at most "
-                         "(default: 200)")
-        sub.add_argument("--tol", type=float, default=1e-9, help="convergence threshold on "
-                         "the largest message change, in energy units (default: 1e-9)")
-        sub.add_argument("--damping", type=float, default=0.0, help="message damping in "
-                         "[0, 1) (default: 0)")
+        # Defaults None: the non-convergence hint suggests only options not given.
+        sub.add_argument("--max-iter", type=int, help="BP sweeps at most (default: "
+                         f"{_BP_DEFAULTS['max_iter']})")
+        sub.add_argument("--tol", type=float, help="convergence threshold on the largest "
+                         f"message change, in energy units (default: {_BP_DEFAULTS['tol']:g})")
+        sub.add_argument("--damping", type=float, help="message damping in [0, 1) "
+                         f"(default: {_BP_DEFAULTS['damping']:g})")
         sub.add_argument("--schedule", choices=SCHEDULES, default="auto", help="message "
                          "schedule; auto = exact two-pass on forests, else sequential")
         sub.add_argument("--seed", type=int, help="start BP from random messages drawn with "
                          "this seed (default: all-zero messages)")
         if task != "map":
-            sub.add_argument("--beta", type=float, default=1.0, help="inverse temperature: "
-                             "potentials are raised to the power beta (default: 1)")
-        sub.add_argument("--json", action="store_true", help="print one JSON object with "
-                         "every figure on stdout instead of the answer file")
+            sub.add_argument("--beta", type=inverse_temperature, default=1.0,
+                             help="inverse temperature, finite and > 0: potentials are "
+                             "raised to the power beta (default: 1; min-sum is fgebm map)")
+        sub.add_argument("--json", action="store_true", help="print one strict JSON object "
+                         "with every figure on stdout instead of the answer file (a number "
+                         "that is not finite is null, named in non_finite)")
         sub.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr, "
-                         f"and the comparison with MODEL.{task.upper()} if it exists")
+                         f"and the comparison with MODEL.{task.upper()} if it exists (made "
+                         "only when the run's evidence is that of MODEL.evid)")
+        sub.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show "
+                         "BP's iterations and last message change on stderr when the run "
+                         "lasts over 2 s (default: only when stderr is a terminal)")
         sub.set_defaults(command=run_task)
     return parser
 
@@ -171,13 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- info
 def run_info(args: argparse.Namespace) -> int:
     """``fgebm info``: print the statistics of a model."""
-    graph = read_model(args.model)
+    graph = read_model_argument(args.model)
     evidence = read_evidence(args.evid, graph) if args.evid else {}
     stats = model_statistics(graph, evidence, args.memory_limit, args.method)
+    name = _model_name(args.model)
     if args.json:
-        print(json.dumps({"model": args.model, **stats}))
+        print(strict_json({"model": name, **stats}))
         return 0
-    print(f"model          {args.model}")
+    print(f"model          {name}")
     print(f"variables      {stats['variables']}")
     print(f"factors        {stats['factors']}")
     print(f"arity          {_histogram_text(stats['arity_histogram'])}")
@@ -293,41 +363,171 @@ def _log_notices_to_stderr() -> None:
 # --------------------------------------------------------------------------- tasks
 def run_task(args: argparse.Namespace) -> int:
     """``fgebm map|mar|pr``: run BP, write the answer, report on stderr."""
+    if args.json and args.output == "-":
+        raise FactorGraphError("--json and -o - both write to stdout; give -o a file name")
+    args.given = {key for key in _BP_DEFAULTS if getattr(args, key) is not None}
+    for key, default in _BP_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     started = time.perf_counter()
-    graph = read_model(args.model)
-    evidence = {}
-    if args.evid:
-        names = graph.variables
-        evidence = {names[i]: s for i, s in read_evidence(args.evid, graph).items()}
+    graph = read_model_argument(args.model)
+    evidence = read_evidence(args.evid, graph) if args.evid else {}
     read_seconds = time.perf_counter() - started
     init = None
     if args.seed is not None:  # messages of the graph BP runs on (scopes absorbed)
         reduced = reduce_factors(graph)
         bp_graph = graph if reduced is None else reduced.graph
         init = np.random.default_rng(args.seed).random(bp_graph.compile().n_message_entries)
-    result = belief_propagation(
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = run_inference(
         graph,
+        max_iter=args.max_iter,
+        init_messages=init,
+        progress=progress,
         beta=math.inf if args.task == "map" else args.beta,
-        evidence=evidence,
+        evidence={graph.variables[i]: state for i, state in evidence.items()},
         method=args.method,
         memory_limit=args.memory_limit,
         schedule=args.schedule,
-        max_iter=args.max_iter,
         tol=args.tol,
         damping=args.damping,
-        init_messages=init,
         warn=False,
         factor_beliefs=False,  # never printed (CSP_11 exact: 67.7 -> 25.9 s)
     )
     figures = task_figures(args.task, result)
-    if args.output:
+    if args.output and args.output != "-":
         _write_answer(args.output, args.task, figures)
     if args.json:
-        print(json.dumps(figures))
-    elif not args.output:
+        print(strict_json(figures))
+    elif not args.output or args.output == "-":
         _write_answer(sys.stdout, args.task, figures)
     _report(args, graph, evidence, result, figures, read_seconds)
     return 0
+
+
+def run_inference(graph, max_iter: int, init_messages=None, progress: bool = False,
+                  **options):
+    """:func:`belief_propagation` with a progress bar on stderr.
+
+    The kernels' iteration loops take no callback, so with ``progress`` BP runs in chunks
+    of iterations, every chunk a :func:`belief_propagation` call warm-started from the last
+    one's messages: they are the whole state of BP, so the iterations and the answer are
+    those of one call, bit for bit (tested). The first call, of one iteration, also settles
+    exact or BP; the junction tree runs in that one call, without progress. The bar (tqdm)
+    appears after :data:`PROGRESS_DELAY` seconds.
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    max_iter : int
+        BP iterations at most, in all.
+    init_messages : array_like, optional
+        As in :func:`belief_propagation`.
+    progress : bool, default=False
+        Show the bar (iterations, last message change) on ``sys.stderr``.
+    **options
+        The other keywords of :func:`belief_propagation`.
+
+    Returns
+    -------
+    InferenceResult
+        With ``n_iter``, ``residuals`` and ``seconds`` of the whole run.
+    """
+    if not progress:
+        return belief_propagation(graph, max_iter=max_iter, init_messages=init_messages,
+                                  **options)
+    started = time.perf_counter()
+    result = belief_propagation(graph, max_iter=1, init_messages=init_messages, **options)
+    if result.method == "exact" or result.converged or max_iter == 1:
+        return result
+    n_iter, residuals = result.n_iter, [result.residuals]
+    # Each call also decodes and computes beliefs, about one iteration's work (relational_3:
+    # 8 ms against 9 ms per iteration): chunks of at least PROGRESS_CALLS = 10 times the
+    # quickest call so far keep that under 10 %.
+    quickest = result.seconds
+    options = {**options, "method": "bp"}  # the first call chose BP
+    with tqdm(total=max_iter, desc="fgebm BP", unit="it", file=sys.stderr,
+              delay=PROGRESS_DELAY, dynamic_ncols=True) as bar:
+        bar.set_postfix_str(f"residual {result.residuals[-1]:.3g}", refresh=False)
+        bar.update(result.n_iter)
+        while n_iter < max_iter and not result.converged:
+            seconds = max(PROGRESS_INTERVAL, PROGRESS_CALLS * quickest)
+            chunk = min(max_iter - n_iter,
+                        max(1, int(seconds * result.n_iter / max(result.seconds, 1e-9))))
+            result = belief_propagation(graph, max_iter=chunk, init_messages=result.messages,
+                                        **options)
+            quickest = min(quickest, result.seconds)
+            n_iter += result.n_iter
+            residuals.append(result.residuals)
+            status = "converged, " if result.converged else ""
+            bar.set_postfix_str(f"{status}residual {result.residuals[-1]:.3g}", refresh=False)
+            bar.update(result.n_iter)
+    return dataclasses.replace(result, n_iter=n_iter, residuals=np.concatenate(residuals),
+                               seconds=time.perf_counter() - started)
+
+
+def read_model_argument(model: str):
+    """The model named on the command line: :func:`read_model` of a file, or with ``-`` of
+    standard input (see the module docstring).
+
+    The readers take a path, so standard input is copied to a temporary file first, named
+    by the format its first token suggests; errors name the model ``<stdin>``.
+    """
+    if model != "-":
+        return read_model(model)
+    with tempfile.TemporaryDirectory(prefix="fgebm-") as folder:
+        path = os.path.join(folder, "stdin")
+        with open(path, "wb") as copy:
+            shutil.copyfileobj(sys.stdin.buffer, copy)
+        named = path + _stdin_format(path)
+        os.rename(path, named)
+        try:
+            return read_model(named)
+        except ModelFileError as exc:
+            raise ModelFileError(STDIN_NAME, exc.line, exc.problem) from None
+        except FactorGraphError as exc:
+            raise FactorGraphError(str(exc).replace(named, STDIN_NAME)) from None
+
+
+def _stdin_format(path: str) -> str:
+    """``.uai`` when the first token after comment lines (``c`` in UAI, ``#`` in libDAI
+    files) is a word (``MARKOV``, ``BAYES``), else ``.fg``."""
+    with open(path, encoding="utf-8", errors="replace") as text:
+        for line in text:
+            token = line.split("#", 1)[0].split()
+            if token and token[0].lower() != "c":
+                return ".uai" if token[0][:1].isalpha() else ".fg"
+    return ".uai"
+
+
+def _model_name(model: str) -> str:
+    return STDIN_NAME if model == "-" else model
+
+
+def strict_json(figures: dict) -> str:
+    """``figures`` as one line of strict JSON (RFC 8259: no ``Infinity`` or ``NaN``).
+
+    Every float that is not finite becomes ``null``, and the key ``non_finite`` maps its
+    path (``"energy"``, ``"marginals[2][0]"``) to ``"Infinity"``, ``"-Infinity"`` or
+    ``"NaN"`` (the spellings that JavaScript's ``Number`` and Python's ``float`` read); it
+    is an empty object when every number is finite.
+    """
+    non_finite: dict[str, str] = {}
+
+    def clean(value, path: str):
+        if isinstance(value, float) and not math.isfinite(value):
+            non_finite[path] = "NaN" if math.isnan(value) else (
+                "Infinity" if value > 0 else "-Infinity")
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item, f"{path}.{key}" if path else str(key))
+                    for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return value
+
+    cleaned = clean(figures, "")
+    return json.dumps({**cleaned, "non_finite": non_finite}, allow_nan=False)
 
 
 def task_figures(task: str, result) -> dict:
@@ -395,40 +595,82 @@ def _report(args, graph, evidence, result, figures, read_seconds: float) -> None
     else:
         status = (f"did NOT converge in {result.n_iter} iterations (last message change "
                   f"{result.residuals[-1]:.3g} > tol {args.tol:g}); the answer is BP's last "
-                  "estimate: try --damping 0.5 or a larger --max-iter")
+                  f"estimate{_convergence_hint(getattr(args, 'given', set()))}")
     schedule = "" if result.method == "exact" else f"{result.schedule} schedule, "
     print(f"fgebm {args.task}: {headline}; {schedule}{how}; {status}", file=sys.stderr)
     if args.verbose:
-        print(f"  model {args.model}: {graph.n_variables} variables, {graph.n_factors} factors; "
-              f"{len(evidence)} observed (evidence {args.evid or 'none'})", file=sys.stderr)
+        print(f"  model {_model_name(args.model)}: {graph.n_variables} variables, "
+              f"{graph.n_factors} factors; {len(evidence)} observed (evidence "
+              f"{args.evid or 'none'})", file=sys.stderr)
         print(f"  read {read_seconds:.3f} s, inference {result.seconds:.3f} s", file=sys.stderr)
-        comparison = compare_with_reference(args.task, args.model, graph, figures)
+        comparison = compare_with_reference(args.task, args.model, graph, figures, evidence)
         if comparison:
             print(f"  {comparison}", file=sys.stderr)
 
 
-def compare_with_reference(task: str, model: str, graph, figures: dict) -> str | None:
+def _convergence_hint(given: set) -> str:
+    """``: try ...`` with the BP options that the user did not give, or ``""``."""
+    hints = []
+    if "damping" not in given:
+        hints.append("--damping 0.5")
+    if "max_iter" not in given:
+        hints.append("a larger --max-iter")
+    if not hints and "tol" not in given:
+        hints.append("a larger --tol")
+    return f": try {' or '.join(hints)}" if hints else ""
+
+
+def compare_with_reference(task: str, model: str, graph, figures: dict,
+                           evidence=None) -> str | None:
     """How ``figures`` compare with the UAI reference answer ``MODEL.MAP|PR|MAR``, if any.
+
+    The reference answers are for the evidence in ``MODEL.evid`` (none when that file is
+    absent), so they are compared only when the run's ``evidence`` is the same.
+
+    Parameters
+    ----------
+    task : {"map", "mar", "pr"}
+    model : str
+        The model's path (``-``: standard input, which has no reference beside it).
+    graph : FactorGraph
+    figures : dict
+        :func:`task_figures` of the run.
+    evidence : mapping variable index -> state, optional
+        The run's evidence.
 
     Returns
     -------
     str or None
-        None when there is no reference file; a note when it cannot be read.
+        None when there is no reference file; a note saying why not when it is not
+        compared (other evidence, a file that does not read).
     """
     path = Path(f"{model}.{task.upper()}")
-    if not path.exists():
+    if model == "-" or not path.exists():
         return None
+    evid = Path(f"{model}.evid")
+    try:
+        assumed = read_evidence(evid, graph) if evid.exists() else {}
+    except FactorGraphError as exc:
+        return f"reference {path.name} not compared: the evidence it assumes does not read: {exc}"
+    given = dict(evidence or {})
+    if given != assumed:
+        theirs = (f"the evidence in {evid.name} ({len(assumed)} observed)" if assumed
+                  else f"no evidence ({evid.name} {'has none' if evid.exists() else 'is absent'})")
+        ours = (f"other evidence ({len(given)} observed)" if given else "none")
+        fix = f"rerun with --evid {evid}" if assumed else "rerun without --evid"
+        return f"reference {path.name} not compared: it is for {theirs}, this run has {ours}; {fix}"
+    name = f"{path.name} (evidence of {evid.name})" if assumed else path.name
     try:
         if task == "map":
             reference = graph.energy(read_map(path, graph))
-            return (f"reference {path.name}: energy {reference:.10g}, gap "
+            return (f"reference {name}: energy {reference:.10g}, gap "
                     f"{figures['energy'] - reference:.3g}")
         if task == "pr":
             reference = read_pr(path)
-            return (f"reference {path.name}: log10 Z {reference:.10g}, error "
+            return (f"reference {name}: log10 Z {reference:.10g}, error "
                     f"{figures['log10_Z'] - reference:.3g}")
         error = max(float(np.abs(np.subtract(mine, theirs)).max()) for mine, theirs in
                     zip(figures["marginals"], read_mar(path, graph), strict=True))
-        return f"reference {path.name}: largest marginal error {error:.3g}"
+        return f"reference {name}: largest marginal error {error:.3g}"
     except FactorGraphError as exc:
         return f"reference {path.name} not compared: {exc}"

@@ -1,5 +1,7 @@
 """The ``fgebm`` command line, in-process (``cli.main``) and as ``python -m factorgraph_ebm``."""
 
+import importlib.metadata
+import io
 import json
 import math
 import re
@@ -11,8 +13,11 @@ import numpy as np
 import pytest
 from warmup import SUBPROCESS_TIMEOUT
 
+import factorgraph_ebm
 from factorgraph_ebm import cli
 from factorgraph_ebm.io import read_map, read_mar, read_pr, read_uai
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "pdb1akg.uai"
 
@@ -38,6 +43,29 @@ def run(capsys, *argv):
     return status, out, err
 
 
+def strict_loads(text):
+    """json.loads that refuses Infinity and NaN, as JSON parsers of other languages do."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def grid_uai(side=3, seed=0, coupling=2.0):
+    """A loopy side x side binary grid with random pairwise potentials (UAI text)."""
+    rng = np.random.default_rng(seed)
+    n = side * side
+    edges = [(r * side + c, r * side + c + 1) for r in range(side) for c in range(side - 1)]
+    edges += [(r * side + c, (r + 1) * side + c) for r in range(side - 1) for c in range(side)]
+    lines = ["MARKOV", str(n), " ".join(["2"] * n), str(n + len(edges))]
+    lines += [f"1 {i}" for i in range(n)] + [f"2 {i} {j}" for i, j in edges]
+    for _ in range(n):
+        lines.append("2 " + " ".join(map(repr, np.exp(rng.normal(size=2)).tolist())))
+    for _ in edges:
+        lines.append("4 " + " ".join(map(repr, np.exp(coupling * rng.normal(size=4)).tolist())))
+    return "\n".join(lines) + "\n"
+
+
 def test_info(capsys):
     status, out, _ = run(capsys, "info", EXAMPLE)
     assert status == 0
@@ -57,7 +85,8 @@ def test_map_answer_json_and_output_file(capsys, tmp_path):
     assert status == 0
     figures = json.loads(out)
     assert set(figures) == {"assignment", "energy", "converged", "n_iter", "seconds", "method",
-                            "exact", "feasible", "induced_width"}
+                            "exact", "feasible", "induced_width", "non_finite"}
+    assert figures["non_finite"] == {}
     assert figures["method"] == "exact" and figures["feasible"] is True
     graph = read_uai(EXAMPLE)
     assert figures["energy"] == pytest.approx(graph.energy(figures["assignment"]), abs=1e-12)
@@ -74,7 +103,8 @@ def test_mar_and_pr(capsys, model, tmp_path):
     figures = json.loads(out)
     assert status == 0 and figures["converged"]
     assert set(figures) == {"marginals", "log_partition", "log10_Z", "converged", "n_iter",
-                            "seconds", "method", "exact", "feasible", "induced_width"}
+                            "seconds", "method", "exact", "feasible", "induced_width",
+                            "non_finite"}
     joint = np.arange(1, 7).reshape(2, 3)[:, :, None] * np.arange(6, 0, -1).reshape(3, 2)[None]
     assert figures["log_partition"] == pytest.approx(math.log(joint.sum()), abs=1e-12)
     assert figures["log10_Z"] == pytest.approx(math.log10(joint.sum()), abs=1e-12)
@@ -104,14 +134,29 @@ def test_verbose_compares_with_reference_answers_beside_the_model(capsys, model)
                      r"cardinality of variable 1", err)
 
 
-def test_infeasible_model_prints_minus_infinity(capsys, model, tmp_path):
+def test_json_is_strict_null_and_a_flag_for_infinities(capsys, model, tmp_path):
     path = model(INFEASIBLE)
     status, out, _ = run(capsys, "pr", path, "--json", "-o", tmp_path / "x.PR")
     assert status == 0
-    assert '"log_partition": -Infinity' in out and '"log10_Z": -Infinity' in out
-    assert read_pr(tmp_path / "x.PR") == -math.inf
+    figures = strict_loads(out)
+    assert figures["log_partition"] is None and figures["log10_Z"] is None
+    assert figures["non_finite"] == {"log_partition": "-Infinity", "log10_Z": "-Infinity"}
+    assert figures["feasible"] is False
+    assert read_pr(tmp_path / "x.PR") == -math.inf  # the UAI answer file keeps -inf
     status, out, _ = run(capsys, "map", path, "--json")
-    assert '"energy": Infinity' in out
+    figures = strict_loads(out)
+    assert figures["energy"] is None and figures["non_finite"] == {"energy": "Infinity"}
+    status, out, _ = run(capsys, "info", path, "--json")
+    assert strict_loads(out)["non_finite"] == {}
+
+
+def test_strict_json_names_every_non_finite_number():
+    text = cli.strict_json({"a": 1.5, "marginals": [[0.5, math.nan], [-math.inf]],
+                            "nested": {"b": math.inf}, "n": 3, "s": "x"})
+    assert strict_loads(text) == {
+        "a": 1.5, "marginals": [[0.5, None], [None]], "nested": {"b": None}, "n": 3,
+        "s": "x", "non_finite": {"marginals[0][1]": "NaN", "marginals[1][0]": "-Infinity",
+                                 "nested.b": "Infinity"}}
 
 
 def test_evidence_is_explicit_only(capsys, model):
@@ -142,6 +187,26 @@ def test_non_convergence_still_answers(capsys, model):
     assert "did NOT converge in 1 iterations" in err
 
 
+@pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        (["--max-iter", "1"], "estimate: try --damping 0.5\n"),
+        (["--max-iter", "1", "--damping", "0.5"], "estimate: try a larger --tol\n"),
+        (["--max-iter", "1", "--damping", "0", "--tol", "1e-12"], "estimate\n"),
+        (["--max-iter=1", "--damp", "0.1", "--tol=1e-12"], "estimate\n"),  # abbreviations
+    ],
+)
+def test_non_convergence_hint_skips_options_already_given(capsys, model, options, hint):
+    _, _, err = run(capsys, "mar", model(TRIANGLE), "--method", "bp", "--schedule",
+                    "parallel", *options)
+    assert "did NOT converge" in err and err.endswith(hint), err
+
+
+def test_non_convergence_hint_with_no_option_given():
+    assert cli._convergence_hint(set()) == ": try --damping 0.5 or a larger --max-iter"
+    assert cli._convergence_hint({"damping"}) == ": try a larger --max-iter"
+
+
 def test_seed_gives_random_but_reproducible_starts(capsys):
     runs = [json.loads(run(capsys, "pr", EXAMPLE, "--json", "--seed", s)[1]) for s in (1, 1, 2)]
     assert runs[0]["log10_Z"] == runs[1]["log10_Z"]
@@ -162,6 +227,14 @@ def test_seed_gives_random_but_reproducible_starts(capsys):
         (["frobnicate"], "invalid choice"),
         (["map"], "the following arguments are required: MODEL"),
         (["map", "{good}", "--beta", "2"], "unrecognized arguments: --beta 2"),
+        (["pr", "{good}", "--beta", "inf"], "beta = inf is min-sum, which has no partition "
+         "function or marginals; fgebm map finds"),
+        (["mar", "{good}", "--beta", "Infinity"], "beta = inf is min-sum"),
+        (["pr", "{good}", "--beta", "0"], "beta must be a finite number > 0, got '0'"),
+        (["mar", "{good}", "--beta", "-1"], "beta must be a finite number > 0"),
+        (["pr", "{good}", "--beta", "nan"], "beta must be a finite number > 0"),
+        (["pr", "{good}", "--beta", "x"], "argument --beta: not a number: 'x'"),
+        (["pr", "{good}", "--json", "-o", "-"], "--json and -o - both write to stdout"),
     ],
 )
 def test_bad_input_exits_2_without_traceback(argv, message, capsys, model, tmp_path):
@@ -190,7 +263,8 @@ def test_internal_error_exits_1(capsys, monkeypatch):
 
 
 def test_python_dash_m_subprocess(tmp_path, warm_kernels):
-    """Two real processes: the example's PR, and a malformed file (exit 2, no traceback)."""
+    """Real processes: the example's PR from its file and through a pipe, and a malformed
+    file (exit 2, no traceback)."""
     done = subprocess.run(
         [sys.executable, "-m", "factorgraph_ebm", "pr", str(EXAMPLE), "--json"],
         capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
@@ -198,6 +272,14 @@ def test_python_dash_m_subprocess(tmp_path, warm_kernels):
     assert done.returncode == 0, done.stderr
     reference = read_pr(Path(f"{EXAMPLE}.PR"))
     assert json.loads(done.stdout)["log10_Z"] == pytest.approx(reference, abs=1e-9)
+    done = subprocess.run(  # the model through a pipe, the answer to stdout
+        [sys.executable, "-m", "factorgraph_ebm", "pr", "-", "-o", "-"],
+        input=EXAMPLE.read_text(), capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "PR"
+    assert float(done.stdout.split()[1]) == pytest.approx(reference, abs=1e-9)
     bad = tmp_path / "bad.uai"
     bad.write_text("MARKOV\n1\n2\n1\n1 0\n2\n0.5 -1\n")
     done = subprocess.run(
@@ -206,3 +288,217 @@ def test_python_dash_m_subprocess(tmp_path, warm_kernels):
     )
     assert done.returncode == 2
     assert f"{bad}:7: expected a potential" in done.stderr and "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- --version
+def test_version_is_the_package_version(capsys):
+    status, out, _ = run(capsys, "--version")
+    assert status == 0
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    version = project.get("version") or importlib.metadata.version("factorgraph-ebm")
+    assert out == f"fgebm (factorgraph-ebm) {version}\n"
+
+
+def test_version_without_package_metadata(monkeypatch):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    monkeypatch.setattr(factorgraph_ebm, "__version__", "9.8.7", raising=False)
+    assert cli.package_version() == "9.8.7"
+    monkeypatch.delattr(factorgraph_ebm, "__version__")
+    assert cli.package_version() == "unknown (not installed)"
+
+
+# --------------------------------------------------------------------------- stdin, stdout
+def feed_stdin(monkeypatch, text):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        (CHAIN, "m.uai"),
+        ("c a comment line\n" + CHAIN.lower(), "m.uai"),  # UAI comments, lower-case preamble
+        ("# libDAI comment\n2\n\n1\n7\n2\n2\n0 1\n1 2\n\n1\n3\n3\n3\n0 3\n1 2\n2 1\n", "m.fg"),
+    ],
+)
+def test_model_from_stdin_answers_as_from_a_file(capsys, monkeypatch, model, text, name):
+    path = model(text, name)
+    _, from_file, _ = run(capsys, "mar", path, "--json")
+    feed_stdin(monkeypatch, text)
+    status, from_stdin, _ = run(capsys, "mar", "-", "--json")
+    assert status == 0
+    keep = ("marginals", "log_partition", "method")
+    assert {k: json.loads(from_stdin)[k] for k in keep} == {
+        k: json.loads(from_file)[k] for k in keep}
+    feed_stdin(monkeypatch, text)
+    status, out, _ = run(capsys, "info", "-", "--json")
+    assert status == 0 and json.loads(out)["model"] == "<stdin>"
+
+
+def test_model_from_stdin_errors_name_stdin(capsys, monkeypatch):
+    feed_stdin(monkeypatch, "MARKOV\n2\n2 x\n")
+    status, _, err = run(capsys, "map", "-")
+    assert status == 2
+    assert "fgebm: error: <stdin>:3: expected the cardinalities" in err
+    assert "Traceback" not in err and "fgebm-" not in err  # no temporary path
+
+
+def test_output_dash_writes_the_answer_to_stdout(capsys, model):
+    path = model(CHAIN)
+    _, to_stdout, _ = run(capsys, "pr", path)
+    status, dash, _ = run(capsys, "pr", path, "-o", "-")
+    assert status == 0 and dash == to_stdout and dash.startswith("PR\n")
+    assert not Path("-").exists()
+
+
+# --------------------------------------------------------------------------- --verbose references
+CHAIN_MAP_FREE = [1, 0, 0]  # argmax of the product 2..6 x 6..1 over the chain's 12 states
+CHAIN_MAP_X1_IS_2 = [1, 2, 0]
+
+
+def chain_energy(states):
+    first = np.arange(1, 7).reshape(2, 3)
+    second = np.arange(6, 0, -1).reshape(3, 2)
+    return -math.log(first[states[0], states[1]] * second[states[1], states[2]])
+
+
+def test_hand_worked_chain_maps():
+    """The MAP states below, by enumeration of the 12 configurations."""
+    import itertools
+
+    states = list(itertools.product(range(2), range(3), range(2)))
+    assert list(min(states, key=chain_energy)) == CHAIN_MAP_FREE
+    assert list(min((s for s in states if s[1] == 2), key=chain_energy)) == CHAIN_MAP_X1_IS_2
+
+
+def test_verbose_compares_only_with_the_evidence_the_reference_assumes(capsys, model, tmp_path):
+    path = model(CHAIN)
+    Path(path + ".MAP").write_text("MAP\n3 " + " ".join(map(str, CHAIN_MAP_X1_IS_2)) + "\n")
+    Path(path + ".evid").write_text("1 1 2\n")
+    # Without --evid the run has no evidence: no comparison, and the way to get one.
+    _, _, err = run(capsys, "map", path, "--verbose")
+    assert (f"reference m.uai.MAP not compared: it is for the evidence in m.uai.evid "
+            f"(1 observed), this run has none; rerun with --evid {path}.evid") in err
+    assert "gap" not in err
+    # With the reference's evidence: compared, and said so.
+    _, _, err = run(capsys, "map", path, "--verbose", "--evid", path + ".evid")
+    energy = chain_energy(CHAIN_MAP_X1_IS_2)
+    assert f"reference m.uai.MAP (evidence of m.uai.evid): energy {energy:.10g}, gap 0" in err
+    # Other evidence: not compared.
+    (tmp_path / "other.evid").write_text("1 1 0\n")
+    _, _, err = run(capsys, "map", path, "--verbose", "--evid", tmp_path / "other.evid")
+    assert "not compared: it is for the evidence in m.uai.evid (1 observed), this run has " \
+           "other evidence (1 observed)" in err
+    # A MODEL.evid without evidence (UAI's "0") and a run without: compared.
+    Path(path + ".evid").write_text("0\n")
+    Path(path + ".MAP").write_text("MAP\n3 " + " ".join(map(str, CHAIN_MAP_FREE)) + "\n")
+    _, _, err = run(capsys, "map", path, "--verbose")
+    assert f"reference m.uai.MAP: energy {chain_energy(CHAIN_MAP_FREE):.10g}, gap 0" in err
+    # No MODEL.evid at all: the reference is for no evidence.
+    Path(path + ".evid").unlink()
+    (tmp_path / "e.evid").write_text("1 1 2\n")
+    _, _, err = run(capsys, "map", path, "--verbose", "--evid", tmp_path / "e.evid")
+    assert ("reference m.uai.MAP not compared: it is for no evidence (m.uai.evid is absent), "
+            "this run has other evidence (1 observed); rerun without --evid") in err
+
+
+PROMEDUS = ROOT.parent / "shared" / "data" / "uai" / "Promedus_11.uai"
+
+
+@pytest.mark.skipif(not PROMEDUS.exists(), reason="../shared/data/uai is absent")
+def test_promedus_reference_needs_its_evidence(capsys):
+    """The issue's case: without --evid the MAP 'gap' was -21.1 (another problem's answer)."""
+    _, _, err = run(capsys, "map", PROMEDUS, "--verbose")
+    assert "Promedus_11.uai.MAP not compared: it is for the evidence in " \
+           "Promedus_11.uai.evid (8 observed), this run has none" in err
+    _, _, err = run(capsys, "map", PROMEDUS, "--verbose", "--evid", f"{PROMEDUS}.evid")
+    assert re.search(r"reference Promedus_11\.uai\.MAP \(evidence of Promedus_11\.uai\.evid\): "
+                     r"energy \S+, gap (0|-?\d\.\d+e-1\d)\n", err), err
+
+
+# --------------------------------------------------------------------------- progress
+def count_bp_calls(monkeypatch):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("max_iter"))
+        return factorgraph_ebm.belief_propagation(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "belief_propagation", counted)
+    return calls
+
+
+def every_chunk_one_iteration(monkeypatch):
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(cli, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(cli, "PROGRESS_CALLS", 0)
+
+
+@pytest.mark.parametrize(
+    ("beta", "schedule", "damping", "max_iter"),
+    [(1.0, "sequential", 0.3, 300), (1.0, "parallel", 0.0, 25), (math.inf, "parallel", 0.5, 300),
+     (2.0, "sequential", 0.0, 7)],
+)
+def test_progress_chunks_give_the_answer_of_one_call(monkeypatch, capsys, model, beta,
+                                                     schedule, damping, max_iter):
+    """With progress, BP runs one call per chunk of iterations (here: per iteration), each
+    warm-started from the last: the same iterations and answer as one call, bit for bit
+    (the same arithmetic in one process)."""
+    graph = read_uai(model(grid_uai(seed=3)))
+    options = dict(beta=beta, method="bp", schedule=schedule, damping=damping, tol=1e-10,
+                   warn=False, factor_beliefs=False)
+    whole = cli.run_inference(graph, max_iter, **options)
+    every_chunk_one_iteration(monkeypatch)
+    calls = count_bp_calls(monkeypatch)
+    chunked = cli.run_inference(graph, max_iter, progress=True, **options)
+    assert len(calls) == chunked.n_iter and set(calls) == {1}  # one call per iteration
+    assert chunked.n_iter == whole.n_iter and chunked.converged == whole.converged
+    np.testing.assert_array_equal(chunked.residuals, whole.residuals)
+    np.testing.assert_array_equal(chunked.messages, whole.messages)
+    np.testing.assert_array_equal(chunked.variable_beliefs, whole.variable_beliefs)
+    np.testing.assert_array_equal(chunked.assignment, whole.assignment)
+    assert chunked.log_partition == whole.log_partition and chunked.energy == whole.energy
+    assert "fgebm BP" in capsys.readouterr().err
+
+
+def test_progress_shows_iterations_and_residual_on_stderr(capsys, monkeypatch, model):
+    every_chunk_one_iteration(monkeypatch)
+    path = model(grid_uai(seed=3))
+    status, out, err = run(capsys, "mar", path, "--method", "bp", "--schedule", "parallel",
+                           "--max-iter", "12", "--progress", "--json")
+    assert status == 0 and not json.loads(out)["converged"]
+    lines = err.replace("\r", "\n")
+    assert re.search(r"fgebm BP: 100%.* 12/12 .*residual \d", lines), lines
+    status, out, err = run(capsys, "mar", path, "--method", "bp", "--damping", "0.3",
+                           "--max-iter", "500", "--progress", "--json")
+    figures = json.loads(out)
+    assert figures["converged"] and figures["n_iter"] < 500
+    # A bar that stops early says why.
+    assert re.search(rf" {figures['n_iter']}/500 .*converged, residual \d", err), err
+
+
+def test_progress_only_on_a_terminal_or_when_asked(capsys, monkeypatch, model):
+    every_chunk_one_iteration(monkeypatch)
+    path = model(grid_uai(seed=3))
+    calls = count_bp_calls(monkeypatch)
+    argv = ["mar", path, "--method", "bp", "--schedule", "parallel", "--max-iter", "6"]
+    _, _, err = run(capsys, *argv)  # stderr is not a terminal here
+    assert calls == [6] and "fgebm BP" not in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    calls.clear()
+    _, _, err = run(capsys, *argv)
+    assert calls == [1] * 6 and "fgebm BP" in err
+    calls.clear()
+    _, _, err = run(capsys, *argv, "--no-progress")
+    assert calls == [6] and "fgebm BP" not in err
+
+
+def test_progress_leaves_exact_runs_to_one_call(capsys, monkeypatch):
+    every_chunk_one_iteration(monkeypatch)
+    calls = count_bp_calls(monkeypatch)
+    status, out, err = run(capsys, "pr", EXAMPLE, "--progress", "--json")
+    assert status == 0 and json.loads(out)["method"] == "exact"
+    assert calls == [1] and "fgebm BP" not in err
