@@ -47,7 +47,10 @@ def solve(task: str, model: Path, options: list[str]) -> dict:
         status = cli.main(argv)
     if status != 0:
         raise RuntimeError(f"fgebm {' '.join(argv)} exited {status}: {stderr.getvalue()}")
-    return json.loads(stdout.getvalue())
+    figures = json.loads(stdout.getvalue())
+    for key, value in figures.pop("non_finite").items():  # strict JSON: null + the value
+        figures[key] = float(value)
+    return figures
 
 
 def compare(entry: dict, data: Path, options: list[str]) -> dict:
