@@ -433,12 +433,12 @@ def run_inference(graph, max_iter: int, init_messages=None, progress: bool = Fal
     InferenceResult
         With ``n_iter``, ``residuals`` and ``seconds`` of the whole run.
     """
-    if not progress:
+    if not progress or max_iter <= 1:  # (max_iter < 1 is belief_propagation's error)
         return belief_propagation(graph, max_iter=max_iter, init_messages=init_messages,
                                   **options)
     started = time.perf_counter()
     result = belief_propagation(graph, max_iter=1, init_messages=init_messages, **options)
-    if result.method == "exact" or result.converged or max_iter == 1:
+    if result.method == "exact" or result.converged:
         return result
     n_iter, residuals = result.n_iter, [result.residuals]
     # Each call also decodes and computes beliefs, about one iteration's work (relational_3:
@@ -595,7 +595,7 @@ def _report(args, graph, evidence, result, figures, read_seconds: float) -> None
     else:
         status = (f"did NOT converge in {result.n_iter} iterations (last message change "
                   f"{result.residuals[-1]:.3g} > tol {args.tol:g}); the answer is BP's last "
-                  f"estimate{_convergence_hint(getattr(args, 'given', set()))}")
+                  f"estimate{_convergence_hint(args.given)}")
     schedule = "" if result.method == "exact" else f"{result.schedule} schedule, "
     print(f"fgebm {args.task}: {headline}; {schedule}{how}; {status}", file=sys.stderr)
     if args.verbose:

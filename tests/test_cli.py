@@ -222,6 +222,7 @@ def test_seed_gives_random_but_reproducible_starts(capsys):
         (["map", "{good}", "--damping", "2"], r"damping must be in \[0, 1\)"),
         (["map", "{good}", "--evid", "{evid}"], r"e\.evid:1: expected a variable index in 0\.\.2"),
         (["pr", "{good}", "--max-iter", "0"], "max_iter must be an integer >= 1"),
+        (["pr", "{good}", "--max-iter", "0", "--progress"], "max_iter must be an integer >= 1"),
         (["map", "{good}", "--method", "bp", "--schedule", "tree"], "needs a forest"),
         (["info", "{good}.txt"], "unknown model format"),
         (["frobnicate"], "invalid choice"),
