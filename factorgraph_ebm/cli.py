@@ -443,8 +443,9 @@ def run_inference(graph, max_iter: int, init_messages=None, progress: bool = Fal
     n_iter, residuals = result.n_iter, [result.residuals]
     # Each call also decodes and computes beliefs, about one iteration's work (relational_3:
     # 8 ms against 9 ms per iteration): chunks of at least PROGRESS_CALLS = 10 times the
-    # quickest call so far keep that under 10 %.
-    quickest = result.seconds
+    # quickest call so far keep that under 10 %. The first call does not count (it may
+    # load the kernels from the cache: a second); the second runs one iteration to measure.
+    quickest = math.inf
     options = {**options, "method": "bp"}  # the first call chose BP
     with tqdm(total=max_iter, desc="fgebm BP", unit="it", file=sys.stderr,
               delay=PROGRESS_DELAY, dynamic_ncols=True) as bar:
@@ -452,8 +453,8 @@ def run_inference(graph, max_iter: int, init_messages=None, progress: bool = Fal
         bar.update(result.n_iter)
         while n_iter < max_iter and not result.converged:
             seconds = max(PROGRESS_INTERVAL, PROGRESS_CALLS * quickest)
-            chunk = min(max_iter - n_iter,
-                        max(1, int(seconds * result.n_iter / max(result.seconds, 1e-9))))
+            chunk = 1 if math.isinf(seconds) else min(
+                max_iter - n_iter, max(1, int(seconds * result.n_iter / max(result.seconds, 1e-9))))
             result = belief_propagation(graph, max_iter=chunk, init_messages=result.messages,
                                         **options)
             quickest = min(quickest, result.seconds)
