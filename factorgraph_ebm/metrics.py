@@ -192,15 +192,6 @@ def chunk_scores(y_true, y_pred) -> ChunkScores:
     FactorGraphError
         Sequences that do not align, or a tag that is not a str (naming sequence and
         position).
-
-    Examples
-    --------
-    >>> from factorgraph_ebm import chunk_scores
-    >>> s = chunk_scores([["B-NP", "I-NP", "O", "B-VP"]], [["B-NP", "I-NP", "O", "B-NP"]])
-    >>> s.n_correct, s.n_true, s.n_pred, s.f1
-    (1, 2, 2, 0.5)
-    >>> s.by_type["NP"].precision, s.by_type["VP"].recall
-    (0.5, 0.0)
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
     counts: dict[str, list[int]] = {}  # type -> [correct, true, predicted]

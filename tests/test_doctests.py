@@ -55,7 +55,6 @@ MUST_HAVE_EXAMPLES = [
     "path_energy",
     "SequenceLabeler",
     "token_accuracy",
-    "chunk_scores",
     "io.read_uai",
     "io.write_uai",
     "io.read_fg",
