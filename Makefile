@@ -3,12 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 MODEL ?= examples/models/pdb1akg.uai
 
-.PHONY: run test lint clean
+.PHONY: run test lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev,docs]"
 	touch $@
 
 ## run: the main job, min-sum and sum-product BP on a real UAI model shipped in the repo
@@ -23,5 +23,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check factorgraph_ebm tests examples benchmarks
 
+## docs: the API reference from the docstrings, in docs/_build/html; warnings are errors
+docs: $(VENV)/.installed
+	rm -rf docs/generated
+	$(VENV)/bin/python -m sphinx -W --keep-going -E -q -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis docs/_build docs/generated

@@ -13,6 +13,10 @@ the most offending incorrect path), on which :class:`SequenceLabeler` trains lin
 labelers.
 """
 
+# The package's one version string: pyproject.toml reads it (setuptools' dynamic version),
+# and the kernel cache's directory name starts with it.
+__version__ = "0.1.0"
+
 from .compiled import CompiledGraph
 from .exceptions import (
     ConvergenceWarning,
@@ -73,8 +77,6 @@ def __getattr__(name):
 def __dir__():
     return sorted([*globals(), *_LAZY])
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LBFGS",

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numba
 
+from . import __version__  # set before the package imports its modules
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 logger = logging.getLogger("factorgraph_ebm")
 
@@ -65,13 +67,7 @@ def source_key_of(package_dir: Path) -> str:
         if b"njit" in data:
             digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(data).digest())
-    try:
-        from importlib.metadata import version
-
-        package_version = version("factorgraph-ebm")
-    except Exception:  # not installed (e.g. a copy on sys.path)
-        package_version = "unknown"
-    return f"{package_version}-{digest.hexdigest()[:16]}"
+    return f"{__version__}-{digest.hexdigest()[:16]}"
 
 
 @functools.lru_cache(maxsize=None)

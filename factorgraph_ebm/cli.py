@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import json
 import logging
 import math
@@ -66,6 +65,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from . import __version__
 from .exact import AUTO_MAX_WORK, DEFAULT_MAX_BYTES, clamped_states, exact_plan
 from .exceptions import FactorGraphError
 from .inference import METHODS, SCHEDULES, belief_propagation
@@ -98,16 +98,6 @@ PROGRESS_INTERVAL = 0.5
 PROGRESS_CALLS = 10
 #: How an error message names a model read from standard input.
 STDIN_NAME = "<stdin>"
-
-
-def package_version() -> str:
-    """The installed version of factorgraph-ebm (its package metadata, whose source is
-    ``pyproject.toml``), or the package's ``__version__`` when it is not installed."""
-    try:
-        return importlib.metadata.version("factorgraph-ebm")
-    except importlib.metadata.PackageNotFoundError:
-        package = sys.modules[__package__]
-        return str(getattr(package, "__version__", "unknown (not installed)"))
 
 
 def memory_size(text: str) -> float:
@@ -184,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "did not converge; stderr says so), 2 bad input, 1 internal error.",
     )
     parser.add_argument("--version", action="version",
-                        version=f"%(prog)s (factorgraph-ebm) {package_version()}")
+                        version=f"%(prog)s (factorgraph-ebm) {__version__}")
     commands = parser.add_subparsers(dest="task", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="variables, factors, arity and cardinality "
                                "histograms, tree or loopy, components")

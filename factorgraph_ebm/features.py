@@ -306,7 +306,7 @@ class AttributeIndexer:
         Returns
         -------
         AttributeMatrix
-            ``matrix`` (n_tokens, n_features_) float64 CSR, ``lengths`` int64 (n_sequences,).
+            ``matrix`` (n_tokens, ``n_features_``) float64 CSR, ``lengths`` int64 (n_sequences,).
 
         Raises
         ------

@@ -84,14 +84,16 @@ class FactorGraph:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> g = FactorGraph()
-    >>> g.add_variables(["a", "b"], 2)
-    array([0, 1])
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> g.add_variables(["a", "b"], 2).tolist()
+    [0, 1]
     >>> g.add_factor(("a", "b"), [[0.0, 1.0], [1.0, 0.0]])
     0
     >>> g.energy({"a": 1, "b": 0})
     1.0
+    >>> g.n_variables, g.n_factors, g.is_forest()
+    (2, 1, True)
     """
 
     def __init__(self) -> None:
@@ -137,6 +139,15 @@ class FactorGraph:
         ------
         FactorGraphError
             If the name is already used or ``n_states`` is not an integer >= 1.
+
+        Examples
+        --------
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variable("weather", 3), g.add_variable(("pixel", 0, 0), 2)
+        (0, 1)
+        >>> g.n_states.tolist()
+        [3, 2]
         """
         return int(self.add_variables([name], n_states)[0])
 
@@ -159,6 +170,15 @@ class FactorGraph:
         ------
         FactorGraphError
             If a name repeats or already exists, or a number of states is not an integer >= 1.
+
+        Examples
+        --------
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(["x", "y", "z"], [2, 3, 2]).tolist()
+        [0, 1, 2]
+        >>> g.add_variables(range(2), 4).tolist()  # names 0 and 1, four states each
+        [3, 4]
         """
         names = list(names)
         start = self.n_variables
@@ -232,6 +252,25 @@ class FactorGraph:
         FactorGraphError
             Unknown variable, a variable repeated in the scope, wrong table shape, NaN or
             ``-inf`` energies.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(["a", "b"], [2, 3]).tolist()
+        [0, 1]
+        >>> g.add_factor(["a"], [0.0, 0.5])               # unary: table[x_a]
+        0
+        >>> g.add_factor(["a", "b"], [[0, 1, np.inf],    # table[x_a, x_b]; +inf forbids
+        ...                           [1, 0, 2]])
+        1
+        >>> g.add_factor([], 3.0)                          # a constant energy
+        2
+        >>> g.energy({"a": 1, "b": 2})                     # 0.5 + 2 + 3
+        5.5
+        >>> g.energy({"a": 0, "b": 2})
+        inf
         """
         scope = tuple(scope)
         label = self._factor_label(self._n_factors, name, scope)
@@ -261,6 +300,23 @@ class FactorGraph:
         ------
         FactorGraphError
             As :meth:`add_factor`, naming the first offending factor.
+
+        Examples
+        --------
+        A chain of 5 binary variables with one shared pairwise table, built by index:
+
+        >>> import numpy as np
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(range(5), 2).tolist()
+        [0, 1, 2, 3, 4]
+        >>> pairs = np.array([[i, i + 1] for i in range(4)])
+        >>> g.add_factors(pairs, [[0.0, 1.0], [1.0, 0.0]], by_index=True).tolist()
+        [0, 1, 2, 3]
+        >>> g.add_factors([[0], [4]], [[0.0, 2.0], [3.0, 0.0]]).tolist()  # one table each
+        [4, 5]
+        >>> g.energy([0, 0, 0, 1, 1])
+        1.0
         """
         index = self._scope_index(scopes, by_index)
         n_new, arity = index.shape
@@ -311,6 +367,25 @@ class FactorGraph:
         FactorGraphError
             As :meth:`add_factors`; a scope that is not a pair, states that differ, or a
             NaN or ``-inf`` weight.
+
+        Examples
+        --------
+        A 2 x 2 grid of 3-state variables; a unary term pulls one corner to state 2:
+
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables([(0, 0), (0, 1), (1, 0), (1, 1)], 3).tolist()
+        [0, 1, 2, 3]
+        >>> edges = [[(0, 0), (0, 1)], [(1, 0), (1, 1)], [(0, 0), (1, 0)], [(0, 1), (1, 1)]]
+        >>> g.add_potts_factors(edges, 0.5).tolist()
+        [0, 1, 2, 3]
+        >>> g.add_factor([(0, 0)], [1.0, 1.0, 0.0])
+        4
+        >>> g.factor_energies(0).tolist()
+        [[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]
+        >>> best = fe.min_sum(g)
+        >>> best.energy, best.assignment.tolist()    # all four agree on state 2
+        (0.0, [2, 2, 2, 2])
         """
         from .messages import KIND_POTTS
 
@@ -334,6 +409,17 @@ class FactorGraph:
         by_index : bool, default=False
         dense : bool, default=True
             False: compact factors without tables in theta (see :meth:`add_potts_factors`).
+
+        Examples
+        --------
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(["left", "right"], 4).tolist()
+        [0, 1]
+        >>> g.add_truncated_linear_factors([("left", "right")], 1.0, truncation=2.0).tolist()
+        [0]
+        >>> g.factor_energies(0)[0].tolist()      # min(|0 - x|, 2) for x = 0..3
+        [0.0, 1.0, 2.0, 2.0]
         """
         from .messages import KIND_TRUNCATED_LINEAR
 
@@ -349,6 +435,17 @@ class FactorGraph:
         Min-sum messages cost O(K) (the lower envelope of parabolas, Felzenszwalb &
         Huttenlocher 2006) instead of O(K^2), equal to the dense table's up to rounding;
         sum-product uses the dense table. Otherwise as :meth:`add_truncated_linear_factors`.
+
+        Examples
+        --------
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(["left", "right"], 4).tolist()
+        [0, 1]
+        >>> g.add_truncated_quadratic_factors([("left", "right")], 1.0, 5.0).tolist()
+        [0]
+        >>> g.factor_energies(0)[0].tolist()      # min((0 - x)**2, 5) for x = 0..3
+        [0.0, 1.0, 4.0, 5.0]
         """
         from .messages import KIND_TRUNCATED_QUADRATIC
 
@@ -631,6 +728,19 @@ class FactorGraph:
         ------
         FactorGraphError
             As :meth:`assignment_array`.
+
+        Examples
+        --------
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(["a", "b"], 2).tolist()
+        [0, 1]
+        >>> g.add_factor(["a", "b"], [[0.0, 1.0], [2.0, 3.0]])
+        0
+        >>> g.energy({"a": 1, "b": 0})
+        2.0
+        >>> g.energy([[0, 0], [0, 1], [1, 1]]).tolist()   # a batch, in variable index order
+        [0.0, 1.0, 3.0]
         """
         from .energy import energies_of
 

@@ -515,6 +515,19 @@ class SequenceLabeler:
     of attribute names, as in sklearn-crfsuite; see :mod:`factorgraph_ebm.features`) or a
     2-D array of numeric features of shape (T, n_features) (e.g. pixels). y is a list of
     label sequences (str or int labels) of the same lengths.
+
+    Examples
+    --------
+    >>> from factorgraph_ebm import SequenceLabeler
+    >>> X = [[{"w": "the"}, {"w": "dog"}], [{"w": "a"}, {"w": "cat"}]]
+    >>> y = [["D", "N"], ["D", "N"]]
+    >>> tagger = SequenceLabeler(loss="nll", l2=1e-4, progress=False).fit(X, y)
+    >>> tagger.classes_
+    ['D', 'N']
+    >>> tagger.predict([[{"w": "the"}, {"w": "cat"}], [{"w": "a"}]])
+    [['D', 'N'], ['D']]
+    >>> tagger.score(X, y)                     # token accuracy
+    1.0
     """
 
     def __init__(

@@ -364,6 +364,22 @@ def most_offending(
     FactorGraphError
         A negative radius or hamming weight, a distance of the wrong shape, bad energies or
         BP options.
+
+    Examples
+    --------
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> bad = fe.most_offending(g, {"a": 0, "b": 0})   # the lowest answer is the target
+    >>> bad.assignment.tolist(), bad.energy, bad.exact
+    ([1, 0], 2.0, True)
+
+    Loss-augmented: the lowest ``E(Y) - 1.5 * (number of variables where Y differs)``:
+
+    >>> bad = fe.most_offending(g, {"a": 0, "b": 0}, hamming=1.5)
+    >>> bad.assignment.tolist(), bad.energy, bad.augmented_energy   # 2 - 1.5 * 1
+    ([1, 0], 2.0, 0.5)
     """
     radius = _check_number("most_offending", "radius", radius, allow_zero=True)
     hamming = _check_number("most_offending", "hamming", hamming, allow_zero=True)
@@ -587,6 +603,18 @@ class EnergyLoss(Loss):
     ----------
     beta : float, default=inf
         Inverse temperature of the minimization over latent variables.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> step = fe.EnergyLoss().value_and_grad(g, {"a": 1, "b": 0})
+    >>> step.value, step.grad.tolist()          # E_C, and it pushes only E(1, 0) down
+    (2.0, [0.0, 0.0, 1.0, 0.0])
     """
 
     name = "energy"
@@ -623,6 +651,22 @@ class PerceptronLoss(Loss):
     Y* (e.g. all energies equal at the start of training). With latent variables both terms
     minimize over Z. On loopy graphs, when BP's decoding has a higher energy than Y^i, the
     loss and its gradient are 0 (nothing better was found).
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> step = fe.PerceptronLoss().value_and_grad(g, {"a": 1, "b": 0})
+    >>> step.value, step.contrast.tolist()      # E_C - min E = 2 - 1; the minimizer
+    (1.0, [0, 0])
+    >>> step.grad.tolist()                      # onehot(1, 0) - onehot(0, 0)
+    [-1.0, 0.0, 1.0, 0.0]
+    >>> fe.PerceptronLoss().value_and_grad(g, {"a": 0, "b": 0}).value   # already lowest
+    0.0
     """
 
     name = "perceptron"
@@ -649,6 +693,24 @@ class NLLLoss(Loss):
     ----------
     beta : float, default=1.0
         Inverse temperature, > 0.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example, where
+    ``P(y) = exp(-E(y)) / Z``:
+
+    >>> import math
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> Z = sum(math.exp(-e) for e in (1.0, 3.0, 2.0, 4.0))
+    >>> step = fe.NLLLoss(beta=1.0).value_and_grad(g, {"a": 1, "b": 0})
+    >>> round(step.value, 6), round(-math.log(math.exp(-2.0) / Z), 6)   # -ln P(1, 0)
+    (1.44019, 1.44019)
+    >>> np.round(step.grad, 4).tolist()          # onehot(1, 0) - P(a, b)
+    [-0.6439, -0.0871, 0.7631, -0.0321]
     """
 
     name = "nll"
@@ -679,6 +741,22 @@ class MEELoss(Loss):
     ----------
     beta : float, default=1.0
         Inverse temperature, > 0.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example, where
+    ``P(y) = exp(-E(y)) / Z``:
+
+    >>> import math
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> Z = sum(math.exp(-e) for e in (1.0, 3.0, 2.0, 4.0))
+    >>> step = fe.MEELoss(beta=1.0).value_and_grad(g, {"a": 1, "b": 0})
+    >>> round(step.value, 6), round(1 - math.exp(-2.0) / Z, 6)          # 1 - P(1, 0)
+    (0.763117, 0.763117)
     """
 
     name = "mee"
@@ -765,6 +843,23 @@ class HingeLoss(MarginLoss):
         m >= 0.
     radius, distance, hamming
         See :class:`MarginLoss`.
+
+    Examples
+    --------
+    Two binary variables, one table ``E(a, b)``; the desired answer is ``a=1, b=0``
+    (``E_C = 2``), the most offending incorrect answer ``a=0, b=0`` (``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> step = fe.HingeLoss(margin=1.0).value_and_grad(g, {"a": 1, "b": 0})
+    >>> step.energy_correct, step.energy_contrast, step.contrast.tolist()
+    (2.0, 1.0, [0, 0])
+    >>> step.value                              # max(0, 1 + 2 - 1)
+    2.0
+    >>> step.grad.tolist()                      # onehot(1, 0) - onehot(0, 0)
+    [-1.0, 0.0, 1.0, 0.0]
     """
 
     name = "hinge"
@@ -784,6 +879,19 @@ class LogLoss(MarginLoss):
 
     Margin: any positive margin (Table 1). Gradient ``s (onehot(Y^i) - onehot(Ybar))``,
     ``s = sigmoid(E_C - E_I)``. Parameters as :class:`MarginLoss`.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> import math
+    >>> step = fe.LogLoss().value_and_grad(g, {"a": 1, "b": 0})
+    >>> round(step.value, 6), round(math.log(1 + math.exp(2 - 1)), 6)
+    (1.313262, 1.313262)
     """
 
     name = "log"
@@ -811,6 +919,20 @@ class LVQ2Loss(MarginLoss):
         Width of the linear zone, relative to E_I, > 0.
     radius, distance, hamming
         See :class:`MarginLoss`.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> step = fe.LVQ2Loss(delta=2.0).value_and_grad(g, {"a": 1, "b": 0})
+    >>> step.value                              # (2 - 1) / (2 * 1), in the linear zone
+    0.5
+    >>> fe.LVQ2Loss(delta=0.5).value_and_grad(g, {"a": 1, "b": 0}).value   # saturated
+    1.0
     """
 
     name = "lvq2"
@@ -839,6 +961,19 @@ class MCELoss(MarginLoss):
     Margin: any positive margin (Table 1). Non-convex. Gradient
     ``s (1 - s) (onehot(Y^i) - onehot(Ybar))``, ``s = sigmoid(E_C - E_I)``. Parameters as
     :class:`MarginLoss`.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> import math
+    >>> step = fe.MCELoss().value_and_grad(g, {"a": 1, "b": 0})
+    >>> round(step.value, 6), round(1 / (1 + math.exp(-(2 - 1))), 6)
+    (0.731059, 0.731059)
     """
 
     name = "mce"
@@ -864,6 +999,20 @@ class SquareSquareLoss(MarginLoss):
         m > 0.
     radius, distance, hamming
         See :class:`MarginLoss`.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> step = fe.SquareSquareLoss(margin=2.0).value_and_grad(g, {"a": 1, "b": 0})
+    >>> step.value                              # 2**2 + max(0, 2 - 1)**2
+    5.0
+    >>> step.grad.tolist()                      # 2 E_C onehot(1, 0) - 2 (m - E_I) onehot(0, 0)
+    [-2.0, 0.0, 4.0, 0.0]
     """
 
     name = "square_square"
@@ -891,6 +1040,19 @@ class SquareExpLoss(MarginLoss):
         Weight of the contrastive term, > 0.
     radius, distance, hamming
         See :class:`MarginLoss`.
+
+    Examples
+    --------
+    The two-variable model of :class:`HingeLoss`'s example (``E_C = 2``, ``E_I = 1``):
+
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    >>> import math
+    >>> step = fe.SquareExpLoss(gamma=1.0).value_and_grad(g, {"a": 1, "b": 0})
+    >>> round(step.value, 6), round(2**2 + math.exp(-1), 6)
+    (4.367879, 4.367879)
     """
 
     name = "square_exp"

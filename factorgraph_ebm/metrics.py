@@ -79,6 +79,12 @@ def token_accuracy(y_true, y_pred) -> float:
     ------
     FactorGraphError
         Sequences that do not align (naming the first sequence that differs in length).
+
+    Examples
+    --------
+    >>> from factorgraph_ebm import token_accuracy
+    >>> token_accuracy([["D", "N"], ["D", "N", "V"]], [["D", "N"], ["D", "V", "V"]])
+    0.8
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
     total = correct = 0

@@ -128,6 +128,24 @@ class TableModel:
     -----
     ``x`` is ignored: the energies do not depend on an input. Back-propagation is one
     ``np.bincount`` (tied entries add up).
+
+    Examples
+    --------
+    A chain of 4 binary variables whose 3 pairwise factors share one table:
+
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(range(4), 2)
+    >>> pairs = g.add_factors([(i, i + 1) for i in range(3)], np.zeros((2, 2)))
+    >>> model = fe.TableModel(g, tie=[pairs])
+    >>> model.n_params
+    4
+    >>> theta = model.energies(np.array([0.0, 1.0, 2.0, 3.0]))
+    >>> theta.reshape(3, 2, 2)[2].tolist()            # every factor gets the table
+    [[0.0, 1.0], [2.0, 3.0]]
+    >>> model.backward(None, None, np.ones(12)).tolist()   # tied gradients add up
+    [3.0, 3.0, 3.0, 3.0]
     """
 
     def __init__(self, graph: FactorGraph, tie: Sequence | None = None):
@@ -219,6 +237,27 @@ class LinearModel:
     group's k-th factor. Forward and backward passes are one matrix product per group:
     ``Phi_g @ W_g.T`` and ``(Phi_g.T @ G_g).T`` with ``G_g`` the gathered dL/d(theta), so
     no Python loop runs over factors.
+
+    Examples
+    --------
+    Two binary outputs, each with a unary factor whose energies are linear in 3 features:
+
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["y1", "y2"], 2)
+    >>> unary = g.add_factors([["y1"], ["y2"]], np.zeros((2, 2)))
+    >>> model = fe.LinearModel(g, {"unary": unary}, n_features=3)
+    >>> model.n_params                                   # W: 2 states x 3 features
+    6
+    >>> W = np.array([[1.0, 0.0, 0.0],                   # E(state 0) = phi[0]
+    ...               [0.0, 1.0, 0.0]])                  # E(state 1) = phi[1]
+    >>> x = {"unary": np.array([[0.5, 2.0, 1.0],         # phi of y1's factor
+    ...                         [3.0, 0.0, 1.0]])}       # phi of y2's factor
+    >>> model.energies(W.ravel(), x).tolist()
+    [0.5, 2.0, 3.0, 0.0]
+    >>> fe.predict(model, W.ravel(), x)
+    {'y1': 0, 'y2': 1}
     """
 
     def __init__(

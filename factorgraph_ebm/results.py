@@ -75,6 +75,22 @@ class InferenceResult:
     induced_width : int or None
         Exact inference: the induced width of the elimination order (largest clique size
         minus one). None for BP.
+
+    Examples
+    --------
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["x", "y"], 2)
+    >>> _ = g.add_factor(["x", "y"], [[0.0, 2.0], [1.0, 0.5]])
+    >>> r = fe.min_sum(g)
+    >>> r.energy, r.assignment_dict(), r.state("y")
+    (0.0, {'x': 0, 'y': 0}, 0)
+    >>> r.belief("x").tolist()           # min-marginal: lowest energy with x = 0, x = 1
+    [0.0, 0.5]
+    >>> r.factor_belief(0).tolist()      # lowest energy agreeing with each table entry
+    [[0.0, 2.0], [1.0, 0.5]]
+    >>> r.method, r.exact, r.feasible, r.log_partition
+    ('bp', True, True, None)
     """
 
     graph: FactorGraph = field(repr=False)

@@ -182,7 +182,7 @@ class ForwardBackwardResult(NamedTuple):
         (``beta=inf``). The very same array as ``marginals`` without ``state_label``.
     log_partition : ndarray of shape (n_seq,), dtype=float64
         ln Z = ln sum_y exp(-beta E(y)) = -beta F (natural log), ``-inf`` if every path is
-        forbidden, 0 for an empty sequence; it overflows to +-inf only where beta |F|
+        forbidden, 0 for an empty sequence; it overflows to +-inf only where beta * abs(F)
         exceeds the double range. NaN for ``beta=inf`` (no meaningful value).
     free_energy : ndarray of shape (n_seq,), dtype=float64
         F = -ln Z / beta in energy units, computed directly (never through ln Z);
@@ -1320,6 +1320,18 @@ def viterbi(
         Wrong shapes or dtypes, lengths that are negative or do not sum to n_tokens, NaN or
         ``-inf`` energies (naming the array, the sequence and the position), labels or
         clamps out of range.
+
+    Examples
+    --------
+    Two sequences of two states, of lengths 3 and 2 (5 tokens):
+
+    >>> import numpy as np
+    >>> from factorgraph_ebm import trellis
+    >>> unary = np.array([[0, 1.5], [1, 0.25], [0, 2], [2, 0], [0.5, 0]])
+    >>> transition = np.array([[0.0, 1.0], [1.5, 0.0]])     # energy of a switch of state
+    >>> best = trellis.viterbi(unary, transition, lengths=[3, 2])
+    >>> best.states.tolist(), best.energy.tolist()
+    ([0, 0, 0, 1, 1], [1.0, 0.0])
     """
     batch = _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels)
     n_tokens = batch.unary.shape[0]
@@ -1387,6 +1399,23 @@ def forward_backward(
     ------
     FactorGraphError
         As :func:`viterbi`, and a ``beta`` that is not > 0.
+
+    Examples
+    --------
+    The batch of :func:`viterbi`'s example; ln Z of the second sequence by brute force
+    over its four paths (energies 2.5, 3, 2 and 0):
+
+    >>> import numpy as np
+    >>> from factorgraph_ebm import trellis
+    >>> unary = np.array([[0, 1.5], [1, 0.25], [0, 2], [2, 0], [0.5, 0]])
+    >>> transition = np.array([[0.0, 1.0], [1.5, 0.0]])     # energy of a switch of state
+    >>> fb = trellis.forward_backward(unary, transition, lengths=[3, 2], beta=1.0)
+    >>> np.round(fb.log_partition, 6).tolist()
+    [-0.561388, 0.236816]
+    >>> round(float(np.log(np.exp(-np.array([2.5, 3.0, 2.0, 0.0])).sum())), 6)
+    0.236816
+    >>> np.round(fb.marginals[3:], 4).tolist()     # P(y_t = k) on the second sequence
+    [[0.1041, 0.8959], [0.1716, 0.8284]]
     """
     beta = checked_beta(beta)
     batch = _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels)
@@ -1539,6 +1568,18 @@ def kbest(
     ------
     FactorGraphError
         As :func:`viterbi`, and ``k`` that is not an integer >= 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from factorgraph_ebm import trellis
+    >>> unary = np.array([[0, 1.5], [1, 0.25], [0, 2], [2, 0], [0.5, 0]])
+    >>> transition = np.array([[0.0, 1.0], [1.5, 0.0]])     # energy of a switch of state
+    >>> two = trellis.kbest(unary, transition, lengths=[3, 2], k=2)
+    >>> two.energy.tolist()                   # per sequence, best first
+    [[1.0, 2.75], [0.0, 2.0]]
+    >>> two.states.tolist()                   # row 0: the Viterbi paths; row 1: runners-up
+    [[0, 0, 0, 1, 1], [0, 1, 0, 1, 0]]
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise FactorGraphError(f"k must be an integer >= 1, got {k!r}")
@@ -1599,6 +1640,19 @@ def best_incorrect(
     ------
     FactorGraphError
         As :func:`viterbi`, and ``target`` of the wrong shape or out of range.
+
+    Examples
+    --------
+    With the Viterbi paths as targets, the most offending incorrect answers are the
+    second-best paths (see :func:`kbest`):
+
+    >>> import numpy as np
+    >>> from factorgraph_ebm import trellis
+    >>> unary = np.array([[0, 1.5], [1, 0.25], [0, 2], [2, 0], [0.5, 0]])
+    >>> transition = np.array([[0.0, 1.0], [1.5, 0.0]])     # energy of a switch of state
+    >>> bad = trellis.best_incorrect(unary, transition, [0, 0, 0, 1, 1], lengths=[3, 2])
+    >>> bad.labels.tolist(), bad.energy.tolist()
+    ([0, 1, 0, 1, 0], [2.75, 2.0])
     """
     batch = _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels)
     n_tokens = batch.unary.shape[0]
@@ -1650,6 +1704,15 @@ def path_energy(unary, transition, states, lengths=None, *, start=None, end=None
     ------
     FactorGraphError
         As :func:`viterbi`, and ``states`` of the wrong shape or out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from factorgraph_ebm import trellis
+    >>> unary = np.array([[0, 1.5], [1, 0.25], [0, 2], [2, 0], [0.5, 0]])
+    >>> transition = np.array([[0.0, 1.0], [1.5, 0.0]])     # energy of a switch of state
+    >>> trellis.path_energy(unary, transition, [0, 1, 0, 1, 1], lengths=[3, 2]).tolist()
+    [2.75, 0.0]
     """
     batch = _prepare(unary, transition, lengths, start, end, None, None, None)
     n_tokens, k = batch.unary.shape

@@ -17,7 +17,7 @@ from ._text import TokenReader, format_counted, format_numbers, open_for_writing
 
 
 def read_map(path, graph: FactorGraph | None = None) -> np.ndarray:
-    """Read a MAP answer: the line ``MAP`` (or ``MPE``), then ``n x_0 .. x_{n-1}``.
+    """Read a MAP answer: the line ``MAP`` (or ``MPE``), then ``n x_0 x_1 ...``.
 
     Parameters
     ----------
@@ -54,7 +54,7 @@ def read_map(path, graph: FactorGraph | None = None) -> np.ndarray:
 
 
 def write_map(target, assignment) -> None:
-    """Write a MAP answer: ``MAP``, then ``n x_0 .. x_{n-1}``.
+    """Write a MAP answer: ``MAP``, then ``n x_0 x_1 ...``.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def write_map(target, assignment) -> None:
 
 
 def read_mar(path, graph: FactorGraph | None = None) -> list[np.ndarray]:
-    """Read a MAR answer: ``MAR``, then ``n`` and per variable ``k p_0 .. p_{k-1}``.
+    """Read a MAR answer: ``MAR``, then ``n`` and per variable ``k p_0 p_1 ...``.
 
     Parameters
     ----------
@@ -111,7 +111,7 @@ def read_mar(path, graph: FactorGraph | None = None) -> list[np.ndarray]:
 
 
 def write_mar(target, marginals: Sequence) -> None:
-    """Write a MAR answer: ``MAR``, then ``n`` and per variable ``k p_0 .. p_{k-1}``.
+    """Write a MAR answer: ``MAR``, then ``n`` and per variable ``k p_0 p_1 ...``.
 
     Parameters
     ----------

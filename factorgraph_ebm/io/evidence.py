@@ -140,7 +140,7 @@ def _evidence_block(reader, numbers: Numbers, start: int, stop: int, graph) -> d
 
 
 def write_evidence(target, evidence: Mapping, graph: FactorGraph | None = None) -> None:
-    """Write one evidence sample in the UAI 2014 layout ``N v_1 x_1 .. v_N x_N``.
+    """Write one evidence sample in the UAI 2014 layout ``N v_1 x_1 v_2 x_2 ...``.
 
     Parameters
     ----------

@@ -53,6 +53,28 @@ def read_uai(path) -> FactorGraph:
         truncated file or data after the last table.
     OSError
         If the file cannot be read.
+
+    Examples
+    --------
+    Two variables (2 and 3 states), a unary factor on variable 0 and a pairwise one:
+
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from factorgraph_ebm.io import read_uai
+    >>> _ = Path("tiny.uai").write_text('''MARKOV
+    ... 2
+    ... 2 3
+    ... 2
+    ... 1 0
+    ... 2 0 1
+    ... 2  1.0 0.5
+    ... 6  1.0 0.5 0.25  0.5 1.0 0.0
+    ... ''')
+    >>> g = read_uai("tiny.uai")
+    >>> g.variables, g.n_states.tolist(), g.factor_scope(1)
+    ([0, 1], [2, 3], (0, 1))
+    >>> np.round(np.exp(-g.factor_energies(1)), 4).tolist()   # energies are -ln(potential)
+    [[1.0, 0.5, 0.25], [0.5, 1.0, 0.0]]
     """
     with TokenReader(path, comment="c") as reader:
         reader.read_keyword("the preamble", ("MARKOV", "BAYES"), ignore_case=True)
@@ -127,6 +149,23 @@ def write_uai(target, graph: FactorGraph) -> None:
     ------
     FactorGraphError
         If a finite energy has no float64 potential (below about -709 or above about 745).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> from factorgraph_ebm.io import read_uai, write_uai
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables(["a", "b"], 2)
+    >>> _ = g.add_factor(["a", "b"], [[0.0, 1.5], [np.inf, 0.25]])
+    >>> write_uai("model.uai", g)
+    >>> h = read_uai("model.uai")                 # variables are named 0 .. n-1
+    >>> h.variables, h.factor_scope(0)
+    ([0, 1], (0, 1))
+    >>> np.isinf(h.factor_energies(0)).tolist()   # a zero potential is +inf again
+    [[False, False], [True, False]]
+    >>> fe.min_sum(h).assignment.tolist() == fe.min_sum(g).assignment.tolist()
+    True
     """
     cg = graph.compile()
     factors = factor_tables(graph)
