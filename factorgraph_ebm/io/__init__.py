@@ -35,6 +35,8 @@ def read_model(path) -> FactorGraph:
     Parameters
     ----------
     path : str or os.PathLike
+        A trailing ``.gz`` is looked through (``model.uai.gz`` is a ``.uai`` model); every
+        reader takes gzip-compressed files, whatever their name.
 
     Returns
     -------
@@ -49,11 +51,14 @@ def read_model(path) -> FactorGraph:
     OSError
         If the file cannot be read.
     """
-    reader = MODEL_READERS.get(Path(path).suffix.lower())
+    name = Path(path)
+    if name.suffix.lower() == ".gz":
+        name = name.with_suffix("")
+    reader = MODEL_READERS.get(name.suffix.lower())
     if reader is None:
         raise FactorGraphError(
-            f"{path}: unknown model format {Path(path).suffix!r}; expected one of "
-            f"{', '.join(MODEL_READERS)}"
+            f"{path}: unknown model format {name.suffix!r}; expected one of "
+            f"{', '.join(MODEL_READERS)} (optionally followed by .gz)"
         )
     return reader(path)
 
