@@ -269,6 +269,42 @@ def test_fg_error_messages(case, tmp_path):
         read_fg(path)
 
 
+TWO_FACTORS = "2\n\n1\n0\n2\n2\n0 0.5\n1 2\n\n1\n1\n3\n1\n2 4\n"
+ENTRY_LINE_ERRORS = {  # kind: (file content, line of the error, message after "file:line: ")
+    # libDAI's reader takes the next factor's header "1 / 1 / 3" as the missing entry
+    "entry commented out": (
+        TWO_FACTORS.replace("1 2\n", "# 1 2\n"), 10,
+        r"expected entry 1 of the 2 listed entries of factor 0 on a line of its own "
+        r"\('index value'\), found a line of 1 number \(an entry line missing",
+    ),
+    "entry deleted": (TWO_FACTORS.replace("1 2\n", ""), 9, "expected entry 1 of the 2 listed"),
+    "two entries on a line": (
+        TWO_FACTORS.replace("0 0.5\n1 2", "0 0.5 1 2"), 7, "expected entry 0 .*a line of 4 numbers"
+    ),
+    "entry split over lines": (
+        TWO_FACTORS.replace("0 0.5", "0\n0.5"), 7, "expected entry 0 .*a line of 1 number "
+    ),
+    "token after the last entry": (
+        TWO_FACTORS.replace("1 2\n", "1 2 7\n"), 8,
+        "expected the last of the 2 listed entries of factor 0 to end its line .*found '7'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ENTRY_LINE_ERRORS, ids=str)
+def test_entry_count_not_met_is_an_error_at_its_line(case, tmp_path):
+    """A sparse table whose declared count is not met never reads the next factor's header
+    as entries: the first line that is not one 'index value' entry is the error."""
+    text, line, message = ENTRY_LINE_ERRORS[case]
+    path = tmp_path / "bad.fg"
+    path.write_text(text)
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}:{line}: {message}"):
+        read_fg(path)
+    path.write_text(TWO_FACTORS)  # the file as written reads
+    graph = read_fg(path)
+    assert graph.energy([1, 2]) == pytest.approx(-math.log(2) - math.log(4))
+
+
 def test_zero_entries_are_forbidden_configurations(tmp_path):
     path = tmp_path / "z.fg"
     path.write_text(HEAD + "2\n0 0\n3 2\n")

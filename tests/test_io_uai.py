@@ -127,6 +127,22 @@ def test_read_uai_comments_constant_factor_and_free_layout(tmp_path):
     assert graph.energy([1, 1]) == pytest.approx(-math.log(2.0) - math.log(4.0))
 
 
+def test_hash_starts_a_comment_anywhere_on_a_line(tmp_path):
+    """pyAgrum's layout (pyAgrum 3.3 writes ``# name`` after scopes and counts): text from
+    '#' to the end of the line is skipped; the model equals the same file without it."""
+    commented = (
+        "MARKOV\n3 # nbr Nodes\n2 3 2 \n2 # nbr Factors \n2 0 1   # a b\n1 2 #c\n\n"
+        "6 # {0, 1}\n  0.1 0.2 0.3 \n  0.4 0.5 0.6 \n#\n2 # {2}\n0 1.5#no space\n"
+    )
+    assert_same_model(read_uai(write(tmp_path, "hash.uai", commented)),
+                      read_uai(write(tmp_path, "plain.uai", SMALL)))
+    # a comment cannot hide a truncated table: the error names the line after it
+    truncated = "MARKOV\n1\n2\n1\n1 0\n2 0.5 # 0.5\n"
+    with pytest.raises(ModelFileError, match=r"bad\.uai:6: expected the table of factor 0 "
+                                             r"\(2 numbers\), found end of file after 1"):
+        read_uai(write(tmp_path, "bad.uai", truncated))
+
+
 def test_read_model_dispatches_on_extension(tmp_path):
     assert read_model(write(tmp_path, "m.UAI", SMALL)).n_variables == 3
     with pytest.raises(FactorGraphError, match=r"unknown model format '\.txt'"):

@@ -158,11 +158,11 @@ def _check_entry_lines(reader: TokenReader, factor: int, nnz: int, pairs) -> Non
     bad = np.flatnonzero(per_line != 2)
     if bad.size:
         j = int(bad[0])
-        entry = int(np.sum(per_line[:j]) // 2)
+        entry, count = int(np.sum(per_line[:j]) // 2), int(per_line[j])
         raise reader.error(
             f"expected entry {entry} of the {nnz} listed entries of factor {factor} on a line "
-            f"of its own ('index value'), found a line of {per_line[j]} numbers (an entry "
-            "line missing or commented out?)",
+            f"of its own ('index value'), found a line of {count} number"
+            f"{'' if count == 1 else 's'} (an entry line missing or commented out?)",
             int(lines[first_of_line[j]]),
         )
     if not reader.line_is_done():
