@@ -376,6 +376,26 @@ def test_other_writers_table_orders_are_as_documented(tmp_path):
     np.testing.assert_allclose(as_documented, table, rtol=0, atol=1e-5)  # 6 digits
     assert np.abs(written.transpose(2, 0, 1) - table).max() > 0.01
 
+    mrf = gum.fastMRF("a{x|y}--c{p|q|r|s}--b{u|v|w};a--b;d[5]--a")
+    gum.saveMRF(mrf, str(tmp_path / "mrf.uai"))
+    read = read_uai(tmp_path / "mrf.uai")  # variables by node id
+    names = [mrf.variable(n).name() for n in sorted(mrf.nodes())]
+    converted = from_pyagrum(mrf)
+    n_differ = 0
+    for f in range(read.n_factors):
+        scope = [names[v] for v in read.factor_scope(f)]
+        g = next(g for g in range(converted.n_factors)
+                 if set(converted.factor_scope(g)) == set(scope))
+        internal = list(converted.factor_scope(g))  # pyAgrum's order, first fastest
+        table = converted.factor_energies(g)
+        # the values are C order of reversed(internal), whatever the scope line says
+        shape = [mrf.variable(v).domainSize() for v in reversed(internal)]
+        np.testing.assert_allclose(read.factor_energies(f).reshape(shape), table.T, rtol=0,
+                                   atol=1e-5)
+        as_read = np.transpose(table, [internal.index(v) for v in scope])  # axes: scope
+        n_differ += np.abs(read.factor_energies(f) - as_read).max() > 0.01
+    assert n_differ >= 1  # read by the format's rule, some factor is another table
+
     model = pgmpy_example("asia")  # 'either' has parents: lung, tub
     UAIWriter(model).write(str(tmp_path / "asia.uai"))
     read = read_uai(tmp_path / "asia.uai")  # variables sorted by name
