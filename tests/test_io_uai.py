@@ -19,6 +19,7 @@ from roundtrip import (
 
 from factorgraph_ebm import FactorGraph, FactorGraphError
 from factorgraph_ebm.io import (
+    MAX_ENERGY_SPREAD,
     ModelFileError,
     read_evidence,
     read_evidence_samples,
@@ -33,7 +34,6 @@ from factorgraph_ebm.io import (
     write_pr,
     write_uai,
 )
-from factorgraph_ebm.io._potentials import MAX_ENERGY_SPREAD
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uai"
 needs_data = pytest.mark.skipif(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..exceptions import FactorGraphError
 from ..graph import FactorGraph
+from ._potentials import MAX_ENERGY_SPREAD
 from ._text import ModelFileError
 from .answers import read_map, read_mar, read_pr, write_map, write_mar, write_pr
 from .convert import from_pgmpy, from_pyagrum, to_pgmpy
@@ -71,6 +72,7 @@ def read_model(path) -> FactorGraph:
 
 
 __all__ = [
+    "MAX_ENERGY_SPREAD",
     "MODEL_READERS",
     "ModelFileError",
     "from_pgmpy",

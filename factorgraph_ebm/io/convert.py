@@ -110,7 +110,7 @@ def to_pgmpy(graph: FactorGraph):
     ------
     FactorGraphError
         A compact structured factor, or a factor whose finite energies spread over more
-        than :data:`~factorgraph_ebm.io._potentials.MAX_ENERGY_SPREAD` (as the writers).
+        than :data:`~factorgraph_ebm.io.MAX_ENERGY_SPREAD` (as the writers).
     ImportError
         If pgmpy is not installed.
     """
@@ -144,8 +144,8 @@ def from_pyagrum(model) -> FactorGraph:
     Parameters
     ----------
     model : pyagrum.BayesNet or pyagrum.MarkovRandomField
-        pyAgrum >= 2.0 (``Tensor``) or earlier (``Potential``): the tables are read with
-        ``names`` and ``toarray()``, whose axes are ``reversed(names)``.
+        The tables are read with ``names`` and ``toarray()``, whose axes are
+        ``reversed(names)`` (pyAgrum's documented order; checked with pyAgrum 3.3).
 
     Returns
     -------

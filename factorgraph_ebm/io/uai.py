@@ -159,7 +159,7 @@ def write_uai(target, graph: FactorGraph) -> np.ndarray:
     ------
     FactorGraphError
         If a factor's finite energies spread over more than
-        :data:`~factorgraph_ebm.io._potentials.MAX_ENERGY_SPREAD` (about 708.4; the
+        :data:`~factorgraph_ebm.io.MAX_ENERGY_SPREAD` (about 708.4; the
         potential of the highest would not be a normal float64), or if the graph has
         compact structured factors.
     """
