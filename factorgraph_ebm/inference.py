@@ -174,7 +174,10 @@ def belief_propagation(
     soft = checked_unary(graph, cg, unary)
     unary = _evidence_unary(graph, cg, theta, evidence)
     if soft is not None:
+        # Evidence adds 0 at observed states, so energies count the whole vector: +inf
+        # when soft +inf entries leave an observed variable no state (infeasible).
         unary += soft
+        soft = unary
     plan = _exact_plan_for(graph, cg, unary, method, memory_limit)
     if plan is not None:
         return _exact_result(graph, cg, theta, unary, soft, temperature, plan, factor_beliefs,
@@ -203,7 +206,7 @@ def belief_propagation(
 
 
 def _energy(cg, theta, soft, assignment) -> float:
-    """E(assignment) + the soft unary energies at its states (None: no unary)."""
+    """E(assignment) + the per-state energies ``soft`` at its states (None: none)."""
     energy = float(energies_of(cg, theta, assignment[None])[0])
     if soft is not None:
         energy += float(soft[cg.state_offset[:-1] + assignment].sum())
@@ -214,7 +217,8 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             damping, init_messages, warn, factor_beliefs, free_energy, check_sweep,
             n_threads) -> InferenceResult:
     """Belief propagation on validated inputs (see :func:`belief_propagation`): ``unary``
-    holds the evidence and the soft unary energies ``soft`` (None when there are none)."""
+    holds the evidence and the soft evidence; ``soft`` is ``unary`` when there is soft
+    evidence (then counted in ``energy``), else None."""
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
 

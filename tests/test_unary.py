@@ -192,3 +192,18 @@ def test_bad_unary_is_refused(case):
     unary, message = UNARY_ERRORS[case]
     with pytest.raises(FactorGraphError, match=message):
         fe.min_sum(graph, unary=unary)
+
+
+@pytest.mark.parametrize("method", ["exact", "bp"])
+def test_soft_evidence_that_forbids_the_observed_state_is_infeasible(method):
+    """Evidence v0 = 2 and unary +inf at state 2 (found by Hypothesis: the energy used to
+    leave out the evidence and report a finite energy for an infeasible model)."""
+    graph = FactorGraph()
+    graph.add_variables(["v0", "v1"], [4, 2])
+    graph.add_factor(["v0", "v1"], np.zeros((4, 2)))
+    unary = {"v0": [-1.8, 0.07, math.inf, math.inf]}
+    best = fe.min_sum(graph, evidence={"v0": 2}, unary=unary, method=method)
+    assert best.energy == math.inf and best.feasible is False
+    soft = fe.sum_product(graph, evidence={"v0": 2}, unary=unary, method=method)
+    assert soft.log_partition == -math.inf and soft.feasible is False
+    assert not any(np.isnan(m).any() for m in soft.marginals)
