@@ -39,6 +39,7 @@ def belief_propagation(
     *,
     beta: float = math.inf,
     evidence: Mapping | None = None,
+    unary=None,
     energies=None,
     method: str = "auto",
     memory_limit: float = X.DEFAULT_MAX_BYTES,
@@ -74,6 +75,17 @@ def belief_propagation(
     evidence : mapping variable name -> state, optional
         Observed variables, clamped to their states (conditioning). They stay in the result
         with their observed state.
+    unary : mapping variable name -> array_like of shape (K_v,), or array_like of shape
+        (S,), float64, optional
+        Soft evidence: per-state energies added to the model for this call, ``U_v[x]`` to
+        every configuration with ``y_v = x`` (finite or ``+inf``; NaN and ``-inf``
+        refused). A mapping names some variables (the others get 0); the flat form holds
+        every variable's states, variable by variable, in the layout of
+        ``graph.compile().state_offset``. Nothing is recompiled: both methods take them as
+        the per-state energies that also carry ``evidence`` (which adds on top). Every
+        figure of the result is of the model ``E(y) + sum_v U_v(y_v)``: ``energy``,
+        min-marginals, marginals, ``free_energy`` and ``log_partition``; factor beliefs
+        are still laid out as theta.
     energies : array_like of shape (M,), float64, optional
         Replacement for the graph's flat energy vector theta (``graph.compile().energies``,
         C-order tables concatenated in factor order), e.g. during training.
@@ -186,23 +198,29 @@ def belief_propagation(
     n_threads = _check_threads(threads)
     cg = graph.compile()
     theta = checked_energy_vector(cg, energies)
+    soft = checked_unary(graph, cg, unary)
     unary = _evidence_unary(graph, cg, theta, evidence)
+    if soft is not None:
+        # Evidence adds 0 at observed states, so energies count the whole vector: +inf
+        # when soft +inf entries leave an observed variable no state (infeasible).
+        unary += soft
+        soft = unary
     plan = _exact_plan_for(graph, cg, unary, method, memory_limit)
     if plan is not None:
-        return _exact_result(graph, cg, theta, unary, temperature, plan, factor_beliefs,
+        return _exact_result(graph, cg, theta, unary, soft, temperature, plan, factor_beliefs,
                              free_energy, started)
     bp = dict(schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
               init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
               free_energy=free_energy, check_sweep=check_sweep, n_threads=n_threads)
     reduction = reduce_factors(graph) if absorb else None
     if reduction is None:
-        return _run_bp(graph, cg, theta, unary, temperature, started, **bp)
+        return _run_bp(graph, cg, theta, unary, soft, temperature, started, **bp)
     # BP on the graph with repeated and nested scopes absorbed; the same variables, so the
-    # same evidence vector.
+    # same per-state energies.
     small = reduction.graph
-    inner = _run_bp(small, small.compile(), reduction.energies(theta), unary, temperature,
-                    started, **bp)
-    energy = float(energies_of(cg, theta, inner.assignment[None])[0])
+    inner = _run_bp(small, small.compile(), reduction.energies(theta), unary, soft,
+                    temperature, started, **bp)
+    energy = _energy(cg, theta, soft, inner.assignment)
     return dataclasses.replace(
         inner,
         graph=graph,
@@ -214,10 +232,20 @@ def belief_propagation(
     )
 
 
-def _run_bp(graph, cg, theta, unary, temperature, started, *, schedule, max_iter, tol, damping,
-            init_messages, warn, factor_beliefs, free_energy, check_sweep,
+def _energy(cg, theta, soft, assignment) -> float:
+    """E(assignment) + the per-state energies ``soft`` at its states (None: none)."""
+    energy = float(energies_of(cg, theta, assignment[None])[0])
+    if soft is not None:
+        energy += float(soft[cg.state_offset[:-1] + assignment].sum())
+    return energy
+
+
+def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, max_iter, tol,
+            damping, init_messages, warn, factor_beliefs, free_energy, check_sweep,
             n_threads) -> InferenceResult:
-    """Belief propagation on validated inputs (see :func:`belief_propagation`)."""
+    """Belief propagation on validated inputs (see :func:`belief_propagation`): ``unary``
+    holds the evidence and the soft evidence; ``soft`` is ``unary`` when there is soft
+    evidence (then counted in ``energy``), else None."""
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
 
@@ -260,7 +288,7 @@ def _run_bp(graph, cg, theta, unary, temperature, started, *, schedule, max_iter
     K.variable_beliefs(cg, unary, f2v, var_raw)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
     K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment)
-    energy = float(energies_of(cg, theta, assignment[None])[0])
+    energy = _energy(cg, theta, soft, assignment)
     exact = cg.is_forest and bool(converged)
     if math.isfinite(energy):
         feasible = True
@@ -338,11 +366,11 @@ def _exact_plan_for(graph, cg, unary, method, memory_limit):
     return None
 
 
-def _exact_result(graph, cg, theta, unary, temperature, plan, factor_beliefs, free_energy,
-                  started) -> InferenceResult:
+def _exact_result(graph, cg, theta, unary, soft, temperature, plan, factor_beliefs,
+                  free_energy, started) -> InferenceResult:
     """Run the junction tree and wrap its answer like BP's (see :func:`belief_propagation`)."""
     answer = X.run_exact(cg, theta, unary, temperature, plan, factor_beliefs)
-    energy = float(energies_of(cg, theta, answer.assignment[None])[0])
+    energy = _energy(cg, theta, soft, answer.assignment)
     if temperature == 0.0:
         free, log_partition = energy, None
     elif free_energy:
@@ -552,6 +580,52 @@ def checked_energy_vector(cg, energies) -> np.ndarray:
             "energies must be finite or +inf"
         )
     return _read_only(theta)
+
+
+def checked_unary(graph: FactorGraph, cg, unary) -> np.ndarray | None:
+    """``unary`` (see :func:`belief_propagation`) as a flat (S,) float64 vector of
+    per-state energies, or None when it is None.
+
+    Raises
+    ------
+    FactorGraphError
+        An unknown variable, a vector of the wrong shape, a non-numeric value, or a NaN or
+        ``-inf`` entry (naming the variable and the state).
+    """
+    if unary is None:
+        return None
+    n_entries = int(cg.state_offset[-1])
+    try:
+        if isinstance(unary, Mapping):
+            flat = np.zeros(n_entries)
+            for name, values in unary.items():
+                i = graph.index_of(name)
+                row = np.asarray(values, dtype=np.float64)
+                if row.shape != (cg.n_states[i],):
+                    raise FactorGraphError(
+                        f"unary energies of variable {name!r}: expected shape "
+                        f"({cg.n_states[i]},) (one per state), got {row.shape}"
+                    )
+                flat[cg.state_offset[i] : cg.state_offset[i + 1]] = row
+        else:
+            flat = np.array(unary, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FactorGraphError(f"unary energies must be numeric: {exc}") from None
+    if flat.shape != (n_entries,):
+        raise FactorGraphError(
+            f"unary must be a mapping variable -> energies of shape (K_v,), or an array of "
+            f"shape ({n_entries},) (every variable's states, variable by variable: "
+            f"graph.compile().state_offset); got shape {flat.shape}"
+        )
+    bad = np.flatnonzero(np.isnan(flat) | (flat == -np.inf))
+    if bad.size:
+        i = int(np.searchsorted(cg.state_offset, bad[0], side="right") - 1)
+        raise FactorGraphError(
+            f"unary energy of variable {graph.variables[i]!r} at state "
+            f"{int(bad[0] - cg.state_offset[i])} is {flat[bad[0]]}; unary energies must be "
+            "finite or +inf"
+        )
+    return flat
 
 
 def _initial_messages(cg, init_messages) -> np.ndarray:

@@ -168,14 +168,15 @@ class _Sample:
         propagation's ``result.energy`` is, so that tied answers get identical energies."""
         return float(energies_of(self.cg, self.theta, assignment[None])[0])
 
-    def infer(self, kind, beta, theta=None, evidence=None) -> InferenceResult:
+    def infer(self, kind, beta, evidence=None, unary=None) -> InferenceResult:
         key = (kind, beta)
         warm = None if self.messages is None else self.messages.get(key)
         result = belief_propagation(
             self.graph,
             beta=beta,
-            energies=self.theta if theta is None else theta,
+            energies=self.theta,
             evidence=evidence,
+            unary=unary,
             init_messages=warm,
             **self.options,
         )
@@ -344,8 +345,10 @@ def most_offending(
     hamming : float, default=0.0
         Loss augmentation (margin rescaling, Taskar et al. 2003; Tsochantaridis et al.
         2005): minimize ``E(Y) - hamming * Hamming(Y, Y^i)`` over the output variables
-        instead, by adding ``-hamming`` to one factor table per output variable at the
-        entries where it differs from Y^i.
+        instead, through per-state energies (``unary=`` of
+        :func:`~factorgraph_ebm.inference.belief_propagation`): ``-hamming`` at every state
+        of an output variable but its desired one. The energy tables are left as they are
+        (structured factors keep their fast messages).
     messages : dict, optional
         Warm-start store, read and updated in place (one per sample).
     **bp_options
@@ -359,8 +362,7 @@ def most_offending(
     Raises
     ------
     TargetError
-        Bad target or latent names; ``hamming > 0`` with an output variable that no factor
-        touches.
+        Bad target or latent names.
     FactorGraphError
         A negative radius or hamming weight, a distance of the wrong shape, bad energies or
         BP options.
@@ -390,10 +392,8 @@ def most_offending(
 def _most_offending(sample: _Sample, radius, distance, hamming) -> MostOffending:
     cg = sample.cg
     allowed = _allowed_states(sample, radius, distance)
-    theta = sample.theta
-    if hamming:
-        theta = theta + _hamming_offsets(sample, hamming)
-    free = sample.infer("augmented" if hamming else "free", math.inf, theta=theta)
+    unary = _hamming_unary(sample, hamming) if hamming else None
+    free = sample.infer("augmented" if hamming else "free", math.inf, unary=unary)
     assignment, exact = free.assignment, free.exact
     state_of = cg.state_offset[:-1] + assignment
     if not allowed[state_of].any():
@@ -406,7 +406,7 @@ def _most_offending(sample: _Sample, radius, distance, hamming) -> MostOffending
             return MostOffending(None, INF, INF, exact)
         var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
         clamp = {sample.graph.variables[var]: int(best - cg.state_offset[var])}
-        decoded = sample.infer("offending", math.inf, theta=theta, evidence=clamp)
+        decoded = sample.infer("offending", math.inf, evidence=clamp, unary=unary)
         assignment, exact = decoded.assignment, exact and decoded.exact
     energy = sample.energy_of(assignment)
     if energy == INF:
@@ -438,30 +438,14 @@ def _allowed_states(sample: _Sample, radius, distance) -> np.ndarray:
     return allowed
 
 
-def _hamming_offsets(sample: _Sample, hamming) -> np.ndarray:
-    """(M,) energy offsets adding ``-hamming * [y_j != Y^i_j]`` for every output variable j,
-    through the first factor on j (so E + offsets = E - hamming * Hamming(Y, Y^i))."""
+def _hamming_unary(sample: _Sample, hamming) -> np.ndarray:
+    """(S,) per-state energies ``-hamming * [x != Y^i_j]`` over the states x of every output
+    variable j (0 at latent variables), so that E + unary = E - hamming * Hamming(Y, Y^i)."""
     cg = sample.cg
-    outputs = sample.outputs
-    first, last = cg.var_edge_ptr[outputs], cg.var_edge_ptr[outputs + 1]
-    if (first == last).any():
-        lonely = sample.graph.variables[outputs[np.argmax(first == last)]]
-        raise TargetError(
-            f"hamming augmentation needs a factor on every output variable; {lonely!r} has "
-            "none (add a zero unary factor on it)"
-        )
-    edge = cg.var_edges[first]
-    factor = cg.edge_factor[edge]
-    size = cg.table_offset[factor + 1] - cg.table_offset[factor]
-    local = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size)
-    state = (local // np.repeat(cg.edge_stride[edge], size)) % np.repeat(
-        cg.n_states[outputs], size
-    )
-    entry = np.repeat(cg.table_offset[factor], size) + local
-    offsets = np.zeros(len(sample.theta))
-    wrong = state != np.repeat(sample.desired[outputs], size)
-    np.add.at(offsets, entry[wrong], -float(hamming))
-    return offsets
+    var_of_state = np.repeat(np.arange(cg.n_variables), cg.n_states)
+    state = np.arange(len(var_of_state)) - cg.state_offset[var_of_state]
+    desired = sample.desired[var_of_state]
+    return np.where((desired >= 0) & (state != desired), -float(hamming), 0.0)
 
 
 def expit(x: float) -> float:

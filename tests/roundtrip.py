@@ -30,3 +30,28 @@ def assert_same_energies(actual, expected, what: str = "") -> None:
                                   err_msg=f"{what}: finite entries differ")
     np.testing.assert_array_equal(actual[~finite], expected[~finite], err_msg=what)
     np.testing.assert_allclose(actual[finite], expected[finite], err_msg=what, **ROUND_TRIP)
+
+
+def lowest_finite(table) -> float:
+    """The lowest finite entry of an energy table, 0.0 if it has none: the shift ``c_a``
+    that the writers apply to each factor (computed here without the writer's code)."""
+    table = np.asarray(table, dtype=np.float64)
+    finite = table[np.isfinite(table)]
+    return float(finite.min()) if finite.size else 0.0
+
+
+def assert_written_up_to_offsets(read_back, graph, offsets) -> None:
+    """``read_back``, a graph read from a file that a writer made from ``graph``, starts
+    with ``graph``'s factors (same scopes by variable index), each with the table
+    ``E_a - c_a``, ``c_a`` its lowest finite energy, which the writer returned in
+    ``offsets``; within :data:`ROUND_TRIP` (``c_a`` and ``E_a - c_a`` computed here)."""
+    ca, cb = graph.compile(), read_back.compile()
+    m, edges, entries = ca.n_factors, ca.n_edges, ca.n_energy_entries
+    np.testing.assert_array_equal(ca.n_states, cb.n_states)
+    np.testing.assert_array_equal(ca.scope_ptr, cb.scope_ptr[: m + 1])
+    np.testing.assert_array_equal(ca.scope_vars, cb.scope_vars[:edges])
+    tables = np.split(ca.energies, ca.table_offset[1:-1]) if m else []
+    expected = np.array([lowest_finite(table) for table in tables])
+    np.testing.assert_array_equal(np.asarray(offsets), expected, err_msg="offsets")
+    shifted = ca.energies - np.repeat(expected, np.diff(ca.table_offset))
+    assert_same_energies(cb.energies[:entries], shifted, "energies minus offsets")

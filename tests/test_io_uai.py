@@ -1,6 +1,7 @@
 """UAI formats: models, evidence and answers; round trips; one error test per bad input."""
 
 import io
+import itertools
 import math
 import re
 import time
@@ -9,10 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from roundtrip import ROUND_TRIP, assert_same_energies
+from roundtrip import (
+    ROUND_TRIP,
+    assert_same_energies,
+    assert_written_up_to_offsets,
+    lowest_finite,
+)
 
 from factorgraph_ebm import FactorGraph, FactorGraphError
 from factorgraph_ebm.io import (
+    MAX_ENERGY_SPREAD,
     ModelFileError,
     read_evidence,
     read_evidence_samples,
@@ -120,6 +127,22 @@ def test_read_uai_comments_constant_factor_and_free_layout(tmp_path):
     assert graph.energy([1, 1]) == pytest.approx(-math.log(2.0) - math.log(4.0))
 
 
+def test_hash_starts_a_comment_anywhere_on_a_line(tmp_path):
+    """pyAgrum's layout (pyAgrum 3.3 writes ``# name`` after scopes and counts): text from
+    '#' to the end of the line is skipped; the model equals the same file without it."""
+    commented = (
+        "MARKOV\n3 # nbr Nodes\n2 3 2 \n2 # nbr Factors \n2 0 1   # a b\n1 2 #c\n\n"
+        "6 # {0, 1}\n  0.1 0.2 0.3 \n  0.4 0.5 0.6 \n#\n2 # {2}\n0 1.5#no space\n"
+    )
+    assert_same_model(read_uai(write(tmp_path, "hash.uai", commented)),
+                      read_uai(write(tmp_path, "plain.uai", SMALL)))
+    # a comment cannot hide a truncated table: the error names the line after it
+    truncated = "MARKOV\n1\n2\n1\n1 0\n2 0.5 # 0.5\n"
+    with pytest.raises(ModelFileError, match=r"bad\.uai:6: expected the table of factor 0 "
+                                             r"\(2 numbers\), found end of file after 1"):
+        read_uai(write(tmp_path, "bad.uai", truncated))
+
+
 def test_read_model_dispatches_on_extension(tmp_path):
     assert read_model(write(tmp_path, "m.UAI", SMALL)).n_variables == 3
     with pytest.raises(FactorGraphError, match=r"unknown model format '\.txt'"):
@@ -131,30 +154,88 @@ def test_read_model_dispatches_on_extension(tmp_path):
 def test_every_data_model_round_trips(path, tmp_path):
     graph = read_uai(path)
     out = tmp_path / "copy.uai"
-    write_uai(out, graph)
-    # The text is exact: the potentials written are exp(-E), computed here as the writer
-    # does, to the last bit (repr) ...
-    with np.errstate(over="ignore"):
-        potentials = np.exp(-graph.compile().energies)
-    np.testing.assert_array_equal(written_potentials(out.read_text()), potentials)
-    # ... and reading them back gives the energies within a few ulps (exp and log).
-    assert_same_model(read_uai(out), graph)
+    offsets = write_uai(out, graph)
+    # The text is exact: the potentials written are exp(-(E - c)), c the factor's lowest
+    # finite energy, to the last bit (repr) ...
+    cg = graph.compile()
+    shifts = np.repeat([lowest_finite(graph.factor_energies(a)) for a in range(cg.n_factors)],
+                       np.diff(cg.table_offset))
+    np.testing.assert_array_equal(written_potentials(out.read_text()),
+                                  np.exp(-(cg.energies - shifts)))
+    # ... and reading them back gives E - c within a few ulps (exp and log).
+    again = read_uai(out)
+    assert again.variables == graph.variables
+    assert_written_up_to_offsets(again, graph, offsets)
+    assert again.n_factors == graph.n_factors
 
 
-def test_write_uai_to_a_stream_and_refuses_unwritable_energies():
+def test_written_model_differs_by_the_returned_constant(tmp_path):
+    """E(y) = E_file(y) + sum(offsets) for every y, and ln Z = ln Z_file - beta * sum at
+    any beta: by enumeration, on a model whose energies no potential exp(-E) could hold."""
+    rng = np.random.default_rng(3)
+    graph = FactorGraph()
+    graph.add_variables(range(4), [2, 3, 2, 3])
+    graph.add_factor([0, 1], rng.uniform(800.0, 1400.0, (2, 3)))
+    graph.add_factor([1, 2, 3], rng.uniform(-2000.0, -1500.0, (3, 2, 3)))
+    graph.add_factor([3], [np.inf, 5.0, np.inf])
+    graph.add_factor([], 1e6)
+    offsets = write_uai(tmp_path / "m.uai", graph)
+    again = read_uai(tmp_path / "m.uai")
+    states = np.array(list(itertools.product(*[range(k) for k in (2, 3, 2, 3)])))
+    constant = float(np.sum(offsets))
+    # Energies near 1e6 carry ulps of 1e-10: compare relative to that scale.
+    e, e_file = graph.energy(states), again.energy(states)
+    finite = np.isfinite(e)
+    np.testing.assert_array_equal(np.isfinite(e_file), finite)
+    np.testing.assert_allclose(e_file[finite] + constant, e[finite], rtol=0, atol=1e-14 * 1e6)
+    for beta in (1.0, 0.25):
+        def log_z(energies, beta=beta):
+            low = energies[np.isfinite(energies)].min()
+            return -beta * low + math.log(np.exp(-beta * (energies[np.isfinite(energies)] - low)
+                                                 ).sum())
+        assert log_z(e_file) - beta * constant == pytest.approx(log_z(e), rel=1e-14)
+
+
+def test_write_uai_to_a_stream():
     graph = FactorGraph()
     graph.add_variables([0, 1], 2)
     graph.add_factor([0, 1], [[0.0, np.inf], [1.0, 2.0]])
     buffer = io.StringIO()
-    write_uai(buffer, graph)
+    assert write_uai(buffer, graph).tolist() == [0.0]
     assert buffer.getvalue().startswith("MARKOV\n2\n2 2\n1\n2 0 1\n")
-    assert "0.0 " in buffer.getvalue()  # +inf energy: potential 0
-    for energy in (-1000.0, 800.0):
-        bad = FactorGraph()
-        bad.add_variables(["a"], 2)
-        bad.add_factor(["a"], [0.0, energy])
-        with pytest.raises(FactorGraphError, match="cannot be written as a potential"):
-            write_uai(io.StringIO(), bad)
+    assert "1.0 0.0 " in buffer.getvalue()  # energy 0: potential 1; +inf energy: potential 0
+
+
+@pytest.mark.parametrize("table", [
+    [800.0, 801.5, np.inf], [-1000.0, -999.0, -300.0], [740.0, 741.0, 743.0],
+    [0.0, 700.0, 708.3], [1e300, 1e300, np.inf],
+], ids=str)
+def test_energies_past_the_exp_limits_round_trip(table, tmp_path):
+    """Energies far past exp's range (exp(-800) is 0, exp(1000) overflows; 740-743 were
+    subnormals that read back as 739.997-743.054): each table is written shifted by its
+    lowest finite energy and reads back within ROUND_TRIP, up to that returned shift."""
+    graph = FactorGraph()
+    graph.add_variables(["a"], 3)
+    graph.add_factor(["a"], table)
+    offsets = write_uai(tmp_path / "m.uai", graph)
+    assert_written_up_to_offsets(read_uai(tmp_path / "m.uai"), graph, offsets)
+    assert offsets.tolist() == [min(table)]
+
+
+@pytest.mark.parametrize("table", [[0.0, 709.0], [3.0, 743.0], [-1e300, 1e300]], ids=str)
+def test_writer_refuses_a_spread_no_normal_potential_holds(table):
+    """Within one factor, finite energies more than MAX_ENERGY_SPREAD (708.39...) above the
+    lowest have a subnormal or zero potential: an error naming the factor, never a file
+    that reads back another model."""
+    assert MAX_ENERGY_SPREAD == pytest.approx(-math.log(np.finfo(np.float64).tiny), rel=1e-15)
+    assert 708.39 < MAX_ENERGY_SPREAD < 708.40
+    graph = FactorGraph()
+    graph.add_variables(["a", "b"], 2)
+    graph.add_factor(["b"], [0.0, 1.0])
+    graph.add_factor(["a"], table)
+    with pytest.raises(FactorGraphError, match=r"^factor 1: energy .* at table entry 1 is more "
+                                               r"than 708\.396 above the factor's lowest"):
+        write_uai(io.StringIO(), graph)
 
 
 def test_large_single_line_table_is_streamed(tmp_path):

@@ -40,12 +40,8 @@ INF = math.inf
 
 def all_losses(graph=None):
     """One instance of every loss; the last one, a hinge with a forbidden sphere, uses
-    Hamming augmentation too unless ``graph`` has a variable without a factor (which
-    augmentation refuses)."""
+    Hamming augmentation too (on every output variable, with or without factors)."""
     hamming = 0.3
-    if graph is not None:
-        touched = {v for f in range(graph.n_factors) for v in graph.factor_scope(f)}
-        hamming = 0.3 if len(touched) == graph.n_variables else 0.0
     return [
         EnergyLoss(),
         EnergyLoss(beta=2.0),
@@ -262,8 +258,6 @@ def test_gradients_match_finite_differences_on_loopy_graphs(sample, random):
 def test_most_offending_is_exact_on_trees_and_small_loopy_graphs(sample, radius, hamming,
                                                                  coordinates):
     graph, target, latent = sample
-    for v in graph.variables:  # Hamming augmentation needs a factor on every output
-        graph.add_factor([v], np.zeros(graph.n_states[graph.index_of(v)]))
     note(describe(graph))
     ref = Reference(graph, target, latent)
     distances, distance = None, None
@@ -602,6 +596,53 @@ def test_hamming_augmentation_is_margin_rescaling():
     assert result.value == pytest.approx(expected)
 
 
+def test_hamming_augmentation_reaches_variables_without_factors():
+    """The augmentation is a per-state energy on each output variable, so a variable that
+    no factor touches is augmented too (it used to be refused: the augmentation edited a
+    factor table of each variable)."""
+    graph = fg.FactorGraph()
+    graph.add_variables(["a", "b"], [2, 3])
+    graph.add_factor(["a"], [0.0, 1.0])
+    found = most_offending(graph, {"a": 0, "b": 1}, hamming=1.0)
+    # E(a, b) - 1.0 * Hamming: a=0 costs 0, a=1 costs 0; b != 1 gains 1: (0, 0) or (0, 2)
+    assert found.augmented_energy == pytest.approx(-1.0)
+    assert found.energy == 0.0 and found.assignment[0] == 0 and found.assignment[1] != 1
+    result = HingeLoss(0.0, hamming=1.0).value_and_grad(graph, {"a": 0, "b": 1})
+    assert result.value == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["exact", "bp"])
+def test_hamming_augmentation_passes_per_state_energies_not_edited_tables(method, monkeypatch):
+    """Every inference call of the augmented search gets the caller's theta unchanged (so a
+    Potts factor keeps its O(K) messages) and the augmentation as ``unary``; the answer is
+    brute force's on the augmented model, by junction tree and by BP (a tree)."""
+    import factorgraph_ebm.losses as losses_module
+
+    rng = np.random.default_rng(5)
+    graph = chain(rng, [3, 3, 3])
+    graph.add_variable("v3", 3)
+    graph.add_potts_factors([("v2", "v3")], 0.7)
+    theta = graph.compile().energies.copy()
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return fg.belief_propagation(*args, **kwargs)
+
+    monkeypatch.setattr(losses_module, "belief_propagation", spy)
+    target = {"v0": 2, "v1": 0, "v2": 1, "v3": 1}
+    found = most_offending(graph, target, hamming=0.5, method=method)
+    assert calls
+    for kwargs in calls:
+        np.testing.assert_array_equal(kwargs["energies"], theta)
+        assert kwargs["unary"].min() == -0.5
+    bf = BruteForce(graph)
+    wrong = (bf.configs != [2, 0, 1, 1]).sum(axis=1)
+    assert found.exact
+    assert found.augmented_energy == pytest.approx(
+        (bf.energies - 0.5 * wrong)[wrong > 0].min(), abs=1e-12)
+
+
 # --------------------------------------------------------------------------- warm starts
 def test_messages_store_is_filled_and_reused():
     rng = np.random.default_rng(0)
@@ -680,11 +721,6 @@ def test_bad_offending_options(small_graph):
         )
     with pytest.raises(fg.FactorGraphError, match="no state values for variable 'b'"):
         most_offending(small_graph, target, latent=["z"], distance=value_distance({"a": [0, 1]}))
-    lonely = fg.FactorGraph()
-    lonely.add_variables(["a", "b"], 2)
-    lonely.add_factor(["a"], [0.0, 1.0])
-    with pytest.raises(TargetError, match="'b' has none"):
-        most_offending(lonely, {"a": 0, "b": 1}, hamming=1.0)
     with pytest.raises(fg.FactorGraphError, match=re.escape("energies must have shape (12,)")):
         HingeLoss().value_and_grad(small_graph, target, latent=["z"], energies=np.zeros(3))
     with pytest.raises(fg.FactorGraphError, match="graph must be a FactorGraph"):

@@ -4,6 +4,12 @@
   evidence ``.evid`` (:mod:`factorgraph_ebm.io.evidence`), and the MAP, MAR and PR answer
   formats (:mod:`factorgraph_ebm.io.answers`).
 - libDAI's ``.fg`` format (:mod:`factorgraph_ebm.io.fg`).
+- pgmpy's and pyAgrum's model objects (:mod:`factorgraph_ebm.io.convert`; optional
+  dependencies).
+
+Every reader takes plain or gzip-compressed text with any line ending; the writers shift
+each table by its lowest finite energy and return those shifts (the constant by which the
+written model's energies differ).
 
 What the formats share lives in private modules: the text reader, its error type and the
 number formatting of the writers in ``_text``; the checks of scopes and potentials, the
@@ -19,8 +25,10 @@ from pathlib import Path
 
 from ..exceptions import FactorGraphError
 from ..graph import FactorGraph
+from ._potentials import MAX_ENERGY_SPREAD
 from ._text import ModelFileError
 from .answers import read_map, read_mar, read_pr, write_map, write_mar, write_pr
+from .convert import from_pgmpy, from_pyagrum, to_pgmpy
 from .evidence import read_evidence, read_evidence_samples, write_evidence
 from .fg import read_fg, write_fg
 from .uai import read_uai, write_uai
@@ -35,6 +43,8 @@ def read_model(path) -> FactorGraph:
     Parameters
     ----------
     path : str or os.PathLike
+        A trailing ``.gz`` is looked through (``model.uai.gz`` is a ``.uai`` model); every
+        reader takes gzip-compressed files, whatever their name.
 
     Returns
     -------
@@ -49,18 +59,24 @@ def read_model(path) -> FactorGraph:
     OSError
         If the file cannot be read.
     """
-    reader = MODEL_READERS.get(Path(path).suffix.lower())
+    name = Path(path)
+    if name.suffix.lower() == ".gz":
+        name = name.with_suffix("")
+    reader = MODEL_READERS.get(name.suffix.lower())
     if reader is None:
         raise FactorGraphError(
-            f"{path}: unknown model format {Path(path).suffix!r}; expected one of "
-            f"{', '.join(MODEL_READERS)}"
+            f"{path}: unknown model format {name.suffix!r}; expected one of "
+            f"{', '.join(MODEL_READERS)} (optionally followed by .gz)"
         )
     return reader(path)
 
 
 __all__ = [
+    "MAX_ENERGY_SPREAD",
     "MODEL_READERS",
     "ModelFileError",
+    "from_pgmpy",
+    "from_pyagrum",
     "read_evidence",
     "read_evidence_samples",
     "read_fg",
@@ -69,6 +85,7 @@ __all__ = [
     "read_model",
     "read_pr",
     "read_uai",
+    "to_pgmpy",
     "write_evidence",
     "write_fg",
     "write_map",

@@ -2,8 +2,9 @@
 
 Shared by the model formats (:mod:`~factorgraph_ebm.io.uai`, :mod:`~factorgraph_ebm.io.fg`):
 checks of what a reader found (scopes, potentials), the conversion ``E = -ln(potential)``
-(natural log; a potential of 0 is energy ``+inf``) and back, the assembly of a graph from
-scopes and tables, and the factors of a graph as scopes and tables for the writers.
+(natural log; a potential of 0 is energy ``+inf``) and back (each table shifted by its
+lowest finite energy, see :func:`shifted_potentials`), the assembly of a graph from scopes
+and tables, and the factors of a graph as scopes and tables for the writers and converters.
 """
 
 from __future__ import annotations
@@ -42,51 +43,88 @@ def to_energies(potentials: np.ndarray) -> np.ndarray:
         return -np.log(potentials)
 
 
-def potentials_of(graph: FactorGraph) -> np.ndarray:
-    """``exp(-E)`` of every energy-table entry of ``graph`` (flat, compiled layout).
+#: Largest spread of finite energies within one factor that a writer accepts: the
+#: potential ``exp(-(E - min_a E))`` of every finite entry must be a normal float64
+#: (>= 2.2e-308, i.e. a spread of at most -ln(2.2e-308) = 708.39...). A subnormal potential
+#: would read back with lost digits (an energy 740 as 739.997), and 0 as ``+inf``.
+MAX_ENERGY_SPREAD = float(-np.log(np.finfo(np.float64).tiny))
+
+
+def shifted_potentials(cg) -> tuple[np.ndarray, np.ndarray]:
+    """The potentials a writer stores for every table entry, and each factor's shift.
+
+    Each factor's table is shifted by its lowest finite energy ``c_a`` before ``exp``:
+    the potentials are ``exp(-(E - c_a))``, in (0, 1] for finite energies (the lowest is
+    exactly 1) and 0 for ``+inf``, so no finite energy overflows or underflows however large
+    or small the energies are; only the spread within one factor is bounded
+    (:data:`MAX_ENERGY_SPREAD`). A table without finite entries keeps ``c_a = 0``.
+
+    Parameters
+    ----------
+    cg : CompiledGraph
+        Every factor with a table in theta (checked by the callers).
+
+    Returns
+    -------
+    potentials : ndarray of shape (M,), dtype=float64
+        Flat, in the layout of ``cg.energies``.
+    offsets : ndarray of shape (F,), dtype=float64
+        ``c_a``: reading the written table back gives energies ``E_a - c_a``.
 
     Raises
     ------
     FactorGraphError
-        If a finite energy has no float64 potential (``exp(-E)`` overflows, or underflows
-        to 0, which would read back as a forbidden configuration), or if the graph has
-        compact structured factors (no tables in theta).
+        If a factor's finite energies spread over more than :data:`MAX_ENERGY_SPREAD`,
+        naming the factor, the entry and both energies.
     """
-    require_tables(graph, "writing a model file")
-    energies = graph.compile().energies
-    with np.errstate(over="ignore", under="ignore"):
-        potentials = np.exp(-energies)
-    bad = np.flatnonzero(np.isfinite(energies) & ((potentials == 0) | np.isinf(potentials)))
+    energies = cg.energies
+    sizes = np.diff(cg.table_offset)
+    offsets = np.zeros(cg.n_factors)
+    if cg.n_factors:
+        lowest = np.minimum.reduceat(energies, cg.table_offset[:-1])
+        offsets = np.where(np.isfinite(lowest), lowest, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        potentials = np.exp(-(energies - np.repeat(offsets, sizes)))
+    tiny = np.finfo(np.float64).tiny
+    bad = np.flatnonzero(np.isfinite(energies) & ~(potentials >= tiny))
     if bad.size:
         entry = int(bad[0])
-        factor = graph.compile().factor_of_entry(entry)
+        factor = cg.factor_of_entry(entry)
         raise FactorGraphError(
-            f"factor {factor}: energy {energies[entry]} cannot be written as a potential "
-            "exp(-energy) in float64 (finite energies must lie in about [-709, 745])"
+            f"factor {factor}: energy {float(energies[entry])!r} at table entry "
+            f"{entry - int(cg.table_offset[factor])} is more than {MAX_ENERGY_SPREAD:.6g} above "
+            f"the factor's lowest finite energy {float(offsets[factor])!r}: its potential "
+            f"exp(-(energy - lowest)) is not a normal float64 and would not read back; "
+            "raise the lowest energies of this factor or cap its energies (or use +inf)"
         )
-    return potentials
+    return potentials, offsets
 
 
-def factor_tables(graph: FactorGraph) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(scope, potentials)`` of every factor of ``graph``, in graph order.
+def factor_tables(graph: FactorGraph) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """``(scope, potentials)`` of every factor of ``graph``, in graph order, and the shifts.
 
     ``scope`` holds variable indices in the factor's scope order; ``potentials`` is its flat
-    table ``exp(-E)`` in C order of that scope (what :func:`build_graph` takes).
+    table ``exp(-(E - c_a))`` in C order of that scope (what :func:`build_graph` takes); the
+    second value is the ``(F,)`` float64 array of the shifts ``c_a`` (see
+    :func:`shifted_potentials`).
 
     Raises
     ------
     FactorGraphError
-        As :func:`potentials_of`.
+        If the graph has compact structured factors (no tables in theta), or as
+        :func:`shifted_potentials`.
     """
+    require_tables(graph, "writing a model file")
     cg = graph.compile()
-    potentials = potentials_of(graph)
-    return [
+    potentials, offsets = shifted_potentials(cg)
+    tables = [
         (
             cg.scope_vars[cg.scope_ptr[a] : cg.scope_ptr[a + 1]],
             potentials[cg.table_offset[a] : cg.table_offset[a + 1]],
         )
         for a in range(cg.n_factors)
     ]
+    return tables, offsets
 
 
 def build_graph(names, cards: np.ndarray, scopes: Sequence[np.ndarray], tables) -> FactorGraph:

@@ -2,15 +2,19 @@
 
 Reading: the error type :class:`ModelFileError` (``file:line: what was expected, what was
 found``) and :class:`TokenReader`, which streams whitespace-separated tokens and long runs
-of numbers with their line numbers. Writing: :func:`open_for_writing` and the number
-formatting every writer uses (shortest round-trip ``repr``, so files read back exactly).
+of numbers with their line numbers, from plain or gzip-compressed text with any line
+ending (``\n``, ``\r\n`` or ``\r``: Python's universal newlines). Writing:
+:func:`open_for_writing` (gzip when the path ends in ``.gz``) and the number formatting
+every writer uses (shortest round-trip ``repr``, so files read back exactly).
 """
 
 from __future__ import annotations
 
 import bisect
+import gzip
 import os
 import re
+import zlib
 from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
@@ -78,16 +82,25 @@ class TokenReader:
     Parameters
     ----------
     path : str or os.PathLike
-        The file. Bytes that are not UTF-8 are read as U+FFFD and refused where a token is
+        The file, plain text or gzip-compressed (recognized by its first two bytes, whatever
+        its name). Bytes that are not UTF-8 are read as U+FFFD and refused where a token is
         parsed.
     comment : str, optional
         Lines whose first non-blank characters are this string are comments, skipped.
+    inline_comment : str, optional
+        Text from this string to the end of its line is a comment, skipped (anywhere on a
+        line).
     """
 
-    def __init__(self, path, comment: str | None = None) -> None:
+    def __init__(self, path, comment: str | None = None, inline_comment: str | None = None):
         self.path = os.fspath(path)
-        self._file = open(self.path, encoding="utf-8", errors="replace")
+        self._gzip = is_gzip(self.path)
+        if self._gzip:
+            self._file = gzip.open(self.path, "rt", encoding="utf-8", errors="replace")
+        else:
+            self._file = open(self.path, encoding="utf-8", errors="replace")
         self._comment = comment
+        self._inline_comment = inline_comment
         self._text = ""
         self._pos = 0
         self.line = 0
@@ -106,16 +119,38 @@ class TokenReader:
         """Move to the start of the next token; False at end of file."""
         match = _TOKEN.search(self._text, self._pos)
         while match is None:
-            line = self._file.readline()
+            line = self._readline()
             if not line:
                 self._pos = len(self._text)
                 return False
             self.line += 1
+            if self._inline_comment:
+                cut = line.find(self._inline_comment)
+                line = line if cut < 0 else line[:cut]
             if not (self._comment and line.lstrip().startswith(self._comment)):
                 self._text = line
                 match = _TOKEN.search(line)
         self._pos = match.start()
         return True
+
+    def _readline(self) -> str:
+        """The next line ('' at end of file); corrupt gzip data is a ModelFileError."""
+        if not self._gzip:
+            return self._file.readline()
+        try:
+            return self._file.readline()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self.error(f"expected gzip-compressed text, found corrupt or truncated "
+                             f"gzip data ({exc})", self.line + 1) from None
+
+    def line_is_done(self) -> bool:
+        """Whether only whitespace (or a comment) is left on the current line."""
+        return _TOKEN.search(self._text, self._pos) is None
+
+    def next_token_on_line(self) -> str:
+        """The next token of the current line (call only when :meth:`line_is_done` is
+        False)."""
+        return _TOKEN.search(self._text, self._pos).group()
 
     def next_token(self, expected: str) -> str:
         """The next token; ``expected`` describes it for the end-of-file error."""
@@ -255,11 +290,21 @@ def bounds_text(low: int | None, high: int | None) -> str:
     return "" if high is None else f" <= {high}"
 
 
+def is_gzip(path) -> bool:
+    """Whether the file at ``path`` starts with the gzip magic bytes (RFC 1952)."""
+    with open(path, "rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
+
+
 @contextmanager
 def open_for_writing(target):
-    """A text stream for ``target``: a path (opened, then closed) or an open text file."""
+    """A text stream for ``target``: a path (opened, then closed; gzip-compressed when it
+    ends in ``.gz``) or an open text file."""
     if hasattr(target, "write"):
         with nullcontext(target) as stream:
+            yield stream
+    elif os.fspath(target).lower().endswith(".gz"):
+        with gzip.open(os.fspath(target), "wt", encoding="utf-8") as stream:
             yield stream
     else:
         with open(os.fspath(target), "w", encoding="utf-8") as stream:

@@ -4,8 +4,11 @@ Format (libDAI, Mooij 2010, "libDAI: A free and open source C++ library for disc
 approximate inference in graphical models", JMLR 11; ``doc/fileformats.txt`` and
 ``FactorGraph::ReadFromFile`` of libDAI): the number of factors, then one block per factor:
 the number of variables ``k``, their labels (integers), their cardinalities, the number of
-listed entries, and that many lines ``linear_index potential``. Entries not listed are 0.
-Lines starting with ``#`` are comments.
+listed entries, and that many lines ``linear_index potential``, one entry per line. Entries
+not listed are 0. Lines starting with ``#`` are comments. The reader holds the entries to
+their lines: a block whose entry count is not met (an entry line deleted or commented out)
+is an error at the first line that is not an entry, never a silent read of the next
+factor's header as entries.
 
 **Index order.** The linear index has the *first* listed variable changing fastest
 (Fortran / column-major order), the opposite of NumPy C order and of the UAI format. A
@@ -36,6 +39,7 @@ def read_fg(path) -> FactorGraph:
     Parameters
     ----------
     path : str or os.PathLike
+        Plain or gzip-compressed text, any line ending.
 
     Returns
     -------
@@ -49,9 +53,10 @@ def read_fg(path) -> FactorGraph:
     ModelFileError
         ``file:line: ...`` for a non-integer or negative count, label or cardinality, a
         variable listed twice in a scope or with two different cardinalities, a table larger
-        than :data:`MAX_TABLE_ENTRIES`, a linear index that is not an integer in range or is
-        listed twice, a NaN, infinite or negative potential, a truncated file or data after
-        the last factor.
+        than :data:`MAX_TABLE_ENTRIES`, an entry line that does not hold exactly one entry
+        ``index value`` (fewer entries than declared included), a linear index that is not
+        an integer in range or is listed twice, a NaN, infinite or negative potential, a
+        truncated file or data after the last factor.
     OSError
         If the file cannot be read.
 
@@ -133,6 +138,7 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
     size = math.prod(dims)
     nnz = reader.read_int(f"the number of listed entries of factor {factor}", low=0, high=size)
     pairs = reader.read_numbers(2 * nnz, f"the 'index value' entries of factor {factor}")
+    _check_entry_lines(reader, factor, nnz, pairs)
     indices, values = pairs.values[0::2], pairs.values[1::2]
     bad = np.flatnonzero(~((indices >= 0) & (indices < size) & (indices == np.floor(indices))))
     if bad.size:
@@ -161,24 +167,66 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
     return np.ascontiguousarray(table.reshape(dims, order="F"))
 
 
-def write_fg(target, graph: FactorGraph) -> None:
+def _check_entry_lines(reader: TokenReader, factor: int, nnz: int, pairs) -> None:
+    """Refuse entries that are not one ``index value`` pair per line.
+
+    ``pairs`` was read as 2 * nnz numbers regardless of lines (fast); here the numbers each
+    line gave are counted. The first line with other than 2 (or a last entry line with more
+    tokens after it) is the error: typically a missing entry line, whose place the next
+    factor's header (a lone variable count) took.
+    """
+    if not nnz:
+        return
+    lines = np.asarray(pairs.lines)
+    counts = np.diff(np.append(pairs.starts, 2 * nnz))
+    first_of_line = np.flatnonzero(np.diff(lines, prepend=-1) != 0)
+    per_line = np.add.reduceat(counts, first_of_line)
+    bad = np.flatnonzero(per_line != 2)
+    if bad.size:
+        j = int(bad[0])
+        entry, count = int(np.sum(per_line[:j]) // 2), int(per_line[j])
+        raise reader.error(
+            f"expected entry {entry} of the {nnz} listed entries of factor {factor} on a line "
+            f"of its own ('index value'), found a line of {count} number"
+            f"{'' if count == 1 else 's'} (an entry line missing or commented out?)",
+            int(lines[first_of_line[j]]),
+        )
+    if not reader.line_is_done():
+        raise reader.error(
+            f"expected the last of the {nnz} listed entries of factor {factor} to end its "
+            f"line ('index value'), found {reader.next_token_on_line()!r} after it"
+        )
+
+
+def write_fg(target, graph: FactorGraph) -> np.ndarray:
     """Write ``graph`` as a libDAI ``.fg`` file.
 
     Factors are written in graph order, each with its scope order and its non-zero
-    potentials ``exp(-energy)`` (17 significant digits) in libDAI's index order (first
-    scope variable fastest). Variables are labelled by their name when every name is an
-    int, else by their index. A variable in no factor gets a factor of potentials 1 (energy
-    0), since a ``.fg`` file knows variables only through factors.
+    potentials in libDAI's index order (first scope variable fastest), one entry per line.
+    As :func:`~factorgraph_ebm.io.write_uai` does, each table is shifted by its lowest
+    finite energy ``c_a``: the potentials are ``exp(-(E - c_a))`` (shortest round-trip
+    text, at most 17 significant digits), and the file's model is the graph's up to the
+    constant ``C = offsets.sum()`` (``E = E_file + C``, ``ln Z = ln Z_file - beta * C``),
+    which a comment line of the file also states. Variables are labelled by their name
+    when every name is an int, else by their index. A variable in no factor gets a factor
+    of potentials 1 (energy 0), since a ``.fg`` file knows variables only through factors.
 
     Parameters
     ----------
     target : str, os.PathLike or writable text file
+        A path ending in ``.gz`` is written gzip-compressed.
     graph : FactorGraph
+
+    Returns
+    -------
+    offsets : ndarray of shape (n_factors,), dtype=float64
+        ``c_a`` of every factor of ``graph`` (0 for a table without finite entries; the
+        factors added for isolated variables have none).
 
     Raises
     ------
     FactorGraphError
-        If a finite energy has no float64 potential (below about -709 or above about 745).
+        As :func:`~factorgraph_ebm.io.write_uai`.
 
     Examples
     --------
@@ -187,8 +235,9 @@ def write_fg(target, graph: FactorGraph) -> None:
     >>> from factorgraph_ebm.io import read_fg, write_fg
     >>> g = fe.FactorGraph()
     >>> _ = g.add_variables(["a", "b"], [2, 3])
-    >>> _ = g.add_factor(["a", "b"], [[0.0, 1.0, 2.0], [3.0, 0.5, np.inf]])
-    >>> write_fg("model.fg", g)
+    >>> _ = g.add_factor(["a", "b"], [[-1.0, 1.0, 2.0], [3.0, 0.5, np.inf]])
+    >>> write_fg("model.fg", g).tolist()          # the shift of each factor
+    [-1.0]
     >>> h = read_fg("model.fg")
     >>> h.n_states.tolist(), h.factor_scope(0)
     ([2, 3], (0, 1))
@@ -196,19 +245,24 @@ def write_fg(target, graph: FactorGraph) -> None:
     True
     """
     cg = graph.compile()
-    factors = factor_tables(graph)
+    factors, offsets = factor_tables(graph)
     names = graph.variables
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in names):
         names = list(range(len(names)))
     isolated = np.flatnonzero(np.diff(cg.var_edge_ptr) == 0).tolist()
     with open_for_writing(target) as out:
-        out.write(f"# written by factorgraph_ebm\n{cg.n_factors + len(isolated)}\n")
+        out.write(
+            "# written by factorgraph_ebm: potentials exp(-(E - c)), c the lowest finite "
+            f"energy of each factor; sum of the c: {float(offsets.sum())!r}\n"
+            f"{cg.n_factors + len(isolated)}\n"
+        )
         for scope, table in factors:
             shape = tuple(cg.n_states[scope].tolist())
             fortran_values = table.reshape(shape).ravel(order="F")
             _write_factor(out, [names[v] for v in scope.tolist()], shape, fortran_values)
         for v in isolated:
             _write_factor(out, [names[v]], (int(cg.n_states[v]),), np.ones(cg.n_states[v]))
+    return offsets
 
 
 def _write_factor(out, labels: list, shape: tuple, fortran_values: np.ndarray) -> None:

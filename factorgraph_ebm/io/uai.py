@@ -8,7 +8,26 @@ factors ``m``, ``m`` scopes ``k v_1 .. v_k`` (0-based variable indices) and ``m`
 ``size p_1 .. p_size`` of non-negative potentials in row-major order of the scope (the last
 scope variable changes fastest). A ``BAYES`` file lists one conditional probability table
 per variable with scope ``parents..., child``; as a factor graph it is the same product of
-potentials. Lines starting with ``c`` are comments (UAI 2016).
+potentials. Lines starting with ``c`` are comments (UAI 2016), and so is text from ``#`` to
+the end of a line (pyAgrum writes ``# name`` after scopes and counts).
+
+**Other writers' table orders.** The format's order is C order of the scope as written.
+Some tools write other orders, and their files then read as a different model (with no
+error: every size fits). Measured with pyAgrum 3.3.1 and pgmpy 1.1.2:
+
+- pyAgrum (``gum.saveBN``/``gum.saveMRF``): a ``BAYES`` CPT with two or more parents
+  lists its values with the child fastest, then the *first* parent, ..., the last parent
+  slowest, under the scope ``parents..., child``; ``MARKOV`` factors of two or more
+  variables list their values in pyAgrum's internal order (its first variable fastest),
+  while the scope line need not be the reverse of that order (in our test, 2 of 3 factors
+  were not). pyAgrum reads its own files back consistently; it writes 6 significant
+  digits.
+- pgmpy (``UAIWriter``): ``MARKOV`` factors follow the format; a ``BAYES`` CPT with parents
+  lists its values in C order of ``child, parents...`` (pgmpy's ``TabularCPD`` layout),
+  under the scope ``last parent, ..., first parent, child``.
+
+Convert such models from the objects instead (:func:`factorgraph_ebm.io.from_pyagrum`,
+:func:`factorgraph_ebm.io.from_pgmpy`), whose tables carry variable names on their axes.
 
 Energies are ``E = -ln(potential)`` (natural log); a potential of 0 is a forbidden
 configuration, energy ``+inf``. Variables of a graph read from a ``.uai`` file are named by
@@ -34,8 +53,9 @@ def read_uai(path) -> FactorGraph:
     Parameters
     ----------
     path : str or os.PathLike
-        Whitespace between tokens is free (line breaks included); lines starting with ``c``
-        are comments.
+        Plain or gzip-compressed text, any line ending. Whitespace between tokens is free
+        (line breaks included); lines starting with ``c`` are comments, and so is text from
+        ``#`` to the end of a line.
 
     Returns
     -------
@@ -76,7 +96,7 @@ def read_uai(path) -> FactorGraph:
     >>> np.round(np.exp(-g.factor_energies(1)), 4).tolist()   # energies are -ln(potential)
     [[1.0, 0.5, 0.25], [0.5, 1.0, 0.0]]
     """
-    with TokenReader(path, comment="c") as reader:
+    with TokenReader(path, comment="c", inline_comment="#") as reader:
         reader.read_keyword("the preamble", ("MARKOV", "BAYES"), ignore_case=True)
         n = reader.read_int("the number of variables", low=0)
         cards = reader.read_numbers(n, f"the cardinalities of the {n} variables", np.int64)
@@ -131,24 +151,39 @@ def _read_table(reader: TokenReader, factor: int, shape: np.ndarray) -> np.ndarr
     return numbers.values
 
 
-def write_uai(target, graph: FactorGraph) -> None:
-    """Write ``graph`` as a ``MARKOV`` ``.uai`` model.
+def write_uai(target, graph: FactorGraph) -> np.ndarray:
+    """Write ``graph`` as a ``MARKOV`` ``.uai`` model; return each factor's energy shift.
 
     Variables are written by index (names are not stored; :func:`read_uai` names them
-    ``0 .. n-1``); factors in graph order with their scope order; potentials
-    ``exp(-energy)`` with 17 significant digits, so that reading the file back gives the
-    same energies to within a few ulps (NumPy's ``exp`` and ``log`` are not correctly
-    rounded: bit for bit on some CPUs only).
+    ``0 .. n-1``); factors in graph order with their scope order. Each table is shifted by
+    its lowest finite energy ``c_a`` before ``exp``: the potentials written are
+    ``exp(-(E - c_a))`` (1 at the lowest entry, 0 for ``+inf``), as the shortest text that
+    reads back to the same float64 (at most 17 significant digits), so that no energy
+    overflows or underflows however large or small. Reading the file back gives energies
+    ``E_a - c_a`` within a few ulps of ``max(|E_a - c_a|, 1)`` (NumPy's ``exp`` and ``log``
+    are not correctly rounded: bit for bit on some CPUs only); the model of the file is the
+    graph's up to the constant ``C = offsets.sum()``: ``E(y) = E_file(y) + C`` for every
+    ``y``, and ``ln Z = ln Z_file - beta * C`` at inverse temperature ``beta`` (the UAI
+    ``PR`` task is ``beta = 1``).
 
     Parameters
     ----------
     target : str, os.PathLike or writable text file
+        A path ending in ``.gz`` is written gzip-compressed.
     graph : FactorGraph
+
+    Returns
+    -------
+    offsets : ndarray of shape (n_factors,), dtype=float64
+        ``c_a`` of every factor (0 for a table without finite entries).
 
     Raises
     ------
     FactorGraphError
-        If a finite energy has no float64 potential (below about -709 or above about 745).
+        If a factor's finite energies spread over more than
+        :data:`~factorgraph_ebm.io.MAX_ENERGY_SPREAD` (about 708.4; the
+        potential of the highest would not be a normal float64), or if the graph has
+        compact structured factors.
 
     Examples
     --------
@@ -157,21 +192,25 @@ def write_uai(target, graph: FactorGraph) -> None:
     >>> from factorgraph_ebm.io import read_uai, write_uai
     >>> g = fe.FactorGraph()
     >>> _ = g.add_variables(["a", "b"], 2)
-    >>> _ = g.add_factor(["a", "b"], [[0.0, 1.5], [np.inf, 0.25]])
-    >>> write_uai("model.uai", g)
+    >>> _ = g.add_factor(["a", "b"], [[2.0, 3.5], [np.inf, 2.25]])
+    >>> offsets = write_uai("model.uai", g)     # potentials exp(-(E - 2.0))
+    >>> offsets.tolist()
+    [2.0]
     >>> h = read_uai("model.uai")                 # variables are named 0 .. n-1
     >>> h.variables, h.factor_scope(0)
     ([0, 1], (0, 1))
-    >>> np.isinf(h.factor_energies(0)).tolist()   # a zero potential is +inf again
-    [[False, False], [True, False]]
-    >>> fe.min_sum(h).assignment.tolist() == fe.min_sum(g).assignment.tolist()
+    >>> (np.round(h.factor_energies(0), 12) + 0.0).tolist()   # E - 2.0; 0 potential: +inf
+    [[0.0, 1.5], [inf, 0.25]]
+    >>> lnz_g, lnz_h = fe.sum_product(g).log_partition, fe.sum_product(h).log_partition
+    >>> bool(abs(lnz_h - offsets.sum() - lnz_g) < 1e-12)     # ln Z = ln Z_file - C
     True
     """
     cg = graph.compile()
-    factors = factor_tables(graph)
+    factors, offsets = factor_tables(graph)
     with open_for_writing(target) as out:
         out.write(f"MARKOV\n{cg.n_variables}\n{format_numbers(cg.n_states)}\n{cg.n_factors}\n")
         for scope, _ in factors:
             out.write(format_counted(scope) + "\n")
         for _, table in factors:
             out.write(f"\n{len(table)}\n{format_numbers(table)}\n")
+    return offsets
