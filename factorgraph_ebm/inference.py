@@ -193,6 +193,8 @@ def _run_bp(graph, cg, theta, unary, temperature, started, *, schedule, max_iter
     """Belief propagation on validated inputs (see :func:`belief_propagation`)."""
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
+    if cg.max_arity <= 2 and not kinds.any():
+        kinds = None  # a plain graph: the kernels' specialization without structure
 
     if schedule == "auto":
         schedule = "tree" if cg.is_forest else "sequential"
@@ -444,11 +446,12 @@ def _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, dampin
     if threads == 1:
         return K.run_flooding(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
                               max_iter, tol, residuals)
+    order, classes = K.flood_order(cg, kinds, temperature)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
         return K.run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
-                              max_iter, tol, residuals, 4 * threads)
+                              max_iter, tol, residuals, order, classes, 4 * threads)
     finally:
         numba.set_num_threads(previous)
 
