@@ -194,7 +194,7 @@ def _run_bp(graph, cg, theta, unary, temperature, started, *, schedule, max_iter
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
     if cg.max_arity <= 2 and not kinds.any():
-        kinds = None  # a plain graph: the kernels' specialization without structure
+        kinds = None  # a plain graph: the kernels' lean specialization (see messages)
 
     if schedule == "auto":
         schedule = "tree" if cg.is_forest else "sequential"
