@@ -409,9 +409,10 @@ def test_fgebm_compile_compiles_every_kernel(capsys):
     assert "first use" not in err
     unused = {"refresh_variable_messages"}
     # With one thread (a one-core machine, taskset -c 0) the threaded paths never run, so
-    # their kernels are not reachable: the parallel=True ones and run_parallel's chunking.
+    # their kernels are not reachable: the parallel=True ones, run_parallel's chunking and
+    # its per-chunk factor step.
     one_thread = numba.config.NUMBA_NUM_THREADS == 1
-    threaded = {"run_parallel", "balanced_chunks"}
+    threaded = {"run_parallel", "balanced_chunks", "flood_factors"}
     missing = [
         f"{k.py_func.__module__}.{k.__name__}" for k in _jit_cache.KERNELS
         if k.targetoptions.get("inline") != "always" and k.__name__ not in unused
