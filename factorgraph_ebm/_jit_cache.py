@@ -386,7 +386,7 @@ def _first_use_notice(cache_path: str, filename_base: str) -> None:
         _noticed = True
         logger.warning(
             "factorgraph_ebm: compiling Numba kernels for first use, once: a first call "
-            "takes 10-30 s (longer on a busy machine); later runs load the kernels from %s. "
+            "takes 5-15 s (longer on a busy machine); later runs load the kernels from %s. "
             "`fgebm compile` compiles all of them ahead of time.", cache_dir(),
         )
 
