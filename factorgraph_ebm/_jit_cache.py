@@ -20,6 +20,9 @@ Every kernel of the package is made by :func:`njit` (through :mod:`._config`), w
   file is rewritten); data files are named after their index key and written before the
   index that points at them, so processes that compile into one cache at once never read
   each other's half-written or mismatched entries.
+- **Pruning**: the directories of other versions or kernel sources beside it are removed
+  once no process has used them for a day, except the two most recently used
+  (:func:`prune_stale`), so that upgrades and edits do not fill the disk.
 - **First use**: the first compilation of a kernel whose module has nothing in the cache
   yet logs one WARNING on the ``factorgraph_ebm`` logger (compiling for first use, and
   roughly how long it takes); :func:`compile_kernels` compiles everything ahead of time.
@@ -34,6 +37,8 @@ import functools
 import hashlib
 import logging
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -112,7 +117,19 @@ def _usable(path: Path, private: bool = False) -> bool:
 def cache_dir() -> Path | None:
     """The directory of this package version's kernels (see the module docstring), or a
     private temporary fallback, or None (uncached) when neither can be written; one
-    :class:`JitCacheWarning` for either fallback. Decided once per process."""
+    :class:`JitCacheWarning` for either fallback. Decided once per process, which marks the
+    directory as used and prunes its stale siblings (:func:`prune_stale`)."""
+    chosen = _choose_cache_dir()
+    if chosen is not None:
+        mark_used(chosen)
+        try:
+            prune_stale(chosen.parent, keep=chosen.name)
+        except OSError as exc:  # e.g. a directory listing refused: prune another time
+            logger.debug("stale kernel caches not pruned: %r", exc)
+    return chosen
+
+
+def _choose_cache_dir() -> Path | None:
     try:
         wanted = user_cache_root() / source_key()
     except RuntimeError:  # no home directory
@@ -129,6 +146,65 @@ def cache_dir() -> Path | None:
     _warn_once(f"factorgraph_ebm cannot write its Numba kernel cache in {wanted}; {outcome}. "
                "Set NUMBA_CACHE_DIR to a writable directory to choose the place.")
     return chosen
+
+
+# --------------------------------------------------------------------------- pruning
+#: A sibling cache directory (another package version or kernel source) is removed once no
+#: process has used it for this many seconds...
+STALE_SECONDS = 24 * 3600
+#: ...unless it is one of this many most recently used siblings (e.g. two installed versions
+#: used in turn).
+KEEP_RECENT = 2
+_KEY_NAME = re.compile(r".+-[0-9a-f]{16}")  # the name of a source_key() directory
+#: Numba's index and data files, and the temporary files of an interrupted write.
+_CACHE_FILE = re.compile(r".+\.nb[ic](\.tmp\.[0-9a-f]+)?")
+
+
+def mark_used(directory: Path) -> None:
+    """Set the modification time of ``directory`` to now: :func:`prune_stale` keeps the
+    directories of recent use. Every process that uses a cache directory marks it when it
+    chooses it and whenever it loads a kernel from it."""
+    try:
+        os.utime(directory)
+    except OSError:  # read-only: then nobody can prune it either
+        pass
+
+
+def prune_stale(root: Path, keep: str, now: float | None = None) -> list[Path]:
+    """Remove the stale kernel cache directories under ``root`` (the siblings of the one
+    in use, ``keep``) and return them.
+
+    A sibling is removed when its name is that of a :func:`source_key` directory, it holds
+    nothing but Numba cache files, it is not among the :data:`KEEP_RECENT` most recently
+    used siblings, and no process has used it for :data:`STALE_SECONDS` (its modification
+    time, see :func:`mark_used`). A process that still had such a directory open (idle for
+    longer than that) only compiles the kernels it loads next again. Anything else under
+    ``root`` is left alone. Each directory is first renamed, atomically, so that two
+    processes never remove one at once; errors leave a directory in place.
+    """
+    now = time.time() if now is None else now
+    siblings = []
+    for path in Path(root).iterdir():
+        if path.name != keep and _KEY_NAME.fullmatch(path.name) and path.is_dir():
+            siblings.append((path.stat().st_mtime, path))
+    siblings.sort(reverse=True)
+    removed = []
+    for used, path in siblings[KEEP_RECENT:]:
+        if now - used <= STALE_SECONDS or not _only_cache_files(path):
+            continue
+        doomed = path.with_name(f".removing-{path.name}-{os.getpid()}")
+        try:
+            path.rename(doomed)
+        except OSError:  # another process took it, or it cannot be moved
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _only_cache_files(directory: Path) -> bool:
+    """Whether every file below ``directory`` is a Numba index or data file."""
+    return all(p.is_dir() or _CACHE_FILE.fullmatch(p.name) for p in directory.rglob("*"))
 
 
 _warned = False
@@ -227,6 +303,8 @@ else:
                 loaded = None
             if loaded is None:
                 _first_use_notice(self._cache_path, self._impl.filename_base)
+            else:
+                mark_used(cache_dir())
             return loaded
 
         def save_overload(self, sig, data):
@@ -304,7 +382,7 @@ def _first_use_notice(cache_path: str, filename_base: str) -> None:
         _noticed = True
         logger.warning(
             "factorgraph_ebm: compiling Numba kernels for first use, once: a first call "
-            "takes 10-30 s (longer on a busy machine); later runs load the kernels from %s. "
+            "takes 5-15 s (longer on a busy machine); later runs load the kernels from %s. "
             "`fgebm compile` compiles all of them ahead of time.", cache_dir(),
         )
 
@@ -361,6 +439,8 @@ def _counts() -> tuple[int, int]:
 def _warmup_steps() -> list:
     """(description, callable) pairs that together call every kernel the public API uses,
     with the argument types it uses, on tiny inputs."""
+    import itertools
+
     import numpy as np
 
     from . import FactorGraph, TableModel, belief_propagation, fit, losses, trellis
@@ -370,12 +450,17 @@ def _warmup_steps() -> list:
     rng = np.random.default_rng(0)
     threads = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]
 
-    def graph(loopy: bool) -> FactorGraph:
-        """Every kind of factor, on a forest or with a cycle."""
+    def graph(loopy: bool, plain: bool = False) -> FactorGraph:
+        """Every kind of factor, on a forest or with a cycle; ``plain``: unary and dense
+        pairwise tables only (the kernels' other specialization, see messages.py)."""
         g = FactorGraph()
         g.add_variables(range(8), 3)
         g.add_factors(np.arange(8)[:, None], rng.random((8, 3)), by_index=True)
         g.add_factors([[0, 1], [1, 2]], rng.random((2, 3, 3)), by_index=True)
+        if plain:
+            g.add_factors([[2, 3], [3, 4], [4, 0] if loopy else [4, 5]],
+                          rng.random((3, 3, 3)), by_index=True)
+            return g
         g.add_potts_factors([[2, 3]], 0.5, by_index=True)
         g.add_truncated_linear_factors([[3, 4]], 0.5, 1.0, by_index=True, dense=False)
         g.add_truncated_quadratic_factors([[4, 5]], 0.5, 1.0, by_index=True)
@@ -384,8 +469,8 @@ def _warmup_steps() -> list:
         return g
 
     def bp():
-        for loopy in (False, True):
-            g = graph(loopy)
+        for loopy, plain in itertools.product((False, True), (False, True)):
+            g = graph(loopy, plain)
             theta = g.compile().energies * 1.5
             for beta in (np.inf, 1.0):
                 for schedule in ("tree", "sequential", "parallel") if not loopy else (

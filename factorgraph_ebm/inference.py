@@ -248,6 +248,8 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     evidence (then counted in ``energy``), else None."""
     kinds = factor_kinds(cg, theta)
     params = cg.factor_param
+    if cg.max_arity <= 2 and not kinds.any():
+        kinds = None  # a plain graph: the kernels' lean specialization (see messages)
 
     if schedule == "auto":
         schedule = "tree" if cg.is_forest else "sequential"
@@ -546,11 +548,12 @@ def _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, dampin
     if threads == 1:
         return K.run_flooding(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
                               max_iter, tol, residuals)
+    order, classes = K.flood_order(cg, kinds, temperature)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
         return K.run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
-                              max_iter, tol, residuals, 4 * threads)
+                              max_iter, tol, residuals, order, classes, 4 * threads)
     finally:
         numba.set_num_threads(previous)
 

@@ -32,6 +32,14 @@ The truncated kinds use the dense path at T > 0, and every kind keeps its dense 
 *compact* factors (``dense=False``, an empty table in ``energies``), whose entries the
 kernels compute with :func:`pair_entry` wherever a table would be read.
 
+Plain graphs. The kernels that take ``kinds`` (:func:`factor_sweep`, :func:`edge_message`,
+:func:`run_two_pass`, :func:`decode` and the flooding drivers) accept ``kinds=None`` for a
+*plain* graph: every factor of arity <= 2 with a dense table (no structured kind), the
+graphs of most models. Numba prunes the branches on ``kinds is None`` before typing, so that
+specialization compiles neither the structured messages nor the generic (arity >= 3) ones:
+with the flooding split below, a first tree-BP call compiles in half the time (measured
+17.4 -> 8.7 s CPU).
+
 Performance notes. Numba charges ~100 ns per call of a function with array arguments, and
 keeps per-array reference counting in loops that call helpers taking the compiled graph
 (a NamedTuple). So each kernel unpacks the arrays it needs once, the per-edge work is
@@ -39,7 +47,9 @@ written in the loop bodies or in helpers inlined at the Numba IR level that take
 arrays, and only the generic (arity >= 3) factor message is a real call. Flooding runs its
 variable side and its factor side as ``prange`` loops over chunks balanced by work: each new
 message depends only on the previous iteration's messages, so the result is the same, bit
-for bit, on any number of threads.
+for bit, on any number of threads, and in any order of the factors: flooding takes each
+class of factors with its own kernel (:func:`flood_order`), so that a call compiles only the
+kernels of the classes its graph has.
 
 The kernels assume validated input (see :mod:`factorgraph_ebm.inference`) and never raise.
 Tables are NumPy C order in the factor's declared scope order.
@@ -209,25 +219,34 @@ def pair_message(
             if cap < out[x]:
                 out[x] = cap
     else:
+        table_pair_message(energies, toff, has_table, s_t, s_o, n_t, n_o, v2f, m_o, kind, w,
+                           tau, temperature, out)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def table_pair_message(energies, toff, has_table, s_t, s_o, n_t, n_o, v2f, m_o, kind, w, tau,
+                       temperature, out):
+    """:func:`pair_message` from the table entries, read from ``energies`` (or, without
+    ``has_table``, computed by :func:`pair_entry`): O(K^2), any kind."""
+    for x in range(n_t):
+        base = toff + x * s_t
+        low = INF
+        for y in range(n_o):
+            t = energies[base + y * s_o] if has_table else pair_entry(kind, w, tau, x, y)
+            low = min(low, t + v2f[m_o + y])
+        out[x] = low
+    if temperature > 0.0:
         for x in range(n_t):
-            base = toff + x * s_t
-            low = INF
-            for y in range(n_o):
-                t = energies[base + y * s_o] if has_table else pair_entry(kind, w, tau, x, y)
-                low = min(low, t + v2f[m_o + y])
-            out[x] = low
-        if temperature > 0.0:
-            for x in range(n_t):
-                low = out[x]
-                if low < INF:
-                    base = toff + x * s_t
-                    total = 0.0
-                    for y in range(n_o):
-                        t = (energies[base + y * s_o] if has_table
-                             else pair_entry(kind, w, tau, x, y))
-                        z = t + v2f[m_o + y]
-                        total += np.exp(-(z - low) / temperature)
-                    out[x] = low - temperature * np.log(total)
+            low = out[x]
+            if low < INF:
+                base = toff + x * s_t
+                total = 0.0
+                for y in range(n_o):
+                    t = (energies[base + y * s_o] if has_table
+                         else pair_entry(kind, w, tau, x, y))
+                    z = t + v2f[m_o + y]
+                    total += np.exp(-(z - low) / temperature)
+                out[x] = low - temperature * np.log(total)
 
 
 @njit(**NJIT_OPTIONS)
@@ -384,13 +403,17 @@ def edge_message(
 
     A real call (not inlined) from decoding and the two-pass schedule: one compiled copy of
     every kind's code instead of one per caller cuts the first compilation by ~20% for
-    ~130 ns per edge."""
+    ~130 ns per edge. ``kinds=None``: a plain graph (see the module docstring)."""
     a = edge_factor[e]
     other = edge_partner[e]
     toff = table_offset[a]
     if other == e:
         for x in range(n_states[scope_vars[e]]):
             out[x] = energies[toff + x]
+    elif kinds is None:  # a plain graph: a dense pairwise factor
+        table_pair_message(energies, toff, True, edge_stride[e], edge_stride[other],
+                           n_states[scope_vars[e]], n_states[scope_vars[other]], v2f,
+                           msg_offset[other], KIND_DENSE, 0.0, 0.0, temperature, out)
     elif other >= 0:
         pair_message(
             energies,
@@ -462,22 +485,244 @@ def variable_message(n_states, state_offset, scope_vars, var_edge_ptr, var_edges
 
 # --------------------------------------------------------------------------- schedules
 @njit(**NJIT_OPTIONS)
-def balanced_chunks(ptr, weight_ptr, n_chunks):
-    """Boundaries (n_chunks + 1,) splitting items 0..len(ptr)-2 into contiguous chunks of
-    about equal work, where item j's work is ``weight_ptr`` at ``ptr[j+1]`` minus at
-    ``ptr[j]`` plus one (``weight_ptr`` is a nondecreasing prefix sum)."""
-    n = len(ptr) - 1
+def balanced_chunks(work_ptr, n_chunks):
+    """Boundaries (n_chunks + 1,) splitting items 0..len(work_ptr)-2 into contiguous chunks
+    of about equal work, where item j's work is ``work_ptr[j+1] - work_ptr[j]`` plus one
+    (``work_ptr`` is a nondecreasing prefix sum)."""
+    n = len(work_ptr) - 1
     bounds = np.empty(n_chunks + 1, dtype=np.int64)
     bounds[0] = 0
-    total = weight_ptr[ptr[n]] - weight_ptr[ptr[0]] + n
+    total = work_ptr[n] - work_ptr[0] + n
     j = 0
     for c in range(1, n_chunks):
         goal = total * c // n_chunks
-        while j < n and weight_ptr[ptr[j]] - weight_ptr[ptr[0]] + j < goal:
+        while j < n and work_ptr[j] - work_ptr[0] + j < goal:
             j += 1
         bounds[c] = j
     bounds[n_chunks] = n
     return bounds
+
+
+@njit(**NJIT_OPTIONS)
+def flood_unary(energies, scope_ptr, msg_offset, table_offset, order, lo, hi, f2v, damping):
+    """Flooding, unary factors ``order[lo:hi]``: each message is the factor's normalized
+    table, damped and stored in ``f2v``; returns the largest change."""
+    change = 0.0
+    for k in range(lo, hi):
+        a = order[k]
+        first = scope_ptr[a]
+        toff = table_offset[a]
+        # A unary factor's message is its normalized table: straight into the store.
+        start = msg_offset[first]
+        n = msg_offset[first + 1] - start
+        low = INF
+        for x in range(n):
+            low = min(low, energies[toff + x])
+        if low == INF:
+            low = 0.0
+        if damping > 0.0:
+            for x in range(n):
+                old = f2v[start + x]
+                value = damping * old + (1.0 - damping) * (energies[toff + x] - low)
+                diff = abs(value - old)
+                if diff > change:
+                    change = diff
+                f2v[start + x] = value
+        else:
+            for x in range(n):
+                value = energies[toff + x] - low
+                diff = abs(value - f2v[start + x])
+                if diff > change:
+                    change = diff
+                f2v[start + x] = value
+    return change
+
+
+@njit(**NJIT_OPTIONS)
+def flood_dense_min_sum(energies, state_offset, scope_ptr, scope_vars, msg_offset,
+                        table_offset, order, lo, hi, mode, f2v, var_total, n_inf, damping,
+                        inc, new):
+    """Flooding, min-sum, dense pairwise factors ``order[lo:hi]`` (the hot path): both
+    messages of each factor from the totals of :func:`variable_totals` (``mode``
+    :data:`MODE_FUSED` or :data:`MODE_FUSED_FINITE`, as in :func:`factor_sweep`),
+    normalized, damped and stored in ``f2v``; returns the largest change. ``inc`` and
+    ``new`` are scratch of 2 * max_states entries."""
+    change = 0.0
+    for k in range(lo, hi):
+        a = order[k]
+        first = scope_ptr[a]
+        toff = table_offset[a]
+        # Dense pairwise min-sum, fused (the flooding hot path): incoming messages into
+        # inc[:n0] and inc[n0:], then one row pass and one column pass over the table
+        # (reductions into scalars, no store in the inner loops; the table is in L1
+        # for the second pass), normalize, damp and store.
+        m0 = msg_offset[first]
+        m1 = msg_offset[first + 1]
+        n0 = m1 - m0
+        n1 = msg_offset[first + 2] - m1
+        s0 = state_offset[scope_vars[first]]
+        s1 = state_offset[scope_vars[first + 1]]
+        if mode == MODE_FUSED_FINITE:
+            for x in range(n0):
+                inc[x] = var_total[s0 + x] - f2v[m0 + x]
+            for y in range(n1):
+                inc[n0 + y] = var_total[s1 + y] - f2v[m1 + y]
+        else:
+            for q in range(2):
+                s_q = s0 if q == 0 else s1
+                m_q = m0 if q == 0 else m1
+                n_q = n0 if q == 0 else n1
+                d_q = 0 if q == 0 else n0
+                for x in range(n_q):
+                    own = f2v[m_q + x]
+                    if own < INF:
+                        inc[d_q + x] = (var_total[s_q + x] - own if n_inf[s_q + x] == 0
+                                        else INF)
+                    else:
+                        inc[d_q + x] = var_total[s_q + x] if n_inf[s_q + x] == 1 else INF
+        # Eight, then four rows (columns) at a time: independent min chains, so the
+        # latency of one chain does not bound the pass (a min is exact: the order does
+        # not change the result).
+        low0 = INF
+        x = 0
+        while x + 8 <= n0:
+            b0 = toff + x * n1
+            r0 = INF
+            r1 = INF
+            r2 = INF
+            r3 = INF
+            r4 = INF
+            r5 = INF
+            r6 = INF
+            r7 = INF
+            for y in range(n1):
+                z = inc[n0 + y]
+                r0 = min(r0, energies[b0 + y] + z)
+                r1 = min(r1, energies[b0 + n1 + y] + z)
+                r2 = min(r2, energies[b0 + 2 * n1 + y] + z)
+                r3 = min(r3, energies[b0 + 3 * n1 + y] + z)
+                r4 = min(r4, energies[b0 + 4 * n1 + y] + z)
+                r5 = min(r5, energies[b0 + 5 * n1 + y] + z)
+                r6 = min(r6, energies[b0 + 6 * n1 + y] + z)
+                r7 = min(r7, energies[b0 + 7 * n1 + y] + z)
+            new[x] = r0
+            new[x + 1] = r1
+            new[x + 2] = r2
+            new[x + 3] = r3
+            new[x + 4] = r4
+            new[x + 5] = r5
+            new[x + 6] = r6
+            new[x + 7] = r7
+            low0 = min(low0, min(min(min(r0, r1), min(r2, r3)),
+                                 min(min(r4, r5), min(r6, r7))))
+            x += 8
+        while x + 4 <= n0:
+            b0 = toff + x * n1
+            r0 = INF
+            r1 = INF
+            r2 = INF
+            r3 = INF
+            for y in range(n1):
+                z = inc[n0 + y]
+                r0 = min(r0, energies[b0 + y] + z)
+                r1 = min(r1, energies[b0 + n1 + y] + z)
+                r2 = min(r2, energies[b0 + 2 * n1 + y] + z)
+                r3 = min(r3, energies[b0 + 3 * n1 + y] + z)
+            new[x] = r0
+            new[x + 1] = r1
+            new[x + 2] = r2
+            new[x + 3] = r3
+            low0 = min(low0, min(min(r0, r1), min(r2, r3)))
+            x += 4
+        while x < n0:
+            base = toff + x * n1
+            low = INF
+            for y in range(n1):
+                low = min(low, energies[base + y] + inc[n0 + y])
+            new[x] = low
+            low0 = min(low0, low)
+            x += 1
+        low1 = INF
+        y = 0
+        while y + 8 <= n1:
+            c0 = INF
+            c1 = INF
+            c2 = INF
+            c3 = INF
+            c4 = INF
+            c5 = INF
+            c6 = INF
+            c7 = INF
+            for x in range(n0):
+                b0 = toff + x * n1 + y
+                z = inc[x]
+                c0 = min(c0, energies[b0] + z)
+                c1 = min(c1, energies[b0 + 1] + z)
+                c2 = min(c2, energies[b0 + 2] + z)
+                c3 = min(c3, energies[b0 + 3] + z)
+                c4 = min(c4, energies[b0 + 4] + z)
+                c5 = min(c5, energies[b0 + 5] + z)
+                c6 = min(c6, energies[b0 + 6] + z)
+                c7 = min(c7, energies[b0 + 7] + z)
+            new[n0 + y] = c0
+            new[n0 + y + 1] = c1
+            new[n0 + y + 2] = c2
+            new[n0 + y + 3] = c3
+            new[n0 + y + 4] = c4
+            new[n0 + y + 5] = c5
+            new[n0 + y + 6] = c6
+            new[n0 + y + 7] = c7
+            low1 = min(low1, min(min(min(c0, c1), min(c2, c3)),
+                                 min(min(c4, c5), min(c6, c7))))
+            y += 8
+        while y + 4 <= n1:
+            c0 = INF
+            c1 = INF
+            c2 = INF
+            c3 = INF
+            for x in range(n0):
+                b0 = toff + x * n1 + y
+                z = inc[x]
+                c0 = min(c0, energies[b0] + z)
+                c1 = min(c1, energies[b0 + 1] + z)
+                c2 = min(c2, energies[b0 + 2] + z)
+                c3 = min(c3, energies[b0 + 3] + z)
+            new[n0 + y] = c0
+            new[n0 + y + 1] = c1
+            new[n0 + y + 2] = c2
+            new[n0 + y + 3] = c3
+            low1 = min(low1, min(min(c0, c1), min(c2, c3)))
+            y += 4
+        while y < n1:
+            low = INF
+            for x in range(n0):
+                low = min(low, energies[toff + x * n1 + y] + inc[x])
+            new[n0 + y] = low
+            low1 = min(low1, low)
+            y += 1
+        for q in range(2):
+            start = m0 if q == 0 else m1
+            n = n0 if q == 0 else n1
+            out = 0 if q == 0 else n0
+            low = low0 if q == 0 else low1
+            if low == INF:
+                low = 0.0
+            if damping > 0.0:
+                for x in range(n):
+                    old = f2v[start + x]
+                    value = damping * old + (1.0 - damping) * (new[out + x] - low)
+                    diff = abs(value - old)
+                    if diff > change:
+                        change = diff
+                    f2v[start + x] = value
+            else:
+                for x in range(n):
+                    value = new[out + x] - low
+                    diff = abs(value - f2v[start + x])
+                    if diff > change:
+                        change = diff
+                    f2v[start + x] = value
+    return change
 
 
 @njit(**NJIT_OPTIONS)
@@ -495,6 +740,12 @@ def factor_sweep(
     :func:`variable_totals` minus the factor's own message (flooding); :data:`MODE_READ`
     reads ``v2f`` as it is. ``inc`` (2 * max_states) is scratch for the fused mode.
 
+    Any factor in any mode; flooding sends its unary and its dense min-sum pairwise factors
+    to :func:`flood_unary` and :func:`flood_dense_min_sum` instead (see
+    :func:`flood_order`), so that a graph of only those never compiles this kernel (7-8 s,
+    40% of a first BP call's compilation). ``kinds=None``: a plain graph (see the module
+    docstring).
+
     The per-edge code is written out here, not in helpers: inlined helpers with array
     arguments cost reference counting on every edge, several times the O(K) work itself.
     ``new`` has room for max_arity * max_states entries; ``env_v``/``env_z`` for
@@ -508,203 +759,6 @@ def factor_sweep(
         last = scope_ptr[a + 1]
         arity = last - first
         toff = table_offset[a]
-        if arity == 2 and mode >= MODE_FUSED and temperature == 0.0 and kinds[a] == KIND_DENSE:
-            # Dense pairwise min-sum, fused (the flooding hot path): incoming messages into
-            # inc[:n0] and inc[n0:], then one row pass and one column pass over the table
-            # (reductions into scalars, no store in the inner loops; the table is in L1
-            # for the second pass), normalize, damp and store.
-            m0 = msg_offset[first]
-            m1 = msg_offset[first + 1]
-            n0 = m1 - m0
-            n1 = msg_offset[first + 2] - m1
-            s0 = state_offset[scope_vars[first]]
-            s1 = state_offset[scope_vars[first + 1]]
-            if mode == MODE_FUSED_FINITE:
-                for x in range(n0):
-                    inc[x] = var_total[s0 + x] - f2v[m0 + x]
-                for y in range(n1):
-                    inc[n0 + y] = var_total[s1 + y] - f2v[m1 + y]
-            else:
-                for q in range(2):
-                    s_q = s0 if q == 0 else s1
-                    m_q = m0 if q == 0 else m1
-                    n_q = n0 if q == 0 else n1
-                    d_q = 0 if q == 0 else n0
-                    for x in range(n_q):
-                        own = f2v[m_q + x]
-                        if own < INF:
-                            inc[d_q + x] = (var_total[s_q + x] - own if n_inf[s_q + x] == 0
-                                            else INF)
-                        else:
-                            inc[d_q + x] = var_total[s_q + x] if n_inf[s_q + x] == 1 else INF
-            # Eight, then four rows (columns) at a time: independent min chains, so the
-            # latency of one chain does not bound the pass (a min is exact: the order does
-            # not change the result).
-            low0 = INF
-            x = 0
-            while x + 8 <= n0:
-                b0 = toff + x * n1
-                r0 = INF
-                r1 = INF
-                r2 = INF
-                r3 = INF
-                r4 = INF
-                r5 = INF
-                r6 = INF
-                r7 = INF
-                for y in range(n1):
-                    z = inc[n0 + y]
-                    r0 = min(r0, energies[b0 + y] + z)
-                    r1 = min(r1, energies[b0 + n1 + y] + z)
-                    r2 = min(r2, energies[b0 + 2 * n1 + y] + z)
-                    r3 = min(r3, energies[b0 + 3 * n1 + y] + z)
-                    r4 = min(r4, energies[b0 + 4 * n1 + y] + z)
-                    r5 = min(r5, energies[b0 + 5 * n1 + y] + z)
-                    r6 = min(r6, energies[b0 + 6 * n1 + y] + z)
-                    r7 = min(r7, energies[b0 + 7 * n1 + y] + z)
-                new[x] = r0
-                new[x + 1] = r1
-                new[x + 2] = r2
-                new[x + 3] = r3
-                new[x + 4] = r4
-                new[x + 5] = r5
-                new[x + 6] = r6
-                new[x + 7] = r7
-                low0 = min(low0, min(min(min(r0, r1), min(r2, r3)),
-                                     min(min(r4, r5), min(r6, r7))))
-                x += 8
-            while x + 4 <= n0:
-                b0 = toff + x * n1
-                r0 = INF
-                r1 = INF
-                r2 = INF
-                r3 = INF
-                for y in range(n1):
-                    z = inc[n0 + y]
-                    r0 = min(r0, energies[b0 + y] + z)
-                    r1 = min(r1, energies[b0 + n1 + y] + z)
-                    r2 = min(r2, energies[b0 + 2 * n1 + y] + z)
-                    r3 = min(r3, energies[b0 + 3 * n1 + y] + z)
-                new[x] = r0
-                new[x + 1] = r1
-                new[x + 2] = r2
-                new[x + 3] = r3
-                low0 = min(low0, min(min(r0, r1), min(r2, r3)))
-                x += 4
-            while x < n0:
-                base = toff + x * n1
-                low = INF
-                for y in range(n1):
-                    low = min(low, energies[base + y] + inc[n0 + y])
-                new[x] = low
-                low0 = min(low0, low)
-                x += 1
-            low1 = INF
-            y = 0
-            while y + 8 <= n1:
-                c0 = INF
-                c1 = INF
-                c2 = INF
-                c3 = INF
-                c4 = INF
-                c5 = INF
-                c6 = INF
-                c7 = INF
-                for x in range(n0):
-                    b0 = toff + x * n1 + y
-                    z = inc[x]
-                    c0 = min(c0, energies[b0] + z)
-                    c1 = min(c1, energies[b0 + 1] + z)
-                    c2 = min(c2, energies[b0 + 2] + z)
-                    c3 = min(c3, energies[b0 + 3] + z)
-                    c4 = min(c4, energies[b0 + 4] + z)
-                    c5 = min(c5, energies[b0 + 5] + z)
-                    c6 = min(c6, energies[b0 + 6] + z)
-                    c7 = min(c7, energies[b0 + 7] + z)
-                new[n0 + y] = c0
-                new[n0 + y + 1] = c1
-                new[n0 + y + 2] = c2
-                new[n0 + y + 3] = c3
-                new[n0 + y + 4] = c4
-                new[n0 + y + 5] = c5
-                new[n0 + y + 6] = c6
-                new[n0 + y + 7] = c7
-                low1 = min(low1, min(min(min(c0, c1), min(c2, c3)),
-                                     min(min(c4, c5), min(c6, c7))))
-                y += 8
-            while y + 4 <= n1:
-                c0 = INF
-                c1 = INF
-                c2 = INF
-                c3 = INF
-                for x in range(n0):
-                    b0 = toff + x * n1 + y
-                    z = inc[x]
-                    c0 = min(c0, energies[b0] + z)
-                    c1 = min(c1, energies[b0 + 1] + z)
-                    c2 = min(c2, energies[b0 + 2] + z)
-                    c3 = min(c3, energies[b0 + 3] + z)
-                new[n0 + y] = c0
-                new[n0 + y + 1] = c1
-                new[n0 + y + 2] = c2
-                new[n0 + y + 3] = c3
-                low1 = min(low1, min(min(c0, c1), min(c2, c3)))
-                y += 4
-            while y < n1:
-                low = INF
-                for x in range(n0):
-                    low = min(low, energies[toff + x * n1 + y] + inc[x])
-                new[n0 + y] = low
-                low1 = min(low1, low)
-                y += 1
-            for q in range(2):
-                start = m0 if q == 0 else m1
-                n = n0 if q == 0 else n1
-                out = 0 if q == 0 else n0
-                low = low0 if q == 0 else low1
-                if low == INF:
-                    low = 0.0
-                if damping > 0.0:
-                    for x in range(n):
-                        old = f2v[start + x]
-                        value = damping * old + (1.0 - damping) * (new[out + x] - low)
-                        diff = abs(value - old)
-                        if diff > change:
-                            change = diff
-                        f2v[start + x] = value
-                else:
-                    for x in range(n):
-                        value = new[out + x] - low
-                        diff = abs(value - f2v[start + x])
-                        if diff > change:
-                            change = diff
-                        f2v[start + x] = value
-            continue
-        if arity == 1 and mode >= MODE_FUSED:
-            # A unary factor's message is its normalized table: straight into the store.
-            start = msg_offset[first]
-            n = msg_offset[first + 1] - start
-            low = INF
-            for x in range(n):
-                low = min(low, energies[toff + x])
-            if low == INF:
-                low = 0.0
-            if damping > 0.0:
-                for x in range(n):
-                    old = f2v[start + x]
-                    value = damping * old + (1.0 - damping) * (energies[toff + x] - low)
-                    diff = abs(value - old)
-                    if diff > change:
-                        change = diff
-                    f2v[start + x] = value
-            else:
-                for x in range(n):
-                    value = energies[toff + x] - low
-                    diff = abs(value - f2v[start + x])
-                    if diff > change:
-                        change = diff
-                    f2v[start + x] = value
-            continue
         src = v2f
         src0 = msg_offset[first]
         src1 = msg_offset[first + 1] if arity >= 2 else 0
@@ -750,7 +804,10 @@ def factor_sweep(
                 src = inc
                 src0 = 0
                 src1 = stride
-        kind = kinds[a]
+        # Without kinds (a plain graph: dense tables, arity <= 2) the branches that test
+        # `structured` are pruned before typing: that specialization never compiles them.
+        structured = kinds is not None
+        kind = kinds[a] if structured else KIND_DENSE
         lows[0] = np.nan  # NaN: the store loop finds the minimum itself
         lows[1] = np.nan
         if arity == 1:
@@ -780,8 +837,8 @@ def factor_sweep(
                 low0 = min(low0, low)
             lows[0] = low0
         elif arity == 2:
-            w = params[a, 0]
-            tau = params[a, 1]
+            w = params[a, 0] if structured else 0.0
+            tau = params[a, 1] if structured else 0.0
             for q in range(2):
                 e = first + q
                 o = first + 1 - q
@@ -791,7 +848,8 @@ def factor_sweep(
                 m_o = src1 if q == 0 else src0
                 s_t = edge_stride[e]
                 s_o = edge_stride[o]
-                if kind == KIND_POTTS and w >= 0.0 and n_t == n_o and temperature == 0.0:
+                if (structured and kind == KIND_POTTS and w >= 0.0 and n_t == n_o
+                        and temperature == 0.0):
                     min1 = INF
                     for y in range(n_o):
                         min1 = min(min1, src[m_o + y])
@@ -810,7 +868,7 @@ def factor_sweep(
                             change = diff
                         f2v[start + x] = value
                     lows[q] = -INF
-                elif kind == KIND_POTTS:
+                elif structured and kind == KIND_POTTS:
                     min1 = INF
                     best = -1
                     for y in range(n_o):
@@ -851,7 +909,7 @@ def factor_sweep(
                                     rest = total
                                 acc += np.exp(-(other + w - low) / temperature) * rest
                             new[out + x] = low - temperature * np.log(acc)
-                elif kind == KIND_TRUNCATED_LINEAR and temperature == 0.0:
+                elif structured and kind == KIND_TRUNCATED_LINEAR and temperature == 0.0:
                     low = INF
                     for x in range(n_t):
                         z = src[m_o + x]
@@ -864,7 +922,7 @@ def factor_sweep(
                     cap = low + tau
                     for x in range(n_t):
                         new[out + x] = min(new[out + x], cap)
-                elif kind == KIND_TRUNCATED_QUADRATIC and temperature == 0.0:
+                elif structured and kind == KIND_TRUNCATED_QUADRATIC and temperature == 0.0:
                     low = INF
                     for y in range(n_o):
                         low = min(low, src[m_o + y])
@@ -928,7 +986,7 @@ def factor_sweep(
                                     z = t + src[m_o + y]
                                     total += np.exp(-(z - low) / temperature)
                                 new[out + x] = low - temperature * np.log(total)
-        else:
+        elif structured:  # arity >= 3
             for e in range(first, last):
                 generic_message(
                     energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f,
@@ -1027,12 +1085,12 @@ def variable_totals(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_
 def flood_phase(
     phase, n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
     n_states, state_offset, scope_ptr, scope_vars, edge_stride, msg_offset, table_offset,
-    var_edge_ptr, var_edges, order, f2v, v2f, total, n_inf, temperature, damping, free,
-    max_states, max_arity, mode,
+    var_edge_ptr, var_edges, order, classes, f2v, v2f, total, n_inf, temperature, damping,
+    free, max_states, max_arity, mode,
 ):
     """One ``prange`` loop over ``n_chunks`` chunks for every half-iteration of flooding:
     phase 0 the variables' totals (:func:`variable_totals`), phase 1 the factors' messages
-    (:func:`factor_sweep`, fused; chunk maxima of the change into ``changes``), phase 2 the
+    (:func:`flood_factors`; chunk maxima of the change into ``changes``), phase 2 the
     variable-to-factor messages (:func:`variable_sweep`). One parallel loop, not three, to
     keep the first compilation short. Phase 0 leaves each chunk's number of infinite terms
     in ``changes``; ``mode`` is phase 1's :data:`MODE_FUSED` or :data:`MODE_FUSED_FINITE`."""
@@ -1043,14 +1101,11 @@ def flood_phase(
                 var_bounds[c], var_bounds[c + 1], f2v, total, n_inf,
             )
         elif phase == 1:
-            changes[c] = factor_sweep(
+            changes[c] = flood_factors(
                 energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
-                edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order,
-                fac_bounds[c], fac_bounds[c + 1], mode, f2v, v2f, total, n_inf,
-                temperature, damping, free, np.zeros(max_arity, dtype=np.int64),
-                np.empty(max_states), np.empty(max_arity * max_states),
-                np.empty(2 * max_states), np.empty(max_states + 1, dtype=np.int64),
-                np.empty(max_states + 2), np.empty(2),
+                edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, classes,
+                fac_bounds[c], fac_bounds[c + 1], mode, f2v, v2f, total, n_inf, temperature,
+                damping, free, max_states, max_arity,
             )
         else:
             variable_sweep(
@@ -1060,9 +1115,69 @@ def flood_phase(
 
 
 @njit(**NJIT_OPTIONS)
+def flood_factors(
+    energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+    edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, classes, lo, hi,
+    mode, f2v, v2f, total, n_inf, temperature, damping, free, max_states, max_arity,
+):
+    """Flooding's factor side for the factors ``order[lo:hi]`` of an order sorted by
+    :func:`flood_order` (``classes`` its class boundaries): each class's part by its kernel
+    (:func:`flood_unary`, :func:`flood_dense_min_sum`, :func:`factor_sweep`); returns the
+    largest change. The threaded schedule's per-chunk step; one thread calls the class
+    kernels from Python (:func:`run_flooding`), so that it compiles only those it needs."""
+    change = 0.0
+    u_lo = max(lo, classes[0])
+    u_hi = min(hi, classes[1])
+    if u_lo < u_hi:
+        change = max(change, flood_unary(energies, scope_ptr, msg_offset, table_offset,
+                                         order, u_lo, u_hi, f2v, damping))
+    d_lo = max(lo, classes[1])
+    d_hi = min(hi, classes[2])
+    if d_lo < d_hi:
+        change = max(change, flood_dense_min_sum(
+            energies, state_offset, scope_ptr, scope_vars, msg_offset, table_offset, order,
+            d_lo, d_hi, mode, f2v, total, n_inf, damping, np.empty(2 * max_states),
+            np.empty(2 * max_states),
+        ))
+    o_lo = max(lo, classes[2])
+    o_hi = min(hi, classes[3])
+    if o_lo < o_hi:
+        change = max(change, factor_sweep(
+            energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+            edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, o_lo, o_hi,
+            mode, f2v, v2f, total, n_inf, temperature, damping, free,
+            np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
+            np.empty(max_arity * max_states), np.empty(2 * max_states),
+            np.empty(max_states + 1, dtype=np.int64), np.empty(max_states + 2), np.empty(2),
+        ))
+    return change
+
+
+def flood_order(cg, kinds, temperature):
+    """The factors sorted by the kernel that floods them, and the class boundaries.
+
+    Returns ``order`` (F,) int64 and ``classes`` (4,) int64: ``order[classes[0]:classes[1]]``
+    are the unary factors (:func:`flood_unary`), ``order[classes[1]:classes[2]]`` the dense
+    pairwise factors when ``temperature == 0`` (:func:`flood_dense_min_sum`), the rest the
+    others (:func:`factor_sweep`), each class in factor order. A flooding factor's new
+    messages depend only on the previous iteration's, so the order changes nothing, bit
+    for bit.
+    """
+    arity = np.diff(cg.scope_ptr)
+    code = np.full(len(arity), 2, dtype=np.int64)
+    code[arity == 1] = 0
+    if temperature == 0.0:
+        code[(arity == 2) & (True if kinds is None else kinds == KIND_DENSE)] = 1
+    order = np.argsort(code, kind="stable").astype(np.int64)
+    classes = np.zeros(4, dtype=np.int64)
+    classes[1:] = np.cumsum(np.bincount(code, minlength=3))
+    return order, classes
+
+
+@njit(**NJIT_OPTIONS)
 def run_parallel(
     cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
-    residuals, n_chunks,
+    residuals, order, classes, n_chunks,
 ):
     """Flooding schedule: every variable-to-factor message, then every factor-to-variable
     message from those, per iteration. Returns (n_iter, converged); ``residuals[t]`` is the
@@ -1076,16 +1191,21 @@ def run_parallel(
     messages, read before they are overwritten), so no third buffer is needed. The
     variable-to-factor messages are written once, after the last iteration. Both halves
     are ``prange`` loops (:func:`flood_phase`) over ``n_chunks`` chunks of variables and of
-    factors, balanced by work: bitwise the same on any number of threads and chunks.
+    factors, balanced by work: bitwise the same on any number of threads and chunks. The
+    factors are taken in ``order`` with class boundaries ``classes`` (:func:`flood_order`).
     """
     n_states = cg.n_states
     state_offset = cg.state_offset
     scope_ptr = cg.scope_ptr
     var_edge_ptr = cg.var_edge_ptr
     msg_offset = cg.msg_offset
-    var_bounds = balanced_chunks(var_edge_ptr, msg_offset, n_chunks)
-    fac_bounds = balanced_chunks(scope_ptr, cg.table_offset, n_chunks)
-    order = np.arange(len(scope_ptr) - 1)
+    var_bounds = balanced_chunks(msg_offset[var_edge_ptr], n_chunks)
+    n_factors = len(order)
+    fac_work = np.zeros(n_factors + 1, dtype=np.int64)
+    for j in range(n_factors):
+        a = order[j]
+        fac_work[j + 1] = fac_work[j] + cg.table_offset[a + 1] - cg.table_offset[a]
+    fac_bounds = balanced_chunks(fac_work, n_chunks)
     changes = np.zeros(n_chunks)
     free = np.full(len(n_states), -1, dtype=np.int64)
     n_done = max_iter
@@ -1101,8 +1221,8 @@ def run_parallel(
         flood_phase(
             phases[0], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
             unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
-            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total,
-            n_inf, temperature, damping, free, cg.max_states, max_arity, modes[0],
+            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, classes, f2v, v2f,
+            total, n_inf, temperature, damping, free, cg.max_states, max_arity, modes[0],
         )
         n_infinite = 0.0
         for c in range(n_chunks):
@@ -1110,8 +1230,8 @@ def run_parallel(
         flood_phase(
             phases[1], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
             unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
-            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total,
-            n_inf, temperature, damping, free, cg.max_states, max_arity,
+            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, classes, f2v, v2f,
+            total, n_inf, temperature, damping, free, cg.max_states, max_arity,
             modes[1] if n_infinite == 0.0 else modes[0],
         )
         change = 0.0
@@ -1125,7 +1245,7 @@ def run_parallel(
     flood_phase(
         phases[2], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
         n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride, msg_offset,
-        cg.table_offset, var_edge_ptr, cg.var_edges, order, f2v, v2f, total, n_inf,
+        cg.table_offset, var_edge_ptr, cg.var_edges, order, classes, f2v, v2f, total, n_inf,
         temperature, damping, free, cg.max_states, max_arity, modes[0],
     )
     return n_done, converged
@@ -1179,13 +1299,14 @@ def run_flooding(
     residuals,
 ):
     """Flooding on one thread: :func:`run_parallel` with one chunk, as a Python loop over
-    the very kernel calls that :func:`flood_phase` makes (:func:`variable_totals`,
-    :func:`factor_sweep`, :func:`variable_sweep`), so the results are the same bit for
-    bit, and graphs that run on one thread never compile the ``parallel=True`` kernels
-    (tens of seconds on first use). Returns (n_iter, converged)."""
+    the very kernel calls that :func:`flood_phase` makes (:func:`variable_totals`, the
+    class kernels of :func:`flood_factors`, :func:`variable_sweep`), so the results are the
+    same bit for bit. Graphs that run on one thread never compile the ``parallel=True``
+    kernels (tens of seconds on first use), and only the class kernels of the factors they
+    have (a pairwise min-sum model: not :func:`factor_sweep`; a first call on one, 16.3 ->
+    12.5 s CPU from this alone). Returns (n_iter, converged)."""
     n_vars = len(cg.n_states)
-    n_factors = len(cg.scope_ptr) - 1
-    order = np.arange(n_factors)
+    order, classes = flood_order(cg, kinds, temperature)
     free = np.full(n_vars, -1, dtype=np.int64)
     n_total = cg.state_offset[n_vars]
     total = np.empty(n_total)
@@ -1194,6 +1315,9 @@ def run_flooding(
     max_arity = max(cg.max_arity, 1)
     variables = (unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
                  cg.msg_offset, 0, n_vars, f2v)
+    graph = (cg.scope_ptr, cg.msg_offset, cg.table_offset, order)
+    u_lo, d_lo, o_lo, o_hi = (int(b) for b in classes)
+    dense_scratch = (np.empty(2 * max_states), np.empty(2 * max_states))
     # factor_sweep's scratch, reused across calls as run_sequential does.
     scratch = (np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
                np.empty(max_arity * max_states), np.empty(2 * max_states),
@@ -1202,13 +1326,23 @@ def run_flooding(
     converged = False
     for it in range(max_iter):
         n_infinite = variable_totals(*variables, total, n_inf)
-        change = factor_sweep(
-            energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
-            cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-            cg.var_edges, order, 0, n_factors,
-            MODE_FUSED_FINITE if n_infinite == 0 else MODE_FUSED, f2v, v2f, total, n_inf,
-            temperature, damping, free, *scratch,
-        )
+        mode = MODE_FUSED_FINITE if n_infinite == 0 else MODE_FUSED
+        change = 0.0
+        if u_lo < d_lo:
+            change = flood_unary(energies, *graph, u_lo, d_lo, f2v, damping)
+        if d_lo < o_lo:
+            change = max(change, flood_dense_min_sum(
+                energies, cg.state_offset, cg.scope_ptr, cg.scope_vars, cg.msg_offset,
+                cg.table_offset, order, d_lo, o_lo, mode, f2v, total, n_inf, damping,
+                *dense_scratch,
+            ))
+        if o_lo < o_hi:
+            change = max(change, factor_sweep(
+                energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
+                cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
+                cg.var_edge_ptr, cg.var_edges, order, o_lo, o_hi, mode, f2v, v2f, total,
+                n_inf, temperature, damping, free, *scratch,
+            ))
         residuals[it] = change
         if change <= tol:
             n_done = it + 1
@@ -1223,7 +1357,8 @@ def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature):
     """Exact schedule on a forest: leaves to roots, then roots to leaves (each message once).
 
     Afterwards every message, and so every belief, is exact (Pearl 1988; Kschischang, Frey &
-    Loeliger 2001, "Factor graphs and the sum-product algorithm", sec. III).
+    Loeliger 2001, "Factor graphs and the sum-product algorithm", sec. III). ``kinds=None``:
+    a plain graph (see the module docstring).
     """
     n_states = cg.n_states
     state_offset = cg.state_offset
@@ -1289,11 +1424,9 @@ def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature):
                 )
                 start = msg_offset[child]
                 store_message(new, f2v, start, msg_offset[child + 1] - start, 0.0)
-    for i in range(len(n_states)):
-        variable_messages(
-            n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary, f2v, v2f, i,
-            new,
-        )
+    # The same loop as flooding's variable side: one compiled copy, not a third inlined one.
+    variable_sweep(unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+                   np.int64(0), len(n_states), f2v, v2f, new)
 
 
 @njit(**NJIT_OPTIONS)
@@ -1492,7 +1625,8 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
     energy is chosen whenever one exists. With T > 0 each step takes the most probable state
     given the earlier ones. At a dead end (every state +inf given the earlier choices, which
     only loopy graphs reach) the variable takes the state of lowest unconditional belief
-    ``beliefs`` (flat (S,)), so evidence is always kept.
+    ``beliefs`` (flat (S,)), so evidence is always kept. ``kinds=None``: a plain graph (see
+    the module docstring).
     """
     n_states = cg.n_states
     state_offset = cg.state_offset
@@ -1542,7 +1676,7 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
                     edge_stride, edge_partner, msg_offset, table_offset, v2f, e, temperature,
                     assignment, message, counter, lowest, env_v, env_z,
                 )
-            else:
+            elif kinds is not None:  # arity >= 3 (a plain graph has none)
                 generic_message(
                     energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f,
                     e, a, temperature, assignment, message, counter, lowest,

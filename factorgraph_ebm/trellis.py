@@ -779,39 +779,53 @@ def _fb_log_seq(unary, start, end, trans, trans_t, tr0, tstep, beta, fa, out, xi
 
 
 @_batched
-def _fb_batch(
-    unary,
-    trans,
-    trans_t,
-    per_position,
-    mat,
-    mat_t,
-    shift,
-    scaled,
-    beta,
-    tok_off,
-    tr_off,
-    chunk_off,
-    start,
-    end,
-    out,
-    free,
-    alpha,
-    g,
-    xi_chunks,
-    xi_log,
-    xi_pos,
+def _fb_scaled_batch(
+    unary, mat, mat_t, shift, beta, tok_off, chunk_off, start, end, out, free, alpha, g,
+    xi_chunks, log_domain,
 ):
-    """Forward-backward at finite beta on a batch: marginals into ``out``, free energies
-    into ``free``.
+    """Scaled forward-backward at finite beta on a batch with a shared transition
+    (:func:`_fb_scaled_seq`): marginals into ``out``, free energies into ``free``, and, per
+    fixed chunk of sequences, the partial sums sum_t outer(alpha[t - 1], g[t]) of the
+    expected transition counts into ``xi_chunks[c]`` (the counts once multiplied by ``mat``
+    elementwise; summed by the caller in chunk order, so that results do not depend on the
+    number of threads). ``alpha`` and ``g`` (N, K) are scratch. A sequence that the scaled
+    domain cannot take is left to :func:`_fb_log_batch`: ``log_domain[s]`` becomes True.
+    """
+    k = unary.shape[1]
+    n_chunks = chunk_off.shape[0] - 1
+    for c in prange(n_chunks):
+        vec = np.empty((5, k))
+        acc = xi_chunks[c]
+        for s in range(chunk_off[c], chunk_off[c + 1]):
+            a = tok_off[s]
+            b = tok_off[s + 1]
+            if a == b:
+                free[s] = 0.0
+                continue
+            ok, f = _fb_scaled_seq(
+                unary[a:b], start, end, mat, mat_t, beta, alpha[a:b], g[a:b], out[a:b], vec
+            )
+            if not ok:
+                log_domain[s] = True
+            elif f == INF:
+                out[a:b] = 0.0
+                free[s] = INF
+            else:
+                free[s] = f + (b - a - 1) * shift
+                _outer_sum(alpha[a:b], g[a:b], acc)
 
-    Shared transitions: partial sums of the expected transition counts per fixed chunk of
-    sequences (summed by the caller in chunk order, so that results do not depend on the
-    number of threads): ``xi_chunks[c]`` gets sum_t outer(alpha[t - 1], g[t]) of the
-    sequences the scaled kernel handles (the counts once multiplied by ``mat``
-    elementwise), ``xi_log[c]`` the counts of the others (log domain). ``alpha`` and
-    ``g`` (N, K) are scratch. Per-position transitions: the log domain, counts into
-    ``xi_pos``.
+
+@_batched
+def _fb_log_batch(
+    unary, trans, trans_t, per_position, beta, tok_off, tr_off, chunk_off, start, end, out,
+    free, xi_log, xi_pos, log_domain,
+):
+    """Log-domain forward-backward at finite beta (:func:`_fb_log_seq`) on the sequences
+    ``s`` of a batch with ``log_domain[s]``: marginals into ``out``, free energies into
+    ``free``; the expected transition counts per fixed chunk of sequences into
+    ``xi_log[c]`` (shared transition), or laid out like ``trans`` into ``xi_pos``
+    (per-position transitions). A kernel of its own, so that a batch that the scaled domain
+    takes whole (:func:`_fb_scaled_batch`) never compiles it (about 3 s on first use).
     """
     k = unary.shape[1]
     n_chunks = chunk_off.shape[0] - 1
@@ -822,70 +836,33 @@ def _fb_batch(
         vec = np.empty((5, k))
         local3 = np.zeros((1, k, k))
         local = local3[0]
-        acc = xi_chunks[c]
         for s in range(chunk_off[c], chunk_off[c + 1]):
+            if not log_domain[s]:
+                continue
             a = tok_off[s]
             b = tok_off[s + 1]
             n = b - a
             if n == 0:
                 free[s] = 0.0
                 continue
-            done = False
-            if scaled:
-                ok, f = _fb_scaled_seq(
-                    unary[a:b], start, end, mat, mat_t, beta, alpha[a:b], g[a:b], out[a:b], vec
+            out[a:b] = 0.0
+            fa = np.empty((n, k))
+            if per_position:
+                tr0 = tr_off[s]
+                free[s] = _fb_log_seq(
+                    unary[a:b], start, end, trans, trans_t, tr0, one, beta, fa, out[a:b],
+                    xi_pos, tr0, one, vec,
                 )
-                if ok:
-                    done = True
-                    if f == INF:
-                        out[a:b] = 0.0
-                        free[s] = INF
-                    else:
-                        free[s] = f + (n - 1) * shift
-                        _outer_sum(alpha[a:b], g[a:b], acc)
-            if not done:
-                out[a:b] = 0.0
-                fa = np.empty((n, k))
-                if per_position:
-                    tr0 = tr_off[s]
-                    free[s] = _fb_log_seq(
-                        unary[a:b],
-                        start,
-                        end,
-                        trans,
-                        trans_t,
-                        tr0,
-                        one,
-                        beta,
-                        fa,
-                        out[a:b],
-                        xi_pos,
-                        tr0,
-                        one,
-                        vec,
-                    )
-                else:
-                    local[:, :] = 0.0
-                    free[s] = _fb_log_seq(
-                        unary[a:b],
-                        start,
-                        end,
-                        trans,
-                        trans_t,
-                        zero,
-                        zero,
-                        beta,
-                        fa,
-                        out[a:b],
-                        local3,
-                        zero,
-                        zero,
-                        vec,
-                    )
-                    acc_log = xi_log[c]
-                    for i in range(k):
-                        for j in range(k):
-                            acc_log[i, j] += local[i, j]
+            else:
+                local[:, :] = 0.0
+                free[s] = _fb_log_seq(
+                    unary[a:b], start, end, trans, trans_t, zero, zero, beta, fa, out[a:b],
+                    local3, zero, zero, vec,
+                )
+                acc_log = xi_log[c]
+                for i in range(k):
+                    for j in range(k):
+                        acc_log[i, j] += local[i, j]
 
 
 # --------------------------------------------------------------------------- k-best
@@ -1468,33 +1445,16 @@ def forward_backward(
         xi_log = np.zeros((n_chunks, k, k))
         xi_pos = np.zeros((1, 1, 1))
     free = np.zeros(n_seq)
-    alpha = np.empty((n_tokens, k)) if scaled else np.empty((0, k))
-    g = np.empty((n_tokens, k)) if scaled else np.empty((0, k))
-    _fb_batch(
-        _work(batch),
-        n_chunks,
-        batch.unary,
-        batch.trans,
-        trans_t,
-        batch.per_position,
-        mat,
-        mat_t,
-        shift,
-        scaled,
-        beta,
-        batch.tok_off,
-        batch.tr_off,
-        chunk_off,
-        batch.start,
-        batch.end,
-        out,
-        free,
-        alpha,
-        g,
-        xi_chunks,
-        xi_log,
-        xi_pos,
-    )
+    work = _work(batch)
+    log_domain = np.full(n_seq, not scaled)
+    if scaled:
+        _fb_scaled_batch(work, n_chunks, batch.unary, mat, mat_t, shift, beta, batch.tok_off,
+                         chunk_off, batch.start, batch.end, out, free, np.empty((n_tokens, k)),
+                         np.empty((n_tokens, k)), xi_chunks, log_domain)
+    if log_domain.any():
+        _fb_log_batch(work, n_chunks, batch.unary, batch.trans, trans_t, batch.per_position,
+                      beta, batch.tok_off, batch.tr_off, chunk_off, batch.start, batch.end, out,
+                      free, xi_log, xi_pos, log_domain)
     if batch.per_position:
         xi = xi_pos
     else:

@@ -26,7 +26,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def warm_kernels():
-    """Compile once per session (or load from Numba's on-disk cache) the kernels that the
-    tests' subprocesses use, so that those find them in the shared cache (see warmup.py).
-    Use it in every test or fixture that starts a subprocess, with SUBPROCESS_TIMEOUT."""
+    """Compile once per session (or load from the on-disk cache) every kernel, as
+    ``fgebm compile`` does, so that the tests' subprocesses find them in the shared cache
+    (see warmup.py). Use it in every test or fixture that starts a subprocess, with
+    SUBPROCESS_TIMEOUT."""
     compile_kernels()

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numba
@@ -286,6 +287,66 @@ def test_the_key_covers_version_numba_and_kernel_sources(tmp_path, monkeypatch):
     assert _jit_cache.source_key_of(src) != edited
 
 
+# --------------------------------------------------------------------------- pruning
+DAY = _jit_cache.STALE_SECONDS
+
+
+def fake_cache(root, name, age, files=("m.f-3.py312.nbi", "m.f-3.py312.0123abcd.nbc")):
+    """A cache directory ``root/name`` last used ``age`` seconds ago."""
+    directory = root / name
+    (directory / "exact").mkdir(parents=True)
+    for file in files:
+        (directory / file).write_bytes(b"x")
+    (directory / "exact" / "k.f-9.py312.nbi").write_bytes(b"x")
+    used = time.time() - age
+    os.utime(directory, (used, used))
+    return directory
+
+
+def test_prune_removes_only_stale_cache_directories_beyond_the_most_recent(tmp_path):
+    current = fake_cache(tmp_path, "0.2.0-" + "a" * 16, age=10 * DAY)  # the one in use
+    kept = [fake_cache(tmp_path, "0.1.9-" + "b" * 16, age=DAY / 2),  # the two most recent
+            fake_cache(tmp_path, "0.1.8-" + "b" * 16, age=2 * DAY)]
+    stale = [fake_cache(tmp_path, f"0.0.{i}-" + "c" * 16, age=(3 + i) * DAY) for i in range(3)]
+    # An interrupted write's temporary file is a cache file too.
+    stale.append(fake_cache(tmp_path, "0.0.7-" + "f" * 16, age=9 * DAY,
+                            files=("x.nbi", "x.nbc.tmp.9a")))
+    foreign = [
+        fake_cache(tmp_path, "numba", age=9 * DAY),  # not a key's name
+        fake_cache(tmp_path, "0.0.8-" + "e" * 16, age=9 * DAY, files=("notes.txt",)),
+    ]
+    (tmp_path / ("0.0.6-" + "0" * 16)).write_text("a file, not a directory")
+    removed = _jit_cache.prune_stale(tmp_path, keep=current.name)
+    assert sorted(removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [p.name for p in [current, *kept, *foreign]] + ["0.0.6-" + "0" * 16]
+    )
+
+
+def test_prune_keeps_directories_used_within_a_day(tmp_path):
+    current = fake_cache(tmp_path, "0.2.0-" + "a" * 16, age=0)
+    today = [fake_cache(tmp_path, f"0.1.{i}-" + "b" * 16, age=DAY - 60 * i - 60)
+             for i in range(5)]
+    assert _jit_cache.prune_stale(tmp_path, keep=current.name) == []
+    assert all(p.exists() for p in today)
+    later = time.time() + 2 * DAY
+    assert len(_jit_cache.prune_stale(tmp_path, keep=current.name, now=later)) == 3
+
+
+def test_a_process_marks_its_cache_used_and_prunes_stale_siblings(package_copy, tmp_path):
+    env = environment(package_copy, NUMBA_CACHE_DIR=tmp_path / "cache")
+    first = run_probe(package_copy, env)
+    mine = Path(first["cache_path"])
+    root = mine.parent
+    old = time.time() - 30 * DAY
+    os.utime(mine, (old, old))
+    stale = [fake_cache(root, f"0.0.{i}-" + "c" * 16, age=(3 + i) * DAY) for i in range(4)]
+    again = run_probe(package_copy, env)
+    assert (again["values"], again["hits"]) == ([4.0], 1)
+    assert time.time() - mine.stat().st_mtime < DAY  # marked as used
+    assert [p.exists() for p in stale] == [True, True, False, False]
+
+
 # --------------------------------------------------------------------------- concurrency
 @pytest.mark.parametrize("n_processes", [4])
 def test_processes_compiling_into_one_empty_cache_all_answer_correctly(
@@ -348,9 +409,10 @@ def test_fgebm_compile_compiles_every_kernel(capsys):
     assert "first use" not in err
     unused = {"refresh_variable_messages"}
     # With one thread (a one-core machine, taskset -c 0) the threaded paths never run, so
-    # their kernels are not reachable: the parallel=True ones and run_parallel's chunking.
+    # their kernels are not reachable: the parallel=True ones, run_parallel's chunking and
+    # its per-chunk factor step.
     one_thread = numba.config.NUMBA_NUM_THREADS == 1
-    threaded = {"run_parallel", "balanced_chunks"}
+    threaded = {"run_parallel", "balanced_chunks", "flood_factors"}
     missing = [
         f"{k.py_func.__module__}.{k.__name__}" for k in _jit_cache.KERNELS
         if k.targetoptions.get("inline") != "always" and k.__name__ not in unused

@@ -168,8 +168,9 @@ def _big_mixed_graph(seed=0, side=24, k=6):
 
 @pytest.mark.parametrize("beta", [math.inf, 1.0])
 @pytest.mark.parametrize("damping", [0.0, 0.5])
-def test_parallel_kernel_is_bitwise_the_same_on_any_number_of_threads(beta, damping):
-    g = _big_mixed_graph()
+@pytest.mark.parametrize("plain", [False, True], ids=["mixed", "plain"])
+def test_parallel_kernel_is_bitwise_the_same_on_any_number_of_threads(beta, damping, plain):
+    g = _plain_graph(0, side=24, k=6, loopy=True) if plain else _big_mixed_graph()
     assert g.compile().n_message_entries > 2**14
     runs = [
         _run(g, beta=beta, schedule="parallel", max_iter=7, damping=damping, threads=t)
@@ -181,6 +182,68 @@ def test_parallel_kernel_is_bitwise_the_same_on_any_number_of_threads(beta, damp
         np.testing.assert_array_equal(runs[0].variable_beliefs, other.variable_beliefs)
         np.testing.assert_array_equal(runs[0].assignment, other.assignment)
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored
+
+
+def _plain_graph(seed, side, k, loopy):
+    """A grid (or, without ``loopy``, a comb of chains) of unary and dense pairwise
+    factors, some entries +inf: a plain graph."""
+    rng = np.random.default_rng(seed)
+    n = side * side
+    g = fg.FactorGraph()
+    g.add_variables(range(n), k)
+    unary = rng.random((n, k))
+    unary[rng.random(unary.shape) < 0.1] = np.inf
+    g.add_factors(np.arange(n)[:, None], unary, by_index=True)
+    index = np.arange(n).reshape(side, side)
+    pairs = [np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], axis=1)]
+    pairs.append(np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], axis=1)
+                 if loopy else np.stack([index[:-1, 0], index[1:, 0]], axis=1))
+    pairs = np.concatenate(pairs)
+    tables = rng.random((len(pairs), k, k))
+    tables[rng.random(tables.shape) < 0.05] = np.inf
+    g.add_factors(pairs, tables, by_index=True)
+    return g
+
+
+@pytest.mark.parametrize("beta", [math.inf, 1.0])
+def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
+    """A plain graph (dense tables, arity <= 2) runs the kernels with ``kinds=None``
+    (messages.py, "Plain graphs"), a specialization without the structured and generic
+    code: the same arithmetic, so the same messages, residuals and decoding bit for bit
+    as with its (all-dense) kinds array, in every schedule."""
+    from factorgraph_ebm import messages as K
+
+    temperature = 0.0 if math.isinf(beta) else 1.0 / beta
+    for loopy in (True, False):
+        cg = _plain_graph(1, side=6, k=4, loopy=loopy).compile()
+        assert not cg.factor_kind.any() and cg.max_arity == 2
+        unary = np.zeros(int(cg.state_offset[-1]))
+        unary[cg.state_offset[3] + 1 : cg.state_offset[4]] = np.inf  # evidence: state 0
+        schedules = [("flooding", K.run_flooding), ("sequential", K.run_sequential)]
+        schedules += [("threads", K.run_parallel)] if loopy else [("tree", K.run_two_pass)]
+        for name, runner in schedules:
+            outcomes = []
+            for kinds in (None, cg.factor_kind):
+                f2v = np.zeros(cg.n_message_entries)
+                v2f = np.zeros_like(f2v)
+                residuals = np.zeros(6)
+                common = (cg, cg.energies, kinds, cg.factor_param, unary, f2v, v2f,
+                          temperature)
+                if name == "tree":
+                    runner(*common)
+                elif name == "threads":
+                    runner(*common, 0.25, 6, 0.0, residuals,
+                           *K.flood_order(cg, kinds, temperature), 3)
+                else:
+                    runner(*common, 0.25, 6, 0.0, residuals)
+                beliefs = np.empty(len(unary))
+                K.variable_beliefs(cg, unary, f2v, beliefs)
+                assignment = np.empty(cg.n_variables, dtype=np.int64)
+                K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f, beliefs,
+                         temperature, assignment)
+                outcomes.append((f2v, v2f, residuals, assignment))
+            for plain, general in zip(*outcomes):
+                np.testing.assert_array_equal(plain, general, err_msg=name)
 
 
 def test_options_that_skip_work():

@@ -5,8 +5,9 @@ empty temporary ``NUMBA_CACHE_DIR``: every kernel that the run needs is compiled
 The cold figures are the first calls of a new user: a tiny min-sum BP run, ``fgebm map`` on
 the small UAI model shipped in ``examples/models`` (exact inference: its junction tree is
 small) and on a 2-variable model (BP on a tree), and a first ``SequenceLabeler`` fit and
-predict (default options: NLL loss, L-BFGS) on a toy data set. Run as a script to print
-them::
+predict (default options: NLL loss, L-BFGS) on a toy data set. Each cold figure comes
+with the CPU seconds of its process (user + system), the main figure on a shared machine,
+where wall clock depends on the load of others. Run as a script to print them::
 
     python benchmarks/bpbench/startup.py [--cold-only]
 """
@@ -14,6 +15,7 @@ them::
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,22 +54,33 @@ COLD = {
 }
 
 
-def _wall(args: list[str], env: dict | None = None) -> float:
-    """Wall-clock seconds of ``python *args`` in a fresh process."""
+def _run(args: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of ``python *args`` in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, *args], check=True, env=env, capture_output=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _wall(args: list[str], env: dict | None = None) -> float:
+    """Wall-clock seconds of ``python *args`` in a fresh process."""
+    return _run(args, env)[0]
 
 
 def measure_cold() -> dict:
-    """Seconds of each first call of :data:`COLD`, each with its own empty cache."""
+    """Seconds of each first call of :data:`COLD`, each with its own empty cache: wall
+    clock under its name, CPU seconds under its name + ``", CPU"``."""
     figures = {}
     for name, args in COLD.items():
         with tempfile.TemporaryDirectory() as cache:
             two = Path(cache) / "two.uai"
             two.write_text(TWO_VARIABLES)
             args = [arg.replace("{two}", str(two)) for arg in args]
-            figures[name] = _wall(args, dict(os.environ, NUMBA_CACHE_DIR=cache))
+            wall, cpu = _run(args, dict(os.environ, NUMBA_CACHE_DIR=cache))
+            figures[name] = wall
+            figures[f"{name}, CPU"] = cpu
     return figures
 
 
@@ -83,6 +96,8 @@ def measure(repeat: int = 3) -> dict:
 
 
 if __name__ == "__main__":
+    print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     results = measure_cold() if "--cold-only" in sys.argv[1:] else measure()
     for key, seconds in results.items():
         print(f"{seconds:8.2f} s  {key}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)
