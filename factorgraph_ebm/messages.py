@@ -1429,22 +1429,6 @@ def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature):
                    np.int64(0), len(n_states), f2v, v2f, new)
 
 
-@njit(**NJIT_OPTIONS)
-def refresh_variable_messages(cg, unary, f2v, v2f):
-    """Every variable-to-factor message from the factor-to-variable ones."""
-    running = np.empty(cg.max_states)
-    n_states = cg.n_states
-    state_offset = cg.state_offset
-    var_edge_ptr = cg.var_edge_ptr
-    var_edges = cg.var_edges
-    msg_offset = cg.msg_offset
-    for i in range(len(n_states)):
-        variable_messages(
-            n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary, f2v, v2f, i,
-            running,
-        )
-
-
 # --------------------------------------------------------------------------- beliefs
 @njit(**NJIT_OPTIONS)
 def variable_beliefs(cg, unary, f2v, out):

@@ -407,7 +407,6 @@ def test_fgebm_compile_compiles_every_kernel(capsys):
     assert out.startswith("fgebm compile: ") and "loaded from the cache" in out
     assert "belief propagation" in err and "SequenceLabeler" in err
     assert "first use" not in err
-    unused = {"refresh_variable_messages"}
     # With one thread (a one-core machine, taskset -c 0) the threaded paths never run, so
     # their kernels are not reachable: the parallel=True ones, run_parallel's chunking and
     # its per-chunk factor step.
@@ -415,7 +414,7 @@ def test_fgebm_compile_compiles_every_kernel(capsys):
     threaded = {"run_parallel", "balanced_chunks", "flood_factors"}
     missing = [
         f"{k.py_func.__module__}.{k.__name__}" for k in _jit_cache.KERNELS
-        if k.targetoptions.get("inline") != "always" and k.__name__ not in unused
+        if k.targetoptions.get("inline") != "always"
         and not (one_thread and (k.targetoptions.get("parallel") or k.__name__ in threaded))
         and not k.overloads and not Path(k._cache._cache_file._index_path).exists()
     ]
