@@ -50,7 +50,6 @@ says so), 2 on bad input (a malformed file, bad evidence or options; the message
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -92,10 +91,6 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _BP_DEFAULTS = {"max_iter": 200, "tol": 1e-9, "damping": 0.0}
 #: Seconds before BP's progress bar appears: a run longer than that shows it.
 PROGRESS_DELAY = 2.0
-#: Seconds of BP iterations between two progress updates at least (see
-#: :func:`run_inference`), and at least this many times the quickest call of BP so far.
-PROGRESS_INTERVAL = 0.5
-PROGRESS_CALLS = 10
 #: How an error message names a model read from standard input.
 STDIN_NAME = "<stdin>"
 
@@ -402,62 +397,51 @@ def run_inference(graph, max_iter: int, init_messages=None, progress: bool = Fal
                   **options):
     """:func:`belief_propagation` with a progress bar on stderr.
 
-    The kernels' iteration loops take no callback, so with ``progress`` BP runs in chunks
-    of iterations, every chunk a :func:`belief_propagation` call warm-started from the last
-    one's messages: they are the whole state of BP, so the iterations and the answer are
-    those of one call, bit for bit (tested). The first call, of one iteration, also settles
-    exact or BP; the junction tree runs in that one call, without progress. The bar (tqdm)
-    appears after :data:`PROGRESS_DELAY` seconds.
+    The bar (tqdm: iterations, the last message change) is drawn by BP's ``callback``,
+    which loopy BP calls between its chunks of iterations (about every 0.1 s), and appears
+    after :data:`PROGRESS_DELAY` seconds; the junction tree and the two-pass schedule run
+    without one.
 
     Parameters
     ----------
     graph : FactorGraph
     max_iter : int
-        BP iterations at most, in all.
+        BP iterations at most.
     init_messages : array_like, optional
         As in :func:`belief_propagation`.
     progress : bool, default=False
-        Show the bar (iterations, last message change) on ``sys.stderr``.
+        Show the bar on ``sys.stderr``.
     **options
         The other keywords of :func:`belief_propagation`.
 
     Returns
     -------
     InferenceResult
-        With ``n_iter``, ``residuals`` and ``seconds`` of the whole run.
     """
-    if not progress or max_iter <= 1:  # (max_iter < 1 is belief_propagation's error)
+    if not progress:
         return belief_propagation(graph, max_iter=max_iter, init_messages=init_messages,
                                   **options)
-    started = time.perf_counter()
-    result = belief_propagation(graph, max_iter=1, init_messages=init_messages, **options)
-    if result.method == "exact" or result.converged:
-        return result
-    n_iter, residuals = result.n_iter, [result.residuals]
-    # Each call also decodes and computes beliefs, about one iteration's work (relational_3:
-    # 8 ms against 9 ms per iteration): chunks of at least PROGRESS_CALLS = 10 times the
-    # quickest call so far keep that under 10 %. The first call does not count (it may
-    # load the kernels from the cache: a second); the second runs one iteration to measure.
-    quickest = math.inf
-    options = {**options, "method": "bp"}  # the first call chose BP
-    with tqdm(total=max_iter, desc="fgebm BP", unit="it", file=sys.stderr,
-              delay=PROGRESS_DELAY, dynamic_ncols=True) as bar:
-        bar.set_postfix_str(f"residual {result.residuals[-1]:.3g}", refresh=False)
-        bar.update(result.n_iter)
-        while n_iter < max_iter and not result.converged:
-            seconds = max(PROGRESS_INTERVAL, PROGRESS_CALLS * quickest)
-            chunk = 1 if math.isinf(seconds) else min(
-                max_iter - n_iter, max(1, int(seconds * result.n_iter / max(result.seconds, 1e-9))))
-            result = belief_propagation(graph, max_iter=chunk, init_messages=result.messages,
-                                        **options)
-            quickest = min(quickest, result.seconds)
-            n_iter += result.n_iter
-            residuals.append(result.residuals)
-            status = "converged, " if result.converged else ""
-            bar.set_postfix_str(f"{status}residual {result.residuals[-1]:.3g}", refresh=False)
-            bar.update(result.n_iter)
-    return dataclasses.replace(result, n_iter=n_iter, residuals=np.concatenate(residuals),
-                               seconds=time.perf_counter() - started)
+    bar = None
+
+    def show(n_iter: int, residual: float) -> None:
+        nonlocal bar
+        if bar is None:  # created on the first report: never for exact runs
+            bar = tqdm(total=max_iter, desc="fgebm BP", unit="it", file=sys.stderr,
+                       delay=PROGRESS_DELAY, dynamic_ncols=True)
+        bar.set_postfix_str(f"residual {residual:.3g}", refresh=False)
+        bar.update(n_iter - bar.n)
+
+    result = None
+    try:
+        result = belief_propagation(graph, max_iter=max_iter, init_messages=init_messages,
+                                    callback=show, **options)
+    finally:
+        if bar is not None:
+            if result is not None and result.converged:  # a bar that stops early says why
+                bar.set_postfix_str(f"converged, residual {result.residuals[-1]:.3g}",
+                                    refresh=False)
+            bar.close()
+    return result
 
 
 def read_model_argument(model: str):

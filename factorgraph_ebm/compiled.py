@@ -165,10 +165,15 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     var_edges = np.argsort(scope_vars, kind="stable").astype(np.int64)
     var_edge_ptr = _prefix_sum(np.bincount(scope_vars, minlength=n_vars).astype(np.int64))
 
-    var_order, var_parent, factor_order, factor_parent, n_components, is_forest = (
-        _breadth_first_schedule(
-            n_vars, n_factors, scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges
-        )
+    # Allocated here, not in the kernel (see messages.py: kernels allocate nothing).
+    var_order = np.empty(n_vars, dtype=np.int64)
+    var_parent = np.full(n_vars, -1, dtype=np.int64)
+    factor_order = np.empty(n_factors, dtype=np.int64)
+    factor_parent = np.full(n_factors, -1, dtype=np.int64)
+    n_components, is_forest = _breadth_first_schedule(
+        scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges, var_order, var_parent,
+        factor_order, factor_parent, np.zeros(n_vars, dtype=np.bool_),
+        np.zeros(n_factors, dtype=np.bool_),
     )
     arrays = dict(
         n_states=n_states,
@@ -224,20 +229,19 @@ def _prefix_sum(counts: np.ndarray) -> np.ndarray:
 
 @njit(**NJIT_OPTIONS)
 def _breadth_first_schedule(
-    n_vars, n_factors, scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges
+    scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges, var_order, var_parent,
+    factor_order, factor_parent, var_seen, factor_seen,
 ):
     """Breadth-first search over the bipartite graph, one root variable per component.
 
-    Returns the variable order, each variable's parent edge (-1 at roots), the factor order
-    (factors with an empty scope last), each factor's parent edge, the number of components
-    and whether the graph is a forest (no node is reached twice).
+    Writes the variable order, each variable's parent edge (-1 at roots; ``var_parent``
+    all -1 on entry), the factor order (factors with an empty scope last) and each factor's
+    parent edge (``factor_parent`` all -1 on entry); ``var_seen`` and ``factor_seen`` are
+    all False on entry. Returns the number of components and whether the graph is a forest
+    (no node is reached twice).
     """
-    var_order = np.empty(n_vars, dtype=np.int64)
-    var_parent = np.full(n_vars, -1, dtype=np.int64)
-    factor_order = np.empty(n_factors, dtype=np.int64)
-    factor_parent = np.full(n_factors, -1, dtype=np.int64)
-    var_seen = np.zeros(n_vars, dtype=np.bool_)
-    factor_seen = np.zeros(n_factors, dtype=np.bool_)
+    n_vars = len(var_order)
+    n_factors = len(factor_order)
     n_var_done = 0
     n_factor_done = 0
     head = 0
@@ -280,4 +284,4 @@ def _breadth_first_schedule(
         if not factor_seen[a]:
             factor_order[n_factor_done] = a
             n_factor_done += 1
-    return var_order, var_parent, factor_order, factor_parent, n_components, is_forest
+    return n_components, is_forest

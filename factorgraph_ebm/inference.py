@@ -19,6 +19,7 @@ import numpy as np
 
 from . import exact as X
 from . import messages as K
+from . import schedules as S
 from .energy import energies_of
 from .exceptions import (
     ConvergenceWarning,
@@ -54,6 +55,7 @@ def belief_propagation(
     check_sweep: bool = True,
     threads: int | None = None,
     absorb: bool = True,
+    callback=None,
 ) -> InferenceResult:
     """Inference on a factor graph: exact (junction tree) where it fits, else belief
     propagation.
@@ -105,7 +107,12 @@ def belief_propagation(
         "tree" is the exact two-pass schedule (forests only). "auto" picks "tree" on forests
         and "sequential" otherwise. BP only (ignored by the junction tree).
     max_iter : int, default=200
-        Iterations (sweeps over all messages) at most; >= 1.
+        Iterations (sweeps over all messages) at most; >= 1, of any size (nothing is
+        allocated in proportion: ``10**10`` runs until convergence or Ctrl-C). Loopy BP
+        runs them in chunks of about 0.1 s of compiled work
+        (:data:`factorgraph_ebm._pacing.CHUNK_SECONDS`), so Ctrl-C (KeyboardInterrupt)
+        stops it within a fraction of a second, or within one iteration when an iteration
+        takes longer; the results do not depend on the chunks.
     tol : float, default=1e-9
         Convergence when the largest change of a factor-to-variable message (in energy units)
         is at most ``tol``.
@@ -140,6 +147,12 @@ def belief_propagation(
         None uses them all on graphs of more than 2**14 message entries and one thread on
         smaller ones. The results do not depend on it, bit for bit. Other schedules run
         on one thread.
+    callback : callable, optional
+        Loopy BP only: called as ``callback(n_iter, residual)`` after each chunk of
+        iterations (about every 0.1 s, see ``max_iter``, and after the last), with the
+        iterations done so far and the last one's largest message change; e.g. for a
+        progress bar (``fgebm`` draws its own with it). An exception it raises stops BP and
+        propagates.
 
     Returns
     -------
@@ -211,7 +224,8 @@ def belief_propagation(
                              free_energy, started)
     bp = dict(schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
               init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
-              free_energy=free_energy, check_sweep=check_sweep, n_threads=n_threads)
+              free_energy=free_energy, check_sweep=check_sweep, n_threads=n_threads,
+              callback=callback)
     reduction = reduce_factors(graph) if absorb else None
     if reduction is None:
         return _run_bp(graph, cg, theta, unary, soft, temperature, started, **bp)
@@ -242,7 +256,7 @@ def _energy(cg, theta, soft, assignment) -> float:
 
 def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, max_iter, tol,
             damping, init_messages, warn, factor_beliefs, free_energy, check_sweep,
-            n_threads) -> InferenceResult:
+            n_threads, callback) -> InferenceResult:
     """Belief propagation on validated inputs (see :func:`belief_propagation`): ``unary``
     holds the evidence and the soft evidence; ``soft`` is ``unary`` when there is soft
     evidence (then counted in ``energy``), else None."""
@@ -260,23 +274,20 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         )
     f2v = _initial_messages(cg, init_messages)
     v2f = np.zeros_like(f2v)
+    work = K.scratch(cg)
+    messages = (cg, theta, kinds, params, unary, f2v, v2f, temperature)
     if schedule == "tree":
-        K.run_two_pass(cg, theta, kinds, params, unary, f2v, v2f, temperature)
+        K.run_two_pass(*messages, K.unclamped(cg), work)
         residuals = np.zeros(1)
         if check_sweep:
             # One flooding sweep from the two-pass fixed point measures how fixed it is.
-            _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, 0.0, 1,
-                          math.inf, residuals, n_threads)
+            sweep = S.schedule("parallel", *messages, threads=n_threads)
+            sweep.run(residuals)
+            sweep.finish()
         n_iter, converged = 1, True
     else:
-        residuals = np.zeros(max_iter)
-        args = (cg, theta, kinds, params, unary, f2v, v2f, temperature, float(damping),
-                int(max_iter), float(tol), residuals)
-        if schedule == "parallel":
-            n_iter, converged = _run_parallel(*args, n_threads)
-        else:
-            n_iter, converged = K.run_sequential(*args)
-        residuals = residuals[:n_iter]
+        sweeps = S.schedule(schedule, *messages, damping, tol, n_threads)
+        n_iter, converged, residuals = S.iterate(sweeps, int(max_iter), callback)
         if not converged and warn:
             warnings.warn(
                 f"belief propagation ({schedule} schedule) did not converge in {max_iter} "
@@ -289,7 +300,7 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     var_raw = np.empty(int(cg.state_offset[-1]))
     K.variable_beliefs(cg, unary, f2v, var_raw)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
-    K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment)
+    K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment, work)
     energy = _energy(cg, theta, soft, assignment)
     exact = cg.is_forest and bool(converged)
     if math.isfinite(energy):
@@ -532,30 +543,6 @@ def _check_threads(threads) -> int | None:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise FactorGraphError(f"threads must be None or an integer >= 1, got {threads!r}")
     return int(threads)
-
-
-def _run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, max_iter,
-                  tol, residuals, threads):
-    """:func:`messages.run_parallel` on ``threads`` threads (see :func:`belief_propagation`);
-    on one thread :func:`messages.run_flooding`, the same computation without the parallel
-    kernels."""
-    import numba
-
-    limit = numba.config.NUMBA_NUM_THREADS
-    if threads is None:
-        threads = limit if cg.n_message_entries > 2**14 else 1
-    threads = min(threads, limit)
-    if threads == 1:
-        return K.run_flooding(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
-                              max_iter, tol, residuals)
-    order, classes = K.flood_order(cg, kinds, temperature)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        return K.run_parallel(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
-                              max_iter, tol, residuals, order, classes, 4 * threads)
-    finally:
-        numba.set_num_threads(previous)
 
 
 def checked_energy_vector(cg, energies) -> np.ndarray:

@@ -52,8 +52,15 @@ class of factors with its own kernel (:func:`flood_order`), so that a call compi
 kernels of the classes its graph has.
 
 The kernels assume validated input (see :mod:`factorgraph_ebm.inference`) and never raise.
-Tables are NumPy C order in the factor's declared scope order.
+Nor do they allocate: their work arrays come from Python (:class:`Scratch`), because an
+allocation that fails inside a kernel leaks every array the kernel allocated before it
+(measured: 2.4 GB for good after one failed call), and inside a ``prange`` loop surfaces as a
+``SystemError``; in Python it is a plain ``MemoryError`` that frees what it must.
+Tables are NumPy C order in the factor's declared scope order. The iteration loops of the
+loopy schedules are in :mod:`factorgraph_ebm.schedules`.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
@@ -75,6 +82,55 @@ MODE_READ = 0
 MODE_FRESH = 1
 MODE_FUSED = 2
 MODE_FUSED_FINITE = 3  # MODE_FUSED when no total has an infinite term (a plain subtraction)
+
+
+
+
+class Scratch(NamedTuple):
+    """Work arrays of one kernel call (see :func:`scratch`); the kernels allocate none.
+
+    ``counter`` (max_arity,) int64: a mixed-radix counter over a table; ``lowest`` and
+    ``score`` (max_states,); ``new`` (max(max_arity, 2) * max_states,): new messages of one
+    factor; ``inc`` (2 * max_states,): a pairwise factor's incoming messages; ``env_v``
+    (max_states + 1,) int64 and ``env_z`` (max_states + 2,): the lower envelope of the
+    truncated quadratic kind; ``lows`` (2,): the minima of a factor's two new messages.
+    The arrays of the threaded flooding kernel (:func:`flood_phase`) have one more leading
+    axis, one row per thread.
+    """
+
+    counter: np.ndarray
+    lowest: np.ndarray
+    score: np.ndarray
+    new: np.ndarray
+    inc: np.ndarray
+    env_v: np.ndarray
+    env_z: np.ndarray
+    lows: np.ndarray
+
+
+def scratch(cg, rows: int | None = None) -> Scratch:
+    """The :class:`Scratch` of the kernels on compiled graph ``cg``: of one call, or with
+    ``rows``, one row per thread of the threaded flooding kernel. A few times max_states
+    floats (per row); a ``MemoryError`` here is raised before any kernel runs."""
+    k = cg.max_states
+    arity = max(cg.max_arity, 1)
+    lead = () if rows is None else (rows,)
+    return Scratch(
+        counter=np.zeros(lead + (arity,), dtype=np.int64),
+        lowest=np.empty(lead + (k,)),
+        score=np.empty(lead + (k,)),
+        new=np.empty(lead + (max(arity, 2) * k,)),
+        inc=np.empty(lead + (2 * k,)),
+        env_v=np.empty(lead + (k + 1,), dtype=np.int64),
+        env_z=np.empty(lead + (k + 2,)),
+        lows=np.empty(lead + (2,)),
+    )
+
+
+def unclamped(cg) -> np.ndarray:
+    """The ``clamp`` argument of :func:`generic_message` that clamps no variable: -1 for
+    each, (V,) int64."""
+    return np.full(cg.n_variables, -1, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- factor side
@@ -484,25 +540,6 @@ def variable_message(n_states, state_offset, scope_vars, var_edge_ptr, var_edges
 
 
 # --------------------------------------------------------------------------- schedules
-@njit(**NJIT_OPTIONS)
-def balanced_chunks(work_ptr, n_chunks):
-    """Boundaries (n_chunks + 1,) splitting items 0..len(work_ptr)-2 into contiguous chunks
-    of about equal work, where item j's work is ``work_ptr[j+1] - work_ptr[j]`` plus one
-    (``work_ptr`` is a nondecreasing prefix sum)."""
-    n = len(work_ptr) - 1
-    bounds = np.empty(n_chunks + 1, dtype=np.int64)
-    bounds[0] = 0
-    total = work_ptr[n] - work_ptr[0] + n
-    j = 0
-    for c in range(1, n_chunks):
-        goal = total * c // n_chunks
-        while j < n and work_ptr[j] - work_ptr[0] + j < goal:
-            j += 1
-        bounds[c] = j
-    bounds[n_chunks] = n
-    return bounds
-
-
 @njit(**NJIT_OPTIONS)
 def flood_unary(energies, scope_ptr, msg_offset, table_offset, order, lo, hi, f2v, damping):
     """Flooding, unary factors ``order[lo:hi]``: each message is the factor's normalized
@@ -1086,45 +1123,58 @@ def flood_phase(
     phase, n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
     n_states, state_offset, scope_ptr, scope_vars, edge_stride, msg_offset, table_offset,
     var_edge_ptr, var_edges, order, classes, f2v, v2f, total, n_inf, temperature, damping,
-    free, max_states, max_arity, mode,
+    free, work, mode,
 ):
     """One ``prange`` loop over ``n_chunks`` chunks for every half-iteration of flooding:
     phase 0 the variables' totals (:func:`variable_totals`), phase 1 the factors' messages
     (:func:`flood_factors`; chunk maxima of the change into ``changes``), phase 2 the
     variable-to-factor messages (:func:`variable_sweep`). One parallel loop, not three, to
     keep the first compilation short. Phase 0 leaves each chunk's number of infinite terms
-    in ``changes``; ``mode`` is phase 1's :data:`MODE_FUSED` or :data:`MODE_FUSED_FINITE`."""
-    for c in prange(n_chunks):
-        if phase == 0:
-            changes[c] = variable_totals(
-                unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
-                var_bounds[c], var_bounds[c + 1], f2v, total, n_inf,
-            )
-        elif phase == 1:
-            changes[c] = flood_factors(
-                energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
-                edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, classes,
-                fac_bounds[c], fac_bounds[c + 1], mode, f2v, v2f, total, n_inf, temperature,
-                damping, free, max_states, max_arity,
-            )
-        else:
-            variable_sweep(
-                unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
-                var_bounds[c], var_bounds[c + 1], f2v, v2f, np.empty(max_states),
-            )
+    in ``changes``; ``mode`` is phase 1's :data:`MODE_FUSED` or :data:`MODE_FUSED_FINITE`.
+
+    ``work`` is a :class:`Scratch` with one row per thread (R rows, R dividing
+    ``n_chunks``): the ``prange`` loop runs over the rows, row t taking chunks
+    ``t * n_chunks / R`` to ``(t + 1) * n_chunks / R - 1`` with its scratch, as a static
+    schedule would give them to thread t.
+    """
+    n_rows = work.lowest.shape[0]
+    per_row = n_chunks // n_rows
+    for t in prange(n_rows):
+        for c in range(t * per_row, (t + 1) * per_row):
+            if phase == 0:
+                changes[c] = variable_totals(
+                    unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+                    var_bounds[c], var_bounds[c + 1], f2v, total, n_inf,
+                )
+            elif phase == 1:
+                changes[c] = flood_factors(
+                    energies, kinds, params, unary, n_states, state_offset, scope_ptr,
+                    scope_vars, edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges,
+                    order, classes, fac_bounds[c], fac_bounds[c + 1], mode, f2v, v2f, total,
+                    n_inf, temperature, damping, free, work.counter[t], work.lowest[t],
+                    work.new[t], work.inc[t], work.env_v[t], work.env_z[t], work.lows[t],
+                )
+            else:
+                variable_sweep(
+                    unary, n_states, state_offset, var_edge_ptr, var_edges, msg_offset,
+                    var_bounds[c], var_bounds[c + 1], f2v, v2f, work.lowest[t],
+                )
 
 
 @njit(**NJIT_OPTIONS)
 def flood_factors(
     energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
     edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, classes, lo, hi,
-    mode, f2v, v2f, total, n_inf, temperature, damping, free, max_states, max_arity,
+    mode, f2v, v2f, total, n_inf, temperature, damping, free, counter, lowest, new, inc,
+    env_v, env_z, lows,
 ):
     """Flooding's factor side for the factors ``order[lo:hi]`` of an order sorted by
-    :func:`flood_order` (``classes`` its class boundaries): each class's part by its kernel
-    (:func:`flood_unary`, :func:`flood_dense_min_sum`, :func:`factor_sweep`); returns the
-    largest change. The threaded schedule's per-chunk step; one thread calls the class
-    kernels from Python (:func:`run_flooding`), so that it compiles only those it needs."""
+    :func:`~factorgraph_ebm.schedules.flood_order` (``classes`` its class boundaries): each
+    class's part by its kernel (:func:`flood_unary`, :func:`flood_dense_min_sum`,
+    :func:`factor_sweep`, with the scratch of a :class:`Scratch` row); returns the largest
+    change. The threaded schedule's per-chunk step; one thread calls the class kernels from
+    Python (:class:`~factorgraph_ebm.schedules.Flooding`), so that it compiles only those it
+    needs."""
     change = 0.0
     u_lo = max(lo, classes[0])
     u_hi = min(hi, classes[1])
@@ -1136,8 +1186,7 @@ def flood_factors(
     if d_lo < d_hi:
         change = max(change, flood_dense_min_sum(
             energies, state_offset, scope_ptr, scope_vars, msg_offset, table_offset, order,
-            d_lo, d_hi, mode, f2v, total, n_inf, damping, np.empty(2 * max_states),
-            np.empty(2 * max_states),
+            d_lo, d_hi, mode, f2v, total, n_inf, damping, inc, new,
         ))
     o_lo = max(lo, classes[2])
     o_hi = min(hi, classes[3])
@@ -1145,220 +1194,61 @@ def flood_factors(
         change = max(change, factor_sweep(
             energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
             edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, o_lo, o_hi,
-            mode, f2v, v2f, total, n_inf, temperature, damping, free,
-            np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
-            np.empty(max_arity * max_states), np.empty(2 * max_states),
-            np.empty(max_states + 1, dtype=np.int64), np.empty(max_states + 2), np.empty(2),
+            mode, f2v, v2f, total, n_inf, temperature, damping, free, counter, lowest, new,
+            inc, env_v, env_z, lows,
         ))
     return change
 
 
-def flood_order(cg, kinds, temperature):
-    """The factors sorted by the kernel that floods them, and the class boundaries.
-
-    Returns ``order`` (F,) int64 and ``classes`` (4,) int64: ``order[classes[0]:classes[1]]``
-    are the unary factors (:func:`flood_unary`), ``order[classes[1]:classes[2]]`` the dense
-    pairwise factors when ``temperature == 0`` (:func:`flood_dense_min_sum`), the rest the
-    others (:func:`factor_sweep`), each class in factor order. A flooding factor's new
-    messages depend only on the previous iteration's, so the order changes nothing, bit
-    for bit.
-    """
-    arity = np.diff(cg.scope_ptr)
-    code = np.full(len(arity), 2, dtype=np.int64)
-    code[arity == 1] = 0
-    if temperature == 0.0:
-        code[(arity == 2) & (True if kinds is None else kinds == KIND_DENSE)] = 1
-    order = np.argsort(code, kind="stable").astype(np.int64)
-    classes = np.zeros(4, dtype=np.int64)
-    classes[1:] = np.cumsum(np.bincount(code, minlength=3))
-    return order, classes
-
-
 @njit(**NJIT_OPTIONS)
-def run_parallel(
-    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
-    residuals, order, classes, n_chunks,
+def flood_sweeps(
+    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, tol, residuals, order,
+    classes, var_bounds, fac_bounds, changes, total, n_inf, free, work,
 ):
-    """Flooding schedule: every variable-to-factor message, then every factor-to-variable
-    message from those, per iteration. Returns (n_iter, converged); ``residuals[t]`` is the
-    largest message change of iteration t.
-
-    The variable side computes, per variable and state, the sum of the finite incoming
-    terms and the number of infinite ones (:func:`variable_totals`, S numbers instead of
-    the D x K variable-to-factor messages); the factor side derives each incoming message
-    as that total minus its own message (no ``inf - inf``) and writes the new messages
-    straight into ``f2v`` (they depend only on the totals and on the factor's own old
-    messages, read before they are overwritten), so no third buffer is needed. The
-    variable-to-factor messages are written once, after the last iteration. Both halves
-    are ``prange`` loops (:func:`flood_phase`) over ``n_chunks`` chunks of variables and of
-    factors, balanced by work: bitwise the same on any number of threads and chunks. The
-    factors are taken in ``order`` with class boundaries ``classes`` (:func:`flood_order`).
-    """
-    n_states = cg.n_states
-    state_offset = cg.state_offset
-    scope_ptr = cg.scope_ptr
-    var_edge_ptr = cg.var_edge_ptr
-    msg_offset = cg.msg_offset
-    var_bounds = balanced_chunks(msg_offset[var_edge_ptr], n_chunks)
-    n_factors = len(order)
-    fac_work = np.zeros(n_factors + 1, dtype=np.int64)
-    for j in range(n_factors):
-        a = order[j]
-        fac_work[j + 1] = fac_work[j] + cg.table_offset[a + 1] - cg.table_offset[a]
-    fac_bounds = balanced_chunks(fac_work, n_chunks)
-    changes = np.zeros(n_chunks)
-    free = np.full(len(n_states), -1, dtype=np.int64)
-    n_done = max_iter
-    converged = False
-    n_total = state_offset[len(n_states)]
-    total = np.empty(n_total)
-    n_inf = np.empty(n_total, dtype=np.int32)
-    max_arity = max(cg.max_arity, 1)
-    # Plain int64s from arrays: a literal argument would compile flood_phase once per value.
-    phases = np.arange(3)
-    modes = np.array([MODE_FUSED, MODE_FUSED_FINITE])
-    for it in range(max_iter):
+    """Threaded flooding: up to ``len(residuals)`` iterations, each the variables' totals
+    then the factors' messages (:func:`flood_phase`, phases 0 and 1), stopping after the
+    first whose largest message change (``residuals[t]``) is at most ``tol``. Returns
+    (iterations done, converged). The variable-to-factor messages are not written (phase 2,
+    once after the last call). The set-up (chunks, totals, scratch) is
+    :class:`~factorgraph_ebm.schedules.Threaded`'s."""
+    n_chunks = len(changes)
+    # Plain int64s, not literals: a literal argument would compile flood_phase once per value.
+    totals = np.int64(0)
+    factors = np.int64(1)
+    for it in range(len(residuals)):
         flood_phase(
-            phases[0], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
-            unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
-            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, classes, f2v, v2f,
-            total, n_inf, temperature, damping, free, cg.max_states, max_arity, modes[0],
+            totals, n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
+            unary, cg.n_states, cg.state_offset, cg.scope_ptr, cg.scope_vars, cg.edge_stride,
+            cg.msg_offset, cg.table_offset, cg.var_edge_ptr, cg.var_edges, order, classes,
+            f2v, v2f, total, n_inf, temperature, damping, free, work, np.int64(MODE_FUSED),
         )
         n_infinite = 0.0
         for c in range(n_chunks):
             n_infinite += changes[c]
+        mode = MODE_FUSED_FINITE if n_infinite == 0.0 else MODE_FUSED
         flood_phase(
-            phases[1], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
-            unary, n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride,
-            msg_offset, cg.table_offset, var_edge_ptr, cg.var_edges, order, classes, f2v, v2f,
-            total, n_inf, temperature, damping, free, cg.max_states, max_arity,
-            modes[1] if n_infinite == 0.0 else modes[0],
+            factors, n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params,
+            unary, cg.n_states, cg.state_offset, cg.scope_ptr, cg.scope_vars, cg.edge_stride,
+            cg.msg_offset, cg.table_offset, cg.var_edge_ptr, cg.var_edges, order, classes,
+            f2v, v2f, total, n_inf, temperature, damping, free, work, np.int64(mode),
         )
         change = 0.0
         for c in range(n_chunks):
             change = max(change, changes[c])
         residuals[it] = change
         if change <= tol:
-            n_done = it + 1
-            converged = True
-            break
-    flood_phase(
-        phases[2], n_chunks, var_bounds, fac_bounds, changes, energies, kinds, params, unary,
-        n_states, state_offset, scope_ptr, cg.scope_vars, cg.edge_stride, msg_offset,
-        cg.table_offset, var_edge_ptr, cg.var_edges, order, classes, f2v, v2f, total, n_inf,
-        temperature, damping, free, cg.max_states, max_arity, modes[0],
-    )
-    return n_done, converged
-
-
-def run_sequential(
-    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
-    residuals,
-):
-    """Sequential schedule: factors in breadth-first order, each sending all its messages
-    from freshly computed incoming ones. Returns (n_iter, converged).
-
-    A Python loop over :func:`factor_sweep` calls (one per iteration): a compiled loop would
-    take the whole of :func:`factor_sweep` into its own compilation again (seconds on first
-    use) to save microseconds per iteration.
-    """
-    max_states = cg.max_states
-    max_arity = max(cg.max_arity, 1)
-    free = np.full(len(cg.n_states), -1, dtype=np.int64)
-    counter = np.zeros(max_arity, dtype=np.int64)
-    lowest = np.empty(max_states)
-    new = np.empty(max_arity * max_states)
-    env_v = np.empty(max_states + 1, dtype=np.int64)
-    env_z = np.empty(max_states + 2)
-    order = cg.factor_order.copy()  # writable, as in run_flooding: the same specialization
-    no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
-    no_inc, lows = np.empty(0), np.empty(2)
-    n_done = max_iter
-    converged = False
-    for it in range(max_iter):
-        change = factor_sweep(
-            energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
-            cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-            cg.var_edges, order, 0, len(order), MODE_FRESH, f2v, v2f, *no_totals,
-            temperature, damping, free, counter, lowest, new, no_inc, env_v, env_z, lows,
-        )
-        residuals[it] = change
-        if change <= tol:
-            n_done = it + 1
-            converged = True
-            break
-    variable_sweep(
-        unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges, cg.msg_offset,
-        0, len(cg.n_states), f2v, v2f, lowest,
-    )
-    return n_done, converged
-
-
-def run_flooding(
-    cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, max_iter, tol,
-    residuals,
-):
-    """Flooding on one thread: :func:`run_parallel` with one chunk, as a Python loop over
-    the very kernel calls that :func:`flood_phase` makes (:func:`variable_totals`, the
-    class kernels of :func:`flood_factors`, :func:`variable_sweep`), so the results are the
-    same bit for bit. Graphs that run on one thread never compile the ``parallel=True``
-    kernels (tens of seconds on first use), and only the class kernels of the factors they
-    have (a pairwise min-sum model: not :func:`factor_sweep`; a first call on one, 16.3 ->
-    12.5 s CPU from this alone). Returns (n_iter, converged)."""
-    n_vars = len(cg.n_states)
-    order, classes = flood_order(cg, kinds, temperature)
-    free = np.full(n_vars, -1, dtype=np.int64)
-    n_total = cg.state_offset[n_vars]
-    total = np.empty(n_total)
-    n_inf = np.empty(n_total, dtype=np.int32)
-    max_states = cg.max_states
-    max_arity = max(cg.max_arity, 1)
-    variables = (unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
-                 cg.msg_offset, 0, n_vars, f2v)
-    graph = (cg.scope_ptr, cg.msg_offset, cg.table_offset, order)
-    u_lo, d_lo, o_lo, o_hi = (int(b) for b in classes)
-    dense_scratch = (np.empty(2 * max_states), np.empty(2 * max_states))
-    # factor_sweep's scratch, reused across calls as run_sequential does.
-    scratch = (np.zeros(max_arity, dtype=np.int64), np.empty(max_states),
-               np.empty(max_arity * max_states), np.empty(2 * max_states),
-               np.empty(max_states + 1, dtype=np.int64), np.empty(max_states + 2), np.empty(2))
-    n_done = max_iter
-    converged = False
-    for it in range(max_iter):
-        n_infinite = variable_totals(*variables, total, n_inf)
-        mode = MODE_FUSED_FINITE if n_infinite == 0 else MODE_FUSED
-        change = 0.0
-        if u_lo < d_lo:
-            change = flood_unary(energies, *graph, u_lo, d_lo, f2v, damping)
-        if d_lo < o_lo:
-            change = max(change, flood_dense_min_sum(
-                energies, cg.state_offset, cg.scope_ptr, cg.scope_vars, cg.msg_offset,
-                cg.table_offset, order, d_lo, o_lo, mode, f2v, total, n_inf, damping,
-                *dense_scratch,
-            ))
-        if o_lo < o_hi:
-            change = max(change, factor_sweep(
-                energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
-                cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
-                cg.var_edge_ptr, cg.var_edges, order, o_lo, o_hi, mode, f2v, v2f, total,
-                n_inf, temperature, damping, free, *scratch,
-            ))
-        residuals[it] = change
-        if change <= tol:
-            n_done = it + 1
-            converged = True
-            break
-    variable_sweep(*variables, v2f, np.empty(max_states))
-    return n_done, converged
+            return it + 1, True
+    return len(residuals), False
 
 
 @njit(**NJIT_OPTIONS)
-def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature):
+def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature, free, work):
     """Exact schedule on a forest: leaves to roots, then roots to leaves (each message once).
 
     Afterwards every message, and so every belief, is exact (Pearl 1988; Kschischang, Frey &
     Loeliger 2001, "Factor graphs and the sum-product algorithm", sec. III). ``kinds=None``:
-    a plain graph (see the module docstring).
+    a plain graph (see the module docstring). ``free``: :func:`unclamped`; ``work``: a
+    :class:`Scratch`.
     """
     n_states = cg.n_states
     state_offset = cg.state_offset
@@ -1375,13 +1265,11 @@ def run_two_pass(cg, energies, kinds, params, unary, f2v, v2f, temperature):
     factor_parent_edge = cg.factor_parent_edge
     var_order = cg.var_order
     var_parent_edge = cg.var_parent_edge
-    max_states = cg.max_states
-    free = np.full(len(n_states), -1, dtype=np.int64)
-    counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    lowest = np.empty(max_states)
-    new = np.empty(max_states)
-    env_v = np.empty(max_states + 1, dtype=np.int64)
-    env_z = np.empty(max_states + 2)
+    counter = work.counter
+    lowest = work.lowest
+    new = work.new
+    env_v = work.env_v
+    env_z = work.env_z
     # Upward: a factor sends to its parent once all its children have sent to it.
     for k in range(len(factor_order) - 1, -1, -1):
         a = factor_order[k]
@@ -1449,7 +1337,6 @@ def variable_beliefs(cg, unary, f2v, out):
                 out[soff + x] += f2v[moff + x]
 
 
-@njit(**NJIT_OPTIONS)
 def factor_beliefs(cg, energies, v2f, temperature, store, out):
     """Unnormalized energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j),
     written into ``out`` (flat (M,), the layout of ``energies``) when ``store``, and, when
@@ -1458,31 +1345,33 @@ def factor_beliefs(cg, energies, v2f, temperature, store, out):
 
     Without ``store`` only one table-sized scratch array is used. Compact factors (no
     table in ``energies``) get their beliefs in scratch: they count in the free energy but
-    are not stored.
+    are not stored. The scratch is allocated here, in Python (:class:`Scratch`).
     """
+    largest = 0 if store else int(np.diff(cg.table_offset).max(initial=0))
+    first = cg.scope_ptr[cg.compact_factors()]
+    largest_compact = int((cg.n_states[cg.scope_vars[first]]
+                           * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+    return _factor_beliefs(
+        cg, energies, v2f, temperature, store, out,
+        np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
+        np.empty(largest_compact), np.empty(largest_compact),
+    )
+
+
+@njit(**NJIT_OPTIONS)
+def _factor_beliefs(cg, energies, v2f, temperature, store, out, counter, scratch,
+                    compact_beliefs, compact_table):
+    """:func:`factor_beliefs` with its scratch: ``scratch`` as large as the largest table
+    (without ``store``), ``compact_beliefs`` and ``compact_table`` as the largest compact
+    factor's table."""
     n_states = cg.n_states
     scope_ptr = cg.scope_ptr
     scope_vars = cg.scope_vars
     table_offset = cg.table_offset
     msg_offset = cg.msg_offset
-    counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
     n_factors = len(scope_ptr) - 1
     kinds = cg.factor_kind
     params = cg.factor_param
-    largest = 0
-    largest_compact = 0
-    for a in range(n_factors):
-        size = table_offset[a + 1] - table_offset[a]
-        if not store:
-            largest = max(largest, size)
-        if size == 0:
-            first = scope_ptr[a]
-            largest_compact = max(
-                largest_compact, n_states[scope_vars[first]] * n_states[scope_vars[first + 1]]
-            )
-    scratch = np.empty(largest)
-    compact_beliefs = np.empty(largest_compact)
-    compact_table = np.empty(largest_compact)
     total = 0.0
     for a in range(n_factors):
         first = scope_ptr[a]
@@ -1599,7 +1488,7 @@ def _entropy_term(beliefs, energy, lo, hi, entropy_weight, temperature):
 
 # --------------------------------------------------------------------------- decoding
 @njit(**NJIT_OPTIONS)
-def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assignment):
+def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assignment, work):
     """Sequential decoding with clamping, in breadth-first order.
 
     Each variable takes the state of lowest conditional belief: its unary energy plus, from
@@ -1610,7 +1499,7 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
     given the earlier ones. At a dead end (every state +inf given the earlier choices, which
     only loopy graphs reach) the variable takes the state of lowest unconditional belief
     ``beliefs`` (flat (S,)), so evidence is always kept. ``kinds=None``: a plain graph (see
-    the module docstring).
+    the module docstring). ``work``: a :class:`Scratch`.
     """
     n_states = cg.n_states
     state_offset = cg.state_offset
@@ -1625,13 +1514,12 @@ def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assign
     var_edges = cg.var_edges
     var_order = cg.var_order
     compiled_kinds = cg.factor_kind
-    max_states = cg.max_states
-    counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    lowest = np.empty(max_states)
-    message = np.empty(max_states)
-    score = np.empty(max_states)
-    env_v = np.empty(max_states + 1, dtype=np.int64)
-    env_z = np.empty(max_states + 2)
+    counter = work.counter
+    lowest = work.lowest
+    message = work.new
+    score = work.score
+    env_v = work.env_v
+    env_z = work.env_z
     for i in range(len(n_states)):
         assignment[i] = -1
     for k0 in range(len(var_order)):
@@ -1685,16 +1573,21 @@ def _argmin(values, start, n):
     return best
 
 
-@njit(**NJIT_OPTIONS)
 def infeasible_factors(cg, energies, unary):
     """bool (F,): factors none of whose entries is finite with every variable in a state of
     finite unary energy (e.g. allowed by the evidence)."""
+    blocked = np.ones(cg.n_factors, dtype=np.bool_)
+    _infeasible_factors(cg, energies, unary, np.zeros(max(cg.max_arity, 1), dtype=np.int64),
+                        blocked)
+    return blocked
+
+
+@njit(**NJIT_OPTIONS)
+def _infeasible_factors(cg, energies, unary, counter, blocked):
+    """:func:`infeasible_factors` into ``blocked`` (all True on entry)."""
     n_states = cg.n_states
     scope_vars = cg.scope_vars
-    counter = np.zeros(max(cg.max_arity, 1), dtype=np.int64)
-    n_factors = len(cg.scope_ptr) - 1
-    blocked = np.ones(n_factors, dtype=np.bool_)
-    for a in range(n_factors):
+    for a in range(len(blocked)):
         first = cg.scope_ptr[a]
         arity = cg.scope_ptr[a + 1] - first
         toff = cg.table_offset[a]
@@ -1729,16 +1622,21 @@ def infeasible_factors(cg, energies, unary):
                     blocked[a] = False
                     break
             _advance(n_states, scope_vars, first, arity, counter)
-    return blocked
 
 
-@njit(**NJIT_OPTIONS)
 def structured_kinds(cg, energies):
     """``cg.factor_kind`` with every structured factor whose table in ``energies`` (e.g. a
     replacement vector during learning) no longer has its structure demoted to
     :data:`KIND_DENSE`. The tables are compared entry by entry with the formula, computed
     exactly as the constructors compute it."""
     kinds = cg.factor_kind.copy()
+    _demote_changed(cg, energies, kinds)
+    return kinds
+
+
+@njit(**NJIT_OPTIONS)
+def _demote_changed(cg, energies, kinds):
+    """:func:`structured_kinds` in place in ``kinds``."""
     params = cg.factor_param
     for a in range(len(kinds)):
         kind = kinds[a]
@@ -1761,4 +1659,3 @@ def structured_kinds(cg, energies):
                 break
         if not same:
             kinds[a] = KIND_DENSE
-    return kinds

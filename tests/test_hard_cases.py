@@ -390,7 +390,8 @@ def test_impossible_evidence_raises_before_iterating(monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("belief propagation ran despite impossible evidence")
 
-    for name in ("run_parallel", "run_sequential", "run_two_pass"):
+    for name in ("flood_sweeps", "factor_sweep", "flood_unary", "flood_dense_min_sum",
+                 "run_two_pass"):
         monkeypatch.setattr(kernels, name, must_not_run)
     inf = math.inf
     graph = fg.FactorGraph()

@@ -408,10 +408,10 @@ def test_fgebm_compile_compiles_every_kernel(capsys):
     assert "belief propagation" in err and "SequenceLabeler" in err
     assert "first use" not in err
     # With one thread (a one-core machine, taskset -c 0) the threaded paths never run, so
-    # their kernels are not reachable: the parallel=True ones, run_parallel's chunking and
-    # its per-chunk factor step.
+    # their kernels are not reachable: the parallel=True ones, the threaded iteration loop
+    # and its per-chunk factor step.
     one_thread = numba.config.NUMBA_NUM_THREADS == 1
-    threaded = {"run_parallel", "balanced_chunks", "flood_factors"}
+    threaded = {"flood_sweeps", "flood_factors"}
     missing = [
         f"{k.py_func.__module__}.{k.__name__}" for k in _jit_cache.KERNELS
         if k.targetoptions.get("inline") != "always"

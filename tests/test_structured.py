@@ -212,6 +212,7 @@ def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
     code: the same arithmetic, so the same messages, residuals and decoding bit for bit
     as with its (all-dense) kinds array, in every schedule."""
     from factorgraph_ebm import messages as K
+    from factorgraph_ebm import schedules as S
 
     temperature = 0.0 if math.isinf(beta) else 1.0 / beta
     for loopy in (True, False):
@@ -219,9 +220,9 @@ def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
         assert not cg.factor_kind.any() and cg.max_arity == 2
         unary = np.zeros(int(cg.state_offset[-1]))
         unary[cg.state_offset[3] + 1 : cg.state_offset[4]] = np.inf  # evidence: state 0
-        schedules = [("flooding", K.run_flooding), ("sequential", K.run_sequential)]
-        schedules += [("threads", K.run_parallel)] if loopy else [("tree", K.run_two_pass)]
-        for name, runner in schedules:
+        schedules = [("flooding", 1), ("sequential", None)]
+        schedules += [("threads", 3)] if loopy else [("tree", None)]
+        for name, threads in schedules:
             outcomes = []
             for kinds in (None, cg.factor_kind):
                 f2v = np.zeros(cg.n_message_entries)
@@ -230,17 +231,17 @@ def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
                 common = (cg, cg.energies, kinds, cg.factor_param, unary, f2v, v2f,
                           temperature)
                 if name == "tree":
-                    runner(*common)
-                elif name == "threads":
-                    runner(*common, 0.25, 6, 0.0, residuals,
-                           *K.flood_order(cg, kinds, temperature), 3)
+                    K.run_two_pass(*common, K.unclamped(cg), K.scratch(cg))
                 else:
-                    runner(*common, 0.25, 6, 0.0, residuals)
+                    sweeps = S.schedule("sequential" if name == "sequential" else "parallel",
+                                        *common, 0.25, 0.0, threads)
+                    sweeps.run(residuals)
+                    sweeps.finish()
                 beliefs = np.empty(len(unary))
                 K.variable_beliefs(cg, unary, f2v, beliefs)
                 assignment = np.empty(cg.n_variables, dtype=np.int64)
                 K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f, beliefs,
-                         temperature, assignment)
+                         temperature, assignment, K.scratch(cg))
                 outcomes.append((f2v, v2f, residuals, assignment))
             for plain, general in zip(*outcomes):
                 np.testing.assert_array_equal(plain, general, err_msg=name)

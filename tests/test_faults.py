@@ -1,0 +1,266 @@
+"""Faults (issue 14): huge ``max_iter``, Ctrl-C during long compiled loops, and running out
+of memory during inference.
+
+- ``max_iter`` allocates nothing in proportion (the residual history grows with the
+  iterations done and keeps the last ``MAX_RESIDUALS``);
+- loopy BP runs in paced chunks of iterations, and the chunks change nothing, bit for bit;
+- SIGINT stops a long BP call, a long perceptron epoch and a long trellis batch with a
+  KeyboardInterrupt within seconds (a generous bound: measured 0.01-0.2 s, see the
+  report in the assertion messages);
+- a MemoryError during inference is a plain MemoryError that leaks nothing (the kernels
+  allocate nothing: their scratch comes from Python), never a SystemError, and later calls
+  work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numba
+import numpy as np
+import pytest
+from warmup import SUBPROCESS_TIMEOUT
+
+import factorgraph_ebm as fe
+from factorgraph_ebm import _pacing
+from factorgraph_ebm import schedules as S
+
+THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]
+#: Seconds from SIGINT to the KeyboardInterrupt that the tests accept: generous, for a
+#: loaded machine (measured 0.01-0.2 s).
+INTERRUPT_BOUND = 10.0
+
+def spin_glass(side, seed=0):
+    """A +-1 coupled Ising grid: loopy BP at low temperature keeps changing its messages."""
+    rng = np.random.default_rng(seed)
+    g = fe.FactorGraph()
+    g.add_variables(range(side * side), 2)
+    idx = np.arange(side * side).reshape(side, side)
+    pairs = np.concatenate([np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
+                            np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)])
+    j = rng.choice([-1.0, 1.0], size=len(pairs))
+    g.add_factors(pairs, j[:, None, None] * np.array([[-1.0, 1.0], [1.0, -1.0]]) + 1.0,
+                  by_index=True)
+    g.add_factors(idx.reshape(-1, 1), rng.normal(0.0, 0.1, (side * side, 2)), by_index=True)
+    return g
+
+
+#: The same model in the subprocesses.
+SPIN_GLASS = "import numpy as np\nimport factorgraph_ebm as fe\n" + inspect.getsource(spin_glass)
+
+
+def grid(side: int, k: int, seed: int) -> fe.FactorGraph:
+    rng = np.random.default_rng(seed)
+    g = fe.FactorGraph()
+    g.add_variables(range(side * side), k)
+    idx = np.arange(side * side).reshape(side, side)
+    pairs = np.concatenate([np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
+                            np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)])
+    g.add_factors(pairs, rng.random((len(pairs), k, k)), by_index=True)
+    g.add_factors(np.arange(side * side)[:, None], rng.random((side * side, k)), by_index=True)
+    return g
+
+
+# --------------------------------------------------------------------------- max_iter
+@pytest.mark.parametrize("schedule", ["sequential", "parallel"])
+def test_max_iter_of_any_size_allocates_nothing_in_proportion(schedule):
+    """max_iter=10**10 ("until convergence") used to preallocate 74.5 GiB of residuals."""
+    g = grid(4, 3, seed=1)
+    r = fe.sum_product(g, beta=1.0, method="bp", schedule=schedule, max_iter=10**10, tol=1e-9)
+    assert r.converged and 1 < r.n_iter < 1000
+    assert r.residuals.shape == (r.n_iter,) and r.residuals[-1] <= 1e-9 < r.residuals[0]
+
+
+def test_residual_history_keeps_the_last_max_residuals(monkeypatch):
+    g = spin_glass(4)
+    options = dict(beta=3.0, method="bp", schedule="parallel", tol=0.0, warn=False)
+    whole = fe.sum_product(g, max_iter=40, **options)
+    assert not whole.converged and whole.residuals.shape == (40,)
+    monkeypatch.setattr(S, "MAX_RESIDUALS", 7)
+    monkeypatch.setattr(_pacing, "CHUNK_SECONDS", 0.0)  # chunks of one iteration
+    capped = fe.sum_product(g, max_iter=40, **options)
+    assert capped.n_iter == 40
+    np.testing.assert_array_equal(capped.residuals, whole.residuals[-7:])
+    np.testing.assert_array_equal(capped.messages, whole.messages)
+
+
+# --------------------------------------------------------------------------- chunks
+@pytest.mark.parametrize("beta", [math.inf, 1.0])
+@pytest.mark.parametrize(("schedule", "threads"),
+                         [("sequential", None)] + [("parallel", n) for n in THREADS])
+def test_chunks_of_iterations_change_nothing(monkeypatch, beta, schedule, threads):
+    """Loopy BP in one chunk, in chunks of one iteration, and paced as it runs: the same
+    iterations, messages, beliefs and decoding, bit for bit (the messages are BP's whole
+    state between iterations); the callback sees every chunk."""
+    g = grid(5, 3, seed=2)
+    options = dict(beta=beta, method="bp", schedule=schedule, threads=threads, damping=0.3,
+                   max_iter=60, tol=1e-12, warn=False)
+    with monkeypatch.context() as m:
+        m.setattr(S, "paced", lambda n: iter([(0, n)]))
+        whole = fe.belief_propagation(g, **options)
+    paced = fe.belief_propagation(g, **options)
+    reports = []
+    monkeypatch.setattr(_pacing, "CHUNK_SECONDS", 0.0)
+    single = fe.belief_propagation(g, callback=lambda *a: reports.append(a), **options)
+    assert 1 < whole.n_iter
+    for result in (paced, single):
+        assert (result.n_iter, result.converged) == (whole.n_iter, whole.converged)
+        for name in ("residuals", "messages", "variable_beliefs", "factor_beliefs",
+                     "assignment"):
+            np.testing.assert_array_equal(getattr(result, name), getattr(whole, name),
+                                          err_msg=name)
+        assert result.energy == whole.energy and result.free_energy == whole.free_energy
+    assert reports == [(n, float(whole.residuals[n - 1])) for n in range(1, whole.n_iter + 1)]
+
+
+def test_pacing_sizes_chunks_by_measured_time():
+    ranges = list(_pacing.paced(100, seconds=math.inf))
+    assert ranges[:4] == [(0, 1), (1, 3), (3, 7), (7, 15)]  # quick steps: twice as many
+    assert ranges[-1][1] == 100 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    slow = []
+    for lo, hi in _pacing.paced(6, first=4, seconds=0.01):
+        slow.append((lo, hi))
+        time.sleep(0.05)  # a chunk 5x too long: the next ones shrink to one step
+    assert slow == [(0, 4), (4, 5), (5, 6)]
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+def interrupt_after_start(script: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``script`` in a subprocess; once it prints RUNNING, send SIGINT. Returns the
+    finished process and the seconds from SIGINT to the KeyboardInterrupt it reports
+    (``INTERRUPTED <perf_counter>``: CLOCK_MONOTONIC, shared by the processes)."""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        for line in process.stdout:
+            if line.startswith("RUNNING"):
+                break
+        else:
+            pytest.fail(f"the subprocess never started: {process.stderr.read()}")
+        time.sleep(0.5)  # well inside the long call
+        sent = time.perf_counter()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        process.kill()
+    done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    caught = [float(line.split()[1]) for line in out.splitlines()
+              if line.startswith("INTERRUPTED")]
+    assert done.returncode == 3 and caught, (done.returncode, out, err)
+    return done, caught[0] - sent
+
+
+@pytest.mark.parametrize(("schedule", "threads"),
+                         [("sequential", 1)] + [("parallel", n) for n in THREADS])
+def test_ctrl_c_stops_belief_propagation(warm_kernels, schedule, threads):
+    """SIGINT during a BP call that would run for hours (a spin glass that never
+    converges, max_iter=10**12): KeyboardInterrupt within a fraction of a second."""
+    script = SPIN_GLASS + textwrap.dedent(f"""
+        import sys, time
+        g = spin_glass(30)
+        started = []
+        def report(n_iter, residual):
+            if not started:
+                started.append(n_iter)
+                print("RUNNING", flush=True)
+        try:
+            fe.sum_product(g, beta=3.0, method="bp", schedule={schedule!r}, threads={threads},
+                           max_iter=10**12, tol=0.0, warn=False, callback=report)
+        except KeyboardInterrupt:
+            print("INTERRUPTED", time.perf_counter(), flush=True)
+            sys.exit(3)
+        print("FINISHED", flush=True)
+    """)
+    _, latency = interrupt_after_start(script)
+    assert latency < INTERRUPT_BOUND, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
+
+
+# --------------------------------------------------------------------------- memory
+MEMORY_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    import factorgraph_ebm as fe
+
+    def vm_bytes():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize"):
+                    return int(line.split()[1]) * 1024
+
+    def chain(k):
+        g = fe.FactorGraph()
+        g.add_variables(["a", "big", "c"], [2, k, 2])
+        rng = np.random.default_rng(0)
+        g.add_factor(["big"], rng.random(k))
+        g.add_factor(["a", "big"], rng.random((2, k)))
+        g.add_factor(["big", "c"], rng.random((k, 2)))
+        return g
+
+    schedule, threads, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    options = dict(method="bp", schedule=schedule, threads=threads, max_iter=3, warn=False)
+    for beta in (np.inf, 1.0):
+        fe.belief_propagation(chain(5), beta=beta, **options)  # kernels loaded, threads up
+    g = chain(k)
+    g.compile()
+    expected = fe.belief_propagation(g, beta=1.0, **options)
+""")
+
+
+def _memory_script_tail(steps: int) -> str:
+    return textwrap.dedent(f"""
+    energy, messages = expected.energy, expected.messages.copy()
+    del expected
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    base = vm_bytes()
+    report = {{"errors": [], "growth": [], "k": k}}
+    for step in range({steps}):
+        resource.setrlimit(resource.RLIMIT_AS, (base + step * 24 * k, hard))
+        try:
+            fe.belief_propagation(g, beta=1.0, **options)
+            report["errors"].append(None)
+        except BaseException as exc:
+            report["errors"].append(type(exc).__name__ + ": " + str(exc)[:80])
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        report["growth"].append(vm_bytes() - base)
+    again = fe.belief_propagation(g, beta=1.0, **options)
+    report["same"] = again.energy == energy and np.array_equal(again.messages, messages)
+    print(json.dumps(report))
+    """)
+
+
+@pytest.mark.parametrize(("schedule", "threads"),
+                         [("tree", 1), ("sequential", 1)] + [("parallel", n) for n in THREADS])
+def test_out_of_memory_is_a_clean_memory_error(warm_kernels, schedule, threads):
+    """Inference under an address-space limit raised step by step, from nothing to enough:
+    every failure is a MemoryError (not the SystemError of a failing parallel kernel), the
+    process's virtual memory returns to where it was after each (a kernel that allocated
+    and failed leaked it all: 2.4 GB for good), and once the limit is lifted the call gives
+    the answer it gave before."""
+    import json
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc/self/status (Linux)")
+    k = 2**21  # 16 MiB per array of k floats: a leak of one is plain to see
+    script = MEMORY_SCRIPT + _memory_script_tail(14)
+    # glibc raises its mmap threshold after freeing a large block, and then keeps up to
+    # 32 MiB of freed heap mapped: a fixed threshold maps and unmaps every large array, so
+    # the virtual size measures what is held.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    done = subprocess.run([sys.executable, "-c", script, schedule, str(threads), str(k)],
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    errors = [e for e in report["errors"] if e is not None]
+    assert errors and report["errors"][-1] is None, report  # it failed, then fitted
+    assert all(e.startswith("MemoryError") for e in errors), report
+    assert max(report["growth"]) < 4 * 2**20, report  # nothing leaked (4 MiB of slack)
+    assert report["same"]
+
