@@ -86,6 +86,7 @@ import numpy as np
 from numba import prange
 
 from ._config import NJIT_OPTIONS, njit
+from ._pacing import paced
 from .exceptions import FactorGraphError
 from .inference import checked_beta
 
@@ -120,11 +121,17 @@ PARALLEL_WORK = 2_000_000
 
 class _Batched:
     """A batch kernel compiled twice: serial and ``parallel=True`` (its ``prange`` loop over
-    sequences or chunks on Numba's threads). Results are the same; small batches run
-    serially, where starting the threads would cost more than it saves (on a busy machine,
-    up to a scheduler time slice).
+    threads, each taking a block of the items: sequences or chunks). Results are the same;
+    small batches run serially, where starting the threads would cost more than it saves
+    (on a busy machine, up to a scheduler time slice).
 
-    Call as ``kernel(work, n_items, *args)``.
+    Call as ``kernel(work, n_items, scratch, *args)``: the kernel runs as
+    ``kernel(lo, hi, *args, *scratch(rows))`` on paced ranges of items
+    (:func:`~factorgraph_ebm._pacing.paced`: about 0.1 s each, so that Ctrl-C and other
+    signals get through), the first one of about :data:`PARALLEL_WORK` tokens x K^2.
+    ``scratch(rows)`` allocates the kernel's work arrays, one row per thread (``rows`` = 1
+    for the serial copy), in Python: the kernels allocate nothing (an allocation failing
+    in a kernel leaks what it allocated before; see :mod:`factorgraph_ebm.messages`).
     """
 
     def __init__(self, fn):
@@ -138,10 +145,21 @@ class _Batched:
         self.parallel = njit(parallel=True, **NJIT_OPTIONS)(fn)
         self.__doc__ = fn.__doc__
 
-    def __call__(self, work, n_items, *args):
-        if n_items > 1 and work >= PARALLEL_WORK and numba.get_num_threads() > 1:
-            return self.parallel(*args)
-        return self.serial(*args)
+    def __call__(self, work, n_items, scratch, *args):
+        threaded = n_items > 1 and work >= PARALLEL_WORK and numba.get_num_threads() > 1
+        kernel = self.parallel if threaded else self.serial
+        buffers = scratch(numba.get_num_threads() if threaded else 1)
+        first = max(1, n_items * PARALLEL_WORK // max(work, 1))
+        for lo, hi in paced(n_items, first=first):
+            kernel(lo, hi, *args, *buffers)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _block(lo, hi, row, rows):
+    """Items of thread ``row`` of ``rows`` in ``lo..hi-1``: a contiguous block, as a static
+    schedule gives them."""
+    n = hi - lo
+    return lo + n * row // rows, lo + n * (row + 1) // rows
 
 
 _batched = _Batched
@@ -446,30 +464,41 @@ def path_energy_kernel(unary, transition, start, end, states):
 
 
 @_batched
-def _viterbi_batch(unary, trans, per_position, tok_off, tr_off, start, end, states, energy):
-    n_seq = tok_off.shape[0] - 1
-    k = unary.shape[1]
+def _viterbi_batch(lo, hi, unary, trans, per_position, tok_off, tr_off, start, end, states,
+                   energy, score, back):
     tstep = 1 if per_position else 0
-    for s in prange(n_seq):
-        a = tok_off[s]
-        b = tok_off[s + 1]
-        score = np.empty((2, k))
-        back = np.empty((max(b - a, 1), k), dtype=np.int32)
-        tr0 = tr_off[s] if per_position else 0
-        energy[s] = _viterbi_seq(
-            unary[a:b], trans, tr0, tstep, start, end, states[a:b], score, back
-        )
+    rows = score.shape[0]
+    for row in prange(rows):
+        first, last = _block(lo, hi, row, rows)
+        for s in range(first, last):
+            a = tok_off[s]
+            b = tok_off[s + 1]
+            tr0 = tr_off[s] if per_position else 0
+            energy[s] = _viterbi_seq(
+                unary[a:b], trans, tr0, tstep, start, end, states[a:b], score[row], back[row]
+            )
+
+
+def _viterbi_scratch(batch: _Batch):
+    """``scratch(rows)`` of :func:`_viterbi_batch`: score (rows, 2, K), back pointers
+    (rows, T, K) int32 with T the longest sequence."""
+    k = batch.unary.shape[1]
+    longest = _longest(batch)
+    return lambda rows: (np.empty((rows, 2, k)), np.empty((rows, longest, k), dtype=np.int32))
 
 
 @_batched
-def _path_energy_batch(unary, trans, per_position, tok_off, tr_off, start, end, states, energy):
-    n_seq = tok_off.shape[0] - 1
+def _path_energy_batch(lo, hi, unary, trans, per_position, tok_off, tr_off, start, end, states,
+                       energy, rows):
     tstep = 1 if per_position else 0
-    for s in prange(n_seq):
-        a = tok_off[s]
-        b = tok_off[s + 1]
-        tr0 = tr_off[s] if per_position else 0
-        energy[s] = _path_energy_seq(unary[a:b], trans, tr0, tstep, start, end, states[a:b])
+    for row in prange(rows):
+        first, last = _block(lo, hi, row, rows)
+        for s in range(first, last):
+            a = tok_off[s]
+            b = tok_off[s + 1]
+            tr0 = tr_off[s] if per_position else 0
+            energy[s] = _path_energy_seq(unary[a:b], trans, tr0, tstep, start, end,
+                                         states[a:b])
 
 
 # ----------------------------------------------------------------- min-sum forward-backward
@@ -510,16 +539,19 @@ def _minsum_seq(unary, trans, trans_t, tr0, tstep, start, end, out, tmp):
 
 
 @_batched
-def _minsum_batch(unary, trans, trans_t, per_position, tok_off, tr_off, start, end, out, low):
-    n_seq = tok_off.shape[0] - 1
-    k = unary.shape[1]
+def _minsum_batch(lo, hi, unary, trans, trans_t, per_position, tok_off, tr_off, start, end, out,
+                  low, tmp):
+    """``tmp`` (rows, 3, K): :func:`_minsum_seq`'s scratch per thread."""
     tstep = 1 if per_position else 0
-    for s in prange(n_seq):
-        a = tok_off[s]
-        b = tok_off[s + 1]
-        tmp = np.empty((3, k))
-        tr0 = tr_off[s] if per_position else 0
-        low[s] = _minsum_seq(unary[a:b], trans, trans_t, tr0, tstep, start, end, out[a:b], tmp)
+    rows = tmp.shape[0]
+    for row in prange(rows):
+        first, last = _block(lo, hi, row, rows)
+        for s in range(first, last):
+            a = tok_off[s]
+            b = tok_off[s + 1]
+            tr0 = tr_off[s] if per_position else 0
+            low[s] = _minsum_seq(unary[a:b], trans, trans_t, tr0, tstep, start, end, out[a:b],
+                                 tmp[row])
 
 
 # ------------------------------------------------------------ sum-product forward-backward
@@ -780,45 +812,48 @@ def _fb_log_seq(unary, start, end, trans, trans_t, tr0, tstep, beta, fa, out, xi
 
 @_batched
 def _fb_scaled_batch(
-    unary, mat, mat_t, shift, beta, tok_off, chunk_off, start, end, out, free, alpha, g,
-    xi_chunks, log_domain,
+    lo, hi, unary, mat, mat_t, shift, beta, tok_off, chunk_off, start, end, out, free, alpha,
+    g, xi_chunks, log_domain, vecs,
 ):
     """Scaled forward-backward at finite beta on a batch with a shared transition
     (:func:`_fb_scaled_seq`): marginals into ``out``, free energies into ``free``, and, per
     fixed chunk of sequences, the partial sums sum_t outer(alpha[t - 1], g[t]) of the
     expected transition counts into ``xi_chunks[c]`` (the counts once multiplied by ``mat``
     elementwise; summed by the caller in chunk order, so that results do not depend on the
-    number of threads). ``alpha`` and ``g`` (N, K) are scratch. A sequence that the scaled
-    domain cannot take is left to :func:`_fb_log_batch`: ``log_domain[s]`` becomes True.
+    number of threads). ``alpha`` and ``g`` (N, K) are scratch, and ``vecs`` (rows, 5, K)
+    per thread. A sequence that the scaled domain cannot take is left to
+    :func:`_fb_log_batch`: ``log_domain[s]`` becomes True. Chunks ``lo..hi-1``.
     """
-    k = unary.shape[1]
-    n_chunks = chunk_off.shape[0] - 1
-    for c in prange(n_chunks):
-        vec = np.empty((5, k))
-        acc = xi_chunks[c]
-        for s in range(chunk_off[c], chunk_off[c + 1]):
-            a = tok_off[s]
-            b = tok_off[s + 1]
-            if a == b:
-                free[s] = 0.0
-                continue
-            ok, f = _fb_scaled_seq(
-                unary[a:b], start, end, mat, mat_t, beta, alpha[a:b], g[a:b], out[a:b], vec
-            )
-            if not ok:
-                log_domain[s] = True
-            elif f == INF:
-                out[a:b] = 0.0
-                free[s] = INF
-            else:
-                free[s] = f + (b - a - 1) * shift
-                _outer_sum(alpha[a:b], g[a:b], acc)
+    rows = vecs.shape[0]
+    for row in prange(rows):
+        vec = vecs[row]
+        c_first, c_last = _block(lo, hi, row, rows)
+        for c in range(c_first, c_last):
+            acc = xi_chunks[c]
+            for s in range(chunk_off[c], chunk_off[c + 1]):
+                a = tok_off[s]
+                b = tok_off[s + 1]
+                if a == b:
+                    free[s] = 0.0
+                    continue
+                ok, f = _fb_scaled_seq(
+                    unary[a:b], start, end, mat, mat_t, beta, alpha[a:b], g[a:b], out[a:b],
+                    vec,
+                )
+                if not ok:
+                    log_domain[s] = True
+                elif f == INF:
+                    out[a:b] = 0.0
+                    free[s] = INF
+                else:
+                    free[s] = f + (b - a - 1) * shift
+                    _outer_sum(alpha[a:b], g[a:b], acc)
 
 
 @_batched
 def _fb_log_batch(
-    unary, trans, trans_t, per_position, beta, tok_off, tr_off, chunk_off, start, end, out,
-    free, xi_log, xi_pos, log_domain,
+    lo, hi, unary, trans, trans_t, per_position, beta, tok_off, tr_off, chunk_off, start, end,
+    out, free, xi_log, xi_pos, log_domain, vecs, locals3, fas,
 ):
     """Log-domain forward-backward at finite beta (:func:`_fb_log_seq`) on the sequences
     ``s`` of a batch with ``log_domain[s]``: marginals into ``out``, free energies into
@@ -826,43 +861,46 @@ def _fb_log_batch(
     ``xi_log[c]`` (shared transition), or laid out like ``trans`` into ``xi_pos``
     (per-position transitions). A kernel of its own, so that a batch that the scaled domain
     takes whole (:func:`_fb_scaled_batch`) never compiles it (about 3 s on first use).
+    Chunks ``lo..hi-1``; per thread, ``vecs`` (rows, 5, K), ``locals3`` (rows, 1, K, K) and
+    ``fas`` (rows, T, K) with T the longest sequence are scratch.
     """
     k = unary.shape[1]
-    n_chunks = chunk_off.shape[0] - 1
     # int64s, not literals, for both calls of _fb_log_seq: one specialization, not two.
     zero = np.int64(0)
     one = np.int64(1)
-    for c in prange(n_chunks):
-        vec = np.empty((5, k))
-        local3 = np.zeros((1, k, k))
+    rows = vecs.shape[0]
+    for row in prange(rows):
+        vec = vecs[row]
+        local3 = locals3[row]
         local = local3[0]
-        for s in range(chunk_off[c], chunk_off[c + 1]):
-            if not log_domain[s]:
-                continue
-            a = tok_off[s]
-            b = tok_off[s + 1]
-            n = b - a
-            if n == 0:
-                free[s] = 0.0
-                continue
-            out[a:b] = 0.0
-            fa = np.empty((n, k))
-            if per_position:
-                tr0 = tr_off[s]
-                free[s] = _fb_log_seq(
-                    unary[a:b], start, end, trans, trans_t, tr0, one, beta, fa, out[a:b],
-                    xi_pos, tr0, one, vec,
-                )
-            else:
-                local[:, :] = 0.0
-                free[s] = _fb_log_seq(
-                    unary[a:b], start, end, trans, trans_t, zero, zero, beta, fa, out[a:b],
-                    local3, zero, zero, vec,
-                )
-                acc_log = xi_log[c]
-                for i in range(k):
-                    for j in range(k):
-                        acc_log[i, j] += local[i, j]
+        fa = fas[row]
+        c_first, c_last = _block(lo, hi, row, rows)
+        for c in range(c_first, c_last):
+            for s in range(chunk_off[c], chunk_off[c + 1]):
+                if not log_domain[s]:
+                    continue
+                a = tok_off[s]
+                b = tok_off[s + 1]
+                if a == b:
+                    free[s] = 0.0
+                    continue
+                out[a:b] = 0.0
+                if per_position:
+                    tr0 = tr_off[s]
+                    free[s] = _fb_log_seq(
+                        unary[a:b], start, end, trans, trans_t, tr0, one, beta, fa, out[a:b],
+                        xi_pos, tr0, one, vec,
+                    )
+                else:
+                    local[:, :] = 0.0
+                    free[s] = _fb_log_seq(
+                        unary[a:b], start, end, trans, trans_t, zero, zero, beta, fa,
+                        out[a:b], local3, zero, zero, vec,
+                    )
+                    acc_log = xi_log[c]
+                    for i in range(k):
+                        for j in range(k):
+                            acc_log[i, j] += local[i, j]
 
 
 # --------------------------------------------------------------------------- k-best
@@ -950,36 +988,21 @@ def _kbest_seq(unary, trans_t, tr0, tstep, start, end, states, energy, sc, bs, b
 
 
 @_batched
-def _kbest_batch(unary, trans_t, per_position, tok_off, tr_off, start, end, states, energy):
-    n_seq = tok_off.shape[0] - 1
-    k = unary.shape[1]
-    kk = energy.shape[1]
+def _kbest_batch(lo, hi, unary, trans_t, per_position, tok_off, tr_off, start, end, states,
+                 energy, sc, bs, br, fj, fr):
+    """``sc`` (rows, T, K, k) float64, ``bs``, ``br`` (rows, T, K, k) int32 and ``fj``,
+    ``fr`` (rows, k) int64: :func:`_kbest_seq`'s scratch per thread (T the longest
+    sequence)."""
     tstep = 1 if per_position else 0
-    for s in prange(n_seq):
-        a = tok_off[s]
-        b = tok_off[s + 1]
-        m = max(b - a, 1)
-        sc = np.empty((m, k, kk))
-        bs = np.empty((m, k, kk), dtype=np.int32)
-        br = np.empty((m, k, kk), dtype=np.int32)
-        fj = np.empty(kk, dtype=np.int64)
-        fr = np.empty(kk, dtype=np.int64)
-        tr0 = tr_off[s] if per_position else 0
-        _kbest_seq(
-            unary[a:b],
-            trans_t,
-            tr0,
-            tstep,
-            start,
-            end,
-            states[:, a:b],
-            energy[s],
-            sc,
-            bs,
-            br,
-            fj,
-            fr,
-        )
+    rows = sc.shape[0]
+    for row in prange(rows):
+        first, last = _block(lo, hi, row, rows)
+        for s in range(first, last):
+            a = tok_off[s]
+            b = tok_off[s + 1]
+            tr0 = tr_off[s] if per_position else 0
+            _kbest_seq(unary[a:b], trans_t, tr0, tstep, start, end, states[:, a:b], energy[s],
+                       sc[row], bs[row], br[row], fj[row], fr[row])
 
 
 # ------------------------------------------------------------- most offending incorrect
@@ -1053,31 +1076,23 @@ def _incorrect_seq(unary, trans, tr0, tstep, start, end, label, target, states, 
 
 @_batched
 def _incorrect_batch(
-    unary, trans, per_position, tok_off, tr_off, start, end, label, target, states, energy
+    lo, hi, unary, trans, per_position, tok_off, tr_off, start, end, label, target, states,
+    energy, work, back,
 ):
-    n_seq = tok_off.shape[0] - 1
-    k = unary.shape[1]
+    """``work`` (rows, 2, T, K) and ``back`` (rows, 3, T, K) int32: :func:`_incorrect_seq`'s
+    scratch per thread (T the longest sequence)."""
     tstep = 1 if per_position else 0
-    for s in prange(n_seq):
-        a = tok_off[s]
-        b = tok_off[s + 1]
-        m = max(b - a, 1)
-        work = np.empty((2, m, k))
-        back = np.empty((3, m, k), dtype=np.int32)
-        tr0 = tr_off[s] if per_position else 0
-        energy[s] = _incorrect_seq(
-            unary[a:b],
-            trans,
-            tr0,
-            tstep,
-            start,
-            end,
-            label,
-            target[a:b],
-            states[a:b],
-            work,
-            back,
-        )
+    rows = work.shape[0]
+    for row in prange(rows):
+        first, last = _block(lo, hi, row, rows)
+        for s in range(first, last):
+            a = tok_off[s]
+            b = tok_off[s + 1]
+            tr0 = tr_off[s] if per_position else 0
+            energy[s] = _incorrect_seq(
+                unary[a:b], trans, tr0, tstep, start, end, label, target[a:b], states[a:b],
+                work[row], back[row],
+            )
 
 
 # --------------------------------------------------------------------------- validation
@@ -1245,6 +1260,11 @@ def _work(batch: _Batch) -> int:
     return n_tokens * k * k
 
 
+def _longest(batch: _Batch) -> int:
+    """Tokens of the longest sequence, at least 1 (the rows of the per-thread scratch)."""
+    return max(1, int(np.diff(batch.tok_off).max(initial=1)))
+
+
 
 
 def _transposed(trans) -> np.ndarray:
@@ -1317,6 +1337,7 @@ def viterbi(
     _viterbi_batch(
         _work(batch),
         len(batch.tok_off) - 1,
+        _viterbi_scratch(batch),
         batch.unary,
         batch.trans,
         batch.per_position,
@@ -1405,6 +1426,7 @@ def forward_backward(
         _minsum_batch(
             _work(batch),
             n_seq,
+            lambda rows: (np.empty((rows, 3, k)),),
             batch.unary,
             batch.trans,
             trans_t,
@@ -1448,12 +1470,17 @@ def forward_backward(
     work = _work(batch)
     log_domain = np.full(n_seq, not scaled)
     if scaled:
-        _fb_scaled_batch(work, n_chunks, batch.unary, mat, mat_t, shift, beta, batch.tok_off,
-                         chunk_off, batch.start, batch.end, out, free, np.empty((n_tokens, k)),
-                         np.empty((n_tokens, k)), xi_chunks, log_domain)
+        _fb_scaled_batch(work, n_chunks, lambda rows: (np.empty((rows, 5, k)),), batch.unary,
+                         mat, mat_t, shift, beta, batch.tok_off, chunk_off, batch.start,
+                         batch.end, out, free, np.empty((n_tokens, k)), np.empty((n_tokens, k)),
+                         xi_chunks, log_domain)
     if log_domain.any():
-        _fb_log_batch(work, n_chunks, batch.unary, batch.trans, trans_t, batch.per_position,
-                      beta, batch.tok_off, batch.tr_off, chunk_off, batch.start, batch.end, out,
+        longest = _longest(batch)
+        _fb_log_batch(work, n_chunks,
+                      lambda rows: (np.empty((rows, 5, k)), np.zeros((rows, 1, k, k)),
+                                    np.empty((rows, longest, k))),
+                      batch.unary, batch.trans, trans_t, batch.per_position, beta,
+                      batch.tok_off, batch.tr_off, chunk_off, batch.start, batch.end, out,
                       free, xi_log, xi_pos, log_domain)
     if batch.per_position:
         xi = xi_pos
@@ -1543,13 +1570,19 @@ def kbest(
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise FactorGraphError(f"k must be an integer >= 1, got {k!r}")
+    k = int(k)
     batch = _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels)
-    n_tokens = batch.unary.shape[0]
-    states = np.zeros((int(k), n_tokens), dtype=np.int64)
+    n_tokens, n_states = batch.unary.shape
+    states = np.zeros((k, n_tokens), dtype=np.int64)
     energy = np.empty((len(batch.tok_off) - 1, int(k)))
+    longest = _longest(batch)
     _kbest_batch(
         _work(batch),
         len(batch.tok_off) - 1,
+        lambda rows: (np.empty((rows, longest, n_states, k)),
+                      np.empty((rows, longest, n_states, k), dtype=np.int32),
+                      np.empty((rows, longest, n_states, k), dtype=np.int32),
+                      np.empty((rows, k), dtype=np.int64), np.empty((rows, k), dtype=np.int64)),
         batch.unary,
         _transposed(batch.trans),
         batch.per_position,
@@ -1626,9 +1659,12 @@ def best_incorrect(
         )
     states = np.zeros(n_tokens, dtype=np.int64)
     energy = np.empty(len(batch.tok_off) - 1)
+    longest, n_states = _longest(batch), batch.unary.shape[1]
     _incorrect_batch(
         _work(batch),
         len(batch.tok_off) - 1,
+        lambda rows: (np.empty((rows, 2, longest, n_states)),
+                      np.empty((rows, 3, longest, n_states), dtype=np.int32)),
         batch.unary,
         batch.trans,
         batch.per_position,
@@ -1687,6 +1723,7 @@ def path_energy(unary, transition, states, lengths=None, *, start=None, end=None
     _path_energy_batch(
         batch.unary.shape[0],
         len(batch.tok_off) - 1,
+        lambda rows: (rows,),
         batch.unary,
         batch.trans,
         batch.per_position,

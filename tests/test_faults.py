@@ -31,6 +31,7 @@ from warmup import SUBPROCESS_TIMEOUT
 import factorgraph_ebm as fe
 from factorgraph_ebm import _pacing
 from factorgraph_ebm import schedules as S
+from factorgraph_ebm import trellis as tr
 
 THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]
 #: Seconds from SIGINT to the KeyboardInterrupt that the tests accept: generous, for a
@@ -132,10 +133,11 @@ def test_pacing_sizes_chunks_by_measured_time():
 
 
 # --------------------------------------------------------------------------- Ctrl-C
-def interrupt_after_start(script: str) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``script`` in a subprocess; once it prints RUNNING, send SIGINT. Returns the
-    finished process and the seconds from SIGINT to the KeyboardInterrupt it reports
-    (``INTERRUPTED <perf_counter>``: CLOCK_MONOTONIC, shared by the processes)."""
+def interrupt_after_start(script: str, wait: float = 0.5
+                          ) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``script`` in a subprocess; ``wait`` seconds after it prints RUNNING, send SIGINT.
+    Returns the finished process and the seconds from SIGINT to the KeyboardInterrupt it
+    reports (``INTERRUPTED <perf_counter>``: CLOCK_MONOTONIC, shared by the processes)."""
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=os.environ)
     try:
@@ -144,7 +146,7 @@ def interrupt_after_start(script: str) -> tuple[subprocess.CompletedProcess, flo
                 break
         else:
             pytest.fail(f"the subprocess never started: {process.stderr.read()}")
-        time.sleep(0.5)  # well inside the long call
+        time.sleep(wait)  # well inside the long call
         sent = time.perf_counter()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=SUBPROCESS_TIMEOUT)
@@ -179,6 +181,77 @@ def test_ctrl_c_stops_belief_propagation(warm_kernels, schedule, threads):
         print("FINISHED", flush=True)
     """)
     _, latency = interrupt_after_start(script)
+    assert latency < INTERRUPT_BOUND, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
+
+
+# --------------------------------------------------------------------------- trellis
+def _trellis_batch(seed: int, wide: bool):
+    """Sequences of lengths 0..29, K = 5, 10% forbidden states; ``wide``: a transition range
+    that sends forward-backward to the log domain."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 30, size=40)
+    unary = rng.uniform(0, 3, size=(lengths.sum(), 5))
+    unary[rng.random(unary.shape) < 0.1] = np.inf
+    transition = rng.uniform(0, 400 if wide else 3, size=(5, 5))
+    return unary, transition, lengths, rng.integers(0, 5, size=lengths.sum())
+
+
+def _trellis_answers(unary, transition, lengths, target):
+    return (
+        tr.viterbi(unary, transition, lengths),
+        tr.forward_backward(unary, transition, lengths, beta=1.5),
+        tr.forward_backward(unary, transition, lengths, beta=math.inf),
+        tr.kbest(unary, transition, lengths, k=3),
+        tr.best_incorrect(unary, transition, target, lengths),
+        tr.path_energy(unary, transition, np.zeros(lengths.sum(), int), lengths),
+    )
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("wide", [False, True])
+def test_trellis_batches_in_chunks_change_nothing(monkeypatch, threaded, wide):
+    """Trellis batch kernels run on paced ranges of sequences (forward-backward: of its
+    fixed chunks of sequences), serially or on threads: one item per call gives the
+    answers of one call for all, bit for bit."""
+    batch = _trellis_batch(5, wide)
+    if threaded:
+        monkeypatch.setattr(tr, "PARALLEL_WORK", 0)
+    with monkeypatch.context() as m:
+        m.setattr(tr, "paced", lambda n, first=1: iter([(0, n)]))
+        whole = _trellis_answers(*batch)
+    monkeypatch.setattr(_pacing, "CHUNK_SECONDS", 0.0)  # one item per call
+    single = _trellis_answers(*batch)
+    for a, b in zip(whole, single):
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("call", ["forward_backward", "kbest"])
+def test_ctrl_c_stops_a_long_trellis_batch(warm_kernels, call):
+    """SIGINT during a trellis batch of tens of seconds (log-domain forward-backward; k-best
+    paths): KeyboardInterrupt within a fraction of a second (forward-backward: within one
+    of its 32 fixed chunks of sequences)."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        import numpy as np
+        from factorgraph_ebm import trellis as tr
+        rng = np.random.default_rng(0)
+        k, n_seq, length = 50, 10_000, 20
+        unary = rng.random((n_seq * length, k))
+        transition = rng.random((k, k)) * 1000  # log domain
+        lengths = np.full(n_seq, length)
+        run = {{"forward_backward": lambda: tr.forward_backward(unary, transition, lengths),
+               "kbest": lambda: tr.kbest(unary, transition, lengths, k=20)}}[{call!r}]
+        print("RUNNING", flush=True)
+        try:
+            run()
+        except KeyboardInterrupt:
+            print("INTERRUPTED", time.perf_counter(), flush=True)
+            sys.exit(3)
+        print("FINISHED", flush=True)
+    """)
+    _, latency = interrupt_after_start(script, wait=1.0)
     assert latency < INTERRUPT_BOUND, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
 
 
