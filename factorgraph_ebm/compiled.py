@@ -40,8 +40,9 @@ from ._config import NJIT_OPTIONS, njit
 class CompiledGraph(NamedTuple):
     """Flat arrays of a factor graph (see the module docstring for the layout).
 
-    All integer arrays are int64 and ``energies`` and ``factor_param`` float64, C-contiguous
-    and read-only.
+    ``n_states`` is int64; the other integer arrays (indices and offsets) are int32, or
+    int64 for graphs with 2**31 or more of something (see :func:`compile_graph`);
+    ``energies`` and ``factor_param`` are float64. All C-contiguous and read-only.
     Built by :meth:`FactorGraph.compile`; passed as one argument into the Numba kernels.
     """
 
@@ -102,8 +103,20 @@ class CompiledGraph(NamedTuple):
         return int(np.searchsorted(self.table_offset, entry, side="right") - 1)
 
 
+#: Index arrays are int32 when every count and offset of the graph is below this (all but
+#: huge graphs), else int64.
+INT32_LIMIT = 2**31
+
+
 def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     """Build the :class:`CompiledGraph` of a graph's variables and factor blocks.
+
+    The index arrays (every integer array but ``n_states``) are int32 when every count and
+    offset fits (:data:`INT32_LIMIT`), else int64: on a 2000 x 2000 binary grid they were
+    2.0 GB of int64, twice messages and theta. The kernels compile once per index dtype,
+    so only graphs of 2**31 entries or more compile the int64 variant (on first use).
+    Non-shared tables of ``blocks`` are re-pointed to read-only views of theta once copied
+    there (one copy of the energies, not two).
 
     Parameters
     ----------
@@ -113,63 +126,64 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     """
     n_states = np.ascontiguousarray(n_states, dtype=np.int64)
     n_vars = len(n_states)
-    state_offset = _prefix_sum(n_states)
+    counts = np.array([len(b.scopes) for b in blocks], dtype=np.int64)
+    arities = np.array([b.scopes.shape[1] for b in blocks], dtype=np.int64)
+    shapes = [b.tables.shape[1:] for b in blocks]
+    sizes = np.array([0 if getattr(b, "compact", False) else int(np.prod(shape, dtype=np.int64))
+                      for b, shape in zip(blocks, shapes)], dtype=np.int64)
+    scope_vars = (np.concatenate([b.scopes.reshape(-1) for b in blocks]) if blocks
+                  else np.zeros(0, dtype=np.int64))
+    degree = np.bincount(scope_vars, minlength=n_vars)
+    largest = max(n_vars, int(counts.sum()), len(scope_vars), int(n_states.sum()),
+                  int(degree @ n_states), int(counts @ sizes))
+    ix = np.int32 if largest < INT32_LIMIT else np.int64
+    scope_vars = scope_vars.astype(ix)
 
-    arities, table_sizes, scope_chunks, stride_chunks = [], [], [], []
-    kind_chunks, param_chunks = [], []
-    for block in blocks:
-        n, arity = block.scopes.shape
-        shape = block.tables.shape[1:]
-        arities.append(np.full(n, arity, dtype=np.int64))
-        size = 0 if getattr(block, "compact", False) else int(np.prod(shape, dtype=np.int64))
-        table_sizes.append(np.full(n, size, dtype=np.int64))
-        scope_chunks.append(block.scopes.reshape(-1))
-        strides = np.cumprod((1,) + shape[::-1], dtype=np.int64)[:-1][::-1]
-        stride_chunks.append(np.tile(strides, n))
-        kind_chunks.append(np.full(n, getattr(block, "kind", 0), dtype=np.int64))
-        params = getattr(block, "params", None)
-        param_chunks.append(np.zeros((n, 2)) if params is None else params)
-
-    def cat(chunks):
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-
-    arity = cat(arities)
-    scope_ptr = _prefix_sum(arity)
-    scope_vars = cat(scope_chunks).astype(np.int64)
-    edge_stride = cat(stride_chunks).astype(np.int64)
-    table_offset = _prefix_sum(cat(table_sizes))
-    # One allocation, each block copied (or broadcast, for a shared table) into place.
+    arity = np.repeat(arities, counts).astype(ix)
+    scope_ptr = _prefix_sum(arity, ix)
+    table_offset = _prefix_sum(np.repeat(sizes, counts), ix)
+    strides = [np.cumprod((1,) + shape[::-1], dtype=np.int64)[:-1][::-1] for shape in shapes]
+    edge_stride = (np.concatenate([np.tile(st, n) for st, n in zip(strides, counts)]).astype(ix)
+                   if blocks else np.zeros(0, dtype=ix))
+    factor_kind = np.repeat(np.array([getattr(b, "kind", 0) for b in blocks], dtype=ix), counts)
+    factor_param = np.zeros((len(arity), 2))
+    # One allocation for theta, each block copied (or broadcast, for a shared table) into
+    # place; the block then keeps a view of it instead of its own copy.
     energies = np.empty(int(table_offset[-1]))
-    for block, sizes in zip(blocks, table_sizes):
+    for block, size in zip(blocks, sizes):
+        first, n = block.first, len(block.scopes)
+        params = getattr(block, "params", None)
+        if params is not None:
+            factor_param[first : first + n] = params
         if getattr(block, "compact", False):
             continue
-        start = table_offset[block.first]
-        stop = start + int(sizes.sum())
-        energies[start:stop].reshape(block.tables.shape)[...] = block.tables
-    factor_kind = cat(kind_chunks).astype(np.int64)
-    factor_param = (
-        np.ascontiguousarray(np.concatenate(param_chunks), dtype=np.float64)
-        if param_chunks
-        else np.zeros((0, 2))
-    )
+        start = int(table_offset[first])
+        place = energies[start : start + n * int(size)].reshape(block.tables.shape)
+        place[...] = block.tables
+        if n and block.tables.strides[0] != 0:  # not a shared (broadcast) table
+            view = place.view()
+            view.flags.writeable = False
+            block.tables = view
     n_factors = len(arity)
-    edge_factor = np.repeat(np.arange(n_factors, dtype=np.int64), arity)
-    msg_offset = _prefix_sum(n_states[scope_vars])
+    edge_factor = np.repeat(np.arange(n_factors, dtype=ix), arity)
+    msg_offset = _prefix_sum(n_states[scope_vars], ix)
+    edge_partner = np.full(len(scope_vars), -1, dtype=ix)
     edge_arity = np.repeat(arity, arity)
-    edge_partner = np.full(len(scope_vars), -1, dtype=np.int64)
-    edge_ids = np.arange(len(scope_vars), dtype=np.int64)
-    edge_partner[edge_arity == 1] = edge_ids[edge_arity == 1]
-    pair_first = edge_ids[(edge_arity == 2)][::2]
+    unary = np.flatnonzero(edge_arity == 1).astype(ix)
+    edge_partner[unary] = unary
+    pair_first = np.flatnonzero(edge_arity == 2)[::2].astype(ix)
+    del edge_arity, unary
     edge_partner[pair_first] = pair_first + 1
     edge_partner[pair_first + 1] = pair_first
-    var_edges = np.argsort(scope_vars, kind="stable").astype(np.int64)
-    var_edge_ptr = _prefix_sum(np.bincount(scope_vars, minlength=n_vars).astype(np.int64))
+    del pair_first
+    var_edges = np.argsort(scope_vars, kind="stable").astype(ix)
+    var_edge_ptr = _prefix_sum(degree, ix)
 
     # Allocated here, not in the kernel (see messages.py: kernels allocate nothing).
-    var_order = np.empty(n_vars, dtype=np.int64)
-    var_parent = np.full(n_vars, -1, dtype=np.int64)
-    factor_order = np.empty(n_factors, dtype=np.int64)
-    factor_parent = np.full(n_factors, -1, dtype=np.int64)
+    var_order = np.empty(n_vars, dtype=ix)
+    var_parent = np.full(n_vars, -1, dtype=ix)
+    factor_order = np.empty(n_factors, dtype=ix)
+    factor_parent = np.full(n_factors, -1, dtype=ix)
     n_components, is_forest = _breadth_first_schedule(
         scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges, var_order, var_parent,
         factor_order, factor_parent, np.zeros(n_vars, dtype=np.bool_),
@@ -177,7 +191,7 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     )
     arrays = dict(
         n_states=n_states,
-        state_offset=state_offset,
+        state_offset=_prefix_sum(n_states, ix),
         scope_ptr=scope_ptr,
         scope_vars=scope_vars,
         edge_factor=edge_factor,
@@ -221,8 +235,8 @@ def require_tables(graph, what: str) -> None:
         )
 
 
-def _prefix_sum(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
+def _prefix_sum(counts: np.ndarray, dtype=np.int64) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=dtype)
     np.cumsum(counts, out=out[1:])
     return out
 

@@ -49,7 +49,7 @@ class Sequential:
         self.cg, self.unary, self.f2v, self.v2f, self.tol = cg, unary, f2v, v2f, tol
         work = K.scratch(cg)
         self.lowest = work.lowest
-        order = cg.factor_order.copy()  # writable, as flood_order's: the same specialization
+        order = cg.factor_order  # read-only, as flood_order's: the same specialization
         no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
         self.args = (
             energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
@@ -261,9 +261,10 @@ def iterate(sweeps, max_iter: int, callback=None) -> tuple[int, bool, np.ndarray
 def flood_order(cg, kinds, temperature):
     """The factors sorted by the kernel that floods them, and the class boundaries.
 
-    Returns ``order`` (F,) int64 and ``classes`` (4,) int64: ``order[classes[0]:classes[1]]``
-    are the unary factors (:func:`~factorgraph_ebm.messages.flood_unary`),
-    ``order[classes[1]:classes[2]]`` the dense pairwise factors when ``temperature == 0``
+    Returns ``order`` (F,), read-only, of ``cg``'s index dtype, and ``classes`` (4,) int64:
+    ``order[classes[0]:classes[1]]`` are the unary factors
+    (:func:`~factorgraph_ebm.messages.flood_unary`), ``order[classes[1]:classes[2]]`` the
+    dense pairwise factors when ``temperature == 0``
     (:func:`~factorgraph_ebm.messages.flood_dense_min_sum`), the rest the others
     (:func:`~factorgraph_ebm.messages.factor_sweep`), each class in factor order. A flooding
     factor's new messages depend only on the previous iteration's, so the order changes
@@ -274,7 +275,10 @@ def flood_order(cg, kinds, temperature):
     code[arity == 1] = 0
     if temperature == 0.0:
         code[(arity == 2) & (True if kinds is None else kinds == K.KIND_DENSE)] = 1
-    order = np.argsort(code, kind="stable").astype(np.int64)
+    order = np.argsort(code, kind="stable").astype(cg.factor_order.dtype)
+    # Read-only and of the index dtype, as cg.factor_order (the sequential schedule's
+    # order): factor_sweep compiles once for both.
+    order.flags.writeable = False
     classes = np.zeros(4, dtype=np.int64)
     classes[1:] = np.cumsum(np.bincount(code, minlength=3))
     return order, classes
