@@ -157,7 +157,8 @@ def real_array(values, what: str, error=FactorGraphError, *, copy: bool = True) 
     Booleans, integers and floats are taken; strings (which NumPy would parse), complex
     numbers (whose imaginary part it would drop with only a warning), ragged nesting and
     other objects are refused. An object array is taken when every element is a real number
-    (e.g. Python integers beyond int64).
+    (e.g. Python integers beyond int64). More than :data:`MAX_ENTRIES` entries (say a
+    broadcast view) are refused before any copy.
 
     Raises
     ------
@@ -168,6 +169,7 @@ def real_array(values, what: str, error=FactorGraphError, *, copy: bool = True) 
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:  # ragged nesting
         raise error(f"{what} must be numeric (an array of real numbers): {exc}") from None
+    check_count(array.size, f"{what}: its entries", error)  # before a copy of a broadcast view
     kind = array.dtype.kind
     if kind == "O":
         bad = next((x for x in array.flat if not _is_real(x)), None)

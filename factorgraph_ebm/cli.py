@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fgebm: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError as exc:  # NumPy's message gives the size of the failed allocation
-        print(f"fgebm: error: out of memory ({exc or 'MemoryError'})"
+        print(f"fgebm: error: out of memory ({str(exc) or 'MemoryError'})"
               f"{getattr(exc, 'fgebm_model', '')}", file=sys.stderr)
         return 2
     except Exception:

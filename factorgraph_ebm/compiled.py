@@ -108,8 +108,9 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     Parameters
     ----------
     n_states : ndarray of shape (V,), dtype=int64
-    blocks : sequence of factor blocks with ``scopes`` (n, arity) int64 and ``tables``
-        (n, K_1, ..., K_arity) float64, validated already by :class:`FactorGraph`.
+    blocks : sequence of factor blocks with ``scopes`` (n, arity) int64, ``shape``
+        (K_1, ..., K_arity) and ``tables`` (n, K_1, ..., K_arity) float64 (None for compact
+        structured factors), validated already by :class:`FactorGraph`.
     """
     n_states = np.ascontiguousarray(n_states, dtype=np.int64)
     n_vars = len(n_states)
@@ -119,7 +120,7 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     kind_chunks, param_chunks = [], []
     for block in blocks:
         n, arity = block.scopes.shape
-        shape = block.tables.shape[1:]
+        shape = block.shape
         arities.append(np.full(n, arity, dtype=np.int64))
         size = 0 if getattr(block, "compact", False) else int(np.prod(shape, dtype=np.int64))
         table_sizes.append(np.full(n, size, dtype=np.int64))

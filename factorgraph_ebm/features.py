@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
+from . import _validation as V
 from .exceptions import FactorGraphError
 
 __all__ = [
@@ -217,11 +218,7 @@ class AttributeIndexer:
         for name, value in (("min_freq", min_freq), ("n_features", n_features)):
             if value is None and name == "n_features":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise FactorGraphError(
-                    f"the {name!r} parameter of AttributeIndexer must be an integer >= 1, "
-                    f"got {value!r}"
-                )
+            V.integer(value, f"the {name!r} parameter of AttributeIndexer", low=1)
         self.min_freq = int(min_freq)
         self.n_features = None if n_features is None else int(n_features)
         self.vocabulary_: dict | None = None

@@ -35,19 +35,23 @@ class FactorNode:
 @dataclass
 class _FactorBlock:
     """Factors added in one call: ``scopes`` int64 (n, arity) and ``tables`` float64
-    (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared); ``first``
-    is the index of the block's first factor; ``kind`` and ``params`` (n, 2) (weight,
-    truncation) describe structured pairwise factors (see :mod:`.messages`); ``compact``
-    blocks (structured factors added with ``dense=False``) keep no tables at all (``tables``
-    is a zero-size broadcast placeholder) and no entries in theta."""
+    (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared) of shape
+    ``(n, *shape)``; ``first`` is the index of the block's first factor; ``kind`` and
+    ``params`` (n, 2) (weight, truncation) describe structured pairwise factors (see
+    :mod:`.messages`); ``compact`` blocks (structured factors added with ``dense=False``)
+    keep no tables at all (``tables`` is None) and no entries in theta."""
 
     first: int
     scopes: np.ndarray
-    tables: np.ndarray
+    tables: np.ndarray | None
+    shape: tuple
     names: list | None
     kind: int = 0
     params: np.ndarray | None = None
-    compact: bool = False
+
+    @property
+    def compact(self) -> bool:
+        return self.tables is None
 
 
 def _structured_tables(kind, params, k, shared) -> np.ndarray:
@@ -527,13 +531,9 @@ class FactorGraph:
                 shared = shared and values.ndim == 0
         if kind == KIND_POTTS:
             params[:, 1] = np.inf
-        if not dense:
-            # A placeholder of one entry broadcast to the tables' shape, which passes the
-            # shape checks in O(1); no table is ever built.
-            tables = np.broadcast_to(np.zeros((1, 1, 1)), (n_new, k, k))
-        else:
-            tables = _structured_tables(kind, params, k, shared)
-        return self._add_block(index, tables, None, kind=kind, params=params, compact=not dense)
+        # Compact factors have no table at all: O(1) per factor, whatever K.
+        tables = _structured_tables(kind, params, k, shared) if dense else None
+        return self._add_block(index, tables, None, kind=kind, params=params, shape=(k, k))
 
     def _scope_index(self, scopes, by_index: bool) -> np.ndarray:
         """Scopes as an int64 (n_factors, arity) array of variable indices, validated."""
@@ -569,12 +569,38 @@ class FactorGraph:
                 index[row] = [self._lookup(v, label) for v in scope]
         return index
 
-    def _add_block(self, index: np.ndarray, tables: np.ndarray, names, *, kind: int = 0,
-                   params: np.ndarray | None = None, compact: bool = False) -> np.ndarray:
-        """Validate and append one block of factors (see :class:`_FactorBlock`)."""
+    def _add_block(self, index: np.ndarray, tables: np.ndarray | None, names, *,
+                   kind: int = 0, params: np.ndarray | None = None,
+                   shape: tuple | None = None) -> np.ndarray:
+        """Validate and append one block of factors (see :class:`_FactorBlock`); compact
+        structured factors come with ``tables=None`` and their ``shape``, validated by the
+        caller."""
         n_new, arity = index.shape
         first = self._n_factors
         self._check_scopes(index, first, names)
+        if tables is not None:
+            self._check_tables(index, tables, first, names)
+            shape = tables.shape[1:]
+        n_table = 0 if tables is None else n_new * math.prod(shape)
+        n_message = n_new * sum(shape)
+        what = f"factors {first}..{first + n_new - 1}" if n_new > 1 else f"factor {first}"
+        V.check_count(self._n_table_entries + n_table,
+                      f"{what}: the graph's energy-table entries in all")
+        V.check_count(self._n_message_entries + n_message,
+                      f"{what}: the graph's message entries in all (states summed over the "
+                      "scopes)")
+        self._blocks.append(_FactorBlock(first, index, tables, tuple(shape), names, kind,
+                                         params))
+        self._n_factors += n_new
+        self._n_table_entries += n_table
+        self._n_message_entries += n_message
+        self._n_edges += n_new * arity
+        self._compiled = None
+        return np.arange(first, first + n_new, dtype=np.int64)
+
+    def _check_tables(self, index: np.ndarray, tables: np.ndarray, first: int, names) -> None:
+        """Refuse tables of the wrong shape, or with NaN or -inf entries."""
+        n_new, arity = index.shape
         expected = self.n_states[index] if n_new else np.zeros((0, arity), dtype=np.int64)
         if tables.shape[0] != n_new or tables.ndim != arity + 1:
             if n_new == 1:
@@ -596,10 +622,8 @@ class FactorGraph:
                 f"{tuple(int(k) for k in expected[row])} (axis {col} is variable "
                 f"{self._names[index[row, col]]!r} with {expected[row, col]} states)"
             )
-        # A broadcast axis (a table shared by the factors, a compact block's placeholder) is
-        # checked at index 0 only: O(1) instead of O(n K^2) for a compact block.
-        check = tables[tuple(slice(0, 1) if step == 0 else slice(None)
-                             for step in tables.strides)]
+        # A table shared by the factors (a broadcast view) is checked once.
+        check = tables[:1] if tables.ndim and tables.strides[0] == 0 else tables
         bad = np.isnan(check) | (check == -np.inf)
         if bad.any():
             where = np.argwhere(bad)[0]
@@ -609,22 +633,6 @@ class FactorGraph:
                 f"{label}: energy at {entry} is {tables[(row, *entry)]}; energies must be "
                 "finite or +inf (use +inf for a forbidden configuration)"
             )
-        shape = tables.shape[1:]
-        n_table = 0 if compact else n_new * math.prod(shape)
-        n_message = n_new * sum(shape)
-        what = f"factors {first}..{first + n_new - 1}" if n_new > 1 else f"factor {first}"
-        V.check_count(self._n_table_entries + n_table,
-                      f"{what}: the graph's energy-table entries in all")
-        V.check_count(self._n_message_entries + n_message,
-                      f"{what}: the graph's message entries in all (states summed over the "
-                      "scopes)")
-        self._blocks.append(_FactorBlock(first, index, tables, names, kind, params, compact))
-        self._n_factors += n_new
-        self._n_table_entries += n_table
-        self._n_message_entries += n_message
-        self._n_edges += n_new * arity
-        self._compiled = None
-        return np.arange(first, first + n_new, dtype=np.int64)
 
     def _check_scopes(self, index: np.ndarray, first: int, names) -> None:
         if index.shape[1] < 2 or index.shape[0] == 0:

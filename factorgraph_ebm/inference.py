@@ -73,7 +73,8 @@ def belief_propagation(
     ----------
     graph : FactorGraph
     beta : float, default=inf
-        Inverse temperature, > 0; ``inf`` is min-sum.
+        Inverse temperature, a real number >= 1e-300 (below, T = 1/beta times ln Z
+        overflows float64); ``inf`` is min-sum.
     evidence : mapping variable name -> state, optional
         Observed variables, clamped to their states (conditioning). They stay in the result
         with their observed state.
@@ -117,7 +118,10 @@ def belief_propagation(
         Warm start of BP: factor-to-variable messages, e.g. ``previous_result.messages``
         (ignored by the junction tree, whose results have ``messages=None``). BP runs on
         the graph with repeated and nested scopes absorbed (:mod:`factorgraph_ebm.reduction`),
-        so their length is that graph's number of message entries.
+        so their length is that graph's number of message entries. A message whose lowest
+        entry is beyond +-1e290 is shifted to minimum 0 (as BP stores its own: a message is
+        defined up to a constant); finite entries more than 1e290 above their message's
+        lowest are refused (sums of them would overflow).
     warn : bool, default=True
         Emit a :class:`ConvergenceWarning` when BP stops at ``max_iter`` unconverged.
     factor_beliefs : bool, default=True
@@ -150,12 +154,17 @@ def belief_propagation(
     Raises
     ------
     FactorGraphError
-        Invalid options, an ``energies`` or ``init_messages`` vector of the wrong length or
-        with NaN (or ``-inf`` energies), ``schedule="tree"`` on a graph with a cycle when BP
-        runs, ``method="exact"`` when the junction tree does not fit ``memory_limit``.
+        Invalid options (a string where a number is expected included), an ``energies``,
+        ``unary`` or ``init_messages`` vector that is not real numbers, of the wrong length
+        or with NaN (or ``-inf`` energies), ``init_messages`` entries too far apart,
+        ``schedule="tree"`` on a graph with a cycle when BP runs, ``method="exact"`` when
+        the junction tree does not fit ``memory_limit``; a graph whose compiled arrays,
+        messages and beliefs (:meth:`FactorGraph.inference_bytes`) would need more than the
+        machine's physical memory (refused before anything is allocated).
     EvidenceError
-        Evidence on an unknown variable, a state out of range, or evidence that leaves some
-        factor with only ``+inf`` energies (detected before iterating).
+        Evidence that is not a mapping, on an unknown variable, a state out of range, or
+        evidence that leaves some factor with only ``+inf`` energies (detected before
+        iterating).
 
     Warns
     -----

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _validation as V
 from .exceptions import ConvergenceWarning, FactorGraphError
 from .inference import belief_propagation
 from .losses import Loss, _check_number
@@ -140,11 +141,7 @@ class LBFGS:
         _check_number("LBFGS", "tol", self.tol, allow_zero=True)
         _check_number("LBFGS", "delta", self.delta, allow_zero=True)
         for name in ("memory", "period"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FactorGraphError(
-                    f"the '{name}' parameter of LBFGS must be an integer >= 1, got {value!r}"
-                )
+            V.integer(getattr(self, name), f"the {name!r} parameter of LBFGS", low=1)
 
     def stalled(self, objective: Sequence[float]) -> bool:
         """Whether CRFsuite's rule stops at the last value of ``objective`` (per iteration)."""
@@ -342,8 +339,7 @@ def fit(
     if not isinstance(optimizer, (SGD, Adam, LBFGS)):
         raise FactorGraphError(f"optimizer must be SGD, Adam or LBFGS, got {optimizer!r}")
     for name, value in (("n_epochs", n_epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise FactorGraphError(f"{name} must be an integer >= 1, got {value!r}")
+        V.integer(value, name, low=1)
     _check_number("fit", "l2", l2, allow_zero=True)
     samples = list(samples)
     if not samples:

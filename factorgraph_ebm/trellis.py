@@ -1516,7 +1516,10 @@ def kbest(
     Raises
     ------
     FactorGraphError
-        As :func:`viterbi`, and ``k`` that is not an integer >= 1.
+        As :func:`viterbi`; ``k`` that is not an integer >= 1, or so large that the k
+        paths and the work arrays (about ``16 k (n_tokens + T K)`` bytes, T the longest
+        sequence) exceed the machine's physical memory or ``k * n_tokens`` exceeds 2**40
+        (refused before anything is allocated).
 
     Examples
     --------

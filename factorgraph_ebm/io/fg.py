@@ -121,6 +121,7 @@ def read_fg(path, *, max_entries: int = MAX_FILE_ENTRIES) -> FactorGraph:
     potentials = np.zeros(offsets[-1])
     for offset, where in zip(offsets, entries, strict=False):
         potentials[offset + where[0]] = where[1]
+    del entries
     names = np.array(sorted(cards), dtype=np.int64)
     index = [np.searchsorted(names, labels) for labels in scopes]
     return build_graph(names.tolist(), np.array([cards[v] for v in names.tolist()]), index,

@@ -152,8 +152,7 @@ def _read_table(reader: TokenReader, factor: int, shape: np.ndarray, before: int
             f"found {size}"
         )
     if before + size > MAX_ENTRIES:
-        raise reader.error(too_many_entries(factor, before + size, MAX_ENTRIES,
-                                            "MAX_ENTRIES = 2**40"))
+        raise reader.error(too_many_entries(factor, before + size, MAX_ENTRIES, "MAX_ENTRIES"))
     numbers = reader.read_numbers(size, f"the table of factor {factor}")
     j = first_bad_potential(numbers.values)
     if j >= 0:
