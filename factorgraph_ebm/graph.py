@@ -538,7 +538,13 @@ class FactorGraph:
     def _scope_index(self, scopes, by_index: bool) -> np.ndarray:
         """Scopes as an int64 (n_factors, arity) array of variable indices, validated."""
         if by_index:
-            index = np.asarray(scopes)
+            try:
+                index = np.asarray(scopes)
+            except (TypeError, ValueError) as exc:  # ragged: scopes of several arities
+                raise FactorGraphError(
+                    f"with by_index=True, scopes must be an integer array of shape "
+                    f"(n_factors, arity): {exc}"
+                ) from None
             if index.ndim != 2 or (index.size and index.dtype.kind not in "iu"):
                 raise FactorGraphError(
                     f"with by_index=True, scopes must be an integer array of shape "
@@ -760,7 +766,10 @@ class FactorGraph:
             if unknown:
                 raise FactorGraphError(f"assignment names unknown variable {unknown[0]!r}")
             assignment = [assignment[n] for n in self._names]
-        states = np.asarray(assignment)
+        try:
+            states = np.asarray(assignment)
+        except (TypeError, ValueError) as exc:  # ragged
+            raise FactorGraphError(f"assignment must be an array of states: {exc}") from None
         if states.shape[-1:] != (self.n_variables,) or states.ndim not in (1, 2):
             raise FactorGraphError(
                 f"assignment must have shape ({self.n_variables},) or (n_samples, "

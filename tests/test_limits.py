@@ -44,8 +44,9 @@ def run(capsys, *argv):
 def test_a_variable_with_too_many_states_is_refused(n_states, figure):
     g = fe.FactorGraph()
     g.add_variable("small", 2)
-    with pytest.raises(FactorGraphError, match=rf"variable 'big': its number of states would "
-                       rf"be \d+, more than MAX_ENTRIES = 2\*\*40 .*would take {re.escape(figure)}"):
+    with pytest.raises(FactorGraphError, match=r"variable 'big': its number of states would "
+                       r"be \d+, more than MAX_ENTRIES = 2\*\*40 .*would take "
+                       + re.escape(figure)):
         g.add_variable("big", n_states)
     assert g.variables == ["small"]  # nothing was added
 
