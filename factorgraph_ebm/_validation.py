@@ -136,6 +136,15 @@ def scope(names, what: str, error=FactorGraphError) -> tuple:
                     f"{names!r}") from None
 
 
+def iterable(value, what: str, error=FactorGraphError):
+    """``iter(value)``, or the error "``what`` must be iterable, got int 5"."""
+    try:
+        return iter(value)
+    except TypeError:
+        raise error(f"{what} must be iterable, got {type(value).__name__} "
+                    f"{_shown(value)}") from None
+
+
 def mapping(value, what: str, error=FactorGraphError) -> Mapping:
     """``value`` after checking that it is a mapping (e.g. a dict)."""
     if not isinstance(value, Mapping):

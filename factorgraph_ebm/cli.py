@@ -54,7 +54,6 @@ stderr, with the size needed), 1 on an internal error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -171,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fgebm: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError as exc:  # NumPy's message gives the size of the failed allocation
-        print(f"fgebm: error: out of memory ({str(exc) or 'MemoryError'})"
-              f"{getattr(exc, 'fgebm_model', '')}", file=sys.stderr)
+        graph = getattr(args, "graph", None)  # set by the commands once the model is read
+        need = "" if graph is None else (f"; this model needs about "
+                                         f"{format_bytes(graph.inference_bytes())} for belief "
+                                         "propagation")
+        print(f"fgebm: error: out of memory ({str(exc) or 'MemoryError'}){need}",
+              file=sys.stderr)
         return 2
     except Exception:
         traceback.print_exc()
@@ -246,10 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- info
 def run_info(args: argparse.Namespace) -> int:
     """``fgebm info``: print the statistics of a model."""
-    graph = read_model_argument(args.model, args.max_entries)
+    graph = args.graph = read_model_argument(args.model, args.max_entries)
     evidence = read_evidence(args.evid, graph) if args.evid else {}
-    with _sized(graph):
-        stats = model_statistics(graph, evidence, args.memory_limit, args.method)
+    stats = model_statistics(graph, evidence, args.memory_limit, args.method)
     name = _model_name(args.model)
     if args.json:
         print(strict_json({"model": name, **stats}))
@@ -377,34 +379,33 @@ def run_task(args: argparse.Namespace) -> int:
         if getattr(args, key) is None:
             setattr(args, key, default)
     started = time.perf_counter()
-    graph = read_model_argument(args.model, args.max_entries)
+    graph = args.graph = read_model_argument(args.model, args.max_entries)
     evidence = read_evidence(args.evid, graph) if args.evid else {}
     read_seconds = time.perf_counter() - started
-    with _sized(graph):
-        init = None
-        if args.seed is not None:  # messages of the graph BP runs on (scopes absorbed)
-            reduced = reduce_factors(graph)
-            bp_graph = graph if reduced is None else reduced.graph
-            init = np.random.default_rng(args.seed).random(bp_graph.compile().n_message_entries)
-        progress = sys.stderr.isatty() if args.progress is None else args.progress
-        result = run_inference(
-            graph,
-            max_iter=args.max_iter,
-            init_messages=init,
-            progress=progress,
-            beta=math.inf if args.task == "map" else args.beta,
-            evidence={graph.variables[i]: state for i, state in evidence.items()},
-            method=args.method,
-            memory_limit=args.memory_limit,
-            schedule=args.schedule,
-            tol=args.tol,
-            damping=args.damping,
-            warn=False,
-            factor_beliefs=False,  # never printed (CSP_11 exact: 67.7 -> 25.9 s)
-            # The tree schedule's check-sweep residual is never printed either; skipping it
-            # spares a first run compiling the flooding kernels (2-variable model: ~2 s of 8).
-            check_sweep=False,
-        )
+    init = None
+    if args.seed is not None:  # messages of the graph BP runs on (scopes absorbed)
+        reduced = reduce_factors(graph)
+        bp_graph = graph if reduced is None else reduced.graph
+        init = np.random.default_rng(args.seed).random(bp_graph.compile().n_message_entries)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = run_inference(
+        graph,
+        max_iter=args.max_iter,
+        init_messages=init,
+        progress=progress,
+        beta=math.inf if args.task == "map" else args.beta,
+        evidence={graph.variables[i]: state for i, state in evidence.items()},
+        method=args.method,
+        memory_limit=args.memory_limit,
+        schedule=args.schedule,
+        tol=args.tol,
+        damping=args.damping,
+        warn=False,
+        factor_beliefs=False,  # never printed (CSP_11 exact: 67.7 -> 25.9 s)
+        # The tree schedule's check-sweep residual is never printed either; skipping it
+        # spares a first run compiling the flooding kernels (2-variable model: ~2 s of 8).
+        check_sweep=False,
+    )
     figures = task_figures(args.task, result)
     if args.output and args.output != "-":
         _write_answer(args.output, args.task, figures)
@@ -476,18 +477,6 @@ def run_inference(graph, max_iter: int, init_messages=None, progress: bool = Fal
             bar.update(result.n_iter)
     return dataclasses.replace(result, n_iter=n_iter, residuals=np.concatenate(residuals),
                                seconds=time.perf_counter() - started)
-
-
-@contextlib.contextmanager
-def _sized(graph):
-    """Add the memory the model needs by :meth:`FactorGraph.inference_bytes` to a
-    MemoryError's report (see :func:`main`)."""
-    try:
-        yield
-    except MemoryError as exc:
-        exc.fgebm_model = (f"; this model needs about {format_bytes(graph.inference_bytes())} "
-                           "for belief propagation")
-        raise
 
 
 def read_model_argument(model: str, max_entries: int | None = None):

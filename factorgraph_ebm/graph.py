@@ -195,7 +195,7 @@ class FactorGraph:
         >>> g.add_variables(range(2), 4).tolist()  # names 0 and 1, four states each
         [3, 4]
         """
-        names = [V.hashable(name, "a variable name") for name in names]
+        names = [V.hashable(name, "a variable name") for name in V.iterable(names, "names")]
         start = self.n_variables
         states = np.asarray(n_states)
         if states.ndim == 0:
@@ -560,7 +560,8 @@ class FactorGraph:
                 )
         else:
             scopes = [
-                V.scope(s, f"factor {self._n_factors + row}") for row, s in enumerate(scopes)
+                V.scope(s, f"factor {self._n_factors + row}")
+                for row, s in enumerate(V.iterable(scopes, "scopes"))
             ]
             arities = {len(s) for s in scopes}
             if len(arities) > 1:

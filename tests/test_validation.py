@@ -440,6 +440,13 @@ def test_ragged_or_mistyped_trellis_input_is_a_library_error(call, match):
         call(fg.trellis)
 
 
+def test_names_and_scopes_must_be_iterable(graph):
+    with pytest.raises(FactorGraphError, match="names must be iterable, got int 5"):
+        graph.add_variables(5, 2)
+    with pytest.raises(FactorGraphError, match="scopes must be iterable, got int 3"):
+        graph.add_factors(3, np.zeros(2))
+
+
 def test_ragged_scopes_and_assignments_are_library_errors(graph):
     with pytest.raises(FactorGraphError, match="with by_index=True, scopes must be an integer"):
         graph.add_factors([[0, 1], [1]], np.zeros((2, 3)), by_index=True)
