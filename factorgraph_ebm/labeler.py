@@ -29,10 +29,12 @@ Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6
 - :class:`~factorgraph_ebm.losses.NLLLoss`: ``E(Y^i) - F_beta``, a linear-chain CRF (Lafferty
   et al. 2001) at beta = 1.
 
-Training minimizes ``(1/N) sum_i L_i + l2/2 ||theta||^2`` over all parameters theta (W, A, s,
-e), as :func:`factorgraph_ebm.train.fit` does. CRFsuite minimizes
-``sum_i NLL_i + c2 ||theta||^2``; dividing by N shows that its ``c2`` is ``l2 = 2 c2 / N``
-here (e.g. c2 = 1 on the 8,936 CoNLL-2000 training sentences is l2 = 2.238e-4).
+Training minimizes ``(1/N) sum_i L_i + l2/2 ||theta||^2 + l1 ||theta||_1`` over all
+parameters theta (W, A, s, e), as :func:`factorgraph_ebm.train.fit` does (the L1 term by
+OWL-QN). CRFsuite minimizes ``sum_i NLL_i + c1 ||theta||_1 + c2 ||theta||^2``; dividing by N
+shows that its ``c2`` is ``l2 = 2 c2 / N`` and its ``c1`` is ``l1 = c1 / N`` here (e.g.
+c2 = 1 on the 8,936 CoNLL-2000 training sentences is l2 = 2.238e-4). Empty sequences are
+left out of N: they contribute nothing.
 """
 
 from __future__ import annotations
