@@ -155,6 +155,8 @@ def test_state_round_trip_gives_the_same_matrix():
         ([[{"w": b"\xff"}]], r"sequence 0, position 0: attribute values must be UTF-8"),
         ([[[b"a", b"\xfe"]]], r"sequence 0, position 0: attribute names must be UTF-8"),
         ([[{"p": {"w": float("inf")}}]], r"sequence 0, position 0: .*'p:w'.*finite"),
+        ([[{"p": {"a", 1}}]], r"sequence 0, position 0: .*'p'.*list value holds"),
+        ([[{"a", 1}]], r"sequence 0, position 0: attribute names must be str"),
     ],
 )
 def test_bad_input_names_the_place(bad, match):
