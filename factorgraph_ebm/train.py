@@ -325,6 +325,26 @@ def score(model, params, samples, *, latent: Iterable | None = None, **bp_option
     -------
     float
         In [0, 1]; 0.0 without samples.
+
+    Examples
+    --------
+    A model trained with damped loopy BP is scored (and decoded) with the same damping:
+
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> g = fe.FactorGraph()
+    >>> _ = g.add_variables("abcd", 2)
+    >>> _ = g.add_factors([("a", "b"), ("b", "c"), ("c", "d"), ("d", "a")], np.zeros((4, 2, 2)))
+    >>> model = fe.TableModel(g)
+    >>> target = {"a": 1, "b": 0, "c": 1, "d": 1}
+    >>> result = fe.fit(model, fe.HingeLoss(), [(None, target)], optimizer=fe.SGD(0.1),
+    ...                 n_epochs=20, progress=False, method="bp", damping=0.5, warn=False)
+    >>> result.bp_options
+    {'method': 'bp', 'damping': 0.5, 'warn': False}
+    >>> fe.predict(model, result, None) == target
+    True
+    >>> fe.score(model, result, [(None, target), (None, {**target, "a": 0})])
+    0.875
     """
     params, latent, bp_options = _trained(params, latent, bp_options)
     samples = list(samples)
