@@ -11,18 +11,21 @@ sentence): :func:`factorgraph_ebm.features.crfsuite_chunking_attributes`. Our li
   per-sequence-mean convention): 3 epochs of mini-batch Adam, then full-batch L-BFGS with
   CRFsuite's settings (6 corrections; stop when the objective improved by less than 1e-5,
   relatively, over the last 10 iterations);
+- NLL with L1 and L2 (``nll_l1``: CRFsuite's c1 = 0.1, c2 = 0.1, the sklearn-crfsuite
+  tutorial's values; ``l1 = c1 / N``) by OWL-QN from 0, as CRFsuite, with its settings;
 - the averaged perceptron (online, 50 epochs, like CRFsuite's ``ap``);
 - the hinge loss with the most offending incorrect answer (margin 1), the Hamming
   loss-augmented hinge (margin rescaling, a structured SVM) and the log loss: 8 epochs of
   mini-batch Adam, with the same L2 weight.
 
 When python-crfsuite is installed (``pip install -e ".[bench]"``) it is trained on the same
-attributes with L-BFGS (c2 = 1, its default stopping rule: delta 1e-5 over 10 iterations)
-and with its averaged perceptron (50 iterations), as on CRFsuite's benchmark page. Training
+attributes with L-BFGS (c2 = 1, its default stopping rule: delta 1e-5 over 10 iterations),
+with L-BFGS and L1 (OWL-QN, c1 = 0.1, c2 = 0.1) and with its averaged perceptron (50
+iterations), as on CRFsuite's benchmark page. Training
 time is wall-clock seconds from attribute dicts to a trained model (ours: ``fit``, which
 includes building the attribute vocabulary; CRFsuite: ``Trainer.append`` for every
 sentence, then ``train``). Accuracy is token (item) accuracy, CRFsuite's figure; chunk F1
-is conlleval's.
+is conlleval's; "weights" counts the nonzero parameters of the trained model.
 
 Usage::
 
@@ -31,7 +34,7 @@ Usage::
     python examples/chunking_conll2000.py --data DIR --systems nll,crfsuite_lbfgs
 
 Prints a Markdown table, then one JSON line ``{"rows": [{"system", "loss",
-"token_accuracy", "chunk_f1", "train_seconds", "epochs"}, ...]}``.
+"token_accuracy", "chunk_f1", "train_seconds", "epochs", "weights"}, ...]}``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import time
 from pathlib import Path
 
 import numba
+import numpy as np
 
 from factorgraph_ebm.datasets import read_conll2000
 from factorgraph_ebm.features import crfsuite_chunking_attributes
@@ -55,8 +59,10 @@ from factorgraph_ebm.metrics import chunk_scores, token_accuracy
 from factorgraph_ebm.train import LBFGS, Adam
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
-SYSTEMS = ("nll", "crfsuite_lbfgs", "perceptron", "crfsuite_ap", "hinge", "hinge_hamming", "log")
+SYSTEMS = ("nll", "crfsuite_lbfgs", "nll_l1", "crfsuite_lbfgs_l1", "perceptron", "crfsuite_ap",
+           "hinge", "hinge_hamming", "log")
 C2 = 1.0  # CRFsuite's L2 coefficient on the summed NLL (its benchmark's setting)
+C1_L1, C2_L1 = 0.1, 0.1  # c1 and c2 of the L1 rows (the sklearn-crfsuite tutorial's)
 
 
 def our_labelers(n_train: int, quick: bool) -> dict:
@@ -69,6 +75,10 @@ def our_labelers(n_train: int, quick: bool) -> dict:
             NLLLoss(1.0), [(Adam(learning_rate=0.02), 1 if quick else 3),
                            (LBFGS(memory=6), 10 if quick else 300)],
             batch_size=128, l2=l2, progress=False)),
+        # from 0, as CRFsuite: a dense warm start would leave OWL-QN to zero most weights
+        "nll_l1": (f"nll + L1 (OWL-QN; c1={C1_L1:g}, c2={C2_L1:g})", lambda: SequenceLabeler(
+            NLLLoss(1.0), LBFGS(memory=6), n_epochs=20 if quick else 1000,
+            l1=C1_L1 / n_train, l2=2.0 * C2_L1 / n_train, progress=False)),
         "perceptron": ("perceptron (averaged)", lambda: SequenceLabeler(
             "perceptron", n_epochs=5 if quick else 50, progress=False)),
         "hinge": ("hinge, most offending", lambda: SequenceLabeler(
@@ -81,13 +91,19 @@ def our_labelers(n_train: int, quick: bool) -> dict:
 
 def crfsuite_row(algorithm, X_train, y_train, X_test, y_test, quick: bool, tmp: str):
     """Train python-crfsuite with ``algorithm`` ("lbfgs": c2 = 1 and its default stopping
-    rule; "ap": 50 iterations) and return its row, or None when it is not installed."""
+    rule; "lbfgs_l1": c1 = 0.1, c2 = 0.1; "ap": 50 iterations) and return its row, or None
+    when it is not installed."""
     try:
         import pycrfsuite
     except ImportError:
         return None
-    if algorithm == "lbfgs":
-        loss, params = "nll (L-BFGS, c2=1)", {"c1": 0.0, "c2": C2}
+    if algorithm.startswith("lbfgs"):
+        if algorithm == "lbfgs":
+            loss, params = "nll (L-BFGS, c2=1)", {"c1": 0.0, "c2": C2}
+        else:
+            loss = f"nll + L1 (OWL-QN; c1={C1_L1:g}, c2={C2_L1:g})"
+            params = {"c1": C1_L1, "c2": C2_L1}
+        algorithm = "lbfgs"
         if quick:
             params["max_iterations"] = 20
     else:
@@ -103,13 +119,21 @@ def crfsuite_row(algorithm, X_train, y_train, X_test, y_test, quick: bool, tmp: 
     tagger = pycrfsuite.Tagger()
     tagger.open(model)
     predicted = [tagger.tag(x) for x in X_test]
+    info = tagger.info()
+    weights = sum(w != 0 for w in [*info.state_features.values(), *info.transitions.values()])
     tagger.close()
     version = importlib.metadata.version("python-crfsuite")
     return row(f"python-crfsuite {version} ({algorithm})", loss, y_test, predicted, seconds,
-               len(trainer.logparser.iterations))
+               len(trainer.logparser.iterations), weights)
 
 
-def row(system, loss, y_true, y_pred, seconds, epochs) -> dict:
+def nonzero_weights(labeler) -> int:
+    """The nonzero parameters of a trained SequenceLabeler (W, A, s, e)."""
+    return sum(int(np.count_nonzero(getattr(labeler, name)))
+               for name in ("weights_", "transition_", "start_", "end_"))
+
+
+def row(system, loss, y_true, y_pred, seconds, epochs, weights) -> dict:
     return {
         "system": system,
         "loss": loss,
@@ -117,15 +141,17 @@ def row(system, loss, y_true, y_pred, seconds, epochs) -> dict:
         "chunk_f1": round(chunk_scores(y_true, y_pred).f1, 5),
         "train_seconds": round(seconds, 2),
         "epochs": int(epochs),
+        "weights": int(weights),
     }
 
 
 def markdown(rows) -> str:
-    lines = ["| system | loss | token accuracy | chunk F1 | train s | epochs |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| system | loss | token accuracy | chunk F1 | train s | epochs | weights |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['system']} | {r['loss']} | {100 * r['token_accuracy']:.2f} % | "
-                     f"{100 * r['chunk_f1']:.2f} | {r['train_seconds']:.1f} | {r['epochs']} |")
+                     f"{100 * r['chunk_f1']:.2f} | {r['train_seconds']:.1f} | {r['epochs']} | "
+                     f"{r['weights']:,} |")
     return "\n".join(lines)
 
 
@@ -174,7 +200,7 @@ def main(argv=None) -> dict:
                 labeler.fit(X_train, y_train)
                 seconds = time.perf_counter() - started
                 result = row("factorgraph_ebm", loss, y_test, labeler.predict(X_test), seconds,
-                             labeler.n_epochs_)
+                             labeler.n_epochs_, nonzero_weights(labeler))
             rows.append(result)
             print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr)
     print(markdown(rows))

@@ -23,6 +23,7 @@ from .exceptions import (
     EvidenceError,
     FactorGraphError,
     NoFiniteAssignmentWarning,
+    NotFittedError,
     TargetError,
 )
 from .graph import FactorGraph, FactorNode
@@ -47,7 +48,7 @@ from .losses import (
 )
 from .models import EnergyModel, LinearModel, TableModel
 from .results import InferenceResult
-from .train import LBFGS, SGD, Adam, History, TrainResult, fit, predict
+from .train import LBFGS, SGD, Adam, History, TrainResult, fit, predict, score
 from .trellis import best_incorrect, forward_backward, kbest, path_energy, viterbi
 
 # Sequence labeling pulls in scipy.sparse and tqdm: loaded on first use, not with the package.
@@ -106,9 +107,11 @@ __all__ = [
     "fit",
     "most_offending",
     "predict",
+    "score",
     "value_distance",
     "ConvergenceWarning",
     "NoFiniteAssignmentWarning",
+    "NotFittedError",
     "EvidenceError",
     "FactorGraph",
     "FactorGraphError",

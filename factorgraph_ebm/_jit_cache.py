@@ -481,6 +481,8 @@ def _warmup_steps() -> list:
                 belief_propagation(g, beta=beta, method="bp", evidence={0: 1}, energies=theta,
                                    max_iter=3, warn=False)
             g.energy(np.zeros((2, 8), dtype=np.int64))
+        g.add_variable("isolated", 4)  # more states than any in a factor: lowest_states
+        belief_propagation(g, method="bp", max_iter=3, warn=False)
 
     def exact():
         g = graph(loopy=True)

@@ -42,9 +42,13 @@ longer than two seconds and stderr is a terminal, or with ``--progress``
 first use, tens of seconds in all, and is cached for later runs); a first-use compilation
 says so on stderr.
 
+A ``.fg`` file lists only its non-zero entries, so a short file can ask for huge tables:
+its dense tables may have ``--max-entries`` entries in all (default 2**26, 512 MiB).
+
 Exit status: 0 on success (also when BP did not converge: the answer is written and stderr
-says so), 2 on bad input (a malformed file, bad evidence or options; the message on stderr),
-1 on an internal error.
+says so), 2 on bad input (a malformed file, bad evidence or options, a model too large for
+the size limits or for this machine's memory, running out of memory; the message on
+stderr, with the size needed), 1 on an internal error.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
+from ._validation import format_bytes
 from .exact import AUTO_MAX_WORK, DEFAULT_MAX_BYTES, clamped_states, exact_plan
 from .exceptions import FactorGraphError
 from .inference import METHODS, SCHEDULES, belief_propagation
@@ -123,6 +128,14 @@ def inverse_temperature(text: str) -> float:
     return beta
 
 
+def _add_model_options(sub) -> None:
+    sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - for "
+                     "standard input")
+    sub.add_argument("--max-entries", type=int, default=None, metavar="N",
+                     help="dense table entries a .fg file may have in all (its unlisted "
+                     "entries are 0; default: 2**26)")
+
+
 def _add_method_options(sub) -> None:
     sub.add_argument("--method", choices=METHODS, default="auto", help="exact = junction "
                      "tree, bp = belief propagation; auto (default) = exact where the tables "
@@ -151,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FactorGraphError, OSError) as exc:
         print(f"fgebm: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # NumPy's message gives the size of the failed allocation
+        graph = getattr(args, "graph", None)  # set by the commands once the model is read
+        need = "" if graph is None else (f"; this model needs about "
+                                         f"{format_bytes(graph.inference_bytes())} for belief "
+                                         "propagation")
+        print(f"fgebm: error: out of memory ({str(exc) or 'MemoryError'}){need}",
+              file=sys.stderr)
+        return 2
     except Exception:
         traceback.print_exc()
         print("fgebm: internal error (a bug: please report it with the traceback above)",
@@ -173,8 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="task", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="variables, factors, arity and cardinality "
                                "histograms, tree or loopy, components")
-    info.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - for "
-                      "standard input")
+    _add_model_options(info)
     info.add_argument("--json", action="store_true", help="print one strict JSON object "
                       "(a number that is not finite is null, named in non_finite)")
     info.add_argument("--evid", metavar="FILE", help="UAI evidence file (observed variables "
@@ -187,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.set_defaults(command=run_compile)
     for task, help_text in _TASKS.items():
         sub = commands.add_parser(task, help=help_text, description=help_text + ".")
-        sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - "
-                         "for standard input")
+        _add_model_options(sub)
         sub.add_argument("--evid", metavar="FILE", help="UAI evidence file (only used when "
                          "given; MODEL.evid is not picked up on its own)")
         sub.add_argument("-o", "--output", metavar="OUT",
@@ -225,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- info
 def run_info(args: argparse.Namespace) -> int:
     """``fgebm info``: print the statistics of a model."""
-    graph = read_model_argument(args.model)
+    graph = args.graph = read_model_argument(args.model, args.max_entries)
     evidence = read_evidence(args.evid, graph) if args.evid else {}
     stats = model_statistics(graph, evidence, args.memory_limit, args.method)
     name = _model_name(args.model)
@@ -355,7 +374,7 @@ def run_task(args: argparse.Namespace) -> int:
         if getattr(args, key) is None:
             setattr(args, key, default)
     started = time.perf_counter()
-    graph = read_model_argument(args.model)
+    graph = args.graph = read_model_argument(args.model, args.max_entries)
     evidence = read_evidence(args.evid, graph) if args.evid else {}
     read_seconds = time.perf_counter() - started
     init = None
@@ -444,15 +463,16 @@ def run_inference(graph, max_iter: int, init_messages=None, progress: bool = Fal
     return result
 
 
-def read_model_argument(model: str):
+def read_model_argument(model: str, max_entries: int | None = None):
     """The model named on the command line: :func:`read_model` of a file, or with ``-`` of
-    standard input (see the module docstring).
+    standard input (see the module docstring); ``max_entries``: the budget of a ``.fg``
+    file.
 
     The readers take a path, so standard input is copied to a temporary file first, named
     by the format its first token suggests; errors name the model ``<stdin>``.
     """
     if model != "-":
-        return read_model(model)
+        return read_model(model, max_entries=max_entries)
     with tempfile.TemporaryDirectory(prefix="fgebm-") as folder:
         path = os.path.join(folder, "stdin")
         with open(path, "wb") as copy:
@@ -460,7 +480,7 @@ def read_model_argument(model: str):
         named = path + _stdin_format(path)
         os.rename(path, named)
         try:
-            return read_model(named)
+            return read_model(named, max_entries=max_entries)
         except ModelFileError as exc:
             raise ModelFileError(STDIN_NAME, exc.line, exc.problem) from None
         except FactorGraphError as exc:

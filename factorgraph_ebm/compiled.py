@@ -121,14 +121,15 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     Parameters
     ----------
     n_states : ndarray of shape (V,), dtype=int64
-    blocks : sequence of factor blocks with ``scopes`` (n, arity) int64 and ``tables``
-        (n, K_1, ..., K_arity) float64, validated already by :class:`FactorGraph`.
+    blocks : sequence of factor blocks with ``scopes`` (n, arity) int64, ``shape``
+        (K_1, ..., K_arity) and ``tables`` (n, K_1, ..., K_arity) float64 (None for compact
+        structured factors), validated already by :class:`FactorGraph`.
     """
     n_states = np.ascontiguousarray(n_states, dtype=np.int64)
     n_vars = len(n_states)
     counts = np.array([len(b.scopes) for b in blocks], dtype=np.int64)
     arities = np.array([b.scopes.shape[1] for b in blocks], dtype=np.int64)
-    shapes = [b.tables.shape[1:] for b in blocks]
+    shapes = [tuple(b.shape) for b in blocks]
     sizes = np.array([0 if getattr(b, "compact", False) else int(np.prod(shape, dtype=np.int64))
                       for b, shape in zip(blocks, shapes)], dtype=np.int64)
     scope_vars = (np.concatenate([b.scopes.reshape(-1) for b in blocks]) if blocks
@@ -158,7 +159,7 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         if getattr(block, "compact", False):
             continue
         start = int(table_offset[first])
-        place = energies[start : start + n * int(size)].reshape(block.tables.shape)
+        place = energies[start : start + n * int(size)].reshape((n, *block.shape))
         place[...] = block.tables
         if n and block.tables.strides[0] != 0:  # not a shared (broadcast) table
             view = place.view()
@@ -218,6 +219,58 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         n_components=int(n_components),
         is_forest=bool(is_forest),
     )
+
+
+def drop_isolated(cg: CompiledGraph) -> tuple[CompiledGraph, np.ndarray | None]:
+    """``cg`` without its isolated variables (in no factor), when one of them has more
+    states than every variable in a factor; else ``(cg, None)``.
+
+    The message-passing kernels size their scratch by ``max_states``: one isolated variable
+    of 10**8 states made min-sum allocate ~3.2 GB of scratch for nothing. The graph returned
+    has the same factors and edges (so the same message layout, ``msg_offset``), the kept
+    variables renumbered in order, and ``max_states`` over them.
+
+    Returns
+    -------
+    CompiledGraph
+    kept : ndarray of shape (V',), dtype=int64, or None
+        The original indices of the kept variables (None: nothing dropped).
+    """
+    degree = np.diff(cg.var_edge_ptr)
+    isolated = degree == 0
+    in_factors = int(cg.n_states[~isolated].max(initial=1))
+    if in_factors >= cg.max_states:
+        return cg, None
+    kept = np.flatnonzero(~isolated)
+    ix = cg.scope_vars.dtype  # the index dtype stays: the kernels' specialization
+    new_index = (np.cumsum(~isolated) - 1).astype(ix)  # old variable -> new (where kept)
+    n_states = cg.n_states[kept]
+    order = cg.var_order[~isolated[cg.var_order]]
+    arrays = dict(
+        n_states=n_states,
+        state_offset=_prefix_sum(n_states, ix),
+        scope_vars=new_index[cg.scope_vars],
+        var_edge_ptr=np.concatenate(([0], cg.var_edge_ptr[1:][kept])).astype(ix),
+        var_order=new_index[order],
+        var_parent_edge=cg.var_parent_edge[kept],
+    )
+    for array in arrays.values():
+        array.flags.writeable = False
+    return cg._replace(**arrays, max_states=in_factors,
+                       n_components=cg.n_components - int(isolated.sum())), kept
+
+
+@njit(**NJIT_OPTIONS)
+def lowest_states(values, state_offset, variables, out):
+    """``out[j]``: the first state of lowest ``values`` (flat (S,)) of variable
+    ``variables[j]``, as decoding chooses (ties to the lowest state; 0 when all are +inf)."""
+    for j in range(len(variables)):
+        lo = state_offset[variables[j]]
+        best = 0
+        for x in range(1, state_offset[variables[j] + 1] - lo):
+            if values[lo + x] < values[lo + best]:
+                best = x
+        out[j] = best
 
 
 def require_tables(graph, what: str) -> None:

@@ -32,3 +32,19 @@ class NoFiniteAssignmentWarning(UserWarning):
     """Loopy belief propagation decoded an assignment of energy ``+inf`` on a model that is
     not proven infeasible: no finite-energy assignment was found, but one may exist. The
     result says ``feasible=None``; exact inference (``method="exact"``) settles it."""
+
+
+class NotFittedError(FactorGraphError, AttributeError):
+    """An estimator used before ``fit``: its fitted attributes (``weights_``, ...) and its
+    prediction methods raise it.
+
+    Like scikit-learn's ``sklearn.exceptions.NotFittedError`` it is both a ``ValueError`` and
+    an ``AttributeError`` (so ``hasattr(estimator, "weights_")`` is False before ``fit``);
+    :class:`~factorgraph_ebm.labeler.SequenceLabeler` raises a subclass of scikit-learn's
+    class once scikit-learn is imported, so ``except NotFittedError`` works with either.
+    """
+
+    def __reduce__(self):
+        # that subclass is made at run time: a pickle (e.g. from a joblib worker) holds this
+        # class, which every process has
+        return NotFittedError, self.args

@@ -10,12 +10,14 @@ in the flattened table, as in the UAI file format; libDAI's ``.fg`` format is th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _validation as V
 from .exceptions import FactorGraphError
 
 if TYPE_CHECKING:  # networkx is imported where it is used (saves ~0.2 s per import)
@@ -33,19 +35,23 @@ class FactorNode:
 @dataclass
 class _FactorBlock:
     """Factors added in one call: ``scopes`` int64 (n, arity) and ``tables`` float64
-    (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared); ``first``
-    is the index of the block's first factor; ``kind`` and ``params`` (n, 2) (weight,
-    truncation) describe structured pairwise factors (see :mod:`.messages`); ``compact``
-    blocks (structured factors added with ``dense=False``) keep no tables at all (``tables``
-    is a zero-size broadcast placeholder) and no entries in theta."""
+    (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared) of shape
+    ``(n, *shape)``; ``first`` is the index of the block's first factor; ``kind`` and
+    ``params`` (n, 2) (weight, truncation) describe structured pairwise factors (see
+    :mod:`.messages`); ``compact`` blocks (structured factors added with ``dense=False``)
+    keep no tables at all (``tables`` is None) and no entries in theta."""
 
     first: int
     scopes: np.ndarray
-    tables: np.ndarray
+    tables: np.ndarray | None
+    shape: tuple
     names: list | None
     kind: int = 0
     params: np.ndarray | None = None
-    compact: bool = False
+
+    @property
+    def compact(self) -> bool:
+        return self.tables is None
 
 
 def _structured_tables(kind, params, k, shared) -> np.ndarray:
@@ -104,6 +110,11 @@ class FactorGraph:
         self._blocks: list[_FactorBlock] = []
         self._block_starts = np.zeros(0, dtype=np.int64)
         self._n_factors = 0
+        # Running totals, checked against MAX_ENTRIES at insertion (see _validation).
+        self._n_state_entries = 0
+        self._n_table_entries = 0
+        self._n_message_entries = 0
+        self._n_edges = 0
         self._compiled = None
 
     # ------------------------------------------------------------------ variables
@@ -138,7 +149,8 @@ class FactorGraph:
         Raises
         ------
         FactorGraphError
-            If the name is already used or ``n_states`` is not an integer >= 1.
+            If the name is already used or not hashable, or ``n_states`` is not an integer
+            in 1 .. ``MAX_ENTRIES`` (2**40; see :meth:`add_variables`).
 
         Examples
         --------
@@ -169,7 +181,10 @@ class FactorGraph:
         Raises
         ------
         FactorGraphError
-            If a name repeats or already exists, or a number of states is not an integer >= 1.
+            If a name repeats, already exists or is not hashable, or a number of states is
+            not an integer >= 1; if a number of states, or the graph's number of states in
+            all, would exceed ``MAX_ENTRIES`` = 2**40 (the message says how much memory one
+            float64 vector over them would take).
 
         Examples
         --------
@@ -180,7 +195,7 @@ class FactorGraph:
         >>> g.add_variables(range(2), 4).tolist()  # names 0 and 1, four states each
         [3, 4]
         """
-        names = list(names)
+        names = [V.hashable(name, "a variable name") for name in V.iterable(names, "names")]
         start = self.n_variables
         states = np.asarray(n_states)
         if states.ndim == 0:
@@ -190,16 +205,28 @@ class FactorGraph:
                 f"n_states must be one integer or one per variable: expected shape "
                 f"({len(names)},), got {states.shape}"
             )
+        if states.dtype.kind == "O" and all(
+            isinstance(k, int) and not isinstance(k, bool) for k in states.flat
+        ):  # Python integers beyond int64
+            big = int(np.argmax(states))
+            V.check_count(int(states[big]), f"variable {names[big]!r}: its number of states")
         if states.dtype.kind not in "iu" and not (
             states.dtype.kind == "f" and np.all(np.mod(states, 1) == 0)
         ):
             raise FactorGraphError(f"n_states must be integers, got dtype {states.dtype}")
-        states = states.astype(np.int64)
         bad = np.flatnonzero(states < 1)
         if bad.size:
             raise FactorGraphError(
                 f"variable {names[bad[0]]!r}: number of states must be >= 1, got {states[bad[0]]}"
             )
+        if states.size and states.max() > V.MAX_ENTRIES:
+            big = int(np.argmax(states))
+            V.check_count(int(states[big]), f"variable {names[big]!r}: its number of states")
+        # Each is at most 2**40 now; a float64 sum is exact enough to compare with the limit.
+        if self._n_state_entries + float(states.sum(dtype=np.float64)) > V.MAX_ENTRIES:
+            V.check_count(self._n_state_entries + int(states.sum(dtype=object)),
+                          f"variables {names[0]!r}..: the graph's number of states in all")
+        states = states.astype(np.int64)
         new_index = dict(zip(names, range(start, start + len(names))))
         if len(new_index) != len(names) or not self._index.keys().isdisjoint(new_index):
             seen = set(self._index)
@@ -210,6 +237,7 @@ class FactorGraph:
         self._index.update(new_index)
         self._names.extend(names)
         self._n_states_chunks.append(states)
+        self._n_state_entries += int(states.sum())
         self._compiled = None
         return np.arange(start, start + len(names), dtype=np.int64)
 
@@ -250,8 +278,10 @@ class FactorGraph:
         Raises
         ------
         FactorGraphError
-            Unknown variable, a variable repeated in the scope, wrong table shape, NaN or
-            ``-inf`` energies.
+            Unknown variable, a variable repeated in the scope, a scope given as a string,
+            wrong table shape, energies that are not real numbers (strings, complex), NaN or
+            ``-inf`` energies; more than ``MAX_ENTRIES`` (2**40) table or message entries in
+            all.
 
         Examples
         --------
@@ -272,7 +302,7 @@ class FactorGraph:
         >>> g.energy({"a": 0, "b": 2})
         inf
         """
-        scope = tuple(scope)
+        scope = V.scope(scope, f"factor {self._n_factors}")
         label = self._factor_label(self._n_factors, name, scope)
         index = np.array([[self._lookup(v, label) for v in scope]], dtype=np.int64)
         table = self._as_energy_array(energies, label)
@@ -478,10 +508,7 @@ class FactorGraph:
         k = int(states[0, 0]) if n_new else 1
         params = np.empty((n_new, 2))
         for col, (what, value) in enumerate((("weight", weight), ("truncation", truncation))):
-            try:
-                values = np.array(value, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise FactorGraphError(f"{label}: {what} must be numeric: {exc}") from None
+            values = V.real_array(value, f"{label}: {what}")
             if values.ndim not in (0, 1) or (values.ndim == 1 and values.shape != (n_new,)):
                 raise FactorGraphError(
                     f"{label}: {what} must be one number or one per factor ({n_new},), "
@@ -504,22 +531,20 @@ class FactorGraph:
                 shared = shared and values.ndim == 0
         if kind == KIND_POTTS:
             params[:, 1] = np.inf
-        if not dense:
-            # A zero-size placeholder that passes the shape checks; no table is ever built.
-            tables = np.broadcast_to(np.zeros((1, 1)), (n_new, k, k))
-        else:
-            tables = _structured_tables(kind, params, k, shared)
-        indices = self._add_block(index, tables, None)
-        block = self._blocks[-1]
-        block.kind = kind
-        block.params = params
-        block.compact = not dense
-        return indices
+        # Compact factors have no table at all: O(1) per factor, whatever K.
+        tables = _structured_tables(kind, params, k, shared) if dense else None
+        return self._add_block(index, tables, None, kind=kind, params=params, shape=(k, k))
 
     def _scope_index(self, scopes, by_index: bool) -> np.ndarray:
         """Scopes as an int64 (n_factors, arity) array of variable indices, validated."""
         if by_index:
-            index = np.asarray(scopes)
+            try:
+                index = np.asarray(scopes)
+            except (TypeError, ValueError) as exc:  # ragged: scopes of several arities
+                raise FactorGraphError(
+                    f"with by_index=True, scopes must be an integer array of shape "
+                    f"(n_factors, arity): {exc}"
+                ) from None
             if index.ndim != 2 or (index.size and index.dtype.kind not in "iu"):
                 raise FactorGraphError(
                     f"with by_index=True, scopes must be an integer array of shape "
@@ -534,7 +559,10 @@ class FactorGraph:
                     f"{index[row, col]} (the graph has {self.n_variables} variables)"
                 )
         else:
-            scopes = [tuple(s) for s in scopes]
+            scopes = [
+                V.scope(s, f"factor {self._n_factors + row}")
+                for row, s in enumerate(V.iterable(scopes, "scopes"))
+            ]
             arities = {len(s) for s in scopes}
             if len(arities) > 1:
                 raise FactorGraphError(
@@ -548,10 +576,38 @@ class FactorGraph:
                 index[row] = [self._lookup(v, label) for v in scope]
         return index
 
-    def _add_block(self, index: np.ndarray, tables: np.ndarray, names) -> np.ndarray:
+    def _add_block(self, index: np.ndarray, tables: np.ndarray | None, names, *,
+                   kind: int = 0, params: np.ndarray | None = None,
+                   shape: tuple | None = None) -> np.ndarray:
+        """Validate and append one block of factors (see :class:`_FactorBlock`); compact
+        structured factors come with ``tables=None`` and their ``shape``, validated by the
+        caller."""
         n_new, arity = index.shape
         first = self._n_factors
         self._check_scopes(index, first, names)
+        if tables is not None:
+            self._check_tables(index, tables, first, names)
+            shape = tables.shape[1:]
+        n_table = 0 if tables is None else n_new * math.prod(shape)
+        n_message = n_new * sum(shape)
+        what = f"factors {first}..{first + n_new - 1}" if n_new > 1 else f"factor {first}"
+        V.check_count(self._n_table_entries + n_table,
+                      f"{what}: the graph's energy-table entries in all")
+        V.check_count(self._n_message_entries + n_message,
+                      f"{what}: the graph's message entries in all (states summed over the "
+                      "scopes)")
+        self._blocks.append(_FactorBlock(first, index, tables, tuple(shape), names, kind,
+                                         params))
+        self._n_factors += n_new
+        self._n_table_entries += n_table
+        self._n_message_entries += n_message
+        self._n_edges += n_new * arity
+        self._compiled = None
+        return np.arange(first, first + n_new, dtype=np.int64)
+
+    def _check_tables(self, index: np.ndarray, tables: np.ndarray, first: int, names) -> None:
+        """Refuse tables of the wrong shape, or with NaN or -inf entries."""
+        n_new, arity = index.shape
         expected = self.n_states[index] if n_new else np.zeros((0, arity), dtype=np.int64)
         if tables.shape[0] != n_new or tables.ndim != arity + 1:
             if n_new == 1:
@@ -573,7 +629,7 @@ class FactorGraph:
                 f"{tuple(int(k) for k in expected[row])} (axis {col} is variable "
                 f"{self._names[index[row, col]]!r} with {expected[row, col]} states)"
             )
-        # A shared table (broadcast along the factors) is checked once.
+        # A table shared by the factors (a broadcast view) is checked once.
         check = tables[:1] if tables.ndim and tables.strides[0] == 0 else tables
         bad = np.isnan(check) | (check == -np.inf)
         if bad.any():
@@ -584,10 +640,6 @@ class FactorGraph:
                 f"{label}: energy at {entry} is {tables[(row, *entry)]}; energies must be "
                 "finite or +inf (use +inf for a forbidden configuration)"
             )
-        self._blocks.append(_FactorBlock(first, index, tables, names))
-        self._n_factors += n_new
-        self._compiled = None
-        return np.arange(first, first + n_new, dtype=np.int64)
 
     def _check_scopes(self, index: np.ndarray, first: int, names) -> None:
         if index.shape[1] < 2 or index.shape[0] == 0:
@@ -604,12 +656,8 @@ class FactorGraph:
 
     @staticmethod
     def _as_energy_array(energies, label: str) -> np.ndarray:
-        try:
-            table = np.array(energies, dtype=np.float64)  # a copy: later edits by the caller
-            # must not bypass validation
-        except (TypeError, ValueError) as exc:
-            raise FactorGraphError(f"{label}: energies must be numeric: {exc}") from None
-        return table
+        # A copy: later edits by the caller must not bypass validation.
+        return V.real_array(energies, f"{label}: energies")
 
     def _factor_label(self, index: int, name, scope) -> str:
         """'factor 3 ('f', scope ('a', 'b'))'; ``scope`` holds names, or indices as an array."""
@@ -664,6 +712,33 @@ class FactorGraph:
             self._compiled = compile_graph(self.n_states, self._blocks)
         return self._compiled
 
+    def inference_bytes(self) -> int:
+        """A rough estimate of the bytes that compiling the graph and running belief
+        propagation on it take, known before anything is allocated.
+
+        It counts the compiled arrays (int64 per variable, factor and edge, and theta), two
+        message buffers, two float64 vectors over all states and the factor beliefs (soft
+        evidence and the flooding schedule add up to 2.5 vectors over all states); the
+        junction tree's tables are bounded apart by ``memory_limit`` (see
+        :func:`~factorgraph_ebm.belief_propagation`). Inference refuses a graph whose
+        estimate exceeds the machine's physical memory.
+
+        Examples
+        --------
+        >>> import factorgraph_ebm as fe
+        >>> g = fe.FactorGraph()
+        >>> g.add_variables(range(1000), 2).tolist()[-1]
+        999
+        >>> g.add_factors([[i, i + 1] for i in range(999)], [[0.0, 1.0], [1.0, 0.0]],
+        ...               by_index=True).size
+        999
+        >>> g.inference_bytes() < 2**20       # about 0.3 MiB
+        True
+        """
+        return V.inference_bytes(self.n_variables, self._n_factors, self._n_edges,
+                                 self._n_state_entries, self._n_table_entries,
+                                 self._n_message_entries)
+
     # ------------------------------------------------------------------ energies
     def assignment_array(self, assignment) -> np.ndarray:
         """Validate an assignment and return it as int64 array.
@@ -692,7 +767,10 @@ class FactorGraph:
             if unknown:
                 raise FactorGraphError(f"assignment names unknown variable {unknown[0]!r}")
             assignment = [assignment[n] for n in self._names]
-        states = np.asarray(assignment)
+        try:
+            states = np.asarray(assignment)
+        except (TypeError, ValueError) as exc:  # ragged
+            raise FactorGraphError(f"assignment must be an array of states: {exc}") from None
         if states.shape[-1:] != (self.n_variables,) or states.ndim not in (1, 2):
             raise FactorGraphError(
                 f"assignment must have shape ({self.n_variables},) or (n_samples, "

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _validation as V
 from . import exact as X
 from . import messages as K
 from . import schedules as S
+from .compiled import drop_isolated, lowest_states
 from .energy import energies_of
 from .exceptions import (
     ConvergenceWarning,
@@ -73,7 +75,8 @@ def belief_propagation(
     ----------
     graph : FactorGraph
     beta : float, default=inf
-        Inverse temperature, > 0; ``inf`` is min-sum.
+        Inverse temperature, a real number >= 1e-300 (below, T = 1/beta times ln Z
+        overflows float64); ``inf`` is min-sum.
     evidence : mapping variable name -> state, optional
         Observed variables, clamped to their states (conditioning). They stay in the result
         with their observed state.
@@ -122,7 +125,10 @@ def belief_propagation(
         Warm start of BP: factor-to-variable messages, e.g. ``previous_result.messages``
         (ignored by the junction tree, whose results have ``messages=None``). BP runs on
         the graph with repeated and nested scopes absorbed (:mod:`factorgraph_ebm.reduction`),
-        so their length is that graph's number of message entries.
+        so their length is that graph's number of message entries. A message whose lowest
+        entry is beyond +-1e290 is shifted to minimum 0 (as BP stores its own: a message is
+        defined up to a constant); finite entries more than 1e290 above their message's
+        lowest are refused (sums of them would overflow).
     warn : bool, default=True
         Emit a :class:`ConvergenceWarning` when BP stops at ``max_iter`` unconverged.
     factor_beliefs : bool, default=True
@@ -161,12 +167,17 @@ def belief_propagation(
     Raises
     ------
     FactorGraphError
-        Invalid options, an ``energies`` or ``init_messages`` vector of the wrong length or
-        with NaN (or ``-inf`` energies), ``schedule="tree"`` on a graph with a cycle when BP
-        runs, ``method="exact"`` when the junction tree does not fit ``memory_limit``.
+        Invalid options (a string where a number is expected included), an ``energies``,
+        ``unary`` or ``init_messages`` vector that is not real numbers, of the wrong length
+        or with NaN (or ``-inf`` energies), ``init_messages`` entries too far apart,
+        ``schedule="tree"`` on a graph with a cycle when BP runs, ``method="exact"`` when
+        the junction tree does not fit ``memory_limit``; a graph whose compiled arrays,
+        messages and beliefs (:meth:`FactorGraph.inference_bytes`) would need more than the
+        machine's physical memory (refused before anything is allocated).
     EvidenceError
-        Evidence on an unknown variable, a state out of range, or evidence that leaves some
-        factor with only ``+inf`` energies (detected before iterating).
+        Evidence that is not a mapping, on an unknown variable, a state out of range, or
+        evidence that leaves some factor with only ``+inf`` energies (detected before
+        iterating).
 
     Warns
     -----
@@ -209,6 +220,8 @@ def belief_propagation(
     _check_options(schedule, max_iter, tol, damping)
     _check_method(method, memory_limit)
     n_threads = _check_threads(threads)
+    V.require_memory(graph.inference_bytes(), "inference on this graph (compiled arrays, "
+                     "messages and beliefs)")
     cg = graph.compile()
     theta = checked_energy_vector(cg, energies)
     soft = checked_unary(graph, cg, unary)
@@ -274,10 +287,15 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         )
     f2v = _initial_messages(cg, init_messages)
     v2f = np.zeros_like(f2v)
-    work = K.scratch(cg)
-    messages = (cg, theta, kinds, params, unary, f2v, v2f, temperature)
+    # Messages and decoding run on the graph without its isolated variables when one of
+    # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
+    # messages. Beliefs and energies use the whole graph.
+    mp, kept = drop_isolated(cg)
+    mp_unary = unary if kept is None else unary[_state_positions(cg, kept)]
+    work = K.scratch(mp)
+    messages = (mp, theta, kinds, params, mp_unary, f2v, v2f, temperature)
     if schedule == "tree":
-        K.run_two_pass(*messages, K.unclamped(cg), work)
+        K.run_two_pass(*messages, K.unclamped(mp), work)
         residuals = np.zeros(1)
         if check_sweep:
             # One flooding sweep from the two-pass fixed point measures how fixed it is.
@@ -300,7 +318,18 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     var_raw = np.empty(int(cg.state_offset[-1]))
     K.variable_beliefs(cg, unary, f2v, var_raw)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
-    K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment, work)
+    if kept is None:
+        K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment, work)
+    else:
+        part = np.empty(len(kept), dtype=np.int64)
+        K.decode(mp, theta, kinds, params, mp_unary, v2f,
+                 var_raw[_state_positions(cg, kept)], temperature, part, work)
+        assignment[kept] = part
+        # An isolated variable's belief is its unary energy: decoding takes its lowest.
+        isolated = np.setdiff1d(np.arange(cg.n_variables), kept)
+        lowest = np.empty(len(isolated), dtype=np.int64)
+        lowest_states(unary, cg.state_offset, isolated, lowest)
+        assignment[isolated] = lowest
     energy = _energy(cg, theta, soft, assignment)
     exact = cg.is_forest and bool(converged)
     if math.isfinite(energy):
@@ -360,6 +389,14 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         method="bp",
         feasible=feasible,
     )
+
+
+def _state_positions(cg, variables: np.ndarray) -> np.ndarray:
+    """int64 positions in the flat per-state layout of the states of ``variables``, variable
+    by variable."""
+    counts = cg.n_states[variables]
+    starts = np.cumsum(counts) - counts
+    return np.repeat(cg.state_offset[variables] - starts, counts) + np.arange(counts.sum())
 
 
 def _exact_plan_for(graph, cg, unary, method, memory_limit):
@@ -482,14 +519,10 @@ def sum_product(graph: FactorGraph, beta: float = 1.0, **options) -> InferenceRe
 
 # --------------------------------------------------------------------------- validation
 def checked_beta(beta) -> float:
-    """``beta`` as a float > 0 (``inf`` for min-sum); FactorGraphError otherwise."""
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise FactorGraphError(f"beta must be a positive number or inf, got {beta!r}") from None
-    if not value > 0:
-        raise FactorGraphError(f"beta must be > 0 (inf for min-sum), got {beta!r}")
-    return value
+    """``beta`` as a float in [1e-300, inf] (``inf`` for min-sum; see
+    :data:`factorgraph_ebm._validation.MIN_BETA`); FactorGraphError otherwise (a string, a
+    bool, NaN, <= 0 or too small)."""
+    return V.inverse_temperature(beta)
 
 
 def _temperature(beta) -> float:
@@ -500,22 +533,15 @@ def _temperature(beta) -> float:
 def _check_method(method, memory_limit) -> None:
     if method not in METHODS:
         raise FactorGraphError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(memory_limit, bool) or not (
-        isinstance(memory_limit, (int, float, np.integer, np.floating)) and memory_limit >= 0
-    ):
-        raise FactorGraphError(f"memory_limit must be a number of bytes >= 0, got "
-                               f"{memory_limit!r}")
+    V.number(memory_limit, "memory_limit (bytes)", allow_zero=True, allow_inf=True)
 
 
 def _check_options(schedule, max_iter, tol, damping) -> None:
     if schedule not in SCHEDULES:
         raise FactorGraphError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise FactorGraphError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if not (isinstance(tol, (int, float, np.floating)) and tol >= 0):
-        raise FactorGraphError(f"tol must be a number >= 0, got {tol!r}")
-    if not (isinstance(damping, (int, float, np.floating)) and 0 <= damping < 1):
-        raise FactorGraphError(f"damping must be in [0, 1), got {damping!r}")
+    V.integer(max_iter, "max_iter", low=1)
+    V.number(tol, "tol", allow_zero=True, allow_inf=True)
+    V.number(damping, "damping", allow_zero=True, below=1, expected="in [0, 1)")
 
 
 def factor_kinds(cg, theta) -> np.ndarray:
@@ -540,9 +566,7 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 def _check_threads(threads) -> int | None:
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise FactorGraphError(f"threads must be None or an integer >= 1, got {threads!r}")
-    return int(threads)
+    return V.integer(threads, "threads (None or an integer)", low=1)
 
 
 def checked_energy_vector(cg, energies) -> np.ndarray:
@@ -553,11 +577,12 @@ def checked_energy_vector(cg, energies) -> np.ndarray:
     Raises
     ------
     FactorGraphError
-        Wrong shape, NaN or -inf entries (naming the factor).
+        Not real numbers (e.g. a string), wrong shape, NaN or -inf entries (naming the
+        factor).
     """
     if energies is None:
         return cg.energies
-    theta = np.ascontiguousarray(energies, dtype=np.float64)
+    theta = np.ascontiguousarray(V.real_array(energies, "energies", copy=False))
     if theta.shape != (cg.n_energy_entries,):
         raise FactorGraphError(
             f"energies must have shape ({cg.n_energy_entries},) (all factor tables, "
@@ -585,22 +610,19 @@ def checked_unary(graph: FactorGraph, cg, unary) -> np.ndarray | None:
     if unary is None:
         return None
     n_entries = int(cg.state_offset[-1])
-    try:
-        if isinstance(unary, Mapping):
-            flat = np.zeros(n_entries)
-            for name, values in unary.items():
-                i = graph.index_of(name)
-                row = np.asarray(values, dtype=np.float64)
-                if row.shape != (cg.n_states[i],):
-                    raise FactorGraphError(
-                        f"unary energies of variable {name!r}: expected shape "
-                        f"({cg.n_states[i]},) (one per state), got {row.shape}"
-                    )
-                flat[cg.state_offset[i] : cg.state_offset[i + 1]] = row
-        else:
-            flat = np.array(unary, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise FactorGraphError(f"unary energies must be numeric: {exc}") from None
+    if isinstance(unary, Mapping):
+        flat = np.zeros(n_entries)
+        for name, values in unary.items():
+            i = graph.index_of(name)
+            row = V.real_array(values, f"unary energies of variable {name!r}", copy=False)
+            if row.shape != (cg.n_states[i],):
+                raise FactorGraphError(
+                    f"unary energies of variable {name!r}: expected shape "
+                    f"({cg.n_states[i]},) (one per state), got {row.shape}"
+                )
+            flat[cg.state_offset[i] : cg.state_offset[i + 1]] = row
+    else:
+        flat = V.real_array(unary, "unary energies")
     if flat.shape != (n_entries,):
         raise FactorGraphError(
             f"unary must be a mapping variable -> energies of shape (K_v,), or an array of "
@@ -618,10 +640,25 @@ def checked_unary(graph: FactorGraph, cg, unary) -> np.ndarray | None:
     return flat
 
 
+#: The largest magnitude of the finite entries of an initial message, after the shift of
+#: :func:`_initial_messages`: BP adds messages up, and the degree of a variable (at most
+#: 2**40) times this stays far below the float64 maximum, 1.8e308.
+MAX_INIT_MESSAGE = 1e290
+
+
 def _initial_messages(cg, init_messages) -> np.ndarray:
+    """The factor-to-variable messages BP starts from: zeros, or ``init_messages``.
+
+    A message is defined up to a constant, and BP stores its own shifted to minimum 0; an
+    initial message whose lowest entry is beyond +-MAX_INIT_MESSAGE is shifted so too
+    (finite entries near 1e308 overflowed when added up: log Z = -inf, "converged", on a
+    feasible model). Other messages are kept as given, so that a warm start from
+    ``result.messages`` continues bit for bit. Finite entries more than
+    MAX_INIT_MESSAGE above their message's lowest are refused.
+    """
     if init_messages is None:
         return np.zeros(cg.n_message_entries)
-    f2v = np.array(init_messages, dtype=np.float64)  # a copy: BP writes into it
+    f2v = V.real_array(init_messages, "init_messages")  # a copy: BP writes into it
     if f2v.shape != (cg.n_message_entries,):
         raise FactorGraphError(
             f"init_messages must have shape ({cg.n_message_entries},), got {f2v.shape}; "
@@ -629,12 +666,35 @@ def _initial_messages(cg, init_messages) -> np.ndarray:
         )
     if np.isnan(f2v).any() or (f2v == -np.inf).any():
         raise FactorGraphError("init_messages contains NaN or -inf")
+    if not f2v.size:
+        return f2v
+    lowest = np.minimum.reduceat(f2v, cg.msg_offset[:-1])
+    far = np.isfinite(lowest) & (np.abs(lowest) > MAX_INIT_MESSAGE)
+    if far.any():
+        f2v -= np.repeat(np.where(far, lowest, 0.0), np.diff(cg.msg_offset))
+        lowest[far] = 0.0
+    lowest[~np.isfinite(lowest)] = 0.0  # an all-+inf message
+    spread = f2v - np.repeat(lowest, np.diff(cg.msg_offset))
+    bad = np.flatnonzero(np.isfinite(f2v) & (spread > MAX_INIT_MESSAGE))
+    if bad.size:
+        j = int(bad[0])
+        e = int(np.searchsorted(cg.msg_offset, j, side="right") - 1)
+        raise FactorGraphError(
+            f"init_messages[{j}] (factor {int(cg.edge_factor[e])} to variable "
+            f"{int(cg.scope_vars[e])}, state {j - int(cg.msg_offset[e])}) is "
+            f"{float(f2v[j]):.6g} above the lowest entry of its message; finite entries must "
+            f"be at most {MAX_INIT_MESSAGE:g} above it (larger ones overflow float64 when "
+            "BP adds messages up); use +inf for a forbidden state"
+        )
     return f2v
 
 
 def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
     """Flat (S,) unary energies: 0, or +inf at every state but the observed one."""
     unary = np.zeros(int(cg.state_offset[-1]))
+    if evidence is None:
+        return unary
+    V.mapping(evidence, "evidence (variable name -> observed state)", EvidenceError)
     if not evidence:
         return unary
     for name, state in evidence.items():

@@ -29,17 +29,22 @@ Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6
 - :class:`~factorgraph_ebm.losses.NLLLoss`: ``E(Y^i) - F_beta``, a linear-chain CRF (Lafferty
   et al. 2001) at beta = 1.
 
-Training minimizes ``(1/N) sum_i L_i + l2/2 ||theta||^2`` over all parameters theta (W, A, s,
-e), as :func:`factorgraph_ebm.train.fit` does. CRFsuite minimizes
-``sum_i NLL_i + c2 ||theta||^2``; dividing by N shows that its ``c2`` is ``l2 = 2 c2 / N``
-here (e.g. c2 = 1 on the 8,936 CoNLL-2000 training sentences is l2 = 2.238e-4).
+Training minimizes ``(1/N) sum_i L_i + l2/2 ||theta||^2 + l1 ||theta||_1`` over all
+parameters theta (W, A, s, e), as :func:`factorgraph_ebm.train.fit` does (the L1 term by
+OWL-QN). CRFsuite minimizes ``sum_i NLL_i + c1 ||theta||_1 + c2 ||theta||^2``; dividing by N
+shows that its ``c2`` is ``l2 = 2 c2 / N`` and its ``c1`` is ``l1 = c1 / N`` here (e.g.
+c2 = 1 on the 8,936 CoNLL-2000 training sentences is l2 = 2.238e-4). Empty sequences are
+left out of N: they contribute nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -47,15 +52,16 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import scipy.sparse
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import losses as _losses
 from ._config import NJIT_OPTIONS, njit
-from .exceptions import FactorGraphError, TargetError
+from .exceptions import FactorGraphError, NotFittedError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
 from .losses import Loss, MarginLoss, NLLLoss, PerceptronLoss, _check_number
 from .metrics import token_accuracy
-from .train import LBFGS, SGD, Adam, _train_lbfgs
+from .train import LBFGS, SGD, Adam, _end_bar, _train_lbfgs
 from .trellis import best_incorrect, forward_backward, path_energy, viterbi, viterbi_kernel
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
@@ -140,6 +146,20 @@ def _unary_kernel(indptr, indices, data, rows, weights, out):
             x = data[p]
             for label in range(n_labels):
                 out[r, label] += x * weights[a, label]
+
+
+@njit(parallel=True, **NJIT_OPTIONS)
+def _unary_stored_kernel(indptr, indices, data, rows, w_ptr, w_label, w_value, out):
+    """``out[r] = X[rows[r]] @ W`` for every r, from W's stored entries (CSR, see above) with
+    no dense copy of W: prediction keeps no (n_features, L) work array attached to the
+    model."""
+    for r in numba.prange(rows.shape[0]):
+        row = rows[r]
+        for p in range(indptr[row], indptr[row + 1]):
+            a = indices[p]
+            x = data[p]
+            for q in range(w_ptr[a], w_ptr[a + 1]):
+                out[r, w_label[q]] += x * w_value[q]
 
 
 @njit(**NJIT_OPTIONS)
@@ -348,12 +368,22 @@ class _Chain:
         return w
 
     def unary(self, theta, design: _Design, rows) -> np.ndarray:
-        """Unary energies (len(rows), L) of the given token rows: X[rows] @ W."""
+        """Unary energies (len(rows), L) of the given token rows: X[rows] @ W, through the
+        dense work copy of W (training: it is filled once per gradient)."""
         if self._weights is None:
             self._weights = np.zeros((self.n_features, self.n_labels))
         self._weights.ravel()[self.w_flat] = theta[: self.n_weights]
         out = np.zeros((len(rows), self.n_labels))
         _unary_kernel(design.indptr, design.indices, design.data, rows, self._weights, out)
+        return out
+
+    def unary_stored(self, theta, design: _Design) -> np.ndarray:
+        """Unary energies (n_tokens, L) of every row of the design matrix from W's stored
+        entries, without a work array (prediction)."""
+        out = np.zeros((len(design.indptr) - 1, self.n_labels))
+        rows = np.arange(len(out), dtype=np.int64)
+        _unary_stored_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
+                             self.w_label, np.ascontiguousarray(theta[: self.n_weights]), out)
         return out
 
     def add_weight_grad(self, design: _Design, rows, grad_unary, out):
@@ -431,9 +461,53 @@ def _value_and_grad(chain: _Chain, loss: Loss, theta, design: _Design, rows, y, 
 
 
 # --------------------------------------------------------------------------- estimator
+@functools.cache
+def _with_base(base: type) -> type:
+    """:class:`NotFittedError` that is also a subclass of ``base`` (scikit-learn's)."""
+    return type("NotFittedError", (NotFittedError, base),
+                {"__module__": NotFittedError.__module__, "__doc__": NotFittedError.__doc__})
+
+
+def _not_fitted_error() -> NotFittedError:
+    """The error of a SequenceLabeler used before ``fit``: a :class:`NotFittedError`, and
+    also a ``sklearn.exceptions.NotFittedError`` when scikit-learn is loaded (whoever can
+    catch that class has imported it; importing it here would cost seconds)."""
+    cls = NotFittedError
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is not None:
+        cls = _with_base(sklearn_exceptions.NotFittedError)
+    return cls("this SequenceLabeler is not fitted yet; call fit(X, y) first")
+
+
+def _check_labels(labels) -> list:
+    """The sorted distinct labels (str, or int as Python int); TargetError for other types
+    or a mix."""
+    distinct = set(labels)
+    for label in distinct:
+        if not isinstance(label, (str, int, np.integer)) or isinstance(label, (bool, np.bool_)):
+            raise TargetError(f"labels must be str or int, got {label!r}")
+    try:
+        ordered = sorted(distinct)
+    except TypeError:
+        raise TargetError("labels must all be str or all be int") from None
+    return [c if isinstance(c, str) else int(c) for c in ordered]
+
+
+def _split(flat: np.ndarray, lengths: np.ndarray) -> list:
+    """``flat`` (n_tokens, ...) cut into one piece per sequence."""
+    return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
 class SequenceLabeler:
     """Linear-chain sequence labeler trained with an energy-based loss (see the module
     docstring for the energy and the objective).
+
+    A scikit-learn estimator (``get_params``/``set_params``, ``__sklearn_tags__``,
+    ``__sklearn_is_fitted__``; scikit-learn >= 1.6 for its tools): ``clone``,
+    ``GridSearchCV``, ``RandomizedSearchCV``, ``cross_val_score`` (with ``n_jobs``) and
+    ``check_is_fitted`` work, with a sequence scorer such as
+    ``make_scorer(token_accuracy)``. It is not tagged a classifier: stratified folds cannot
+    split label sequences, so the searches use plain K-fold splits.
 
     Parameters
     ----------
@@ -459,6 +533,11 @@ class SequenceLabeler:
     l2 : float, default=0.0
         L2 weight: ``l2/2 ||theta||^2`` is added to the mean loss (CRFsuite's ``c2`` is
         ``l2 N / 2``). The online perceptron takes none.
+    l1 : float, default=0.0
+        L1 weight: ``l1 ||theta||_1`` is added to the objective (CRFsuite's ``c1`` is
+        ``l1 N``), minimized by OWL-QN (:class:`~factorgraph_ebm.train.LBFGS`), which sets
+        weights exactly to 0. Needs a last stage of L-BFGS; earlier SGD/Adam stages are a
+        warm start that leaves the L1 term out.
     averaging : bool, default=True
         Average the weights of the online perceptron (the averaged perceptron, Collins 2002);
         used only by the online perceptron.
@@ -479,11 +558,22 @@ class SequenceLabeler:
         (:class:`~factorgraph_ebm.features.AttributeIndexer`).
     n_features : int, optional
         Hash attributes into this many columns instead of fitting a vocabulary.
+    labels : sequence of str or int, optional
+        The label set, declared: ``classes_`` is these labels (sorted) whether or not the
+        training data holds them all, so every cross-validation fold has the same columns
+        and data with a rare label can be scored. A label absent from training keeps its
+        column: no attribute weight is stored for it (with ``all_possible_states=False``),
+        its transition and boundary energies are trained (pushed up by NLL), and its
+        marginals stay finite. Training labels outside the set raise TargetError. Default:
+        the labels of the training data.
     seed : int or None, default=0
         Seeds the shuffling of the sequences every epoch; the same seed, data and options
         give the same model.
-    progress : bool, default=True
-        Show a tqdm progress bar per epoch (on stderr).
+    progress : bool or None, default=None
+        A tqdm progress bar per epoch on stderr: True always, False never, None only when
+        stderr is a terminal (tqdm's ``disable=None``) and the labeler is not a copy made by
+        ``sklearn.base.clone`` (what the model-selection tools fit in every fold). A bar
+        that stops early says why (e.g. L-BFGS converged).
 
     Attributes
     ----------
@@ -503,18 +593,31 @@ class SequenceLabeler:
     n_features_in_ : int
         The number of columns of the design matrix.
     history_ : dict of lists
-        Per epoch: ``"loss"`` (mean training loss of the epoch; L-BFGS: at the iterate;
-        online perceptron: mean ``E(Y^i) - min E`` before each update), ``"seconds"`` (since
-        the start of ``fit``), ``"dev_accuracy"`` (token accuracy on ``X_dev``, if given).
+        Per epoch, lists of equal length (``pandas.DataFrame(history_)`` is a table):
+        ``"loss"`` (mean training loss of the epoch; L-BFGS: at the iterate; online
+        perceptron: mean ``E(Y^i) - min E`` before each update), ``"seconds"`` (since the
+        start of ``fit``), and ``"dev_accuracy"`` (token accuracy on ``X_dev``) when a
+        development set is given.
     n_epochs_ : int
         Epochs (L-BFGS iterations) run, over all stages.
+    stop_reason_ : str or None
+        Why the last L-BFGS stage stopped before its ``n_epochs`` (converged by CRFsuite's
+        rule or scipy's tolerances), None when every epoch ran.
 
     Notes
     -----
     X is a list of sequences; a sequence is either a list of items (attribute dicts or lists
-    of attribute names, as in sklearn-crfsuite; see :mod:`factorgraph_ebm.features`) or a
-    2-D array of numeric features of shape (T, n_features) (e.g. pixels). y is a list of
-    label sequences (str or int labels) of the same lengths.
+    of attribute names, as in sklearn-crfsuite and python-crfsuite: nested dicts, list values
+    and bytes are read as python-crfsuite reads them, see :mod:`factorgraph_ebm.features`) or
+    a 2-D array of numeric features of shape (T, n_features) (e.g. pixels). y is a list of
+    label sequences (str or int labels) of the same lengths. A sequence may be empty: it
+    contributes nothing to training (the model is the one trained without it), and its
+    prediction is ``[]``; training data without any token is an error.
+
+    The fitted attributes raise :class:`~factorgraph_ebm.exceptions.NotFittedError` (an
+    ``AttributeError``) before ``fit``, so ``hasattr(labeler, "weights_")`` is False.
+    Pickling keeps the trained model (a pickle does not grow with use: prediction attaches
+    no work array); :meth:`save` writes a portable ``.npz`` file without pickle.
 
     Examples
     --------
@@ -524,8 +627,10 @@ class SequenceLabeler:
     >>> tagger = SequenceLabeler(loss="nll", l2=1e-4, progress=False).fit(X, y)
     >>> tagger.classes_
     ['D', 'N']
-    >>> tagger.predict([[{"w": "the"}, {"w": "cat"}], [{"w": "a"}]])
-    [['D', 'N'], ['D']]
+    >>> tagger.predict([[{"w": "the"}, {"w": "cat"}], [{"w": "a"}], []])
+    [['D', 'N'], ['D'], []]
+    >>> tagger.predict_single([{"w": "a"}, {"w": "dog"}])
+    ['D', 'N']
     >>> tagger.score(X, y)                     # token accuracy
     1.0
     """
@@ -538,6 +643,7 @@ class SequenceLabeler:
         n_epochs: int | None = None,
         batch_size: int = 64,
         l2: float = 0.0,
+        l1: float = 0.0,
         averaging: bool = True,
         boundary: bool = True,
         all_possible_states: bool = False,
@@ -545,14 +651,16 @@ class SequenceLabeler:
         period: int = 10,
         min_freq: int = 1,
         n_features: int | None = None,
+        labels=None,
         seed: int | None = 0,
-        progress: bool = True,
+        progress: bool | None = None,
     ):
         self.loss = loss
         self.optimizer = optimizer
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.l2 = l2
+        self.l1 = l1
         self.averaging = averaging
         self.boundary = boundary
         self.all_possible_states = all_possible_states
@@ -560,13 +668,14 @@ class SequenceLabeler:
         self.period = period
         self.min_freq = min_freq
         self.n_features = n_features
+        self.labels = labels
         self.seed = seed
         self.progress = progress
 
     # ----------------------------------------------------------------- sklearn protocol
-    _PARAMS = ("loss", "optimizer", "n_epochs", "batch_size", "l2", "averaging", "boundary",
-               "all_possible_states", "delta", "period", "min_freq", "n_features", "seed",
-               "progress")
+    _PARAMS = ("loss", "optimizer", "n_epochs", "batch_size", "l2", "l1", "averaging",
+               "boundary", "all_possible_states", "delta", "period", "min_freq", "n_features",
+               "labels", "seed", "progress")
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters (scikit-learn's estimator protocol, so that
@@ -574,7 +683,8 @@ class SequenceLabeler:
         return {name: getattr(self, name) for name in self._PARAMS}
 
     def set_params(self, **params) -> SequenceLabeler:
-        """Set constructor parameters; unknown names raise FactorGraphError."""
+        """Set constructor parameters; unknown names raise FactorGraphError (a ValueError,
+        as scikit-learn raises)."""
         for name, value in params.items():
             if name not in self._PARAMS:
                 raise FactorGraphError(
@@ -583,15 +693,40 @@ class SequenceLabeler:
             setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (scikit-learn >= 1.6; imported only when asked):
+        no estimator type (not a classifier: stratified folds cannot split label sequences),
+        targets required, X neither a 2-D array nor sparse (a list of sequences)."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=True),
+                    input_tags=InputTags(two_d_array=False), requires_fit=True)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether :meth:`fit` has succeeded (``sklearn.utils.validation.check_is_fitted``)."""
+        return "_theta" in self.__dict__
+
+    def __sklearn_clone__(self) -> SequenceLabeler:
+        """``sklearn.base.clone``: a new unfitted labeler with deep copies of the parameters,
+        as scikit-learn's default clone makes, marked as a copy so that ``progress=None``
+        shows no bar in every cross-validation fold."""
+        twin = type(self)(**copy.deepcopy(self.get_params()))
+        twin._cloned = True
+        return twin
+
     # ----------------------------------------------------------------- options
     def _options(self):
         """Validated ``(loss, stages)``: stages is a list of ``(optimizer or None, mode,
         n_epochs)``, mode "online", "lbfgs" or "minibatch"."""
         loss = _resolve_loss(self.loss)
         _check_number("SequenceLabeler", "l2", self.l2, allow_zero=True)
+        _check_number("SequenceLabeler", "l1", self.l1, allow_zero=True)
         _check_count("batch_size", self.batch_size)
         _check_count("period", self.period)
         _check_number("SequenceLabeler", "delta", self.delta, allow_zero=True)
+        if self.progress is not None and not isinstance(self.progress, (bool, np.bool_)):
+            raise FactorGraphError(f"progress must be True, False or None, got "
+                                   f"{self.progress!r}")
         optimizer = self.optimizer
         if isinstance(optimizer, (list, tuple)):
             if self.n_epochs is not None:
@@ -634,23 +769,41 @@ class SequenceLabeler:
                 )
             n_epochs = _DEFAULT_EPOCHS[mode] if n_epochs is None else n_epochs
             resolved.append((opt, mode, _check_count("n_epochs", n_epochs)))
-        if any(mode == "online" for _, mode, _ in resolved) and self.l2:
+        if any(mode == "online" for _, mode, _ in resolved) and (self.l2 or self.l1):
             raise FactorGraphError(
-                "the online perceptron has no L2 term; set l2=0, or give an SGD or Adam "
-                "optimizer to train the perceptron loss with L2"
+                "the online perceptron has no L2 or L1 term; set l2=0 and l1=0, or give an "
+                "SGD or Adam optimizer to train the perceptron loss with L2"
+            )
+        if self.l1 and resolved[-1][1] != "lbfgs":
+            raise FactorGraphError(
+                "l1 > 0 needs L-BFGS as the last stage (it runs OWL-QN); e.g. "
+                "optimizer=LBFGS(), or [(Adam(0.02), 3), (LBFGS(), 100)] with loss='nll'"
             )
         return loss, resolved
 
+    def _bar_disabled(self) -> bool | None:
+        """tqdm's ``disable``: None lets tqdm decide (off without a terminal)."""
+        if self.progress is None:
+            return True if getattr(self, "_cloned", False) else None
+        return not self.progress
+
     # ----------------------------------------------------------------- data
     def _design(self, X, *, fit: bool) -> AttributeMatrix:
-        """The design matrix of X (fitting the vocabulary when ``fit``)."""
+        """The design matrix of X (fitting the vocabulary when ``fit``); FactorGraphError
+        "no tokens" when fitting on sequences that are all empty."""
         if isinstance(X, (str, bytes)) or not isinstance(X, (Sequence, np.ndarray)):
             raise FactorGraphError(
                 f"X must be a list of sequences, got {type(X).__name__}"
             )
         if len(X) == 0:
             raise FactorGraphError("X holds no sequences")
-        numeric = isinstance(X[0], np.ndarray)
+        nonempty = next((seq for seq in X if _length(seq)), None)
+        if nonempty is None and fit:
+            raise FactorGraphError(
+                "no tokens: every training sequence is empty (an empty sequence contributes "
+                "nothing to training, but some sequence needs a token)"
+            )
+        numeric = self._numeric if nonempty is None else isinstance(nonempty, np.ndarray)
         if fit:
             self._numeric = numeric
         elif numeric != self._numeric:
@@ -666,13 +819,15 @@ class SequenceLabeler:
                 return self.indexer_.fit_transform(X)
             return self.indexer_.transform(X)
         arrays = []
-        width = np.asarray(X[0]).shape[-1] if fit else self.n_features_in_
+        width = np.asarray(nonempty).shape[-1] if fit else self.n_features_in_
         for i, seq in enumerate(X):
             seq = np.asarray(seq)
-            if seq.ndim != 2 or seq.shape[0] == 0:
+            if seq.size == 0 and len(seq) == 0:  # an empty sequence: [] or shape (0, ...)
+                seq = np.zeros((0, width))
+            if seq.ndim != 2:
                 raise FactorGraphError(
-                    f"sequence {i}: numeric features must be a 2-D array (T >= 1, "
-                    f"n_features), got shape {seq.shape}"
+                    f"sequence {i}: numeric features must be a 2-D array (T, n_features), "
+                    f"got shape {seq.shape}"
                 )
             if not np.issubdtype(seq.dtype, np.number) or not np.isfinite(seq).all():
                 raise FactorGraphError(f"sequence {i}: features must be finite numbers")
@@ -688,8 +843,9 @@ class SequenceLabeler:
         return AttributeMatrix(matrix, lengths)
 
     def _encode(self, y, lengths, *, fit: bool, unknown: int | None = None) -> np.ndarray:
-        """int64 (n_tokens,) label indices of y; ``fit`` sets ``classes_``; labels outside
-        ``classes_`` raise TargetError, or get the code ``unknown`` when it is given."""
+        """int64 (n_tokens,) label indices of y; ``fit`` sets ``classes_`` (the declared
+        ``labels``, or those of y); labels outside ``classes_`` raise TargetError, or get the
+        code ``unknown`` when it is given."""
         if isinstance(y, (str, bytes)) or not isinstance(y, (Sequence, np.ndarray)):
             raise TargetError(f"y must be a list of label sequences, got {type(y).__name__}")
         if len(y) != len(lengths):
@@ -700,27 +856,30 @@ class SequenceLabeler:
                 raise TargetError(f"sequence {i} has {n} tokens but its y has {got}")
         flat = [label for labels in y for label in labels]
         if fit:
-            for label in set(flat):
-                if not isinstance(label, (str, int, np.integer)) or isinstance(label, bool):
-                    raise TargetError(f"labels must be str or int, got {label!r}")
-            try:
-                self.classes_ = sorted(set(flat))
-            except TypeError:
-                raise TargetError("labels must all be str or all be int") from None
-            self.classes_ = [c if isinstance(c, str) else int(c) for c in self.classes_]
+            if self.labels is None:
+                self.classes_ = _check_labels(flat)
+            else:
+                if isinstance(self.labels, (str, bytes)) or not np.iterable(self.labels):
+                    raise TargetError(f"labels must be a list of labels, got {self.labels!r}")
+                self.classes_ = _check_labels(self.labels)
+                if not self.classes_:
+                    raise TargetError("labels=[] declares no label")
         code = {label: k for k, label in enumerate(self.classes_)}
         if unknown is not None:
             return np.fromiter((code.get(label, unknown) for label in flat), dtype=np.int64,
                                count=len(flat))
         try:
             return np.fromiter((code[label] for label in flat), dtype=np.int64, count=len(flat))
-        except KeyError as error:
-            where = flat.index(error.args[0])
+        except (KeyError, TypeError) as error:
+            label = next(label for label in flat if not _is_known(label, code))
+            where = flat.index(label)
             seq = int(np.searchsorted(np.cumsum(lengths), where, side="right"))
+            known = "is not among the declared labels" if self.labels is not None else (
+                "was not seen in training")
             raise TargetError(
                 f"sequence {seq}, position {where - int(np.sum(lengths[:seq]))}: label "
-                f"{error.args[0]!r} was not seen in training (labels: {self.classes_})"
-            ) from None
+                f"{label!r} {known} (labels: {self.classes_})"
+            ) from error
 
     # ----------------------------------------------------------------- training
     def fit(self, X, y, X_dev=None, y_dev=None) -> SequenceLabeler:
@@ -730,12 +889,12 @@ class SequenceLabeler:
         ----------
         X : list of sequences
             Lists of attribute dicts (or lists of attribute names), or 2-D float arrays
-            (T_i, n_features); see the class Notes.
+            (T_i, n_features); see the class Notes. Empty sequences are skipped.
         y : list of sequences of str or int
             One label per token.
         X_dev, y_dev : optional
             A held-out set whose token accuracy is recorded after every epoch
-            (``history_["dev_accuracy"]``).
+            (``history_["dev_accuracy"]``); labels outside ``classes_`` count as errors.
 
         Returns
         -------
@@ -744,15 +903,20 @@ class SequenceLabeler:
         Raises
         ------
         FactorGraphError
-            Bad options, malformed X (naming the sequence and position).
+            Bad options, malformed X (naming the sequence and position), or no token at all
+            ("no tokens").
         TargetError
-            y that does not match X (naming the sequence), or labels of mixed types.
+            y that does not match X (naming the sequence), labels of mixed types, or labels
+            outside the declared ``labels``.
         """
         loss, stages = self._options()
         self.__dict__.pop("_theta", None)  # unfitted until this fit succeeds
         started = time.perf_counter()
         attributes = self._design(X, fit=True)
         codes = self._encode(y, attributes.lengths, fit=True)
+        # empty sequences have no rows and no labels: without their lengths, training is
+        # the same as without them
+        attributes = attributes._replace(lengths=attributes.lengths[attributes.lengths > 0])
         self.n_features_in_ = attributes.matrix.shape[1]
         chain = _Chain.for_data(attributes, codes, len(self.classes_), bool(self.boundary),
                                 bool(self.all_possible_states))
@@ -766,10 +930,13 @@ class SequenceLabeler:
                    self._encode(y_dev, dev_design.lengths, fit=False, unknown=-1))
         rng = np.random.default_rng(self.seed)
         theta = np.zeros(chain.n_params)
-        self.history_ = {"loss": [], "seconds": [], "dev_accuracy": []}
+        self.history_ = {"loss": [], "seconds": []}
+        if dev is not None:
+            self.history_["dev_accuracy"] = []
         self.n_epochs_ = 0
+        self.stop_reason_ = None
         bar = tqdm(total=sum(n for _, _, n in stages), desc=f"SequenceLabeler ({loss.name})",
-                   unit="epoch", disable=not self.progress)
+                   unit="epoch", disable=self._bar_disabled())
 
         def end_epoch(_, params, mean_loss):
             self.n_epochs_ += 1
@@ -781,38 +948,43 @@ class SequenceLabeler:
                 unary = chain.unary(params, dev_design, rows)
                 a, s, e = chain.trellis_args(params)
                 states = viterbi(unary, a, dev_design.lengths, start=s, end=e).states
-                self.history_["dev_accuracy"].append(float(np.mean(states == dev_codes)))
-                shown["dev"] = f"{self.history_['dev_accuracy'][-1]:.4f}"
+                accuracy = float(np.mean(states == dev_codes)) if len(states) else 0.0
+                self.history_["dev_accuracy"].append(accuracy)
+                shown["dev"] = f"{accuracy:.4f}"
             bar.set_postfix(shown)
             bar.update()
 
         try:
-            for optimizer, mode, n_epochs in stages:
-                if mode == "online":
-                    theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
-                                             end_epoch)
-                elif mode == "lbfgs":
-                    theta = self._fit_lbfgs(chain, loss, optimizer, design, codes, theta,
-                                            n_epochs, end_epoch)
-                else:
-                    theta = self._fit_minibatch(
-                        chain, loss, optimizer, design, codes, theta, n_epochs, rng, end_epoch
-                    )
+            with threadpool_limits(limits=1, user_api="blas"):  # see factorgraph_ebm.train
+                for optimizer, mode, n_epochs in stages:
+                    if mode == "online":
+                        theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
+                                                 end_epoch)
+                    elif mode == "lbfgs":
+                        theta, self.stop_reason_ = self._fit_lbfgs(
+                            chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch
+                        )
+                    else:
+                        theta = self._fit_minibatch(
+                            chain, loss, optimizer, design, codes, theta, n_epochs, rng,
+                            end_epoch
+                        )
         finally:
-            bar.close()
+            _end_bar(bar, self.stop_reason_)
             chain.release()
         self._theta = np.array(theta, dtype=np.float64)
         return self
 
     def _fit_lbfgs(self, chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch):
-        """Full-batch L-BFGS (:func:`factorgraph_ebm.train._train_lbfgs`), stopped by
-        CRFsuite's rule with this labeler's ``delta`` and ``period``
-        (:meth:`factorgraph_ebm.train.LBFGS.stalled`)."""
+        """Full-batch L-BFGS, or OWL-QN with ``l1 > 0``
+        (:func:`factorgraph_ebm.train._train_lbfgs`), stopped by CRFsuite's rule with this
+        labeler's ``delta`` and ``period`` (:meth:`factorgraph_ebm.train.LBFGS.stalled`);
+        returns ``(theta, stop reason or None)``."""
         optimizer = dataclasses.replace(
             optimizer, delta=float(self.delta), period=int(self.period)
         )
         run = _FullBatch(chain, loss, design, codes, float(self.l2))
-        return _train_lbfgs(run, theta, optimizer, n_epochs, end_epoch)
+        return _train_lbfgs(run, theta, optimizer, n_epochs, end_epoch, l1=float(self.l1))
 
     def _fit_minibatch(self, chain, loss, optimizer, design, codes, theta, n_epochs, rng,
                        end_epoch):
@@ -855,8 +1027,8 @@ class SequenceLabeler:
 
     # ----------------------------------------------------------------- fitted state
     def _check_fitted(self):
-        if not hasattr(self, "_theta"):
-            raise FactorGraphError("this SequenceLabeler is not fitted; call fit(X, y) first")
+        if "_theta" not in self.__dict__:
+            raise _not_fitted_error()
 
     @property
     def weights_(self) -> np.ndarray:
@@ -888,8 +1060,7 @@ class SequenceLabeler:
         """Unary energies (n_tokens, L), lengths, and the trellis arguments (A, s, e)."""
         self._check_fitted()
         design = _Design.of(self._design(X, fit=False))
-        rows = np.arange(len(design.indptr) - 1, dtype=np.int64)
-        unary = self._chain.unary(self._theta, design, rows)
+        unary = self._chain.unary_stored(self._theta, design)
         return unary, design.lengths, self._chain.trellis_args(self._theta)
 
     def predict(self, X) -> list[list]:
@@ -902,18 +1073,33 @@ class SequenceLabeler:
         Returns
         -------
         list of list
-            Labels from ``classes_``, one list per sequence.
+            Labels from ``classes_``, one list per sequence (``[]`` for an empty one).
 
         Raises
         ------
+        NotFittedError
+            Before :meth:`fit`.
         FactorGraphError
-            Not fitted, or X of another kind or width than the training data.
+            X of another kind or width than the training data, or malformed.
         """
         unary, lengths, (a, s, e) = self._energies(X)
         states = viterbi(unary, a, lengths, start=s, end=e).states
         classes = self.classes_
-        return [[classes[k] for k in part.tolist()]
-                for part in np.split(states, np.cumsum(lengths)[:-1])]
+        return [[classes[k] for k in part.tolist()] for part in _split(states, lengths)]
+
+    def predict_single(self, xseq) -> list:
+        """:meth:`predict` of one sequence (sklearn-crfsuite's ``predict_single``).
+
+        Parameters
+        ----------
+        xseq : sequence of items, or a 2-D array (T, n_features)
+
+        Returns
+        -------
+        list
+            One label from ``classes_`` per token.
+        """
+        return self.predict([xseq])[0]
 
     def predict_marginals(self, X) -> list[np.ndarray]:
         """Per-token label marginals ``P(y_t = l | x)`` at the loss's beta (that of an
@@ -922,21 +1108,23 @@ class SequenceLabeler:
         Returns
         -------
         list of ndarray of shape (T_i, n_labels), float64
-            One array per sequence; rows sum to 1, columns in ``classes_`` order.
+            One array per sequence; rows sum to 1, columns in ``classes_`` order (every
+            declared label has its column, finite).
 
         Raises
         ------
-        FactorGraphError
+        NotFittedError, FactorGraphError
             As :meth:`predict`.
         """
         unary, lengths, (a, s, e) = self._energies(X)
         beta = self._loss.beta if isinstance(self._loss, NLLLoss) else 1.0
         fb = forward_backward(unary, a, lengths, beta=beta, start=s, end=e)
-        return np.split(fb.marginals, np.cumsum(lengths)[:-1])
+        return _split(fb.marginals, lengths)
 
     def score(self, X, y) -> float:
         """Token accuracy of :meth:`predict` on X against y (see
-        :func:`~factorgraph_ebm.metrics.token_accuracy`)."""
+        :func:`~factorgraph_ebm.metrics.token_accuracy`); labels outside ``classes_`` count
+        as errors."""
         return token_accuracy(y, self.predict(X))
 
     # ----------------------------------------------------------------- files
@@ -951,7 +1139,8 @@ class SequenceLabeler:
           "n_features", "attributes"}``: the vocabulary in column order, or null and the hash
           size; or ``{"kind": "numeric", "n_features"}``) and ``options`` (the loss as
           ``{"class", "params"}``, ``l2``, ``boundary``, ``all_possible_states``,
-          ``averaging``, ``seed``, ``n_epochs_``);
+          ``averaging``, ``seed``, ``n_epochs_``, and the keys ``l1`` and ``labels`` (the
+          declared label set or null), which a reader takes as 0 and null when absent);
         - ``weight_ptr`` int64 (n_features + 1,), ``weight_label`` int64 (n_weights,),
           ``weight_value`` float64 (n_weights,): W in CSR form (attribute rows, label
           columns);
@@ -960,8 +1149,10 @@ class SequenceLabeler:
 
         Raises
         ------
+        NotFittedError
+            Before :meth:`fit`.
         FactorGraphError
-            Not fitted, or labels that JSON cannot hold.
+            Labels that JSON cannot hold.
         """
         self._check_fitted()
         if self.indexer_ is None:
@@ -976,6 +1167,8 @@ class SequenceLabeler:
             "options": {
                 "loss": _loss_state(self._loss),
                 "l2": float(self.l2),
+                "l1": float(self.l1),
+                "labels": None if self.labels is None else list(self.classes_),
                 "boundary": bool(self.boundary),
                 "all_possible_states": bool(self.all_possible_states),
                 "averaging": bool(self.averaging),
@@ -1026,9 +1219,11 @@ class SequenceLabeler:
         try:
             options, features, labels = header["options"], header["features"], header["labels"]
             loss = _loss_from_state(options["loss"])
-            model = cls(loss=loss, l2=options["l2"], boundary=options["boundary"],
+            model = cls(loss=loss, l2=options["l2"], l1=options.get("l1", 0.0),
+                        boundary=options["boundary"],
                         all_possible_states=options["all_possible_states"],
-                        averaging=options["averaging"], seed=options["seed"], progress=False)
+                        averaging=options["averaging"], labels=options.get("labels"),
+                        seed=options["seed"])
             if features["kind"] == "numeric":
                 model.indexer_, model._numeric = None, True
                 n_features = int(features["n_features"])
@@ -1062,16 +1257,43 @@ class SequenceLabeler:
         model.n_epochs_ = options.get("n_epochs_", 0)
         model._theta = np.concatenate([arrays[n].astype(np.float64).ravel() for n in
                                        ("weight_value", "transition", "start", "end")])
-        model.history_ = {"loss": [], "seconds": [], "dev_accuracy": []}
+        model.history_ = {"loss": [], "seconds": []}
+        model.stop_reason_ = None
         return model
 
     def __repr__(self) -> str:
         defaults = SequenceLabeler.__init__.__kwdefaults__
-        shown = [repr(self.loss)] if self.loss != "nll" else []
+        shown = [repr(self.loss)] if not _same(self.loss, "nll") else []
         shown += [f"optimizer={self.optimizer!r}"] if self.optimizer is not None else []
         shown += [f"{name}={getattr(self, name)!r}" for name in self._PARAMS[2:]
-                  if getattr(self, name) != defaults[name]]
+                  if not _same(getattr(self, name), defaults[name])]
         return f"SequenceLabeler({', '.join(shown)})"
+
+
+def _same(value, default) -> bool:
+    """Whether a parameter equals its default (arrays and other odd values never do)."""
+    if value is default:
+        return True
+    try:
+        return bool(type(value) is type(default) and value == default)
+    except (TypeError, ValueError):
+        return False
+
+
+def _length(seq) -> int:
+    """The number of tokens of a sequence (1 for what is not a sequence: the checks that
+    follow report it)."""
+    try:
+        return len(seq)
+    except TypeError:
+        return 1
+
+
+def _is_known(label, code) -> bool:
+    try:
+        return label in code
+    except TypeError:  # unhashable
+        return False
 
 
 class _FullBatch:

@@ -39,6 +39,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _validation as V
 from .compiled import require_tables
 from .energy import energies_of, table_entries_of
 from .exceptions import EvidenceError, FactorGraphError, TargetError
@@ -284,9 +285,10 @@ def value_distance(values) -> Callable[[Hashable, int], np.ndarray]:
         for a variable that ``values`` (a mapping) does not name.
     """
     if isinstance(values, Mapping):
-        table = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+        table = {name: V.real_array(v, f"value_distance: the values of {name!r}", copy=False)
+                 for name, v in values.items()}
     else:
-        shared = np.asarray(values, dtype=np.float64)
+        shared = V.real_array(values, "value_distance: the values", copy=False)
         table = None
 
     def distance(name, target_state):
@@ -459,24 +461,10 @@ def expit(x: float) -> float:
 
 # --------------------------------------------------------------------------- losses
 def _check_number(owner, name, value, *, allow_zero=False, allow_inf=False, below=None):
-    """``float(value)`` after checking that it is a real number (not a bool) that is > 0
-    (>= 0 with ``allow_zero``), finite unless ``allow_inf``, and < ``below`` if given.
-
-    Raises
-    ------
-    FactorGraphError
-        Naming the parameter and its owner, e.g. "the 'beta' parameter of NLLLoss must be a
-        number > 0, got 0.0".
-    """
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    ok = ok and (allow_inf or math.isfinite(value)) and (below is None or value < below)
-    if not ok:
-        bound = (">= 0" if allow_zero else "> 0") + ("" if below is None else f" and < {below}")
-        raise FactorGraphError(
-            f"the {name!r} parameter of {owner} must be a number {bound}, got {value!r}"
-        )
-    return float(value)
+    """:func:`factorgraph_ebm._validation.number` for parameter ``name`` of ``owner``, e.g.
+    "the 'beta' parameter of NLLLoss must be a number > 0, got 0.0"."""
+    return V.number(value, f"the {name!r} parameter of {owner}", allow_zero=allow_zero,
+                    allow_inf=allow_inf, below=below)
 
 
 class Loss:

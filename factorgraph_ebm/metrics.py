@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from .exceptions import FactorGraphError
 
 __all__ = ["CHUNK_MODES", "CHUNK_SCHEMES", "ChunkScores", "chunk_scores", "chunks",
@@ -42,9 +44,10 @@ CHUNK_SCHEMES = {"IOB2": ("B", "I", "O"), "IOBES": ("B", "I", "E", "S", "O")}
 
 
 def _check_pair(y_true, y_pred) -> tuple[list, list]:
-    """Lists of the two label sequences, after checking that they align."""
+    """Lists of the two label sequences (lists, tuples or NumPy arrays, also 2-D), after
+    checking that they align."""
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
-        if isinstance(y, (str, bytes)) or not isinstance(y, Sequence):
+        if isinstance(y, (str, bytes)) or not isinstance(y, (Sequence, np.ndarray)):
             raise FactorGraphError(
                 f"{name} must be a list of label sequences, got {type(y).__name__}"
             )
@@ -68,7 +71,9 @@ def token_accuracy(y_true, y_pred) -> float:
     Parameters
     ----------
     y_true, y_pred : list of sequences of labels
-        Aligned: the same number of sequences, each of the same length in both.
+        Aligned: the same number of sequences, each of the same length in both. NumPy
+        arrays are accepted at either level (a 2-D array is a batch of equal-length
+        sequences).
 
     Returns
     -------

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from . import _validation as V
 from .compiled import require_tables
 from .exceptions import FactorGraphError
 from .graph import FactorGraph
@@ -285,10 +286,7 @@ class LinearModel:
         theta = cg.energies.copy()
         for name, members in zip(self.group_names, factors):
             width = n_features.get(name)
-            if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-                raise FactorGraphError(
-                    f"n_features of group {name!r} must be an integer >= 1, got {width!r}"
-                )
+            V.integer(width, f"n_features of group {name!r}", low=1)
             positions = _table_positions(cg, members, f"LinearModel group {name!r}")
             theta[positions] = np.where(np.isinf(theta[positions]), np.inf, 0.0)
             shape = (positions.shape[1], int(width))

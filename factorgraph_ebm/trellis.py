@@ -85,6 +85,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from . import _validation as V
 from ._config import NJIT_OPTIONS, njit
 from ._pacing import paced
 from .exceptions import FactorGraphError
@@ -148,7 +149,7 @@ class _Batched:
     def __call__(self, work, n_items, scratch, *args):
         threaded = n_items > 1 and work >= PARALLEL_WORK and numba.get_num_threads() > 1
         kernel = self.parallel if threaded else self.serial
-        buffers = scratch(numba.get_num_threads() if threaded else 1)
+        buffers = scratch(min(numba.get_num_threads(), n_items) if threaded else 1)
         first = max(1, n_items * PARALLEL_WORK // max(work, 1))
         for lo, hi in paced(n_items, first=first):
             kernel(lo, hi, *args, *buffers)
@@ -1128,19 +1129,14 @@ def _check_energies(name, arr, where) -> None:
 
 
 def _float_array(name, value) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise FactorGraphError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    return np.ascontiguousarray(V.real_array(value, name, copy=False))
 
 
 def _int_array(name, value, shape) -> np.ndarray:
-    arr = np.asarray(value)
+    arr = V.integer_array(value, name)
     if arr.shape != shape:
         raise FactorGraphError(f"{name} must have shape {shape}, got {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise FactorGraphError(f"{name} must be integers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.ascontiguousarray(arr)
 
 
 def _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels) -> _Batch:
@@ -1154,12 +1150,9 @@ def _prepare(unary, transition, lengths, start, end, state_label, clamp, n_label
     if lengths is None:
         lens = np.array([n_tokens], dtype=np.int64)
     else:
-        lens = np.asarray(lengths)
+        lens = V.integer_array(lengths, "lengths")
         if lens.ndim != 1:
             raise FactorGraphError(f"lengths must have shape (n_seq,), got shape {lens.shape}")
-        if lens.size and lens.dtype.kind not in "iu":
-            raise FactorGraphError(f"lengths must be integers, got dtype {lens.dtype}")
-        lens = lens.astype(np.int64)
         if lens.size and lens.min() < 0:
             s = int(np.argmin(lens))
             raise FactorGraphError(f"lengths[{s}] = {lens[s]}; lengths must be >= 0")
@@ -1223,11 +1216,7 @@ def _prepare(unary, transition, lengths, start, end, state_label, clamp, n_label
     if n_labels is None:
         n_lab = int(labels.max()) + 1 if k else 0
     else:
-        if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)):
-            raise FactorGraphError(f"n_labels must be an integer >= 1, got {n_labels!r}")
-        n_lab = int(n_labels)
-        if n_lab < 1:
-            raise FactorGraphError(f"n_labels must be an integer >= 1, got {n_labels!r}")
+        n_lab = V.integer(n_labels, "n_labels", low=1)
     bad = np.flatnonzero((labels < 0) | (labels >= n_lab))
     if bad.size:
         i = int(bad[0])
@@ -1554,7 +1543,10 @@ def kbest(
     Raises
     ------
     FactorGraphError
-        As :func:`viterbi`, and ``k`` that is not an integer >= 1.
+        As :func:`viterbi`; ``k`` that is not an integer >= 1, or so large that the k
+        paths and the work arrays (about ``16 k (n_tokens + T K)`` bytes, T the longest
+        sequence) exceed the machine's physical memory or ``k * n_tokens`` exceeds 2**40
+        (refused before anything is allocated).
 
     Examples
     --------
@@ -1568,11 +1560,10 @@ def kbest(
     >>> two.states.tolist()                   # row 0: the Viterbi paths; row 1: runners-up
     [[0, 0, 0, 1, 1], [0, 1, 0, 1, 0]]
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise FactorGraphError(f"k must be an integer >= 1, got {k!r}")
-    k = int(k)
+    k = int(V.integer(k, "k", low=1))
     batch = _prepare(unary, transition, lengths, start, end, state_label, clamp, n_labels)
     n_tokens, n_states = batch.unary.shape
+    _check_kbest_size(batch, k)
     states = np.zeros((k, n_tokens), dtype=np.int64)
     energy = np.empty((len(batch.tok_off) - 1, int(k)))
     longest = _longest(batch)
@@ -1594,6 +1585,20 @@ def kbest(
         energy,
     )
     return KBestResult(states, batch.state_label[states], energy)
+
+
+def _check_kbest_size(batch: _Batch, k: int) -> None:
+    """Refuse a ``k`` whose paths and work arrays cannot fit in memory, before any is
+    allocated: the states and labels (k, n_tokens) int64, the energies (n_seq, k), and per
+    sequence running at once the (T, K, k) sorted lists (float64 and two int32)."""
+    n_tokens, n_states = batch.unary.shape
+    n_seq = len(batch.tok_off) - 1
+    V.check_count(k * max(n_tokens, n_seq), f"kbest: k = {k} paths times the tokens")
+    longest = int(np.diff(batch.tok_off).max(initial=1)) or 1
+    at_once = max(1, min(n_seq, numba.get_num_threads()))
+    need = 8 * k * (2 * n_tokens + n_seq) + at_once * 16 * longest * n_states * k
+    V.require_memory(need, f"kbest with k = {k} ({n_seq} sequences of up to {longest} "
+                           f"tokens, K = {n_states})")
 
 
 def best_incorrect(

@@ -48,6 +48,7 @@ MUST_HAVE_EXAMPLES = [
     "LinearModel",
     "fit",
     "predict",
+    "score",
     "viterbi",
     "forward_backward",
     "kbest",

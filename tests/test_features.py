@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from factorgraph_ebm.datasets import ConllSentence, read_conll2000
 from factorgraph_ebm.exceptions import FactorGraphError
@@ -39,6 +41,72 @@ def test_unknown_attributes_are_ignored_and_duplicates_add_up():
     indexer = AttributeIndexer().fit(X)
     result = indexer.transform([[{"w": "cat", "bias": 2.5}, ["__BOS__", "__BOS__"]]])
     np.testing.assert_array_equal(result.matrix.toarray(), [[0, 2.5, 0, 0, 0], [0, 0, 0, 0, 2]])
+
+
+def test_empty_sequences_have_no_rows():
+    indexer = AttributeIndexer().fit([[], *X, []])
+    assert indexer.attributes_ == AttributeIndexer().fit(X).attributes_
+    result = indexer.transform([[], X[0], []])
+    assert result.lengths.tolist() == [0, 2, 0] and result.offsets.tolist() == [0, 0, 2, 2]
+    assert (result.matrix != indexer.transform(X[:1]).matrix).nnz == 0
+    assert indexer.transform([[]]).matrix.shape == (0, 5)
+
+
+def features_of(items, indexer=None):
+    """Per token: {attribute name: weight} of the nonzero entries of our design matrix."""
+    indexer = indexer or AttributeIndexer().fit([items])
+    matrix = indexer.transform([items]).matrix
+    names = indexer.attributes_
+    return [{names[j]: matrix[t, j] for j in matrix[t].indices} for t in range(len(items))]
+
+
+def test_nested_dicts_lists_and_bytes_as_python_crfsuite_reads_them():
+    items = [
+        {"p": {"w": "x"}},                        # python-crfsuite: "p:w:x"
+        {"p": ["a", "b"], "q": {"r": {"s": 2.0}}},  # "p:a", "p:b"; "q:r:s" weight 2
+        {"w": b"v", b"k": "u", "z": {b"y": b"\xc3\xa9"}},  # bytes are UTF-8 text
+        {"p": ("c", "d"), "s": {"b", "a"}, "f": False, "n": np.float32(0.5), "e": {}, "l": []},
+        [b"__BOS__", "x"],
+    ]
+    assert features_of(items) == [
+        {"p:w=x": 1.0},
+        {"p:a": 1.0, "p:b": 1.0, "q:r:s": 2.0},
+        {"w=v": 1.0, "k=u": 1.0, "z:y=é": 1.0},
+        {"p:c": 1.0, "p:d": 1.0, "s:a": 1.0, "s:b": 1.0, "n": 0.5},
+        {"__BOS__": 1.0, "x": 1.0},
+    ]
+    # a repeated attribute adds up, nested or not (as CRFsuite sums repeated attributes)
+    assert features_of([{"p:a": 1.0, "p": ["a"]}]) == [{"p:a": 2.0}]
+    hashed = AttributeIndexer(n_features=64).fit([items]).transform([items]).matrix
+    assert hashed[0, stable_hash("p:w=x") % 64] == 1.0
+
+
+# Names and text values without ':' and '=' (so that python-crfsuite's names, which use ':'
+# where ours put '=' before a text value, map one to one); no repeated list members (its
+# ItemSequence.items() keeps one of them, a dict).
+_text = st.text(alphabet="abcdé_", min_size=1, max_size=3)
+_leaf = st.one_of(
+    _text,
+    _text.map(lambda v: v.encode("utf-8")),
+    st.floats(-3, 3, allow_nan=False).filter(lambda w: w != 0),
+    st.just(True),
+    st.lists(_text, min_size=1, max_size=3, unique=True),
+)
+_value = st.recursive(_leaf, lambda inner: st.dictionaries(_text, inner, min_size=1, max_size=3),
+                      max_leaves=6)
+_item = st.dictionaries(st.one_of(_text, _text.map(lambda v: v.encode("utf-8"))), _value,
+                        min_size=1, max_size=4).filter(
+    lambda item: len({k.decode() if isinstance(k, bytes) else k for k in item}) == len(item))
+
+
+@given(st.lists(_item, min_size=1, max_size=4))
+def test_flattening_matches_python_crfsuite_item_sequence(items):
+    pycrfsuite = pytest.importorskip("pycrfsuite", reason="python-crfsuite is not installed")
+    theirs = [{name: weight for name, weight in token.items() if weight != 0}
+              for token in pycrfsuite.ItemSequence(items).items()]
+    ours = [{name.replace("=", ":"): weight for name, weight in token.items()}
+            for token in features_of(items)]
+    assert ours == theirs
 
 
 def test_min_freq_counts_tokens():
@@ -77,10 +145,18 @@ def test_state_round_trip_gives_the_same_matrix():
         ([[{"w": None}]], r"sequence 0, position 0: attribute 'w' has value None"),
         ([[{"w": 1.0}], [{"x": float("nan")}]], r"sequence 1, position 0: .*'x'.*finite"),
         ([[{"w": 1.0}, 7]], r"sequence 0, position 1: an item must be"),
-        ([[]], r"sequence 0 is empty"),
+        ([[]], r"no attribute occurs"),  # an empty sequence is legal; no token is not
         ("abc", r"X must be a list of sequences"),
         ([[{3: 1.0}]], r"sequence 0, position 0: attribute names must be str"),
         ([[{"a": "b"}, {3: "x"}]], r"sequence 0, position 1: attribute names must be str"),
+        ([[{"a": 1.0}], [{"p": [1, 2]}]], r"sequence 1, position 0: .*'p'.*list value holds"),
+        ([[{"a": 1.0}, {"p": {"w": None}}]], r"sequence 0, position 1: .*'p:w' has value None"),
+        ([[{"p": {3: 1.0}}]], r"sequence 0, position 0: attribute names must be str"),
+        ([[{"w": b"\xff"}]], r"sequence 0, position 0: attribute values must be UTF-8"),
+        ([[[b"a", b"\xfe"]]], r"sequence 0, position 0: attribute names must be UTF-8"),
+        ([[{"p": {"w": float("inf")}}]], r"sequence 0, position 0: .*'p:w'.*finite"),
+        ([[{"p": {"a", 1}}]], r"sequence 0, position 0: .*'p'.*list value holds"),
+        ([[{"a", 1}]], r"sequence 0, position 0: attribute names must be str"),
     ],
 )
 def test_bad_input_names_the_place(bad, match):

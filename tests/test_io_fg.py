@@ -14,7 +14,7 @@ from roundtrip import assert_same_energies, assert_written_up_to_offsets
 
 from factorgraph_ebm import FactorGraph, min_sum, sum_product
 from factorgraph_ebm.io import ModelFileError, read_fg, read_model, read_uai, write_fg, write_uai
-from factorgraph_ebm.io.fg import MAX_TABLE_ENTRIES
+from factorgraph_ebm.io.fg import MAX_FILE_ENTRIES
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FG = SHARED / "libdai_fg"
@@ -255,7 +255,8 @@ FG_ERRORS = {  # kind: (file content, line of the error, message after "file:lin
     "garbage": (HEAD + "1\n0 one\n", 7, r"\(a number\), found 'one'"),
     "table too large": (
         "1\n\n2\n0 1\n100000 100000\n0\n", 5,
-        f"table of at most MAX_TABLE_ENTRIES = {MAX_TABLE_ENTRIES} entries",
+        f"at most max_entries = {MAX_FILE_ENTRIES} table entries in all, found 10000000000 "
+        "with the table of factor 0: the tables would take 74.5 GiB",
     ),
 }
 

@@ -3,7 +3,9 @@ a plain reference, learning, determinism, files, and errors."""
 
 import itertools
 import json
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +18,13 @@ from factorgraph_ebm.labeler import (
     SequenceLabeler,
     _Chain,
     _Design,
+    _FullBatch,
     _value_and_grad,
 )
 from factorgraph_ebm.losses import HingeLoss, LogLoss, MCELoss, NLLLoss, PerceptronLoss
 from factorgraph_ebm.train import LBFGS, SGD, Adam
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 LOSSES = [
     NLLLoss(1.0),
@@ -360,3 +365,267 @@ def test_numpy_integer_options_fit_and_save(tagging, tmp_path):
     model.fit(X, Y)
     model.save(tmp_path / "m.npz")
     assert SequenceLabeler.load(tmp_path / "m.npz").predict(X[:2]) == model.predict(X[:2])
+
+
+# --------------------------------------------------------------------------- empty sequences
+@pytest.mark.parametrize(("loss", "optimizer", "n_epochs"),
+                         [("nll", LBFGS(), 20), ("perceptron", None, 3),
+                          ("hinge", Adam(0.05), 3)])
+def test_an_empty_training_sequence_contributes_nothing(tagging, loss, optimizer, n_epochs):
+    (X, Y), _ = tagging
+    X, Y = X[:40], Y[:40]
+
+    def train(X, Y):
+        return SequenceLabeler(loss, optimizer, n_epochs=n_epochs, batch_size=8,
+                               progress=False).fit(X, Y)
+
+    plain = train(X, Y)
+    padded = train([[], *X[:20], [], *X[20:], []], [[], *Y[:20], [], *Y[20:], []])
+    for name in ("weights_", "transition_", "start_", "end_"):  # the same computation
+        np.testing.assert_array_equal(getattr(padded, name), getattr(plain, name))
+    assert padded.history_["loss"] == plain.history_["loss"]
+
+
+def test_empty_sequences_predict_empty_lists(tagging):
+    (X, Y), (X_test, Y_test) = tagging
+    model = SequenceLabeler("nll", n_epochs=10, progress=False).fit(X, Y)
+    assert model.predict([[]]) == [[]]
+    assert model.predict([[], X_test[0], []]) == [[], model.predict([X_test[0]])[0], []]
+    assert model.predict_single([]) == []
+    marginals = model.predict_marginals([[], X_test[0]])
+    assert marginals[0].shape == (0, 3) and marginals[1].shape == (len(X_test[0]), 3)
+    assert model.score([[], X_test[0]], [[], model.predict_single(X_test[0])]) == 1.0
+    model.fit(X[:20], Y[:20], X_dev=[[], *X_test[:5]], y_dev=[[], *Y_test[:5]])
+    assert len(model.history_["dev_accuracy"]) == model.n_epochs_
+
+
+def test_only_all_empty_training_data_is_an_error():
+    for X in ([[]], [[], []], [np.zeros((0, 3))]):
+        with pytest.raises(FactorGraphError, match="no tokens") as error:
+            SequenceLabeler(progress=False).fit(X, [[] for _ in X])
+        assert isinstance(error.value, ValueError)
+    with pytest.raises(TargetError, match="sequence 0 has 0 tokens but its y has 1 labels"):
+        SequenceLabeler(progress=False).fit([[], [{"a": 1.0}]], [["x"], ["y"]])
+
+
+def test_numeric_sequences_may_be_empty():
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(n, 3)) for n in (4, 2, 5)]
+    y = [list((x[:, 0] > 0).astype(int)) for x in X]
+    plain = SequenceLabeler("nll", n_epochs=20, progress=False).fit(X, y)
+    padded = SequenceLabeler("nll", n_epochs=20, progress=False).fit(
+        [np.zeros((0, 3)), *X, []], [[], *y, []])
+    np.testing.assert_array_equal(padded.weights_, plain.weights_)
+    assert padded.predict([[], np.zeros((0, 3)), X[0]]) == [[], [], plain.predict_single(X[0])]
+
+
+# --------------------------------------------------------------------------- declared labels
+def test_declared_labels_keep_an_absent_label(tagging, tmp_path):
+    (X, Y), (X_test, Y_test) = tagging
+    model = SequenceLabeler("nll", n_epochs=30, l2=1e-3, labels=["C", "Z", "B", "A"],
+                            progress=False)
+    model.fit(X, Y)
+    assert model.classes_ == ["A", "B", "C", "Z"]  # sorted, as without labels=
+    assert not model.weights_[:, 3].any()  # no attribute weight for a label never seen
+    for m in model.predict_marginals(X_test[:20]):
+        assert m.shape[1] == 4 and np.isfinite(m).all()
+        np.testing.assert_allclose(m.sum(axis=1), 1.0)
+        assert (m[:, 3] < 0.05).all()
+    plain = SequenceLabeler("nll", n_epochs=30, l2=1e-3, progress=False).fit(X, Y)
+    assert model.score(X_test, Y_test) >= plain.score(X_test, Y_test) - 0.01
+    # data that holds the absent label: scored (those tokens count as errors), and as X_dev
+    Y_rare = [list(y) for y in Y_test]
+    Y_rare[0][0] = "Z"
+    predicted = model.predict(X_test)
+    assert model.score(X_test, Y_rare) == pytest.approx(
+        sum(p == t for ps, ts in zip(predicted, Y_rare) for p, t in zip(ps, ts))
+        / sum(map(len, Y_rare)))
+    model.fit(X, Y, X_test, Y_rare)
+    assert len(model.history_["dev_accuracy"]) == model.n_epochs_
+    model.save(tmp_path / "m.npz")
+    loaded = SequenceLabeler.load(tmp_path / "m.npz")
+    assert loaded.classes_ == model.classes_ and loaded.labels == model.classes_
+    assert loaded.predict(X_test) == predicted
+
+
+def test_training_labels_outside_the_declared_set_are_refused(tagging):
+    (X, Y), _ = tagging
+    i = next(i for i, labels in enumerate(Y) if "C" in labels)
+    with pytest.raises(TargetError, match=f"sequence {i}, position {Y[i].index('C')}: label "
+                                          "'C' is not among the declared labels"):
+        SequenceLabeler(labels=["A", "B"], progress=False).fit(X, Y)
+    with pytest.raises(TargetError, match="all be str or all be int"):
+        SequenceLabeler(labels=["A", 1], progress=False).fit(X, Y)
+    with pytest.raises(TargetError, match="declares no label"):
+        SequenceLabeler(labels=[], progress=False).fit(X, Y)
+    with pytest.raises(TargetError, match="list of labels"):
+        SequenceLabeler(labels="ABC", progress=False).fit(X, Y)
+
+
+# --------------------------------------------------------------------------- L1 (OWL-QN)
+def objective_of(model, X, Y, l1, l2):
+    """The training objective of a fitted labeler's parameter layout, and its smooth part's
+    gradient: (1/N) sum NLL + l2/2 ||theta||^2 (+ l1 ||theta||_1), through _value_and_grad
+    (itself checked against central differences above)."""
+    attributes = model._design(X, fit=False)
+    design = _Design.of(attributes)
+    codes = model._encode(Y, attributes.lengths, fit=False)
+    rows = np.arange(len(codes), dtype=np.int64)
+    n = len(Y)
+
+    def smooth(theta):
+        value, grad = _value_and_grad(model._chain, model._loss, theta, design, rows, codes,
+                                      attributes.lengths)
+        return value / n + 0.5 * l2 * theta @ theta, grad / n + l2 * theta
+
+    def full(theta):
+        return smooth(theta)[0] + l1 * np.abs(theta).sum()
+
+    return smooth, full
+
+
+@pytest.mark.parametrize("l1", [1e-2, 5e-2])
+def test_l1_reaches_the_optimum_of_a_split_variable_reference(tagging, l1):
+    """OWL-QN against scipy's L-BFGS-B on theta = u - v, u, v >= 0 (the same minimum), run
+    to tight tolerances; and the optimality conditions of the L1 problem."""
+    import scipy.optimize
+
+    (X, Y), _ = tagging
+    l2 = 1e-3
+    model = SequenceLabeler("nll", LBFGS(), n_epochs=1000, l1=l1, l2=l2, delta=0.0,
+                            progress=False).fit(X, Y)
+    assert model.stop_reason_.startswith("converged")
+    smooth, full = objective_of(model, X, Y, l1, l2)
+    theta = model._theta
+    n = len(theta)
+
+    def split(z):
+        value, grad = smooth(z[:n] - z[n:])
+        return value + l1 * z.sum(), np.concatenate([grad + l1, l1 - grad])
+
+    reference = scipy.optimize.minimize(
+        split, np.zeros(2 * n), jac=True, method="L-BFGS-B", bounds=[(0, None)] * (2 * n),
+        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 20000})
+    best = reference.x[:n] - reference.x[n:]
+    assert full(theta) == pytest.approx(full(best), rel=1e-7)
+    np.testing.assert_array_equal(theta == 0, best == 0)  # the same weights are exactly 0
+    np.testing.assert_allclose(theta, best, atol=1e-2)
+    grad = smooth(theta)[1]
+    on = theta != 0
+    assert np.abs(grad[on] + l1 * np.sign(theta[on])).max() < 1e-3
+    assert np.abs(grad[~on]).max() <= l1 + 1e-3
+    assert (~on).sum() >= 5
+
+
+def test_l1_makes_weights_exactly_zero_and_more_with_a_larger_weight(tagging):
+    (X, Y), (X_test, Y_test) = tagging
+    zeros = []
+    for l1 in (0.0, 1e-3, 1e-2, 5e-2):
+        model = SequenceLabeler("nll", [(Adam(0.05), 2), (LBFGS(), 300)], l1=l1, l2=1e-3,
+                                progress=False).fit(X, Y)
+        zeros.append(int((model._theta == 0).sum()))
+        assert model.score(X_test, Y_test) >= 0.97
+    assert zeros[0] == 0 and zeros == sorted(zeros) and zeros[-1] > zeros[1]
+
+
+def test_l1_needs_a_last_lbfgs_stage(tagging):
+    (X, Y), _ = tagging
+    with pytest.raises(FactorGraphError, match="l1 > 0 needs L-BFGS as the last stage"):
+        SequenceLabeler("hinge", Adam(0.1), l1=0.1).fit(X, Y)
+    with pytest.raises(FactorGraphError, match="online perceptron has no L2 or L1"):
+        SequenceLabeler("perceptron", l1=0.1).fit(X, Y)
+    with pytest.raises(FactorGraphError, match="l1"):
+        SequenceLabeler(l1=-1.0).fit(X, Y)
+
+
+def test_l1_matches_python_crfsuite_c1_on_conll2000():
+    """CRFsuite's L1 (c1, OWL-QN) and ours minimize the same objective on 100 CoNLL-2000
+    sentences: its feature set (seen attribute-label pairs, every transition with
+    possible_transitions, no start/end energies), c1 = 0.5, c2 = 0.01 on the summed NLL.
+    Its weights, read back from its model, give our objective the same value as ours."""
+    pycrfsuite = pytest.importorskip("pycrfsuite", reason="python-crfsuite is not installed")
+    from factorgraph_ebm.datasets import read_conll2000
+    from factorgraph_ebm.features import crfsuite_chunking_attributes
+
+    path = DATA / "conll2000" / "train.txt"
+    if not path.exists():
+        pytest.skip(f"{path} is missing")
+    sentences = read_conll2000(path)[:100]
+    X = [crfsuite_chunking_attributes(s) for s in sentences]
+    Y = [list(s.chunks) for s in sentences]
+    n, c1, c2 = len(X), 0.5, 0.01
+    ours = SequenceLabeler("nll", LBFGS(memory=6), n_epochs=1000, l1=c1 / n, l2=2 * c2 / n,
+                           boundary=False, delta=1e-7, progress=False).fit(X, Y)
+    trainer = pycrfsuite.Trainer(algorithm="lbfgs", verbose=False)
+    for x, y in zip(X, Y):
+        trainer.append(x, y)
+    trainer.set_params({"c1": c1, "c2": c2, "feature.possible_transitions": True,
+                        "max_iterations": 1000, "delta": 1e-7, "epsilon": 1e-7})
+    model_file = str(Path(tempfile.mkdtemp()) / "c1.crfsuite")
+    trainer.train(model_file)
+    tagger = pycrfsuite.Tagger()
+    tagger.open(model_file)
+    info = tagger.info()
+    tagger.close()
+    chain, classes = ours._chain, ours.classes_
+    column = ours.indexer_.vocabulary_
+    dense = np.zeros((chain.n_features, chain.n_labels))
+    for (attribute, label), weight in info.state_features.items():
+        dense[column[attribute], classes.index(label)] = -weight  # energy = -score
+    theirs = np.zeros(chain.n_params)
+    theirs[: chain.n_weights] = dense.ravel()[chain.w_flat]
+    assert np.abs(theirs).sum() == pytest.approx(np.abs(dense).sum())  # all in our pattern
+    transition = chain.unpack(theirs)[1]
+    for (previous, label), weight in info.transitions.items():
+        transition[classes.index(previous), classes.index(label)] = -weight
+    _, full = objective_of(ours, X, Y, c1 / n, 2 * c2 / n)
+    assert full(ours._theta) == pytest.approx(full(theirs), rel=1e-5)
+    nonzero = np.count_nonzero(ours._theta), np.count_nonzero(theirs)
+    assert abs(nonzero[0] - nonzero[1]) <= 0.02 * nonzero[1]
+    assert nonzero[0] < 0.1 * chain.n_params  # sparse: L2 alone keeps every weight
+
+
+# --------------------------------------------------------------------------- odds and ends
+def test_predict_single_is_predict_of_one(tagging):
+    (X, Y), (X_test, _) = tagging
+    model = SequenceLabeler("perceptron", n_epochs=2, progress=False).fit(X, Y)
+    assert [model.predict_single(x) for x in X_test[:10]] == model.predict(X_test[:10])
+
+
+def test_history_is_a_table(tagging):
+    pandas = pytest.importorskip("pandas", reason="pandas is not installed")
+    (X, Y), (X_test, Y_test) = tagging
+    model = SequenceLabeler("nll", [(Adam(0.1), 2), (LBFGS(), 5)], progress=False)
+    table = pandas.DataFrame(model.fit(X, Y).history_)
+    assert list(table.columns) == ["loss", "seconds"] and len(table) == model.n_epochs_
+    table = pandas.DataFrame(model.fit(X, Y, X_test, Y_test).history_)
+    assert list(table.columns) == ["loss", "seconds", "dev_accuracy"]
+    assert len(table) == model.n_epochs_ and table["seconds"].is_monotonic_increasing
+
+
+def test_blas_runs_on_one_thread_while_training(tagging, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]:
+        pytest.skip("no BLAS library is loaded")
+    (X, Y), _ = tagging
+    seen = []
+    batch = _FullBatch.batch
+
+    def recording(self, theta, indices):
+        seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas")
+        return batch(self, theta, indices)
+
+    monkeypatch.setattr(_FullBatch, "batch", recording)
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
+    SequenceLabeler("nll", LBFGS(), n_epochs=3, progress=False).fit(X, Y)
+    assert seen and set(seen) == {1}
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before
+
+
+def test_a_bar_that_stops_early_says_why(tagging, capsys):
+    (X, Y), _ = tagging
+    SequenceLabeler("nll", LBFGS(), n_epochs=500, l2=1e-3, delta=1e-3, progress=True).fit(X, Y)
+    assert "converged: the objective improved by <= 0.001" in capsys.readouterr().err
+    model = SequenceLabeler("nll", LBFGS(), n_epochs=3, progress=True).fit(X, Y)
+    assert model.stop_reason_ is None and "converged" not in capsys.readouterr().err

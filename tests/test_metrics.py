@@ -6,6 +6,7 @@ seqeval (when installed) on IOBES and in strict mode."""
 import collections
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -345,3 +346,14 @@ def test_conll2000_baseline_strict_scores_as_seqeval(conll_baseline):
                          (strict.f1, seqeval_labeling.f1_score)]:
         assert ours == pytest.approx(
             theirs(y_true, y_pred, mode="strict", scheme=seqeval_scheme.IOB2), rel=1e-12)
+
+
+def test_metrics_accept_numpy_arrays():
+    y_true = [["B-NP", "I-NP", "O"], ["B-VP", "O"]]
+    y_pred = [["B-NP", "I-NP", "B-VP"], ["B-VP", "B-NP"]]
+    arrays = np.array([np.array(y) for y in y_true], dtype=object), [np.array(y) for y in y_pred]
+    assert token_accuracy(*arrays) == token_accuracy(y_true, y_pred) == 0.6
+    assert chunk_scores(*arrays) == chunk_scores(y_true, y_pred)
+    square = np.array([["A", "B"], ["B", "B"]]), np.array([["A", "A"], ["B", "B"]])  # 2-D
+    assert token_accuracy(*square) == 0.75
+    assert token_accuracy(np.array([[1, 2, 3]]), [[1, 2, 0]]) == pytest.approx(2 / 3)

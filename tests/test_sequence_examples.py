@@ -49,15 +49,18 @@ def quick_reports(warm_kernels):
 def test_chunking_quick_run(quick_reports):
     rows = quick_reports["chunking_conll2000.py"]["rows"]
     ours = {row["loss"]: row for row in rows if row["system"] == "factorgraph_ebm"}
-    assert set(ours) == {"nll (Adam, then L-BFGS)", "perceptron (averaged)",
-                         "hinge, most offending", "hinge, Hamming-augmented",
-                         "log, most offending"}
+    assert set(ours) == {"nll (Adam, then L-BFGS)", "nll + L1 (OWL-QN; c1=0.1, c2=0.1)",
+                         "perceptron (averaged)", "hinge, most offending",
+                         "hinge, Hamming-augmented", "log, most offending"}
     for row in rows:
         assert set(row) == {"system", "loss", "token_accuracy", "chunk_f1", "train_seconds",
-                            "epochs"}
-        assert row["epochs"] >= 1 and row["train_seconds"] > 0
+                            "epochs", "weights"}
+        assert row["epochs"] >= 1 and row["train_seconds"] > 0 and row["weights"] > 0
     for row in ours.values():  # 1,000 training sentences, a few epochs
         assert row["token_accuracy"] > 0.9 and row["chunk_f1"] > 0.85
+    # L1 sets weights exactly to 0: far fewer than with L2 alone
+    assert ours["nll + L1 (OWL-QN; c1=0.1, c2=0.1)"]["weights"] < (
+        0.5 * ours["nll (Adam, then L-BFGS)"]["weights"])
 
 
 def test_ocr_quick_run(quick_reports):

@@ -20,7 +20,7 @@ from factorgraph_ebm.losses import (
     PerceptronLoss,
 )
 from factorgraph_ebm.models import LinearModel, TableModel
-from factorgraph_ebm.train import LBFGS, SGD, Adam, fit, predict
+from factorgraph_ebm.train import LBFGS, SGD, Adam, TrainResult, _owlqn, fit, predict, score
 
 N_VARS, N_STATES, N_FEATURES = 3, 2, 2
 
@@ -294,8 +294,142 @@ def test_progress_bar_can_be_switched_off(capsys):
     samples = labeled_samples(3, 5, model, graph, names)
     fit(model, HingeLoss(), samples, n_epochs=2, progress=False)
     assert capsys.readouterr().err == ""
+    fit(model, HingeLoss(), samples, n_epochs=2)  # None: only on a terminal
+    assert capsys.readouterr().err == ""
     fit(model, HingeLoss(), samples, n_epochs=2, progress=True)
     assert "training (hinge)" in capsys.readouterr().err
+
+
+def test_a_bar_that_stops_early_says_why(capsys):
+    graph, names, model = chain_model()
+    samples = labeled_samples(6, 5, model, graph, names)
+    result = fit(model, NLLLoss(), samples, optimizer=LBFGS(), n_epochs=500, l2=0.1,
+                 progress=True)
+    assert result.stop_reason.startswith("converged") and len(result.history.loss) < 500
+    assert result.stop_reason in capsys.readouterr().err
+    result = fit(model, NLLLoss(), samples, optimizer=LBFGS(), n_epochs=2, progress=True)
+    assert result.stop_reason is None and "converged" not in capsys.readouterr().err
+
+
+def test_blas_runs_on_one_thread_while_training():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]:
+        pytest.skip("no BLAS library is loaded")
+    graph, names, model = chain_model()
+    samples = labeled_samples(3, 5, model, graph, names)
+    seen = []
+
+    def record(epoch, params):
+        seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas")
+
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
+    for optimizer in (LBFGS(), Adam()):
+        fit(model, NLLLoss(), samples, optimizer=optimizer, n_epochs=2, progress=False,
+            callback=record)
+    assert seen and set(seen) == {1}
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before
+
+
+def test_predict_and_score_use_the_inference_options_of_training(monkeypatch):
+    """A TrainResult keeps the BP options and latent variables of fit; predict and score
+    given it run inference with them (explicit keywords override)."""
+    graph = fg.FactorGraph()
+    names = ["a", "b", "c", "d"]
+    graph.add_variables(names, 2)
+    for u, v in zip(names, names[1:] + names[:1]):
+        graph.add_factor([u, v], np.zeros((2, 2)))
+    model = TableModel(graph)
+    target = {"a": 1, "b": 0, "c": 1, "d": 1}
+    options = dict(method="bp", damping=0.5, max_iter=300, schedule="parallel", warn=False)
+    result = fit(model, HingeLoss(1.0), [(None, target)], optimizer=SGD(0.1), n_epochs=10,
+                 progress=False, **options)
+    assert result.bp_options == options and result.latent == ()
+    calls = []
+    run = fg.belief_propagation
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr("factorgraph_ebm.train.belief_propagation", recording)
+    assert predict(model, result, None) == target
+    assert score(model, result, [(None, target)]) == 1.0
+    assert score(model, result, [(None, {**target, "a": 0})]) == 0.75
+    assert len(calls) == 3
+    for call in calls:
+        assert {k: call[k] for k in options} == options
+    predict(model, result, None, damping=0.0)
+    assert calls[-1]["damping"] == 0.0 and calls[-1]["schedule"] == "parallel"
+    predict(model, result.params, None)  # bare parameters: the defaults
+    assert "damping" not in calls[-1]
+    # latent variables of training stay out of the answer
+    hidden = TrainResult(result.params, result.history, options, ("d",))
+    assert predict(model, hidden, None) == {k: target[k] for k in "abc"}
+    assert score(model, hidden, [(None, {k: target[k] for k in "abc"})]) == 1.0
+
+
+# --------------------------------------------------------------------------- L1 (OWL-QN)
+def test_owlqn_finds_the_soft_thresholded_minimum_of_a_separable_quadratic():
+    """min 1/2 sum d_i (x_i - c_i)^2 + l1 |x|_1 has the closed form
+    x_i = sign(c_i) max(|c_i| - l1 / d_i, 0)."""
+    rng = np.random.default_rng(0)
+    c, d, l1 = rng.normal(size=30), rng.uniform(0.5, 3.0, size=30), 0.7
+    x, n_iter, _, success, _ = _owlqn(
+        lambda x: (0.5 * np.sum(d * (x - c) ** 2), d * (x - c)), np.zeros(30), l1,
+        maxiter=200, memory=5, tol=1e-10, callback=lambda x, value: False, ftol=0.0)
+    exact = np.sign(c) * np.maximum(np.abs(c) - l1 / d, 0.0)
+    assert success and n_iter < 200
+    np.testing.assert_allclose(x, exact, atol=1e-8)
+    np.testing.assert_array_equal(x == 0, exact == 0)
+    assert (exact == 0).sum() >= 5
+
+
+def test_owlqn_least_squares_meets_the_optimality_conditions():
+    """Lasso: at the minimum of 1/2 ||A x - b||^2 + l1 |x|_1, grad_i = -l1 sign(x_i) where
+    x_i != 0 and |grad_i| <= l1 where x_i = 0; the value matches scipy's L-BFGS-B on the
+    split x = u - v, u, v >= 0."""
+    rng = np.random.default_rng(1)
+    a, b, l1 = rng.normal(size=(40, 20)), rng.normal(size=40), 3.0
+
+    def smooth(x):
+        r = a @ x - b
+        return 0.5 * r @ r, a.T @ r
+
+    x, _, _, success, _ = _owlqn(smooth, np.zeros(20), l1, maxiter=1000, memory=10,
+                                  tol=1e-9, callback=lambda x, value: False, ftol=0.0)
+    grad = smooth(x)[1]
+    on = x != 0
+    assert success and 0 < on.sum() < 20
+    np.testing.assert_allclose(grad[on], -l1 * np.sign(x[on]), atol=1e-6)
+    assert np.abs(grad[~on]).max() <= l1 + 1e-9
+
+    def split(z):
+        value, g = smooth(z[:20] - z[20:])
+        return value + l1 * z.sum(), np.concatenate([g + l1, l1 - g])
+
+    reference = scipy.optimize.minimize(split, np.zeros(40), jac=True, method="L-BFGS-B",
+                                        bounds=[(0, None)] * 40,
+                                        options={"gtol": 1e-12, "ftol": 1e-15})
+    assert smooth(x)[0] + l1 * np.abs(x).sum() == pytest.approx(reference.fun, rel=1e-10)
+
+
+def test_fit_with_l1_reaches_the_brute_force_optimum():
+    """fit(..., l1=) minimizes mean NLL + l2/2 ||W||^2 + l1 ||W||_1, the smooth part written
+    out by brute force: the optimality conditions hold with central-difference gradients."""
+    graph, names, model = chain_model()
+    samples = labeled_samples(12, 0, model, graph, names)
+    l2, l1 = 0.05, 0.2
+    objective = nll_objective(samples, names, l2)
+    result = fit(model, NLLLoss(1.0), samples, optimizer=LBFGS(tol=1e-9), n_epochs=500,
+                 l2=l2, l1=l1, progress=False, accuracy=False)
+    w = result.params
+    grad = central_gradient(objective, w)
+    on = w != 0
+    assert 0 < on.sum() < len(w)  # some weights exactly 0, some not
+    np.testing.assert_allclose(grad[on], -l1 * np.sign(w[on]), atol=1e-4)
+    assert np.abs(grad[~on]).max() <= l1 + 1e-4
+    assert result.history.loss[-1] + 0.5 * l2 * w @ w == pytest.approx(objective(w), abs=1e-9)
 
 
 def test_warm_started_loopy_training_learns():
@@ -323,6 +457,8 @@ def test_warm_started_loopy_training_learns():
         (dict(n_epochs=0), "n_epochs must be an integer >= 1, got 0"),
         (dict(batch_size=2.0), "batch_size must be an integer >= 1, got 2.0"),
         (dict(l2=-1.0), "the 'l2' parameter of fit must be a number >= 0"),
+        (dict(l1=0.1), "l1 > 0 needs the LBFGS optimizer (it runs OWL-QN)"),
+        (dict(progress="yes"), "progress must be True, False or None"),
         (dict(params=np.zeros(3)), "params must have shape (8,), got (3,)"),
     ],
 )
@@ -330,7 +466,7 @@ def test_bad_training_options(kwargs, message):
     graph, names, model = chain_model()
     samples = labeled_samples(2, 6, model, graph, names)
     with pytest.raises(fg.FactorGraphError, match=re.escape(message)):
-        fit(model, HingeLoss(), samples, progress=False, **kwargs)
+        fit(model, HingeLoss(), samples, **{"progress": False, **kwargs})
     with pytest.raises(fg.FactorGraphError, match="at least one"):
         fit(model, HingeLoss(), [], progress=False)
 

@@ -180,7 +180,7 @@ UNARY_ERRORS = {  # unary: message
     "wrong flat shape": (np.zeros(3), r"array of shape \(5,\) .*got shape \(3,\)"),
     "nan": ({"b": [0.0, math.nan, 1.0]}, "variable 'b' at state 1 is nan"),
     "minus inf": (np.array([0, 0, 0, 0, -math.inf]), "variable 'b' at state 2 is -inf"),
-    "not numeric": ({"a": ["x", 1.0]}, "unary energies must be numeric"),
+    "not numeric": ({"a": ["x", 1.0]}, "unary energies of variable 'a' must be numeric"),
 }
 
 

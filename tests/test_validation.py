@@ -1,9 +1,12 @@
 """Bad input is refused where it enters, with a message naming the factor or variable."""
 
 import math
+import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import factorgraph_ebm as fg
 from factorgraph_ebm import EvidenceError, FactorGraphError
@@ -283,3 +286,278 @@ def test_assignment_mapping_missing_or_unknown(graph):
         graph.energy({"a": 0})
     with pytest.raises(FactorGraphError, match=r"unknown variable 'c'"):
         graph.energy({"a": 0, "b": 0, "c": 1})
+
+
+# --------------------------------------------------------------------------- types (issue 14)
+@pytest.mark.parametrize(
+    "table, found",
+    [(["1", "2"], "dtype <U1"), (np.array([1 + 1j, 2.0]), "dtype complex128"),
+     ([1.0, object()], "object object"), ([[0.0, 1.0], [2.0]], "inhomogeneous"),
+     ([b"1", b"2"], "dtype |S1"), ([1.0, 2 + 0j], "dtype complex128")],
+    ids=["strings", "complex", "object", "ragged", "bytes", "complex scalar"],
+)
+def test_energy_tables_must_be_real_numbers(graph, table, found):
+    """Strings were parsed, and a complex table lost its imaginary part with a warning."""
+    with pytest.raises(FactorGraphError, match=rf"factor 1 .*energies must be numeric "
+                       rf"\(.*{re.escape(found)}"):
+        graph.add_factor(("a",), table)
+    with pytest.raises(FactorGraphError, match="energies must be numeric"):
+        graph.add_factors([("a",)], [table])
+    assert graph.n_factors == 1
+
+
+def test_energy_tables_of_python_numbers_beyond_float_range():
+    g = fg.FactorGraph()
+    g.add_variable("a", 2)
+    g.add_factor(("a",), np.array([10**30, 0], dtype=object))  # real numbers: taken
+    assert g.factor_energies(0).tolist() == [1e30, 0.0]
+    with pytest.raises(FactorGraphError, match="energies must be numeric"):
+        g.add_factor(("a",), np.array([10**400, 0], dtype=object))  # beyond float64
+
+
+def test_structured_parameters_must_be_real_numbers(graph):
+    graph.add_variable("c", 3)
+    with pytest.raises(FactorGraphError, match="weight must be numeric"):
+        graph.add_potts_factors([("b", "c")], "1")
+    with pytest.raises(FactorGraphError, match="truncation must be numeric"):
+        graph.add_truncated_linear_factors([("b", "c")], 1.0, "2", dense=False)
+    with pytest.raises(FactorGraphError, match="weight must be numeric"):
+        graph.add_truncated_quadratic_factors([("b", "c")], 1j)
+    assert graph.n_factors == 1
+
+
+@pytest.mark.parametrize("add", ["add_factor", "add_factors", "add_potts_factors"])
+def test_a_scope_given_as_a_string_is_refused(add):
+    """tuple("ab") made ("a", "b") of a string scope, silently."""
+    g = fg.FactorGraph()
+    g.add_variables(["a", "b", "ab"], 2)
+    calls = {
+        "add_factor": lambda: g.add_factor("ab", np.zeros((2, 2))),
+        "add_factors": lambda: g.add_factors(["ab"], np.zeros((1, 2, 2))),
+        "add_potts_factors": lambda: g.add_potts_factors(["ab"], 1.0),
+    }
+    with pytest.raises(FactorGraphError, match=r"factor 0: a scope must be a sequence of "
+                       r"variable names, got the string 'ab'; .* write \('ab',\)"):
+        calls[add]()
+    assert g.n_factors == 0
+    assert g.add_factor(("ab",), [0.0, 1.0]) == 0  # the one variable named "ab"
+
+
+@pytest.mark.parametrize("name", [["x"], {"x": 1}, ("x", ["y"]), np.zeros(2)],
+                         ids=["list", "dict", "tuple holding a list", "array"])
+def test_variable_names_must_be_hashable(name):
+    g = fg.FactorGraph()
+    with pytest.raises(FactorGraphError, match="a variable name must be hashable, got"):
+        g.add_variable(name, 2)
+    with pytest.raises(FactorGraphError, match="a variable name must be hashable"):
+        g.add_variables(["ok", name], 2)
+    assert g.n_variables == 0
+
+
+@pytest.mark.parametrize("beta", ["1", True, np.bool_(True), 1j, None, [1.0]])
+def test_beta_must_be_a_real_number(graph, beta):
+    """beta="1" ran as 1.0 (damping and tol as strings were refused, beta was not)."""
+    with pytest.raises(FactorGraphError, match="beta must be a positive number or inf"):
+        fg.sum_product(graph, beta=beta)
+    with pytest.raises(FactorGraphError, match="beta must be a positive number or inf"):
+        fg.trellis.forward_backward(np.zeros((2, 2)), np.zeros((2, 2)), beta=beta)
+
+
+def test_beta_has_a_floor_where_one_over_beta_overflows():
+    """beta = 5e-324 gave ln Z = NaN (1/beta = +inf); at 1e-300 the results are exact."""
+    g = fg.FactorGraph()
+    g.add_variables(range(6), 3)
+    g.add_factors([[i, i + 1] for i in range(5)], np.arange(9.0).reshape(3, 3), by_index=True)
+    for beta in (1e-301, 1e-308, 5e-324):
+        with pytest.raises(FactorGraphError, match=r"beta must be >= 1e-300 .*overflows"):
+            fg.sum_product(g, beta=beta)
+        with pytest.raises(FactorGraphError, match=r"beta must be >= 1e-300"):
+            fg.trellis.forward_backward(np.zeros((2, 2)), np.zeros((2, 2)), beta=beta)
+    for method in ("bp", "exact"):
+        result = fg.sum_product(g, beta=1e-300, method=method)
+        assert result.log_partition == pytest.approx(6 * math.log(3), rel=1e-12)
+        assert np.allclose(result.marginals, 1 / 3, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [np.float32(2.0), np.int64(2), 2, np.inf])
+def test_beta_accepts_real_scalars(graph, beta):
+    assert fg.belief_propagation(graph, beta=beta).beta == float(beta)
+
+
+@pytest.mark.parametrize("evidence", [[("a", 1)], "a", np.array([1, 0]), 1],
+                         ids=["list of pairs", "string", "array", "int"])
+def test_evidence_must_be_a_mapping(graph, evidence):
+    """A list of pairs raised AttributeError ('list' has no attribute 'items')."""
+    with pytest.raises(EvidenceError, match=r"evidence \(variable name -> observed state\) "
+                       r"must be a mapping"):
+        fg.min_sum(graph, evidence=evidence)
+
+
+@pytest.mark.parametrize("energies", ["abc", "1", ["0"] * 6, np.zeros(6, dtype=complex)])
+def test_replacement_energies_must_be_real_numbers(graph, energies):
+    """energies="abc" raised NumPy's ValueError."""
+    with pytest.raises(FactorGraphError, match="energies must be numeric"):
+        fg.min_sum(graph, energies=energies)
+
+
+def test_unary_and_init_messages_must_be_real_numbers(graph):
+    with pytest.raises(FactorGraphError, match="unary energies must be numeric"):
+        fg.min_sum(graph, unary="0 0 0 0 0")
+    with pytest.raises(FactorGraphError, match="unary energies of variable 'b' must be numeric"):
+        fg.min_sum(graph, unary={"b": [0, 0, 1j]})
+    with pytest.raises(FactorGraphError, match="init_messages must be numeric"):
+        fg.sum_product(graph, init_messages=["0"] * 5)
+
+
+def test_value_distance_values_must_be_real_numbers():
+    with pytest.raises(FactorGraphError, match="value_distance: the values must be numeric"):
+        fg.value_distance(["0", "1"])
+    with pytest.raises(FactorGraphError, match="the values of 'a' must be numeric"):
+        fg.value_distance({"a": [0, 1j]})
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda tr: tr.viterbi([[0.0, 1.0], [0.0]], np.zeros((2, 2))), "unary must be numeric"),
+        (lambda tr: tr.viterbi(np.zeros((3, 2)), [[0.0, 1.0], [1.0]]),
+         "transition must be numeric"),
+        (lambda tr: tr.viterbi(np.zeros((3, 2)), np.zeros((2, 2)), lengths=[[1, 2], [0]]),
+         "lengths must be integers"),
+        (lambda tr: tr.viterbi(np.zeros((3, 2)), np.zeros((2, 2)), clamp=[[0], [1, 1], 0]),
+         "clamp must be integers"),
+        (lambda tr: tr.forward_backward(np.zeros((3, 2)), np.zeros((2, 2)), start=["0", "1"]),
+         "start must be numeric"),
+        (lambda tr: tr.kbest(np.zeros((3, 2)), np.zeros((2, 2)), k=2.0), "k must be an integer"),
+        (lambda tr: tr.viterbi(np.zeros((3, 2)), np.zeros((2, 2)), n_labels="2"),
+         "n_labels must be an integer >= 1"),
+    ],
+    ids=["ragged unary", "ragged transition", "ragged lengths", "ragged clamp", "str start",
+         "float k", "str n_labels"],
+)
+def test_ragged_or_mistyped_trellis_input_is_a_library_error(call, match):
+    with pytest.raises(FactorGraphError, match=match):
+        call(fg.trellis)
+
+
+def test_names_and_scopes_must_be_iterable(graph):
+    with pytest.raises(FactorGraphError, match="names must be iterable, got int 5"):
+        graph.add_variables(5, 2)
+    with pytest.raises(FactorGraphError, match="scopes must be iterable, got int 3"):
+        graph.add_factors(3, np.zeros(2))
+
+
+def test_ragged_scopes_and_assignments_are_library_errors(graph):
+    with pytest.raises(FactorGraphError, match="with by_index=True, scopes must be an integer"):
+        graph.add_factors([[0, 1], [1]], np.zeros((2, 3)), by_index=True)
+    with pytest.raises(FactorGraphError, match="assignment must be an array of states"):
+        graph.energy([[0, 1], [1]])
+
+
+def test_integer_parameters_accept_numpy_integers_and_refuse_bools():
+    """LBFGS refused NumPy integers (the copies of "an integer >= 1" had drifted)."""
+    assert fg.LBFGS(memory=np.int64(5), period=np.int32(3)).memory == 5
+    with pytest.raises(FactorGraphError, match="the 'memory' parameter of LBFGS must be an "
+                       "integer >= 1, got True"):
+        fg.LBFGS(memory=True)
+
+
+# --------------------------------------------------------------------------- init messages
+def _triangle():
+    g = fg.FactorGraph()
+    g.add_variables("abc", 2)
+    g.add_factors([("a", "b"), ("b", "c"), ("c", "a")], [[0.0, 1.0], [1.0, 0.0]])
+    g.add_factor(["a"], [0.0, 1.0])
+    return g
+
+
+@pytest.mark.parametrize("value", [1e308, 9e307, -1e308, 1e291])
+@pytest.mark.parametrize("schedule", ["parallel", "sequential"])
+def test_huge_finite_init_messages_do_not_overflow(value, schedule):
+    """Messages of 1e308 overflowed when added up: log Z = -inf, converged=True, on a
+    feasible model. A message is defined up to a constant: shifted, BP reaches the fixed
+    point it reaches from zero messages."""
+    g = _triangle()
+    n = g.compile().n_message_entries
+    options = dict(method="bp", schedule=schedule, max_iter=500, tol=1e-12)
+    reference = fg.sum_product(g, **options)
+    shifted = fg.sum_product(g, init_messages=np.full(n, value), **options)
+    assert shifted.converged and reference.converged
+    assert shifted.log_partition == pytest.approx(reference.log_partition, abs=1e-9)
+    np.testing.assert_allclose(shifted.marginals, reference.marginals, atol=1e-9)
+    best = fg.min_sum(g, init_messages=np.full(n, value), **options)
+    assert best.energy == fg.min_sum(g, **options).energy
+
+
+def test_init_messages_spread_beyond_the_bound_is_refused():
+    g = _triangle()
+    n = g.compile().n_message_entries
+    init = np.zeros(n)
+    init[3] = 1e300
+    with pytest.raises(FactorGraphError, match=r"init_messages\[3\] \(factor 0 to variable 1, "
+                       r"state 1\) is 1e\+300 above the lowest entry of its message; finite "
+                       r"entries must be at most 1e\+290 above it"):
+        fg.sum_product(g, method="bp", init_messages=init)
+    init[3] = np.inf  # a forbidden state: legal
+    assert fg.sum_product(g, method="bp", init_messages=init, warn=False).log_partition > 0
+
+
+def test_warm_start_messages_are_kept_bit_for_bit():
+    g = _triangle()
+    first = fg.sum_product(g, method="bp", max_iter=3, damping=0.5, warn=False)
+    again = fg.sum_product(g, method="bp", max_iter=3, damping=0.5, warn=False,
+                           init_messages=first.messages)
+    both = fg.sum_product(g, method="bp", max_iter=6, damping=0.5, warn=False)
+    np.testing.assert_array_equal(again.messages, both.messages)
+
+
+# --------------------------------------------------------------------------- NumPy 1.x
+def _numpy1_fromstring(text, dtype=float, sep=" "):
+    """np.fromstring(text, sep=" ") as NumPy 1.x behaves (numpy>=1.24 is allowed): it stops
+    at the first token it cannot parse, with only a DeprecationWarning, and returns the
+    numbers before it (a leading prefix that parses, like "0" of "0x10", is kept)."""
+    import warnings
+
+    values = []
+    for token in text.split():
+        match = re.match(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+|inf|nan)", token, re.I)
+        if match:
+            values.append(float(match.group()))
+        if not match or match.end() != len(token):
+            warnings.warn("string or file could not be read to its end due to unmatched "
+                          "data; this will raise a ValueError in the future.",
+                          DeprecationWarning, stacklevel=2)
+            break
+    return np.array(values, dtype=dtype)
+
+
+@pytest.mark.parametrize("warnings_are_errors", [False, True])
+def test_a_bad_number_is_refused_with_numpy_1_behaviour(tmp_path, monkeypatch,
+                                                        warnings_are_errors):
+    """With NumPy 1.x "0.2 0x10 0.3" read as [0.2, 0] (a forbidden state, a lost number)."""
+    import warnings
+
+    from factorgraph_ebm.io import ModelFileError, read_uai
+
+    monkeypatch.setattr(np, "fromstring", _numpy1_fromstring)
+    path = tmp_path / "m.uai"
+    path.write_text("MARKOV\n1\n3\n1\n1 0\n3\n0.2 0x10 0.3\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error" if warnings_are_errors else "ignore", DeprecationWarning)
+        with pytest.raises(ModelFileError, match=r":7: expected the table of factor 0 "
+                           r"\(a number\), found '0x10'"):
+            read_uai(path)
+        path.write_text("MARKOV\n1\n3\n1\n1 0\n3\n0.2 1e-3 0.3\n")  # a good file still reads
+        np.testing.assert_allclose(np.exp(-read_uai(path).factor_energies(0)),
+                                   [0.2, 1e-3, 0.3], rtol=1e-15)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=" \t\x0b\x0c\r1a.-", max_size=60), chunk=st.integers(1, 9))
+def test_token_count_matches_str_split_across_chunks(monkeypatch, text, chunk):
+    from factorgraph_ebm.io import _text
+
+    monkeypatch.setattr(_text, "_COUNT_CHUNK", chunk * 256)  # short texts take str.split
+    assert _text._count_tokens(text) == len(text.split())
+    monkeypatch.setattr(_text, "_COUNT_CHUNK", chunk)  # long texts: the chunked count
+    assert _text._count_tokens(text) == len(text.split())

@@ -37,7 +37,7 @@ from .uai import read_uai, write_uai
 MODEL_READERS = {".uai": read_uai, ".fg": read_fg}
 
 
-def read_model(path) -> FactorGraph:
+def read_model(path, *, max_entries: int | None = None) -> FactorGraph:
     """Read a model, choosing the format by the file extension (``.uai`` or ``.fg``).
 
     Parameters
@@ -45,6 +45,10 @@ def read_model(path) -> FactorGraph:
     path : str or os.PathLike
         A trailing ``.gz`` is looked through (``model.uai.gz`` is a ``.uai`` model); every
         reader takes gzip-compressed files, whatever their name.
+    max_entries : int, optional
+        The budget of dense table entries of a ``.fg`` file (see :func:`read_fg`; default
+        its ``MAX_FILE_ENTRIES``). A ``.uai`` file lists every entry, so its size bounds
+        its tables.
 
     Returns
     -------
@@ -68,6 +72,8 @@ def read_model(path) -> FactorGraph:
             f"{path}: unknown model format {name.suffix!r}; expected one of "
             f"{', '.join(MODEL_READERS)} (optionally followed by .gz)"
         )
+    if max_entries is not None and reader is read_fg:
+        return read_fg(path, max_entries=max_entries)
     return reader(path)
 
 

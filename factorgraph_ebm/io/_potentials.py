@@ -9,10 +9,12 @@ and tables, and the factors of a graph as scopes and tables for the writers and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from .._validation import MAX_ENTRIES, format_bytes
 from ..compiled import require_tables
 from ..exceptions import FactorGraphError
 from ..graph import FactorGraph
@@ -28,6 +30,41 @@ def check_distinct(reader: TokenReader, scope: Numbers, what: str) -> None:
             f"{int(scope.values[j])} twice",
             scope.line_of(j),
         )
+
+
+def check_cardinalities(reader: TokenReader, cards: Numbers, name_of) -> None:
+    """Refuse a cardinality below 1 or above ``MAX_ENTRIES`` (2**40), and cardinalities whose
+    sum (the number of states in all) exceeds it, at the line of the offending one;
+    ``name_of(j)`` names the variable of ``cards.values[j]`` ("variable 3")."""
+    values = cards.values
+    bad = np.flatnonzero((values < 1) | (values > MAX_ENTRIES))
+    if bad.size:
+        j = int(bad[0])
+        raise reader.error(
+            f"expected the cardinality of {name_of(j)} (an integer in 1..MAX_ENTRIES = "
+            f"2**40), found {values[j]}"
+            + (f": one float64 vector over its states would take {format_bytes(8 * int(values[j]))}"
+               if values[j] > MAX_ENTRIES else ""),
+            cards.line_of(j),
+        )
+    over = np.flatnonzero(np.cumsum(values, dtype=np.float64) > MAX_ENTRIES)
+    if over.size:
+        j = int(over[0])
+        total = int(values[: j + 1].sum(dtype=object))
+        raise reader.error(
+            f"expected at most MAX_ENTRIES = 2**40 states in all, found {total} with "
+            f"{name_of(j)}: one float64 vector over them would take {format_bytes(8 * total)}",
+            cards.line_of(j),
+        )
+
+
+def too_many_entries(factor: int, total: int, limit: int, limit_name: str) -> str:
+    """The message for tables that would exceed ``limit`` entries in all with ``factor``."""
+    return (
+        f"expected at most {limit_name} = {limit} table entries in all, found {total} "
+        f"with the table of factor {factor}: the tables would take {format_bytes(8 * total)} "
+        "as float64"
+    )
 
 
 def first_bad_potential(values: np.ndarray) -> int:
@@ -127,7 +164,8 @@ def factor_tables(graph: FactorGraph) -> tuple[list[tuple[np.ndarray, np.ndarray
     return tables, offsets
 
 
-def build_graph(names, cards: np.ndarray, scopes: Sequence[np.ndarray], tables) -> FactorGraph:
+def build_graph(names, cards: np.ndarray, scopes: Sequence[np.ndarray],
+                potentials: np.ndarray) -> FactorGraph:
     """A :class:`FactorGraph` of variables ``names`` and factors in file order.
 
     Parameters
@@ -135,24 +173,29 @@ def build_graph(names, cards: np.ndarray, scopes: Sequence[np.ndarray], tables) 
     names : sequence of hashable, length n
     cards : ndarray of shape (n,), dtype=int64
     scopes : sequence of m int64 arrays of variable indices (validated)
-    tables : sequence of m float64 arrays of potentials (validated), C order in scope order,
-        flat or shaped; energies are ``-ln`` of them.
+    potentials : ndarray of shape (M,), dtype=float64
+        Every table (validated), one after the other in factor order, each in C order of
+        its scope; turned into energies ``-ln`` in place.
 
-    Consecutive factors with one table shape go in as one block.
+    Consecutive factors with one table shape go in as one block, a view of ``potentials``
+    (which the graph copies): the tables are in memory twice at most.
     """
     graph = FactorGraph()
     graph.add_variables(names, cards)
+    energies = potentials
+    with np.errstate(divide="ignore"):
+        np.log(energies, out=energies)
+    np.negative(energies, out=energies)
     shapes = [tuple(cards[scope].tolist()) for scope in scopes]
-    start = 0
+    start = offset = 0
     for stop in range(1, len(scopes) + 1):
         if stop == len(scopes) or shapes[stop] != shapes[start]:
             shape = shapes[start]
+            size = (stop - start) * math.prod(shape)
             graph.add_factors(
                 np.array(scopes[start:stop], dtype=np.int64).reshape(stop - start, len(shape)),
-                to_energies(np.array(tables[start:stop], dtype=np.float64)).reshape(
-                    stop - start, *shape
-                ),
+                energies[offset : offset + size].reshape(stop - start, *shape),
                 by_index=True,
             )
-            start = stop
+            start, offset = stop, offset + size
     return graph

@@ -24,22 +24,35 @@ import math
 
 import numpy as np
 
+from .. import _validation as V
 from ..graph import FactorGraph
-from ._potentials import build_graph, check_distinct, factor_tables, first_bad_potential
+from ._potentials import (
+    build_graph,
+    check_distinct,
+    factor_tables,
+    first_bad_potential,
+    too_many_entries,
+)
 from ._text import TokenReader, first_repeat, format_numbers, open_for_writing
 
-#: Largest table (in entries) :func:`read_fg` builds. A ``.fg`` file lists only non-zero
-#: entries, so nothing in the file bounds the dense table; 2**27 float64 entries are 1 GiB.
-MAX_TABLE_ENTRIES = 2**27
+#: Default budget of :func:`read_fg`: the dense table entries of a file in all. A ``.fg``
+#: file lists only non-zero entries, so nothing in the file bounds its dense tables (an
+#: 18-byte file can ask for 2**27 entries: 2 GiB and 12 s to read). 2**26 float64 entries
+#: are 512 MiB, which reading holds twice at most (the file's tables, then the graph's);
+#: a 2000 x 2000 binary grid has 40 million.
+MAX_FILE_ENTRIES = 2**26
 
 
-def read_fg(path) -> FactorGraph:
+def read_fg(path, *, max_entries: int = MAX_FILE_ENTRIES) -> FactorGraph:
     """Read a libDAI ``.fg`` factor graph.
 
     Parameters
     ----------
     path : str or os.PathLike
         Plain or gzip-compressed text, any line ending.
+    max_entries : int, default=MAX_FILE_ENTRIES (2**26)
+        The most dense table entries (listed or not) of the whole file; at most
+        ``MAX_ENTRIES`` (2**40). Reading takes about 16 bytes per entry at its peak.
 
     Returns
     -------
@@ -52,8 +65,9 @@ def read_fg(path) -> FactorGraph:
     ------
     ModelFileError
         ``file:line: ...`` for a non-integer or negative count, label or cardinality, a
-        variable listed twice in a scope or with two different cardinalities, a table larger
-        than :data:`MAX_TABLE_ENTRIES`, an entry line that does not hold exactly one entry
+        variable listed twice in a scope or with two different cardinalities, tables of
+        more than ``max_entries`` entries in all (the message gives the memory they would
+        take), an entry line that does not hold exactly one entry
         ``index value`` (fewer entries than declared included), a linear index that is not
         an integer in range or is listed twice, a NaN, infinite or negative potential, a
         truncated file or data after the last factor.
@@ -86,18 +100,32 @@ def read_fg(path) -> FactorGraph:
     >>> np.round(np.exp(-g.factor_energies(0)), 4).tolist()   # C order: [x_0, x_1]
     [[1.0, 0.5, 0.25], [0.5, 1.0, 0.0]]
     """
+    max_entries = V.integer(max_entries, "max_entries", low=0, high=V.MAX_ENTRIES)
     with TokenReader(path, comment="#") as reader:
         m = reader.read_int("the number of factors", low=0)
         cards: dict[int, int] = {}
-        scopes, tables = [], []
+        scopes, entries, offsets = [], [], [0]
         for a in range(m):
             labels, dims = _read_variables(reader, a, cards)
+            size = math.prod(dims)
+            if offsets[-1] + size > max_entries:
+                raise reader.error(
+                    too_many_entries(a, offsets[-1] + size, max_entries, "max_entries")
+                    + "; raise max_entries (read_fg and read_model; fgebm --max-entries) "
+                    "to read it")
             scopes.append(labels)
-            tables.append(_read_entries(reader, a, dims))
+            entries.append(_read_entries(reader, a, dims))
+            offsets.append(offsets[-1] + size)
         reader.expect_end(f"the {m} factors")
+    # The listed entries go into one array of every dense table (entries not listed are 0).
+    potentials = np.zeros(offsets[-1])
+    for offset, where in zip(offsets, entries, strict=False):
+        potentials[offset + where[0]] = where[1]
+    del entries
     names = np.array(sorted(cards), dtype=np.int64)
     index = [np.searchsorted(names, labels) for labels in scopes]
-    return build_graph(names.tolist(), np.array([cards[v] for v in names.tolist()]), index, tables)
+    return build_graph(names.tolist(), np.array([cards[v] for v in names.tolist()]), index,
+                       potentials)
 
 
 def _read_variables(reader: TokenReader, factor: int, cards: dict) -> tuple[np.ndarray, list]:
@@ -124,17 +152,12 @@ def _read_variables(reader: TokenReader, factor: int, cards: dict) -> tuple[np.n
                 f">= 1, the same in every factor), found {found}",
                 dims.line_of(j),
             )
-    size = math.prod(dims.values.tolist())
-    if size > MAX_TABLE_ENTRIES:
-        raise reader.error(
-            f"expected a table of at most MAX_TABLE_ENTRIES = {MAX_TABLE_ENTRIES} entries for "
-            f"factor {factor}, found cardinalities {dims.values.tolist()} ({size} entries)"
-        )
     return labels.values, dims.values.tolist()
 
 
-def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
-    """The listed ``index value`` pairs of a factor as a C-order table of potentials."""
+def _read_entries(reader: TokenReader, factor: int, dims: list) -> tuple[np.ndarray, np.ndarray]:
+    """The listed ``index value`` pairs of a factor: the C-order positions of the entries in
+    the factor's table (int64) and their potentials."""
     size = math.prod(dims)
     nnz = reader.read_int(f"the number of listed entries of factor {factor}", low=0, high=size)
     pairs = reader.read_numbers(2 * nnz, f"the 'index value' entries of factor {factor}")
@@ -162,9 +185,10 @@ def _read_entries(reader: TokenReader, factor: int, dims: list) -> np.ndarray:
             f"factor {factor}, found {values[j]}",
             pairs.line_of(2 * j + 1),
         )
-    table = np.zeros(size)
-    table[indices.astype(np.int64)] = values
-    return np.ascontiguousarray(table.reshape(dims, order="F"))
+    positions = indices.astype(np.int64)
+    if len(dims) > 1:  # libDAI's order (first variable fastest) to C order
+        positions = np.ravel_multi_index(np.unravel_index(positions, dims, order="F"), dims)
+    return positions, values
 
 
 def _check_entry_lines(reader: TokenReader, factor: int, nnz: int, pairs) -> None:

@@ -42,8 +42,16 @@ import math
 
 import numpy as np
 
+from .._validation import MAX_ENTRIES
 from ..graph import FactorGraph
-from ._potentials import build_graph, check_distinct, factor_tables, first_bad_potential
+from ._potentials import (
+    build_graph,
+    check_cardinalities,
+    check_distinct,
+    factor_tables,
+    first_bad_potential,
+    too_many_entries,
+)
 from ._text import TokenReader, format_counted, format_numbers, open_for_writing
 
 
@@ -70,7 +78,9 @@ def read_uai(path) -> FactorGraph:
         ``file:line: ...`` for a wrong preamble, a non-integer or out-of-range count, index
         or cardinality, a scope naming an unknown variable or one variable twice, a table
         whose size disagrees with its scope, a NaN, infinite or negative potential, a
-        truncated file or data after the last table.
+        truncated file or data after the last table; a cardinality, a number of states in
+        all or of table entries in all above ``MAX_ENTRIES`` = 2**40 (the message gives the
+        memory one float64 array of them would take).
     OSError
         If the file cannot be read.
 
@@ -100,20 +110,19 @@ def read_uai(path) -> FactorGraph:
         reader.read_keyword("the preamble", ("MARKOV", "BAYES"), ignore_case=True)
         n = reader.read_int("the number of variables", low=0)
         cards = reader.read_numbers(n, f"the cardinalities of the {n} variables", np.int64)
-        small = np.flatnonzero(cards.values < 1)
-        if small.size:
-            j = int(small[0])
-            raise reader.error(
-                f"expected the cardinality of variable {j} (an integer >= 1), found "
-                f"{cards.values[j]}",
-                cards.line_of(j),
-            )
+        check_cardinalities(reader, cards, lambda j: f"variable {j}")
         cards = cards.values
         m = reader.read_int("the number of factors", low=0)
         scopes = [_read_scope(reader, a, n) for a in range(m)]
-        tables = [_read_table(reader, a, cards[scope]) for a, scope in enumerate(scopes)]
+        tables, total = [], 0
+        for a, scope in enumerate(scopes):
+            tables.append(_read_table(reader, a, cards[scope], total))
+            total += len(tables[-1])
         reader.expect_end(f"the {m} tables")
-    return build_graph(range(n), cards, scopes, tables)
+    # One array of every table, then the graph's own copy: twice the tables at most.
+    potentials = np.concatenate(tables) if tables else np.zeros(0)
+    del tables
+    return build_graph(range(n), cards, scopes, potentials)
 
 
 def _read_scope(reader: TokenReader, factor: int, n: int) -> np.ndarray:
@@ -131,7 +140,9 @@ def _read_scope(reader: TokenReader, factor: int, n: int) -> np.ndarray:
     return scope.values
 
 
-def _read_table(reader: TokenReader, factor: int, shape: np.ndarray) -> np.ndarray:
+def _read_table(reader: TokenReader, factor: int, shape: np.ndarray, before: int) -> np.ndarray:
+    """The potentials of factor ``factor``, flat; ``before``: the entries of the earlier
+    tables."""
     expected = math.prod(shape.tolist())
     size = reader.read_int(f"the table size of factor {factor}", low=0)
     if size != expected:
@@ -140,6 +151,8 @@ def _read_table(reader: TokenReader, factor: int, shape: np.ndarray) -> np.ndarr
             f"expected table size {expected} for factor {factor} (cardinalities {dims}), "
             f"found {size}"
         )
+    if before + size > MAX_ENTRIES:
+        raise reader.error(too_many_entries(factor, before + size, MAX_ENTRIES, "MAX_ENTRIES"))
     numbers = reader.read_numbers(size, f"the table of factor {factor}")
     j = first_bad_potential(numbers.values)
     if j >= 0:
