@@ -136,140 +136,210 @@ def _scatter_add(src, lo, cards, strides, own, n, dst, base, digits):
         index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
+@njit(inline="always", **NJIT_OPTIONS)
+def _high_base(jt, m, hdigits, nh, base):
+    """Where map ``m`` starts in its other table for the block at the high axes' digits."""
+    h = jt.high_ptr[m]
+    for j in range(nh):
+        base += hdigits[j] * jt.high_stride[h + j]
+    return base
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _next_block(jt, c, hdigits, nh):
+    """Step the odometer over clique ``c``'s high axes to the next block."""
+    lo = jt.scope_ptr[c]
+    j = nh - 1
+    while j >= 0:
+        hdigits[j] += 1
+        if hdigits[j] < jt.scope_card[lo + j]:
+            return
+        hdigits[j] = 0
+        j -= 1
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _softmin(values, lo, n, temperature):
+    """softmin_T of ``values[lo:lo+n]`` (the minimum at T = 0; +inf when all are)."""
+    low = INF
+    for x in range(n):
+        if values[lo + x] < low:
+            low = values[lo + x]
+    if temperature > 0.0 and low < INF:
+        total = 0.0
+        for x in range(n):
+            total += np.exp(-(values[lo + x] - low) / temperature)
+        low -= temperature * np.log(total)
+    return low
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _row_unary(jt, c, unary, state_offset, out):
+    """``out[x]``: the unary energies of clique ``c``'s eliminated variables at row entry x."""
+    hi = jt.scope_ptr[c + 1]
+    k = jt.row[c]
+    for x in range(k):
+        out[x] = 0.0
+    inner = 1
+    for a in range(hi - 1, hi - 1 - jt.n_elim[c], -1):
+        card = jt.scope_card[a]
+        first = state_offset[jt.scope_vars[a]]
+        for x in range(k):
+            out[x] += unary[first + (x // inner) % card]
+        inner *= card
+
+
 @njit(**NJIT_OPTIONS)
 def collect(jt, theta, unary, state_offset, temperature, psi, up):
-    """Upward pass: fills ``psi`` (zeros on entry) and the upward messages ``up``."""
+    """Upward pass: fills ``psi`` (zeros on entry) with each clique's table minus its
+    upward message ``up`` (per row), block by block."""
     digits = np.zeros(jt.max_axes, dtype=np.int64)
+    hdigits = np.zeros(jt.max_axes, dtype=np.int64)
+    row_unary = np.empty(jt.max_row)
     n_assigned = len(jt.factor_id)
-    for c in range(len(jt.var)):
+    for c in range(len(jt.parent)):
         lo = jt.table_offset[c]
-        for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-            cards, strides, own, n = _map(jt, j)
-            _gather_add(psi, lo, cards, strides, own, n, theta, jt.factor_base[j], digits)
-        k = jt.scope_card[jt.scope_ptr[c + 1] - 1]
-        first = state_offset[jt.var[c]]
-        so = jt.sep_offset[c]
-        for s in range(jt.sep_offset[c + 1] - so):
-            row = lo + s * k
-            low = INF
-            for x in range(k):
-                psi[row + x] += unary[first + x]
-                if psi[row + x] < low:
-                    low = psi[row + x]
-            if temperature > 0.0 and low < INF:
-                total = 0.0
+        k = jt.row[c]
+        nb = jt.block[c]
+        nh = jt.n_high[c]
+        rows_per_block = nb // k
+        _row_unary(jt, c, unary, state_offset, row_unary)
+        for j in range(nh):
+            hdigits[j] = 0
+        for b in range((jt.table_offset[c + 1] - lo) // nb):
+            at = lo + b * nb
+            for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
+                cards, strides, own, n = _map(jt, j)
+                base = _high_base(jt, j, hdigits, nh, jt.factor_base[j])
+                _gather_add(psi, at, cards, strides, own, n, theta, base, digits)
+            for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
+                q = jt.child_id[i]
+                cards, strides, own, n = _map(jt, n_assigned + q)
+                base = _high_base(jt, n_assigned + q, hdigits, nh, jt.sep_offset[q])
+                _gather_add(psi, at, cards, strides, own, n, up, base, digits)
+            first = jt.sep_offset[c] + b * rows_per_block
+            for r in range(rows_per_block):
+                row = at + r * k
                 for x in range(k):
-                    total += np.exp(-(psi[row + x] - low) / temperature)
-                low -= temperature * np.log(total)
-            up[so + s] = low
-        p = jt.parent[c]
-        if p >= 0:
-            cards, strides, own, n = _map(jt, n_assigned + c)
-            _gather_add(psi, jt.table_offset[p], cards, strides, own, n, up, so, digits)
+                    psi[row + x] += row_unary[x]
+                low = _softmin(psi, row, k, temperature)
+                if low < INF:
+                    for x in range(k):
+                        psi[row + x] -= low
+                up[first + r] = low
+            _next_block(jt, c, hdigits, nh)
 
 
 @njit(**NJIT_OPTIONS)
-def decode(jt, psi, assignment):
-    """Top-down decoding: each eliminated variable takes the first state of lowest
-    ``psi`` given its separator's states. ``assignment`` holds the clamped states on
-    entry. Run between :func:`collect` and the distribute pass."""
-    for c in range(len(jt.var) - 1, -1, -1):
+def decode(jt, psi, temperature, assignment):
+    """Top-down decoding: the variables of each clique, the last eliminated first, take
+    the first state of lowest softmin_T of ``psi`` over the rest of the row given the
+    states decoded before (T = 0: a joint minimum). ``assignment`` holds the clamped
+    states on entry. Run between :func:`collect` and :func:`distribute`."""
+    for c in range(len(jt.parent) - 1, -1, -1):
         a = jt.scope_ptr[c]
-        n = jt.scope_ptr[c + 1] - a
+        hi = jt.scope_ptr[c + 1]
+        e = jt.n_elim[c]
         s = 0
-        for j in range(n - 1):
-            s = s * jt.scope_card[a + j] + assignment[jt.scope_vars[a + j]]
-        k = jt.scope_card[a + n - 1]
-        row = jt.table_offset[c] + s * k
-        best = 0
-        for x in range(1, k):
-            if psi[row + x] < psi[row + best]:
-                best = x
-        assignment[jt.var[c]] = best
+        for j in range(a, hi - e):
+            s = s * jt.scope_card[j] + assignment[jt.scope_vars[j]]
+        size = jt.row[c]
+        start = jt.table_offset[c] + s * size
+        for j in range(hi - e, hi):
+            card = jt.scope_card[j]
+            inner = size // card
+            best = 0
+            best_value = INF
+            for t in range(card):
+                value = _softmin(psi, start + t * inner, inner, temperature)
+                if value < best_value:
+                    best = t
+                    best_value = value
+            assignment[jt.scope_vars[j]] = best
+            start += best * inner
+            size = inner
 
 
 @njit(**NJIT_OPTIONS)
-def distribute(jt, temperature, free_energy, psi, up, down, root_down):
-    """Downward pass. T = 0: turns ``psi`` into the clique beliefs (absolute min-marginals)
-    in place. T > 0: into the cliques' joint probabilities. ``down`` is scratch for one
-    separator table (the largest); ``root_down[c]`` is what a root's belief lacks: the
-    constant energy plus the other components' free energies. ``free_energy`` (T > 0)
-    must be finite."""
+def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_factors):
+    """Downward pass, one clique after the other from the roots, block by block: the
+    clique's belief (T = 0: absolute min-marginals, ``psi + up``; T > 0: the joint
+    probability, ``up * exp(-psi / T)``, where ``up`` holds, per row, what the clique's
+    parent sent: at a root the free energy (T = 0) or 1) is reduced, while in cache, into
+    its children's rows of ``up`` (overwriting their upward messages, which are no longer
+    needed), into its eliminated variables' ``var_out`` and, when ``with_factors``, into
+    its factors' entries of ``fac_out`` (``+inf`` (T = 0) or 0 (T > 0) on entry; entries
+    that evidence rules out keep it). ``psi`` is only read."""
     digits = np.zeros(jt.max_axes, dtype=np.int64)
+    hdigits = np.zeros(jt.max_axes, dtype=np.int64)
+    belief = np.empty(jt.max_block)
+    per_state = np.empty(jt.max_row)
     n_assigned = len(jt.factor_id)
-    for c in range(len(jt.var) - 1, -1, -1):
-        so = jt.sep_offset[c]
-        n_sep = jt.sep_offset[c + 1] - so
-        p = jt.parent[c]
-        if p < 0:
-            down[0] = root_down[c]
-        else:
-            cards, strides, own, n = _map(jt, n_assigned + c)
-            plo = jt.table_offset[p]
-            if temperature == 0.0:
-                for s in range(n_sep):
-                    down[s] = INF
-                _scatter_min(psi, plo, cards, strides, own, n, down, 0, digits)
-            else:  # the parent holds probabilities: sum them, back to energies
-                for s in range(n_sep):
-                    down[s] = 0.0
-                _scatter_add(psi, plo, cards, strides, own, n, down, 0, digits)
-                for s in range(n_sep):
-                    q = down[s]
-                    down[s] = free_energy - temperature * np.log(q) if q > 0.0 else INF
-            for s in range(n_sep):
-                u = up[so + s]
-                down[s] = INF if u == INF else down[s] - u
-        k = jt.scope_card[jt.scope_ptr[c + 1] - 1]
+    empty = INF if temperature == 0.0 else 0.0  # the reduction's neutral element
+    for c in range(len(jt.parent) - 1, -1, -1):
         lo = jt.table_offset[c]
-        for s in range(n_sep):
-            d = down[s]
-            row = lo + s * k
-            if temperature == 0.0:
-                for x in range(k):
-                    psi[row + x] += d
-            else:
-                for x in range(k):
-                    b = psi[row + x] + d
-                    psi[row + x] = np.exp(-(b - free_energy) / temperature) if b < INF else 0.0
-
-
-@njit(**NJIT_OPTIONS)
-def variable_beliefs(jt, temperature, belief, state_offset, out):
-    """The eliminated variables' min-marginals (T = 0: minimum over the separator of the
-    clique belief) or marginals (T > 0: sum of the clique probabilities), into the flat
-    per-state ``out``."""
-    for c in range(len(jt.var)):
-        k = jt.scope_card[jt.scope_ptr[c + 1] - 1]
-        first = state_offset[jt.var[c]]
-        lo = jt.table_offset[c]
-        n_sep = jt.sep_offset[c + 1] - jt.sep_offset[c]
+        k = jt.row[c]
+        nb = jt.block[c]
+        nh = jt.n_high[c]
+        rows_per_block = nb // k
+        for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
+            q = jt.child_id[i]
+            for s in range(jt.sep_offset[q], jt.sep_offset[q + 1]):
+                up[s] = empty
         for x in range(k):
-            out[first + x] = INF if temperature == 0.0 else 0.0
-        for s in range(n_sep):
-            row = lo + s * k
-            for x in range(k):
+            per_state[x] = empty
+        for j in range(nh):
+            hdigits[j] = 0
+        for b in range((jt.table_offset[c + 1] - lo) // nb):
+            at = lo + b * nb
+            first = jt.sep_offset[c] + b * rows_per_block
+            for r in range(rows_per_block):
+                d = up[first + r]
+                row = r * k
                 if temperature == 0.0:
-                    if belief[row + x] < out[first + x]:
-                        out[first + x] = belief[row + x]
+                    for x in range(k):
+                        v = psi[at + row + x] + d
+                        belief[row + x] = v
+                        if v < per_state[x]:
+                            per_state[x] = v
                 else:
-                    out[first + x] += belief[row + x]
-
-
-@njit(**NJIT_OPTIONS)
-def factor_beliefs(jt, temperature, belief, out):
-    """Factor min-marginals (T = 0; ``out`` is ``+inf`` on entry) or marginals (T > 0;
-    ``out`` is 0 on entry), laid out as theta, from each factor's clique. Entries that
-    evidence rules out keep their initial value."""
-    digits = np.zeros(jt.max_axes, dtype=np.int64)
-    for c in range(len(jt.var)):
-        lo = jt.table_offset[c]
-        for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-            cards, strides, own, n = _map(jt, j)
-            if temperature == 0.0:
-                _scatter_min(belief, lo, cards, strides, own, n, out, jt.factor_base[j], digits)
-            else:
-                _scatter_add(belief, lo, cards, strides, own, n, out, jt.factor_base[j], digits)
+                    for x in range(k):
+                        v = d * np.exp(-psi[at + row + x] / temperature)
+                        belief[row + x] = v
+                        per_state[x] += v
+            if with_factors:
+                for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
+                    cards, strides, own, n = _map(jt, j)
+                    base = _high_base(jt, j, hdigits, nh, jt.factor_base[j])
+                    if temperature == 0.0:
+                        _scatter_min(belief, 0, cards, strides, own, n, fac_out, base, digits)
+                    else:
+                        _scatter_add(belief, 0, cards, strides, own, n, fac_out, base, digits)
+            for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
+                q = jt.child_id[i]
+                cards, strides, own, n = _map(jt, n_assigned + q)
+                base = _high_base(jt, n_assigned + q, hdigits, nh, jt.sep_offset[q])
+                if temperature == 0.0:
+                    _scatter_min(belief, 0, cards, strides, own, n, up, base, digits)
+                else:
+                    _scatter_add(belief, 0, cards, strides, own, n, up, base, digits)
+            _next_block(jt, c, hdigits, nh)
+        # The row totals, per state of each eliminated variable.
+        hi = jt.scope_ptr[c + 1]
+        inner = 1
+        for a in range(hi - 1, hi - 1 - jt.n_elim[c], -1):
+            card = jt.scope_card[a]
+            first = state_offset[jt.scope_vars[a]]
+            for t in range(card):
+                var_out[first + t] = empty
+            for x in range(k):
+                t = first + (x // inner) % card
+                if temperature == 0.0:
+                    if per_state[x] < var_out[t]:
+                        var_out[t] = per_state[x]
+                else:
+                    var_out[t] += per_state[x]
+            inner *= card
 
 
 @njit(**NJIT_OPTIONS)

@@ -65,6 +65,11 @@ class EliminationPlan:
     induced_width: int
     fits: bool
     gave_up: bool = False
+    n_elim: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.n_elim is None:
+            object.__setattr__(self, "n_elim", np.ones(len(self.cliques), dtype=np.int64))
 
     @property
     def largest_table(self) -> float:
