@@ -23,7 +23,8 @@ scope entries in all, ``A`` factors assigned to cliques.
 - messages: per non-root clique, a map from its parent's table to its separator table.
 
 A map ``m`` has a stride into the other table for each high axis,
-``high_stride[high_ptr[m]:high_ptr[m+1]]``, and walks one block as a few axes,
+``high_stride[high_ptr[m]:high_ptr[m+1]]``, and walks one block (or, when ``row_only[m]``:
+the other table does not depend on the block's axes but the row's, one row) as a few axes,
 ``map_card[map_ptr[m]:map_ptr[m+1]]``, with one stride each into the other table,
 ``map_stride[...]``, and one into the block itself, ``map_self[...]``: the block's axes
 merged wherever the other table steps through them as through one axis (runs of axes it
@@ -68,6 +69,7 @@ class JunctionTree(NamedTuple):
     map_card: np.ndarray
     map_stride: np.ndarray
     map_self: np.ndarray
+    row_only: np.ndarray
     max_axes: int
     max_row: int
     max_block: int
@@ -177,11 +179,16 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
         clique_of[scope_vars[scope_ptr[c + 1] - n_elim[c]:scope_ptr[c + 1]]] = c
 
     def split_map(c, other_strides):
-        """(high strides, merged low axes) of clique c's table walked into another table."""
+        """(high strides, merged axes of a block or of a row, row only) of clique c's table
+        walked into another table."""
         cards = clique_cards[c]
+        strides = np.asarray(other_strides, dtype=np.int64)
         h = int(n_high[c])
-        return (np.asarray(other_strides[:h], dtype=np.int64),) + merged_axes(
-            cards[h:], np.asarray(other_strides[h:], dtype=np.int64))
+        r = len(cards) - int(n_elim[c])
+        row_only = not strides[h:r].any()
+        walked = r if row_only else h
+        return ((strides[:h],) + merged_axes(cards[walked:], strides[walked:])
+                + (np.array([row_only], dtype=np.int64),))
 
     # Factors: the clique that eliminates the first free variable of the scope.
     assigned, ids, bases, factor_maps = [], [], [], []
@@ -210,7 +217,8 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
 
     # Messages: each separator is inside the parent clique.
     parent = np.asarray(plan.parent, dtype=np.int64)
-    unused = (np.zeros(0, np.int64),) + merged_axes(np.ones(1, np.int64), np.zeros(1, np.int64))
+    unused = ((np.zeros(0, np.int64),) + merged_axes(np.ones(1, np.int64), np.zeros(1, np.int64))
+              + (np.zeros(1, np.int64),))
     for c in range(n_cliques):
         p = int(parent[c])
         if p < 0:
@@ -249,6 +257,7 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
         map_card=cat([m[1] for m in maps]),
         map_stride=cat([m[2] for m in maps]),
         map_self=cat([m[3] for m in maps]),
+        row_only=cat([m[4] for m in maps]),
         max_axes=max([len(m[1]) for m in maps] + [int(n_high.max(initial=0)), 1]),
         max_row=int(rows.max(initial=1)),
         max_block=int(block.max(initial=1)),

@@ -1,36 +1,41 @@
 """Numba kernels of exact inference on a junction tree, both semirings at temperature T.
 
 The tree is the elimination (bucket) tree of :mod:`factorgraph_ebm.exact.order`: clique
-``c`` holds the variable ``var[c]`` eliminated at step ``c`` (its last, fastest-changing
-axis) and the variables adjacent to it then (its separator, the other axes, in C order).
-Its parent has a higher index, so a loop over ``c`` upwards is the collect pass and a loop
-downwards the distribute pass (Shafer & Shenoy 1990; Lauritzen & Spiegelhalter 1988 for
-the Hugin form of the downward messages used here; Dechter 1999 for bucket elimination).
+``c`` holds the variables it eliminates (its last, fastest-changing axes: a *row* per
+state of the other axes) and the variables adjacent to them then (its separator, the
+other axes, in C order). Its parent has a higher index, so a loop over ``c`` upwards is
+the collect pass and a loop downwards the distribute pass (Shafer & Shenoy 1990;
+Lauritzen & Spiegelhalter 1988 for the Hugin form of the downward pass used here; Dechter
+1999 for bucket elimination).
 
 In the energy domain, with softmin_T(z) = -T log sum exp(-z / T) and softmin_0 = min:
 
-- collect: ``psi_c`` = the factors assigned to ``c`` + the unary energies of ``var[c]`` +
-  the upward messages of its children; ``up_c(s) = softmin_T over var[c] of psi_c(s, .)``;
-- decode: from the roots down, ``var[c]`` takes the first state of lowest ``psi_c`` given
-  its separator's states (exact joint minimum at T = 0; at T > 0 each variable takes its
-  most probable state given the ones decoded before, which is exact conditioning);
-- distribute, in place: ``belief_c = psi_c + down_c`` where ``down_c(s)`` =
-  softmin_T of the parent's belief over the entries that agree with ``s``, minus
-  ``up_c(s)``; where ``up_c(s)`` is ``+inf`` every belief of ``c`` with that ``s`` is
-  ``+inf`` anyway, and ``down_c(s)`` is set to ``+inf`` (the energy form of Hugin's
-  0/0 = 0), so ``inf - inf`` never happens.
+- collect: ``psi_c`` = the factors assigned to ``c`` + the unary energies of its
+  eliminated variables + the upward messages of its children;
+  ``up_c(s) = softmin_T of the row psi_c(s, .)``. What is stored is the row's
+  *conditional*: ``psi_c(s, x) - up_c(s)`` at T = 0 (``+inf`` rows stay ``+inf``), the
+  probability ``exp(-(psi_c(s, x) - up_c(s)) / T)`` at T > 0 (0 for ``+inf``);
+- decode: from the roots down, the eliminated variables of each clique, the last
+  eliminated first, take the first state of lowest energy (T = 0: minimum over the rest
+  of the row; T > 0: highest probability, summed over the rest of the row) given the
+  states decoded before: a joint minimum at T = 0, exact conditioning at T > 0;
+- distribute: the clique's belief is its conditional combined with what its parent
+  sends, per row: ``psi + m(s)`` at T = 0, where ``m(s)`` is the minimum of the parent's
+  belief over the entries that agree with ``s`` (absolute min-marginals: their minimum is
+  the minimum energy of the whole model; at a root, that energy); ``psi * q(s)`` at T > 0,
+  where ``q(s)`` is the sum of the parent's joint probabilities that agree with ``s`` (1
+  at a root): the clique's joint probability. Only additions of non-negative energies and
+  products of probabilities in [0, 1]: no ``inf - inf``, no overflow, and no ``exp``
+  after collect. ``m`` and ``q`` are written over the child's upward message (used by
+  then).
 
-After distribute, ``belief_c`` is the exact min-marginal (T = 0) of the clique's variables,
-absolute: its minimum is the minimum energy of the whole model. At T > 0 the beliefs are
-absolute too (their softmin is the free energy F = -T ln Z), so each is turned into the
-clique's joint probability ``exp(-(belief - F) / T)`` <= 1 as soon as it is complete: the
-separator, variable and factor marginals below it are then plain sums, one ``exp`` per
-clique entry in all instead of one per entry and per child or factor (a probability under
-1e-308 is taken as 0).
-
-Every table is walked through a *map* (:mod:`.junction_tree`): an odometer over a few
-merged axes with a stride each into the other table, the last axis a plain inner loop. The
-kernels assume validated input and never raise.
+Every pass walks a clique table block by block (:mod:`.junction_tree`): all the factors
+and messages of the clique meet one block while it is in cache (one pass over the table
+per factor cost DBN_11 about 10x more; see ``benchmarks/README.md``). Within a block a
+table is walked through a *map*: an odometer over a few merged axes with a stride each
+into the other table, the last axis a plain inner loop; a map whose other table depends
+on the block's axes only through the row is applied once per block to one row-sized
+vector. The kernels assume validated input and never raise.
 """
 
 import numpy as np
@@ -159,18 +164,28 @@ def _next_block(jt, c, hdigits, nh):
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _softmin(values, lo, n, temperature):
-    """softmin_T of ``values[lo:lo+n]`` (the minimum at T = 0; +inf when all are)."""
-    low = INF
-    for x in range(n):
-        if values[lo + x] < low:
-            low = values[lo + x]
-    if temperature > 0.0 and low < INF:
-        total = 0.0
-        for x in range(n):
-            total += np.exp(-(values[lo + x] - low) / temperature)
-        low -= temperature * np.log(total)
-    return low
+def _gather(jt, m, hdigits, nh, src, base, block, at, row_vector, digits):
+    """Add map ``m``'s other table (``src`` from ``base``) to the block at ``block[at:]``,
+    or to the row vector when it depends on the block only through the row."""
+    cards, strides, own, n = _map(jt, m)
+    base = _high_base(jt, m, hdigits, nh, base)
+    if jt.row_only[m]:
+        _gather_add(row_vector, 0, cards, strides, own, n, src, base, digits)
+    else:
+        _gather_add(block, at, cards, strides, own, n, src, base, digits)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _scatter(jt, m, hdigits, nh, belief, row_totals, temperature, dst, base, digits):
+    """Reduce the block's belief (or its row totals, for a row-only map) into map ``m``'s
+    other table (``dst`` from ``base``): minimum at T = 0, sum at T > 0."""
+    cards, strides, own, n = _map(jt, m)
+    base = _high_base(jt, m, hdigits, nh, base)
+    src = row_totals if jt.row_only[m] else belief
+    if temperature == 0.0:
+        _scatter_min(src, 0, cards, strides, own, n, dst, base, digits)
+    else:
+        _scatter_add(src, 0, cards, strides, own, n, dst, base, digits)
 
 
 @njit(inline="always", **NJIT_OPTIONS)
@@ -189,13 +204,42 @@ def _row_unary(jt, c, unary, state_offset, out):
         inner *= card
 
 
+@njit(inline="always", **NJIT_OPTIONS)
+def _condition(psi, row, k, temperature):
+    """Turn the row ``psi[row:row+k]`` into its conditional (see the module docstring)
+    and return its softmin_T."""
+    low = INF
+    for x in range(k):
+        if psi[row + x] < low:
+            low = psi[row + x]
+    if low == INF:
+        if temperature > 0.0:
+            for x in range(k):
+                psi[row + x] = 0.0
+        return INF
+    if temperature == 0.0:
+        for x in range(k):
+            psi[row + x] -= low
+        return low
+    total = 0.0
+    for x in range(k):
+        p = np.exp(-(psi[row + x] - low) / temperature)
+        psi[row + x] = p
+        total += p
+    scale = 1.0 / total
+    for x in range(k):
+        psi[row + x] *= scale
+    return low - temperature * np.log(total)
+
+
 @njit(**NJIT_OPTIONS)
 def collect(jt, theta, unary, state_offset, temperature, psi, up):
-    """Upward pass: fills ``psi`` (zeros on entry) with each clique's table minus its
-    upward message ``up`` (per row), block by block."""
+    """Upward pass: fills ``psi`` (zeros on entry) with each clique's conditional and
+    ``up`` with its upward message, block by block."""
     digits = np.zeros(jt.max_axes, dtype=np.int64)
     hdigits = np.zeros(jt.max_axes, dtype=np.int64)
     row_unary = np.empty(jt.max_row)
+    row_vector = np.empty(jt.max_row)
     n_assigned = len(jt.factor_id)
     for c in range(len(jt.parent)):
         lo = jt.table_offset[c]
@@ -208,34 +252,29 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
             hdigits[j] = 0
         for b in range((jt.table_offset[c + 1] - lo) // nb):
             at = lo + b * nb
+            for x in range(k):
+                row_vector[x] = row_unary[x]
             for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-                cards, strides, own, n = _map(jt, j)
-                base = _high_base(jt, j, hdigits, nh, jt.factor_base[j])
-                _gather_add(psi, at, cards, strides, own, n, theta, base, digits)
+                _gather(jt, j, hdigits, nh, theta, jt.factor_base[j], psi, at, row_vector,
+                        digits)
             for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
                 q = jt.child_id[i]
-                cards, strides, own, n = _map(jt, n_assigned + q)
-                base = _high_base(jt, n_assigned + q, hdigits, nh, jt.sep_offset[q])
-                _gather_add(psi, at, cards, strides, own, n, up, base, digits)
+                _gather(jt, n_assigned + q, hdigits, nh, up, jt.sep_offset[q], psi, at,
+                        row_vector, digits)
             first = jt.sep_offset[c] + b * rows_per_block
             for r in range(rows_per_block):
                 row = at + r * k
                 for x in range(k):
-                    psi[row + x] += row_unary[x]
-                low = _softmin(psi, row, k, temperature)
-                if low < INF:
-                    for x in range(k):
-                        psi[row + x] -= low
-                up[first + r] = low
+                    psi[row + x] += row_vector[x]
+                up[first + r] = _condition(psi, row, k, temperature)
             _next_block(jt, c, hdigits, nh)
 
 
 @njit(**NJIT_OPTIONS)
 def decode(jt, psi, temperature, assignment):
-    """Top-down decoding: the variables of each clique, the last eliminated first, take
-    the first state of lowest softmin_T of ``psi`` over the rest of the row given the
-    states decoded before (T = 0: a joint minimum). ``assignment`` holds the clamped
-    states on entry. Run between :func:`collect` and :func:`distribute`."""
+    """Top-down decoding from the conditionals left by :func:`collect` (see the module
+    docstring). ``assignment`` holds the clamped states on entry. Run between
+    :func:`collect` and :func:`distribute`."""
     for c in range(len(jt.parent) - 1, -1, -1):
         a = jt.scope_ptr[c]
         hi = jt.scope_ptr[c + 1]
@@ -249,10 +288,18 @@ def decode(jt, psi, temperature, assignment):
             card = jt.scope_card[j]
             inner = size // card
             best = 0
-            best_value = INF
+            best_value = -INF
             for t in range(card):
-                value = _softmin(psi, start + t * inner, inner, temperature)
-                if value < best_value:
+                lo = start + t * inner
+                if temperature == 0.0:  # the lowest energy, negated
+                    value = -INF
+                    for x in range(inner):
+                        value = max(value, -psi[lo + x])
+                else:  # the probability
+                    value = 0.0
+                    for x in range(inner):
+                        value += psi[lo + x]
+                if value > best_value:
                     best = t
                     best_value = value
             assignment[jt.scope_vars[j]] = best
@@ -263,16 +310,17 @@ def decode(jt, psi, temperature, assignment):
 @njit(**NJIT_OPTIONS)
 def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_factors):
     """Downward pass, one clique after the other from the roots, block by block: the
-    clique's belief (T = 0: absolute min-marginals, ``psi + up``; T > 0: the joint
-    probability, ``up * exp(-psi / T)``, where ``up`` holds, per row, what the clique's
-    parent sent: at a root the free energy (T = 0) or 1) is reduced, while in cache, into
-    its children's rows of ``up`` (overwriting their upward messages, which are no longer
-    needed), into its eliminated variables' ``var_out`` and, when ``with_factors``, into
-    its factors' entries of ``fac_out`` (``+inf`` (T = 0) or 0 (T > 0) on entry; entries
-    that evidence rules out keep it). ``psi`` is only read."""
+    clique's belief (see the module docstring; ``up`` holds, per row, what the parent
+    sent, at a root the minimum energy (T = 0) or 1 (T > 0)) is reduced, while in cache,
+    into its children's rows of ``up``, into its eliminated variables' entries of
+    ``var_out`` and, when ``with_factors``, into its factors' entries of ``fac_out``
+    (``+inf`` (T = 0) or 0 (T > 0) on entry; entries that evidence rules out keep it):
+    absolute min-marginals at T = 0, unnormalized marginals at T > 0. ``psi`` is only
+    read."""
     digits = np.zeros(jt.max_axes, dtype=np.int64)
     hdigits = np.zeros(jt.max_axes, dtype=np.int64)
     belief = np.empty(jt.max_block)
+    row_totals = np.empty(jt.max_row)
     per_state = np.empty(jt.max_row)
     n_assigned = len(jt.factor_id)
     empty = INF if temperature == 0.0 else 0.0  # the reduction's neutral element
@@ -293,6 +341,8 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
         for b in range((jt.table_offset[c + 1] - lo) // nb):
             at = lo + b * nb
             first = jt.sep_offset[c] + b * rows_per_block
+            for x in range(k):
+                row_totals[x] = empty
             for r in range(rows_per_block):
                 d = up[first + r]
                 row = r * k
@@ -300,29 +350,25 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
                     for x in range(k):
                         v = psi[at + row + x] + d
                         belief[row + x] = v
-                        if v < per_state[x]:
-                            per_state[x] = v
+                        row_totals[x] = min(row_totals[x], v)
                 else:
                     for x in range(k):
-                        v = d * np.exp(-psi[at + row + x] / temperature)
+                        v = psi[at + row + x] * d
                         belief[row + x] = v
-                        per_state[x] += v
+                        row_totals[x] += v
             if with_factors:
                 for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-                    cards, strides, own, n = _map(jt, j)
-                    base = _high_base(jt, j, hdigits, nh, jt.factor_base[j])
-                    if temperature == 0.0:
-                        _scatter_min(belief, 0, cards, strides, own, n, fac_out, base, digits)
-                    else:
-                        _scatter_add(belief, 0, cards, strides, own, n, fac_out, base, digits)
+                    _scatter(jt, j, hdigits, nh, belief, row_totals, temperature, fac_out,
+                             jt.factor_base[j], digits)
             for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
                 q = jt.child_id[i]
-                cards, strides, own, n = _map(jt, n_assigned + q)
-                base = _high_base(jt, n_assigned + q, hdigits, nh, jt.sep_offset[q])
+                _scatter(jt, n_assigned + q, hdigits, nh, belief, row_totals, temperature,
+                         up, jt.sep_offset[q], digits)
+            for x in range(k):
                 if temperature == 0.0:
-                    _scatter_min(belief, 0, cards, strides, own, n, up, base, digits)
+                    per_state[x] = min(per_state[x], row_totals[x])
                 else:
-                    _scatter_add(belief, 0, cards, strides, own, n, up, base, digits)
+                    per_state[x] += row_totals[x]
             _next_block(jt, c, hdigits, nh)
         # The row totals, per state of each eliminated variable.
         hi = jt.scope_ptr[c + 1]
@@ -335,8 +381,7 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
             for x in range(k):
                 t = first + (x // inner) % card
                 if temperature == 0.0:
-                    if per_state[x] < var_out[t]:
-                        var_out[t] = per_state[x]
+                    var_out[t] = min(var_out[t], per_state[x])
                 else:
                     var_out[t] += per_state[x]
             inner *= card
