@@ -16,45 +16,61 @@ way to stop as soon as the tables exceed a budget, which decides "exact or not" 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+#: Merging a non-maximal clique into its child is worth it when its factors and other
+#: children's messages, times (the child's row - 1), are at most this many (see
+#: :func:`_merge_nonmaximal`).
+MERGE_WORK = 32
+#: Largest row (product of the eliminated variables' cardinalities) of a merged clique.
+MAX_MERGED_ROW = 1024
+
 
 @dataclass(frozen=True)
 class EliminationPlan:
-    """An elimination order and the cliques it creates.
+    """An elimination order and the junction tree it creates.
 
     Attributes
     ----------
     order : ndarray of shape (n_free,), dtype=int64
         Free (not clamped) variables in elimination order.
     cliques : list of ndarray of int64
-        ``cliques[c]``: the variables of the clique created by eliminating ``order[c]``,
-        the other variables first (ascending index), ``order[c]`` last.
-    parent : ndarray of shape (n_free,), dtype=int64
-        The clique into which clique ``c``'s message goes: the clique of the first
-        variable of ``cliques[c][:-1]`` to be eliminated after ``order[c]``; -1 at roots
-        (one per connected component). ``parent[c] > c`` always.
-    table_entries : ndarray of shape (n_free,), dtype=float64
+        ``cliques[c]``: the variables of clique ``c`` (``C`` cliques, at most one per free
+        variable): its separator first (ascending index), then the ``n_elim[c]`` variables
+        it eliminates, the last eliminated first (so the first eliminated is the last
+        axis of its table). The cliques of the elimination (bucket) tree, one per
+        variable, with each non-maximal one merged into the child that contains it where
+        that saves work (:data:`MERGE_WORK`). A partial plan (``fits`` False) has one
+        clique per variable eliminated so far.
+    parent : ndarray of shape (C,), dtype=int64
+        The clique into which clique ``c``'s message goes (the clique that eliminates the
+        first variable of its separator to be eliminated); -1 at roots (one per connected
+        component). ``parent[c] > c`` always.
+    table_entries : ndarray of shape (C,), dtype=float64
         Entries of each clique table (float: may exceed int64 for a plan that does not
         fit).
-    separator_entries : ndarray of shape (n_free,), dtype=float64
-        Entries of each clique's separator table (the clique table over the eliminated
-        variable's states).
+    separator_entries : ndarray of shape (C,), dtype=float64
+        Entries of each clique's separator table (the clique table over the states of the
+        variables it eliminates).
     induced_width : int
         Largest clique size minus one (-1 when no variable is free).
     fits : bool
-        Whether the plan is complete and within the budget it was made for. When False,
-        the plan stopped at the first clique over budget (or when the search itself ran
-        out of work budget, ``gave_up``): ``order`` and ``cliques`` are partial and
+        Whether the plan is complete and its clique tables within the budget it was made
+        for. When False, the plan stopped early (its tables went over twice the budget,
+        more than merging can save) or is over budget after merging, or the search itself
+        ran out of work budget (``gave_up``): ``order`` and ``cliques`` may be partial and
         ``largest_table`` is the largest clique so far.
     gave_up : bool
         The search stopped at its ``max_work`` budget, not at a table over budget: the
         graph may still have a junction tree that fits, but finding it costs more than
         it was allowed.
+    n_elim : ndarray of shape (C,), dtype=int64
+        How many variables each clique eliminates (ones when not given).
     """
 
     order: np.ndarray
@@ -83,11 +99,9 @@ class EliminationPlan:
 
     def memory_bytes(self, n_energy_entries: int = 0) -> float:
         """Bytes that exact inference allocates with this plan, all float64: the clique
-        tables, the upward separator tables, one downward separator (the largest), and
-        ``n_energy_entries`` factor beliefs."""
+        tables, the separator tables (messages) and ``n_energy_entries`` factor beliefs."""
         separators = float(self.separator_entries.sum())
-        scratch = float(self.separator_entries.max()) if len(self.separator_entries) else 0.0
-        return 8.0 * (self.total_entries + separators + scratch + n_energy_entries)
+        return 8.0 * (self.total_entries + separators + n_energy_entries)
 
 
 def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float = math.inf,
@@ -105,8 +119,9 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
     free : ndarray of shape (V,), dtype=bool
         The variables to eliminate (the others are clamped by evidence and take no part).
     max_entries : float, default=inf
-        Budget on the total entries of the clique tables: the search stops as soon as
-        the tables created so far exceed it, and the plan says ``fits=False``.
+        Budget on the total entries of the clique tables (after merging): the plan says
+        ``fits=False`` when they exceed it; the search stops as soon as the tables created
+        so far exceed twice it.
     max_work : float, default=inf
         Budget on the search itself, in neighbour visits (scope entries read, neighbours
         scored; about 1 us each): past it the search stops with ``gave_up=True``. A
@@ -171,7 +186,9 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
         cliques.append(clique)
         entries.append(size)
         total += size
-        if total > max_entries:
+        # Merging non-maximal cliques at most halves the tables (each is at most half
+        # of the child it merges into), so past twice the budget nothing can fit.
+        if total > 2 * max_entries:
             fits = False
             break
         touched = set(nbrs)
@@ -187,21 +204,87 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
             current[u] = fresh
             heapq.heappush(heap, fresh)
 
-    parent = np.full(len(order), -1, dtype=np.int64)
-    if fits:
-        for c, clique in enumerate(cliques):
-            if len(clique) > 1:
-                parent[c] = min(position[int(u)] for u in clique[:-1])
     width = max((len(c) for c in cliques), default=0) - 1
+    if not fits:
+        return EliminationPlan(
+            order=np.array(order, dtype=np.int64),
+            cliques=cliques,
+            parent=np.full(len(order), -1, dtype=np.int64),
+            table_entries=np.array(entries, dtype=np.float64),
+            separator_entries=np.array(entries) / n_states[order].astype(np.float64),
+            induced_width=width,
+            fits=False,
+            gave_up=gave_up,
+        )
+    parent = [min(position[u] for u in clique[:-1].tolist()) if len(clique) > 1 else -1
+              for clique in cliques]
+    # The factors of each clique: the clique of the first of their variables eliminated.
+    n_factors_of = [0] * len(order)
+    for a in range(len(bounds) - 1):
+        steps = [position[v] for v in members_of[bounds[a]:bounds[a + 1]] if is_free[v]]
+        if steps:
+            n_factors_of[min(steps)] += 1
+    plan = _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width)
+    if plan.total_entries > max_entries:
+        plan = dataclasses.replace(plan, fits=False)
+    return plan
+
+
+def _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width):
+    """The elimination tree with each non-maximal clique merged into the child that
+    contains it, where that saves work.
+
+    A clique ``p`` is non-maximal when its scope is its child ``c``'s separator: then
+    ``c`` can eliminate ``p``'s variable too, right after its own, and ``p``'s table,
+    ``c``'s message and their passes disappear; but ``p``'s factors and other children's
+    messages then meet a table ``row(c)`` times larger. The merge is made when
+    (factors + other children of ``p``) x (``row(c)`` - 1) <= :data:`MERGE_WORK`, and the
+    merged clique's row stays within :data:`MAX_MERGED_ROW` entries.
+    """
+    n = len(cliques)
+    cards = n_states.tolist()
+    scope = [clique.tolist() for clique in cliques]  # per group, keyed by its top clique
+    n_elim = [1] * n
+    row = [cards[clique[-1]] for clique in scope]
+    children: list[list[int]] = [[] for _ in range(n)]
+    for c in range(n):
+        if parent[c] >= 0:
+            children[parent[c]].append(c)
+    members = [[c] for c in range(n)]
+    owner = list(range(n))
+    for p in range(n):
+        size = len(scope[p])
+        candidates = [c for c in children[p] if len(scope[c]) - n_elim[c] == size]
+        if not candidates:
+            continue
+        c = min(candidates, key=lambda g: row[g])
+        k = cards[scope[p][-1]]
+        if (row[c] * k > MAX_MERGED_ROW
+                or (n_factors_of[p] + len(children[p]) - 1) * (row[c] - 1) > MERGE_WORK):
+            continue
+        scope[p] = scope[p] + scope[c][len(scope[c]) - n_elim[c]:]
+        n_elim[p] = n_elim[c] + 1
+        row[p] = row[c] * k
+        children[p] = [q for q in children[p] if q != c] + children[c]
+        for m in members[c]:
+            owner[m] = p
+        members[p] += members[c]
+        members[c] = []
+    tops = [t for t in range(n) if members[t]]
+    index = {t: i for i, t in enumerate(tops)}
+    merged = [np.array(scope[t], dtype=np.int64) for t in tops]
+    entries = np.array([float(np.prod(n_states[s].astype(np.float64))) for s in merged])
+    rows = np.array([float(row[t]) for t in tops])
     return EliminationPlan(
         order=np.array(order, dtype=np.int64),
-        cliques=cliques,
-        parent=parent,
-        table_entries=np.array(entries, dtype=np.float64),
-        separator_entries=np.array(entries, dtype=np.float64) / n_states[order].astype(np.float64),
+        cliques=merged,
+        parent=np.array([index[owner[parent[t]]] if parent[t] >= 0 else -1 for t in tops],
+                        dtype=np.int64),
+        table_entries=entries,
+        separator_entries=entries / rows,
         induced_width=width,
-        fits=fits,
-        gave_up=gave_up,
+        fits=True,
+        n_elim=np.array([n_elim[t] for t in tops], dtype=np.int64),
     )
 
 
