@@ -17,11 +17,12 @@ way to stop as soon as the tables exceed a budget, which decides "exact or not" 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .._config import NJIT_OPTIONS, njit
 
 #: Merging a non-maximal clique into its child is worth it when its factors and other
 #: children's messages, times (the child's row - 1), are at most this many (see
@@ -131,103 +132,275 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
     -------
     EliminationPlan
     """
-    n_states = np.asarray(n_states, dtype=np.int64)
-    free = np.asarray(free, dtype=bool)
-    log_card = np.log2(np.maximum(n_states, 1).astype(np.float64))
-    neighbours: dict[int, set[int]] = {int(v): set() for v in np.flatnonzero(free)}
-    work = float(len(scope_vars))
-    if work > max_work:
+    n_states = np.ascontiguousarray(n_states, dtype=np.int64)
+    free = np.ascontiguousarray(free, dtype=np.bool_)
+    scope_ptr = np.ascontiguousarray(scope_ptr, dtype=np.int64)
+    scope_vars = np.ascontiguousarray(scope_vars, dtype=np.int64)
+    if len(scope_vars) > max_work:
         return _gave_up()
-    is_free = free.tolist()
-    members_of = scope_vars.tolist()
-    bounds = scope_ptr.tolist()
-    for a in range(len(bounds) - 1):
-        members = [v for v in members_of[bounds[a]:bounds[a + 1]] if is_free[v]]
-        for i, u in enumerate(members):
-            for v in members[i + 1 :]:
-                if u != v:
-                    neighbours[u].add(v)
-                    neighbours[v].add(u)
-
-    def score(v: int) -> tuple:
-        nonlocal work
-        nbrs = neighbours[v]
-        work += len(nbrs) + 1
-        # Fill edges: pairs of neighbours not yet adjacent. Each set difference also
-        # counts u itself (u is not its own neighbour), and each missing pair twice.
-        missing = sum(len(nbrs - neighbours[u]) for u in nbrs) - len(nbrs)
-        weight = log_card[v] + sum(log_card[u] for u in nbrs)
-        return (missing // 2, weight, v)
-
-    heap = [score(v) for v in neighbours]
-    heapq.heapify(heap)
-    current = {entry[2]: entry for entry in heap}
-    position: dict[int, int] = {}
-    order: list[int] = []
-    cliques: list[np.ndarray] = []
-    entries: list[float] = []
-    total = 0.0
-    fits = True
-    gave_up = False
-    while heap:
-        if work > max_work:
-            fits, gave_up = False, True
-            break
-        entry = heapq.heappop(heap)
-        v = entry[2]
-        if current.get(v) is not entry:
-            continue  # a stale score
-        del current[v]
-        nbrs = neighbours.pop(v)
-        clique = np.array(sorted(nbrs) + [v], dtype=np.int64)
-        size = float(np.prod(n_states[clique].astype(np.float64)))
-        position[v] = len(order)
-        order.append(v)
-        cliques.append(clique)
-        entries.append(size)
-        total += size
-        # Merging non-maximal cliques at most halves the tables (each is at most half
-        # of the child it merges into), so past twice the budget nothing can fit.
-        if total > 2 * max_entries:
-            fits = False
-            break
-        touched = set(nbrs)
-        for u in nbrs:
-            adjacent = neighbours[u]
-            adjacent.discard(v)
-            adjacent.update(nbrs)
-            adjacent.discard(u)
-        for u in nbrs:
-            touched.update(neighbours[u])
-        for u in touched:
-            fresh = score(u)
-            current[u] = fresh
-            heapq.heappush(heap, fresh)
-
-    width = max((len(c) for c in cliques), default=0) - 1
-    if not fits:
+    order, clique_ptr, clique_vars, entries, status = _greedy_order(
+        n_states, scope_ptr, scope_vars, free, float(max_entries), float(max_work))
+    cliques = np.split(clique_vars, clique_ptr[1:-1]) if len(order) else []
+    width = int(np.diff(clique_ptr).max(initial=0)) - 1
+    if status != _DONE:
         return EliminationPlan(
-            order=np.array(order, dtype=np.int64),
+            order=order,
             cliques=cliques,
             parent=np.full(len(order), -1, dtype=np.int64),
-            table_entries=np.array(entries, dtype=np.float64),
-            separator_entries=np.array(entries) / n_states[order].astype(np.float64),
+            table_entries=entries,
+            separator_entries=entries / n_states[order].astype(np.float64),
             induced_width=width,
             fits=False,
-            gave_up=gave_up,
+            gave_up=status == _GAVE_UP,
         )
-    parent = [min(position[u] for u in clique[:-1].tolist()) if len(clique) > 1 else -1
-              for clique in cliques]
+    position = np.full(len(n_states), len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    # Each clique's parent: the clique of the first of its separator's variables to be
+    # eliminated (each clique's last variable is its own; position[-1] marks the ends).
+    steps = position[clique_vars].copy()
+    steps[clique_ptr[1:] - 1] = len(order)
+    parent = np.minimum.reduceat(steps, clique_ptr[:-1]) if len(order) else steps
+    parent[parent == len(order)] = -1
     # The factors of each clique: the clique of the first of their variables eliminated.
-    n_factors_of = [0] * len(order)
-    for a in range(len(bounds) - 1):
-        steps = [position[v] for v in members_of[bounds[a]:bounds[a + 1]] if is_free[v]]
-        if steps:
-            n_factors_of[min(steps)] += 1
-    plan = _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width)
+    first = np.full(len(scope_ptr) - 1, len(order), dtype=np.int64)
+    nonempty = np.flatnonzero(np.diff(scope_ptr) > 0)
+    if len(nonempty):
+        first[nonempty] = np.minimum.reduceat(position[scope_vars], scope_ptr[nonempty])
+    n_factors_of = np.bincount(first[first < len(order)], minlength=len(order))
+    plan = _merge_nonmaximal(order, cliques, parent.tolist(), n_states,
+                             n_factors_of.tolist(), width)
     if plan.total_entries > max_entries:
         plan = dataclasses.replace(plan, fits=False)
     return plan
+
+
+_DONE, _OVER, _GAVE_UP = 0, 1, 2
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _heap_less(fill, weight, vertex, i, j):
+    """Whether heap entry i comes before j: fewer fill edges, then a smaller table, then
+    the lower variable index."""
+    if fill[i] != fill[j]:
+        return fill[i] < fill[j]
+    if weight[i] != weight[j]:
+        return weight[i] < weight[j]
+    return vertex[i] < vertex[j]
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _heap_swap(fill, weight, vertex, version, i, j):
+    fill[i], fill[j] = fill[j], fill[i]
+    weight[i], weight[j] = weight[j], weight[i]
+    vertex[i], vertex[j] = vertex[j], vertex[i]
+    version[i], version[j] = version[j], version[i]
+
+
+@njit(**NJIT_OPTIONS)
+def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
+    """The greedy min-fill / min-weight search of :func:`plan_elimination` on flat arrays.
+
+    The interaction graph is kept as one neighbour list per variable, each in its own
+    segment of a pool that grows by doubling; fill edges are counted by marking a
+    variable's neighbours and visiting theirs. Scores are kept in a binary heap with lazy
+    deletion (a variable's stale entries carry an old version number). Work is counted in
+    neighbour visits as documented there, so that the budget is deterministic.
+
+    Returns (order, clique_ptr, clique_vars, entries, status): the cliques in CSR form
+    (separator ascending, then the eliminated variable), their table entries, and
+    _DONE, _OVER (tables over twice ``max_entries``) or _GAVE_UP (``max_work``).
+    """
+    n = len(n_states)
+    work = float(len(scope_vars))
+    # The initial graph: every pair of free variables that share a factor, once.
+    n_pairs = 0
+    for a in range(len(scope_ptr) - 1):
+        m = 0
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
+            if free[scope_vars[e]]:
+                m += 1
+        n_pairs += m * (m - 1)
+    keys = np.empty(n_pairs, dtype=np.int64)
+    k = 0
+    for a in range(len(scope_ptr) - 1):
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
+            u = scope_vars[e]
+            if not free[u]:
+                continue
+            for f in range(scope_ptr[a], scope_ptr[a + 1]):
+                w = scope_vars[f]
+                if free[w] and f != e:
+                    keys[k] = u * n + w
+                    k += 1
+    keys = np.unique(keys[:k])
+    degree = np.zeros(n, dtype=np.int64)
+    for key in keys:
+        if key // n != key % n:  # a variable repeated in one scope is not its neighbour
+            degree[key // n] += 1
+    capacity = np.maximum(2 * degree, 4)
+    start = np.zeros(n, dtype=np.int64)
+    end = 0
+    for v in range(n):
+        start[v] = end
+        end += capacity[v]
+    adj = np.empty(2 * end, dtype=np.int64)
+    fill_count = np.zeros(n, dtype=np.int64)
+    for key in keys:
+        u = key // n
+        w = key % n
+        if u != w:
+            adj[start[u] + fill_count[u]] = w
+            fill_count[u] += 1
+
+    mark = np.zeros(n, dtype=np.int64)
+    stamp = 0
+    current = np.zeros(n, dtype=np.int64)  # each variable's heap-entry version
+    done = ~free
+    size = 0
+    heap_fill = np.empty(max(n, 1), dtype=np.int64)
+    heap_weight = np.empty(max(n, 1), dtype=np.float64)
+    heap_vertex = np.empty(max(n, 1), dtype=np.int64)
+    heap_version = np.empty(max(n, 1), dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    entries = np.empty(n, dtype=np.float64)
+    clique_ptr = np.zeros(n + 1, dtype=np.int64)
+    clique_vars = np.empty(max(4 * n, 1), dtype=np.int64)
+    touched = np.empty(max(n, 1), dtype=np.int64)
+    n_order = 0
+    total = 0.0
+    status = _DONE
+    for v in range(n):
+        touched[v] = v
+    n_touched = n
+    while True:
+        # (Re)score the touched variables and push them.
+        for t in range(n_touched):
+            v = touched[t]
+            if done[v]:
+                continue
+            d = degree[v]
+            s = start[v]
+            work += d + 1
+            stamp += 1
+            for i in range(d):
+                mark[adj[s + i]] = stamp
+            present = 0
+            weight = float(n_states[v])
+            for i in range(d):
+                u = adj[s + i]
+                weight *= n_states[u]
+                for j in range(start[u], start[u] + degree[u]):
+                    if mark[adj[j]] == stamp:
+                        present += 1
+            current[v] += 1
+            if size == len(heap_fill):
+                heap_fill = np.concatenate((heap_fill, np.empty_like(heap_fill)))
+                heap_weight = np.concatenate((heap_weight, np.empty_like(heap_weight)))
+                heap_vertex = np.concatenate((heap_vertex, np.empty_like(heap_vertex)))
+                heap_version = np.concatenate((heap_version, np.empty_like(heap_version)))
+            i = size
+            size += 1
+            heap_fill[i] = (d * (d - 1) - present) // 2
+            heap_weight[i] = weight
+            heap_vertex[i] = v
+            heap_version[i] = current[v]
+            while i > 0 and _heap_less(heap_fill, heap_weight, heap_vertex, i, (i - 1) // 2):
+                _heap_swap(heap_fill, heap_weight, heap_vertex, heap_version, i,
+                           (i - 1) // 2)
+                i = (i - 1) // 2
+        # Pop the best current entry.
+        v = -1
+        while size > 0:
+            if work > max_work:
+                break
+            top = heap_vertex[0]
+            fresh = heap_version[0] == current[top] and not done[top]
+            size -= 1
+            _heap_swap(heap_fill, heap_weight, heap_vertex, heap_version, 0, size)
+            i = 0
+            while True:
+                left = 2 * i + 1
+                best = i
+                if left < size and _heap_less(heap_fill, heap_weight, heap_vertex, left, best):
+                    best = left
+                if left + 1 < size and _heap_less(heap_fill, heap_weight, heap_vertex,
+                                                  left + 1, best):
+                    best = left + 1
+                if best == i:
+                    break
+                _heap_swap(heap_fill, heap_weight, heap_vertex, heap_version, i, best)
+                i = best
+            if fresh:
+                v = top
+                break
+        if v < 0:
+            if size > 0:  # stopped by the work budget
+                status = _GAVE_UP
+            break
+        # Eliminate v: its clique is its neighbours (ascending) and itself.
+        done[v] = True
+        d = degree[v]
+        s = start[v]
+        lo = clique_ptr[n_order]
+        if lo + d + 1 > len(clique_vars):
+            clique_vars = np.concatenate((clique_vars, np.empty(len(clique_vars) + d + 1,
+                                                                dtype=np.int64)))
+        clique_vars[lo:lo + d] = np.sort(adj[s:s + d])
+        clique_vars[lo + d] = v
+        clique_ptr[n_order + 1] = lo + d + 1
+        table = float(n_states[v])
+        for i in range(d):
+            table *= n_states[adj[s + i]]
+        order[n_order] = v
+        entries[n_order] = table
+        n_order += 1
+        total += table
+        # Merging non-maximal cliques at most halves the tables (each is at most half
+        # of the child it merges into), so past twice the budget nothing can fit.
+        if total > 2.0 * max_entries:
+            status = _OVER
+            break
+        nbrs = clique_vars[lo:lo + d]
+        for u in nbrs:  # v leaves u's neighbours
+            for j in range(start[u], start[u] + degree[u]):
+                if adj[j] == v:
+                    degree[u] -= 1
+                    adj[j] = adj[start[u] + degree[u]]
+                    break
+        for u in nbrs:  # and its neighbours become a clique
+            stamp += 1
+            mark[u] = stamp
+            for j in range(start[u], start[u] + degree[u]):
+                mark[adj[j]] = stamp
+            for w in nbrs:
+                if mark[w] == stamp:
+                    continue
+                if degree[u] == capacity[u]:
+                    if end + 2 * capacity[u] > len(adj):
+                        adj = np.concatenate((adj, np.empty(len(adj) + 2 * capacity[u],
+                                                            dtype=np.int64)))
+                    adj[end:end + degree[u]] = adj[start[u]:start[u] + degree[u]]
+                    start[u] = end
+                    capacity[u] *= 2
+                    end += capacity[u]
+                adj[start[u] + degree[u]] = w
+                degree[u] += 1
+        # Rescore the neighbours and their neighbours.
+        stamp += 1
+        n_touched = 0
+        for u in nbrs:
+            if mark[u] != stamp:
+                mark[u] = stamp
+                touched[n_touched] = u
+                n_touched += 1
+            for j in range(start[u], start[u] + degree[u]):
+                w = adj[j]
+                if mark[w] != stamp:
+                    mark[w] = stamp
+                    touched[n_touched] = w
+                    n_touched += 1
+    return (order[:n_order], clique_ptr[:n_order + 1], clique_vars[:clique_ptr[n_order]],
+            entries[:n_order], status)
 
 
 def _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width):
