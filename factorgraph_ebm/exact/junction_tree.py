@@ -36,6 +36,7 @@ Factor ``j``'s map is ``m = j``; clique ``c``'s message map is ``m = A + c``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -81,27 +82,28 @@ def _prefix(sizes) -> np.ndarray:
     return out
 
 
-def _c_strides(cards: np.ndarray) -> np.ndarray:
+def _c_strides(cards: list[int]) -> list[int]:
     """Strides of a C-order table of shape ``cards``: ``prod(cards[j+1:])`` for axis j."""
-    if not len(cards):
-        return np.zeros(0, dtype=np.int64)
-    return np.append(np.cumprod(cards[::-1], dtype=np.int64)[::-1][1:], 1).astype(np.int64)
+    strides = [1] * len(cards)
+    for j in range(len(cards) - 2, -1, -1):
+        strides[j] = strides[j + 1] * cards[j + 1]
+    return strides
 
 
-def merged_axes(cards, strides):
+def merged_axes(cards: list[int], strides: list[int]):
     """The axes of a C-order table of shape ``cards`` walked with ``strides`` into another
     table, merged where possible, with the longest axis last (the kernels' inner loop).
 
     Axis j joins the axes after it when stepping it equals stepping past all of them in
     the other table (``strides[j] == stride * card`` of the merged group; in the table
     itself it always does), and one-state axes are dropped. Returns (cards, strides, self
-    strides), int64 arrays of at least one axis.
+    strides), lists of at least one axis.
     """
     out_cards: list[int] = []
     out_strides: list[int] = []
     out_self: list[int] = []
     own = 1
-    for card, stride in zip(reversed(cards.tolist()), reversed(strides.tolist())):
+    for card, stride in zip(reversed(cards), reversed(strides)):
         if card == 1:
             continue
         if out_cards and stride == out_strides[-1] * out_cards[-1]:
@@ -112,24 +114,22 @@ def merged_axes(cards, strides):
             out_self.append(own)
         own *= card
     if not out_cards:
-        return np.ones(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64)
-    longest = int(np.argmax(out_cards))  # innermost after the reversal below
+        return [1], [0], [0]
+    longest = out_cards.index(max(out_cards))  # innermost after the reversal below
     for axis in (out_cards, out_strides, out_self):
         axis[0], axis[longest] = axis[longest], axis[0]
-    return (np.array(out_cards[::-1], dtype=np.int64),
-            np.array(out_strides[::-1], dtype=np.int64),
-            np.array(out_self[::-1], dtype=np.int64))
+    return out_cards[::-1], out_strides[::-1], out_self[::-1]
 
 
-def block_split(cards: np.ndarray, n_elim: int, block_entries: int) -> tuple[int, int]:
+def block_split(cards: list[int], n_elim: int, block_entries: int) -> tuple[int, int]:
     """(number of high axes, entries of a block) of a clique table of shape ``cards``: the
     longest run of last axes with at most ``block_entries`` entries, but always the
     ``n_elim`` row axes."""
     n_high = len(cards) - n_elim
-    size = int(np.prod(cards[n_high:], dtype=np.int64))
-    while n_high > 0 and size * int(cards[n_high - 1]) <= block_entries:
+    size = math.prod(cards[n_high:])
+    while n_high > 0 and size * cards[n_high - 1] <= block_entries:
         n_high -= 1
-        size *= int(cards[n_high])
+        size *= cards[n_high]
     return n_high, size
 
 
@@ -158,109 +158,107 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
     constant_base : ndarray of int64
         The theta index of each constant factor's one entry consistent with the clamps.
     """
+    # Plain Python ints and lists throughout: the tables here are a few entries each, and
+    # NumPy's per-call overhead made this layout cost 3x the planning on tb2_network.
     if block_entries is None:
         block_entries = BLOCK_ENTRIES
-    n_cliques = len(plan.cliques)
-    n_elim = np.asarray(plan.n_elim, dtype=np.int64)
-    scope_ptr = _prefix([len(c) for c in plan.cliques])
-    scope_vars = (np.concatenate(plan.cliques) if n_cliques else np.zeros(0)).astype(np.int64)
-    scope_card = cg.n_states[scope_vars].astype(np.int64)
-    clique_cards = [scope_card[scope_ptr[c]:scope_ptr[c + 1]] for c in range(n_cliques)]
-    table_sizes = np.array([int(np.prod(k, dtype=np.int64)) for k in clique_cards],
-                           dtype=np.int64)
-    rows = np.array([int(np.prod(k[len(k) - e:], dtype=np.int64))
-                     for k, e in zip(clique_cards, n_elim.tolist())], dtype=np.int64)
-    splits = [block_split(k, e, block_entries) for k, e in zip(clique_cards, n_elim.tolist())]
-    n_high = np.array([s[0] for s in splits], dtype=np.int64)
-    block = np.array([s[1] for s in splits], dtype=np.int64)
+    n_states = cg.n_states.tolist()
+    n_elim = plan.n_elim.tolist()
+    cliques = [c.tolist() for c in plan.cliques]
+    n_cliques = len(cliques)
+    clique_cards = [[n_states[v] for v in c] for c in cliques]
+    table_sizes = [math.prod(k) for k in clique_cards]
+    rows = [math.prod(k[len(k) - e:]) for k, e in zip(clique_cards, n_elim)]
+    splits = [block_split(k, e, block_entries) for k, e in zip(clique_cards, n_elim)]
+    n_high = [h for h, _ in splits]
     # The clique that eliminates each free variable.
-    clique_of = np.full(len(cg.n_states), n_cliques, dtype=np.int64)
-    for c in range(n_cliques):
-        clique_of[scope_vars[scope_ptr[c + 1] - n_elim[c]:scope_ptr[c + 1]]] = c
+    clique_of = [n_cliques] * len(n_states)
+    for c, (clique, e) in enumerate(zip(cliques, n_elim)):
+        for v in clique[len(clique) - e:]:
+            clique_of[v] = c
 
-    def split_map(c, other_strides):
-        """(high strides, merged axes of a block or of a row, row only) of clique c's table
-        walked into another table."""
+    def split_map(c, strides):
+        """(high strides, merged axes of a block or of a row, row only) of clique c's
+        table walked into another table with ``strides``."""
         cards = clique_cards[c]
-        strides = np.asarray(other_strides, dtype=np.int64)
-        h = int(n_high[c])
-        r = len(cards) - int(n_elim[c])
-        row_only = not strides[h:r].any()
+        h = n_high[c]
+        r = len(cards) - n_elim[c]
+        row_only = not any(strides[h:r])
         walked = r if row_only else h
-        return ((strides[:h],) + merged_axes(cards[walked:], strides[walked:])
-                + (np.array([row_only], dtype=np.int64),))
+        return (strides[:h],) + merged_axes(cards[walked:], strides[walked:]) + (row_only,)
 
     # Factors: the clique that eliminates the first free variable of the scope.
+    scope_ptr = cg.scope_ptr.tolist()
+    scope_vars = cg.scope_vars.tolist()
+    edge_stride = cg.edge_stride.tolist()
+    states = clamped.tolist()
+    offsets = table_offset.tolist()
     assigned, ids, bases, factor_maps = [], [], [], []
     constant_factors, constant_base = [], []
     for a in range(cg.n_factors):
-        lo, hi = cg.scope_ptr[a], cg.scope_ptr[a + 1]
-        variables = cg.scope_vars[lo:hi]
-        strides = cg.edge_stride[lo:hi]
-        states = clamped[variables]
-        is_free = states < 0
-        base = int(table_offset[a] + (strides[~is_free] * states[~is_free]).sum())
-        if not is_free.any():
+        base = offsets[a]
+        lookup = {}
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
+            v = scope_vars[e]
+            if states[v] >= 0:
+                base += edge_stride[e] * states[v]
+            else:
+                lookup[v] = edge_stride[e]
+        if not lookup:
             constant_factors.append(a)
             constant_base.append(base)
             continue
-        c = int(clique_of[variables[is_free]].min())
-        clique = scope_vars[scope_ptr[c]:scope_ptr[c + 1]]
-        lookup = dict(zip(variables[is_free].tolist(), strides[is_free].tolist()))
-        factor_maps.append(split_map(c, [lookup.get(v, 0) for v in clique.tolist()]))
+        c = min(clique_of[v] for v in lookup)
+        factor_maps.append(split_map(c, [lookup.get(v, 0) for v in cliques[c]]))
         assigned.append(c)
         ids.append(a)
         bases.append(base)
-    order = np.argsort(np.array(assigned, dtype=np.int64), kind="stable")
+    order = sorted(range(len(assigned)), key=assigned.__getitem__)
     factor_ptr = _prefix(np.bincount(np.array(assigned, dtype=np.int64), minlength=n_cliques))
     maps = [factor_maps[i] for i in order]
 
     # Messages: each separator is inside the parent clique.
-    parent = np.asarray(plan.parent, dtype=np.int64)
-    unused = ((np.zeros(0, np.int64),) + merged_axes(np.ones(1, np.int64), np.zeros(1, np.int64))
-              + (np.zeros(1, np.int64),))
+    parent = plan.parent.tolist()
+    children: list[list[int]] = [[] for _ in range(n_cliques)]
     for c in range(n_cliques):
-        p = int(parent[c])
+        p = parent[c]
         if p < 0:
-            maps.append(unused)
+            maps.append(([], [1], [0], [0], False))  # unused
             continue
-        separator = scope_vars[scope_ptr[c]:scope_ptr[c + 1] - n_elim[c]]
-        sep_strides = dict(zip(separator.tolist(),
-                               _c_strides(cg.n_states[separator]).tolist()))
-        parent_scope = scope_vars[scope_ptr[p]:scope_ptr[p + 1]]
-        maps.append(split_map(p, [sep_strides.get(v, 0) for v in parent_scope.tolist()]))
+        children[p].append(c)
+        separator = cliques[c][:len(cliques[c]) - n_elim[c]]
+        sep_strides = dict(zip(separator, _c_strides([n_states[v] for v in separator])))
+        maps.append(split_map(p, [sep_strides.get(v, 0) for v in cliques[p]]))
 
-    def cat(chunks):
-        return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
+    def flat(i):
+        return np.array([x for m in maps for x in m[i]], dtype=np.int64)
 
-    children = np.flatnonzero(parent >= 0)
-    child_order = children[np.argsort(parent[children], kind="stable")]
     tree = JunctionTree(
-        parent=parent,
-        child_ptr=_prefix(np.bincount(parent[children], minlength=n_cliques)),
-        child_id=child_order.astype(np.int64),
-        scope_ptr=scope_ptr,
-        scope_vars=scope_vars,
-        scope_card=scope_card,
-        n_elim=n_elim,
-        row=rows,
+        parent=np.array(parent, dtype=np.int64),
+        child_ptr=_prefix([len(k) for k in children]),
+        child_id=np.array([q for k in children for q in k], dtype=np.int64),
+        scope_ptr=_prefix([len(c) for c in cliques]),
+        scope_vars=np.array([v for c in cliques for v in c], dtype=np.int64),
+        scope_card=np.array([k for c in clique_cards for k in c], dtype=np.int64),
+        n_elim=np.array(n_elim, dtype=np.int64),
+        row=np.array(rows, dtype=np.int64),
         table_offset=_prefix(table_sizes),
-        sep_offset=_prefix(table_sizes // np.maximum(rows, 1)),
-        block=block,
-        n_high=n_high,
+        sep_offset=_prefix([t // r for t, r in zip(table_sizes, rows)]),
+        block=np.array([b for _, b in splits], dtype=np.int64),
+        n_high=np.array(n_high, dtype=np.int64),
         factor_ptr=factor_ptr,
-        factor_id=np.array(ids, dtype=np.int64)[order],
-        factor_base=np.array(bases, dtype=np.int64)[order],
+        factor_id=np.array([ids[i] for i in order], dtype=np.int64),
+        factor_base=np.array([bases[i] for i in order], dtype=np.int64),
         high_ptr=_prefix([len(m[0]) for m in maps]),
-        high_stride=cat([m[0] for m in maps]),
+        high_stride=flat(0),
         map_ptr=_prefix([len(m[1]) for m in maps]),
-        map_card=cat([m[1] for m in maps]),
-        map_stride=cat([m[2] for m in maps]),
-        map_self=cat([m[3] for m in maps]),
-        row_only=cat([m[4] for m in maps]),
-        max_axes=max([len(m[1]) for m in maps] + [int(n_high.max(initial=0)), 1]),
-        max_row=int(rows.max(initial=1)),
-        max_block=int(block.max(initial=1)),
+        map_card=flat(1),
+        map_stride=flat(2),
+        map_self=flat(3),
+        row_only=np.array([m[4] for m in maps], dtype=np.int64),
+        max_axes=max([len(m[1]) for m in maps] + n_high + [1]),
+        max_row=max(rows, default=1),
+        max_block=max([b for _, b in splits], default=1),
     )
     return (tree, np.array(constant_factors, dtype=np.int64),
             np.array(constant_base, dtype=np.int64))
