@@ -249,9 +249,9 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
     kernels.distribute(tree, temperature, psi, up, cg.state_offset, var_out, fac,
                        factor_beliefs)
     del psi, up
-    for i in fixed:
-        var_out[cg.state_offset[i]:cg.state_offset[i + 1]] = sure
-        var_out[cg.state_offset[i] + clamped[i]] = certain
+    if len(fixed):
+        var_out[np.repeat(clamped >= 0, cg.n_states)] = sure
+        var_out[cg.state_offset[fixed] + clamped[fixed]] = certain
     if factor_beliefs:
         fac[constant_base] = certain
         fac = fac[: cg.n_energy_entries]

@@ -140,12 +140,11 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
         return _gave_up()
     order, clique_ptr, clique_vars, entries, status = _greedy_order(
         n_states, scope_ptr, scope_vars, free, float(max_entries), float(max_work))
-    cliques = np.split(clique_vars, clique_ptr[1:-1]) if len(order) else []
     width = int(np.diff(clique_ptr).max(initial=0)) - 1
     if status != _DONE:
         return EliminationPlan(
             order=order,
-            cliques=cliques,
+            cliques=np.split(clique_vars, clique_ptr[1:-1]) if len(order) else [],
             parent=np.full(len(order), -1, dtype=np.int64),
             table_entries=entries,
             separator_entries=entries / n_states[order].astype(np.float64),
@@ -167,7 +166,10 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
     if len(nonempty):
         first[nonempty] = np.minimum.reduceat(position[scope_vars], scope_ptr[nonempty])
     n_factors_of = np.bincount(first[first < len(order)], minlength=len(order))
-    plan = _merge_nonmaximal(order, cliques, parent.tolist(), n_states,
+    bounds = clique_ptr.tolist()
+    members = clique_vars.tolist()
+    cliques = [members[bounds[c]:bounds[c + 1]] for c in range(len(order))]
+    plan = _merge_nonmaximal(order, cliques, parent.tolist(), n_states.tolist(),
                              n_factors_of.tolist(), width)
     if plan.total_entries > max_entries:
         plan = dataclasses.replace(plan, fits=False)
@@ -413,10 +415,14 @@ def _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width):
     messages then meet a table ``row(c)`` times larger. The merge is made when
     (factors + other children of ``p``) x (``row(c)`` - 1) <= :data:`MERGE_WORK`, and the
     merged clique's row stays within :data:`MAX_MERGED_ROW` entries.
+
+    ``cliques`` (lists of variables, one per eliminated variable, separator ascending
+    then the variable), ``parent``, ``n_states`` and ``n_factors_of`` (factors assigned
+    to each clique) are plain lists: per-clique NumPy calls cost more than the work here.
     """
     n = len(cliques)
-    cards = n_states.tolist()
-    scope = [clique.tolist() for clique in cliques]  # per group, keyed by its top clique
+    cards = n_states
+    scope = list(cliques)  # per group, keyed by its top clique
     n_elim = [1] * n
     row = [cards[clique[-1]] for clique in scope]
     children: list[list[int]] = [[] for _ in range(n)]
@@ -445,12 +451,11 @@ def _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width):
         members[c] = []
     tops = [t for t in range(n) if members[t]]
     index = {t: i for i, t in enumerate(tops)}
-    merged = [np.array(scope[t], dtype=np.int64) for t in tops]
-    entries = np.array([float(np.prod(n_states[s].astype(np.float64))) for s in merged])
+    entries = np.array([float(math.prod(cards[v] for v in scope[t])) for t in tops])
     rows = np.array([float(row[t]) for t in tops])
     return EliminationPlan(
-        order=np.array(order, dtype=np.int64),
-        cliques=merged,
+        order=order,
+        cliques=[np.array(scope[t], dtype=np.int64) for t in tops],
         parent=np.array([index[owner[parent[t]]] if parent[t] >= 0 else -1 for t in tops],
                         dtype=np.int64),
         table_entries=entries,
