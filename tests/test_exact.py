@@ -153,6 +153,19 @@ def test_merging_is_bounded_by_the_row_size():
     assert plan.total_entries == sum(4.0 ** len(c) for c in plan.cliques)
 
 
+def test_the_kernels_exp_is_libms_to_an_ulp():
+    # The vectorizable exp of the row normalization at T > 0 (kernels._exp_nonpositive).
+    from factorgraph_ebm.exact.kernels import _exp_nonpositive
+
+    rng = np.random.default_rng(0)
+    x = -np.concatenate([rng.uniform(0, 708, 20000), rng.uniform(0, 1e-3, 2000),
+                         np.exp(rng.uniform(-700, 0, 2000)), [0.0, 708.0]])
+    mine = np.array([_exp_nonpositive(v) for v in x])
+    np.testing.assert_allclose(mine, np.exp(x), rtol=4.5e-16, atol=0)
+    assert _exp_nonpositive(0.0) == 1.0
+    assert _exp_nonpositive(-np.inf) == 0.0 and _exp_nonpositive(-709.0) == 0.0
+
+
 def test_duplicated_factor_gives_the_exact_log_partition():
     # Two factors on one scope (a 2-cycle for BP): ln Z = ln 30 exactly, not Bethe's.
     g = fe.FactorGraph()

@@ -39,10 +39,62 @@ vector. The kernels assume validated input and never raise.
 """
 
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from .._config import NJIT_OPTIONS, njit
 
 INF = np.inf
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE 754 bits of a float64, as an int64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, x):
+    """The float64 of IEEE 754 bits given as an int64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+_ROUND = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer, kept in the bits
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _exp_nonpositive(x):
+    """exp(x) for x <= 0 (``-inf`` included), within 1 ulp of libm's, and 0 below -708
+    (where exp(x) < 3.3e-308). Branch-free arithmetic that LLVM vectorizes: 1.4 against
+    5.8 ns per entry for ``np.exp``, which is the row normalization's cost at T > 0.
+    exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, exp(r) by its Taylor
+    series to degree 13 (truncation error < 1e-17)."""
+    y = max(x, -708.0)
+    t = y * 1.4426950408889634 + _ROUND
+    n = t - _ROUND
+    r = y - n * 6.93147180369123816490e-01 - n * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    # 2^n from its bits: n sits in the low bits of t, the exponent field is n + 1023.
+    scale = _bits_float((_float_bits(t) - _float_bits(_ROUND) + 1023) << 52)
+    return p * scale if x >= -708.0 else 0.0
 
 
 @njit(inline="always", **NJIT_OPTIONS)
@@ -88,7 +140,17 @@ def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
     index = base
     at = lo
     for _ in range(_outer_size(cards, n, digits)):
-        if step == 0:
+        if hop == 1 and step <= 1:  # contiguous: slices, which LLVM vectorizes
+            row = dst[at:at + inner]
+            if step == 0:
+                value = src[index]
+                for x in range(inner):
+                    row[x] += value
+            else:
+                other = src[index:index + inner]
+                for x in range(inner):
+                    row[x] += other[x]
+        elif step == 0:
             value = src[index]
             for x in range(inner):
                 dst[at + x * hop] += value
@@ -205,31 +267,53 @@ def _row_unary(jt, c, unary, state_offset, out):
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _condition(psi, row, k, temperature):
-    """Turn the row ``psi[row:row+k]`` into its conditional (see the module docstring)
-    and return its softmin_T."""
-    low = INF
-    for x in range(k):
-        if psi[row + x] < low:
-            low = psi[row + x]
-    if low == INF:
-        if temperature > 0.0:
-            for x in range(k):
-                psi[row + x] = 0.0
-        return INF
-    if temperature == 0.0:
+def _condition(block, k, row_vector, temperature, up, lows, scales, spread):
+    """Add ``row_vector`` to each row of ``k`` entries of ``block`` (a view of whole rows),
+    turn each into its conditional and write its softmin_T to ``up`` (one entry per row;
+    see the module docstring). At T > 0 in passes over the whole block, so that the
+    ``exp`` loop has no carried dependency and is vectorized whatever the row length;
+    ``lows`` and ``scales`` are scratch of a row per entry, ``spread`` of the block's.
+    Loops index views from 0: LLVM vectorizes those, not ``a[at + e]`` (whose index might
+    be negative, for all it knows): 9 -> 1.5 ns per ``exp``."""
+    n_rows = len(up)
+    for r in range(n_rows):
+        row = block[r * k:(r + 1) * k]
+        low = INF
         for x in range(k):
-            psi[row + x] -= low
-        return low
-    total = 0.0
-    for x in range(k):
-        p = np.exp(-(psi[row + x] - low) / temperature)
-        psi[row + x] = p
-        total += p
-    scale = 1.0 / total
-    for x in range(k):
-        psi[row + x] *= scale
-    return low - temperature * np.log(total)
+            v = row[x] + row_vector[x]
+            row[x] = v
+            low = min(low, v)
+        if temperature == 0.0:
+            if low < INF:
+                for x in range(k):
+                    row[x] -= low
+            up[r] = low
+        else:
+            lows[r] = low
+            low = low if low < INF else 0.0  # a row of +inf: exp(-inf) = 0
+            spread_row = spread[r * k:(r + 1) * k]
+            for x in range(k):
+                spread_row[x] = low
+    if temperature == 0.0:
+        return
+    inverse = 1.0 / temperature
+    for e in range(n_rows * k):
+        block[e] = _exp_nonpositive((spread[e] - block[e]) * inverse)
+    for r in range(n_rows):
+        row = block[r * k:(r + 1) * k]
+        total = 0.0
+        for x in range(k):
+            total += row[x]
+        scales[r] = total
+    for r in range(n_rows):  # the row minimum's own exp(0) = 1: total >= 1 when finite
+        total = max(scales[r], 1.0)
+        up[r] = lows[r] - temperature * np.log(total) if lows[r] < INF else INF
+        scales[r] = 1.0 / total
+    for r in range(n_rows):
+        row = block[r * k:(r + 1) * k]
+        scale = scales[r]
+        for x in range(k):
+            row[x] *= scale
 
 
 @njit(**NJIT_OPTIONS)
@@ -240,6 +324,9 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
     hdigits = np.zeros(jt.max_axes, dtype=np.int64)
     row_unary = np.empty(jt.max_row)
     row_vector = np.empty(jt.max_row)
+    lows = np.empty(jt.max_block)
+    scales = np.empty(jt.max_block)
+    spread = np.empty(jt.max_block)
     n_assigned = len(jt.factor_id)
     for c in range(len(jt.parent)):
         lo = jt.table_offset[c]
@@ -262,11 +349,8 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
                 _gather(jt, n_assigned + q, hdigits, nh, up, jt.sep_offset[q], psi, at,
                         row_vector, digits)
             first = jt.sep_offset[c] + b * rows_per_block
-            for r in range(rows_per_block):
-                row = at + r * k
-                for x in range(k):
-                    psi[row + x] += row_vector[x]
-                up[first + r] = _condition(psi, row, k, temperature)
+            _condition(psi[at:at + nb], k, row_vector, temperature,
+                       up[first:first + rows_per_block], lows, scales, spread)
             _next_block(jt, c, hdigits, nh)
 
 
