@@ -140,17 +140,7 @@ def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
     index = base
     at = lo
     for _ in range(_outer_size(cards, n, digits)):
-        if hop == 1 and step <= 1:  # contiguous: slices, which LLVM vectorizes
-            row = dst[at:at + inner]
-            if step == 0:
-                value = src[index]
-                for x in range(inner):
-                    row[x] += value
-            else:
-                other = src[index:index + inner]
-                for x in range(inner):
-                    row[x] += other[x]
-        elif step == 0:
+        if step == 0:
             value = src[index]
             for x in range(inner):
                 dst[at + x * hop] += value
@@ -161,45 +151,27 @@ def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _scatter_min(src, lo, cards, strides, own, n, dst, base, digits):
-    """``dst[base + idx(e)] = min(dst[...], src[lo + e])`` over the table ``src[lo:]``."""
+def _scatter_reduce(src, lo, cards, strides, own, n, dst, base, digits, minimum):
+    """``dst[base + idx(e)] = min(dst[...], src[lo + e])`` (``minimum``) or
+    ``dst[base + idx(e)] += src[lo + e]`` over the table ``src[lo:]``. One loop for both,
+    the choice a predictable branch: a copy per reduction cost 0.6 s more to compile."""
     inner = cards[n - 1]
     step = strides[n - 1]
     hop = own[n - 1]
     index = base
     at = lo
     for _ in range(_outer_size(cards, n, digits)):
-        if step == 0:
-            low = dst[index]
+        if step == 0:  # a run of entries into one: reduce in a register
+            value = INF if minimum else 0.0
             for x in range(inner):
-                if src[at + x * hop] < low:
-                    low = src[at + x * hop]
-            dst[index] = low
+                v = src[at + x * hop]
+                value = min(value, v) if minimum else value + v
+            dst[index] = min(dst[index], value) if minimum else dst[index] + value
         else:
             for x in range(inner):
                 k = index + x * step
-                if src[at + x * hop] < dst[k]:
-                    dst[k] = src[at + x * hop]
-        index, at = _advance(digits, cards, strides, own, n, index, at)
-
-
-@njit(inline="always", **NJIT_OPTIONS)
-def _scatter_add(src, lo, cards, strides, own, n, dst, base, digits):
-    """``dst[base + idx(e)] += src[lo + e]`` over the table ``src[lo:]``."""
-    inner = cards[n - 1]
-    step = strides[n - 1]
-    hop = own[n - 1]
-    index = base
-    at = lo
-    for _ in range(_outer_size(cards, n, digits)):
-        if step == 0:
-            total = 0.0
-            for x in range(inner):
-                total += src[at + x * hop]
-            dst[index] += total
-        else:
-            for x in range(inner):
-                dst[index + x * step] += src[at + x * hop]
+                v = src[at + x * hop]
+                dst[k] = min(dst[k], v) if minimum else dst[k] + v
         index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
@@ -226,28 +198,21 @@ def _next_block(jt, c, hdigits, nh):
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _gather(jt, m, hdigits, nh, src, base, block, at, row_vector, digits):
-    """Add map ``m``'s other table (``src`` from ``base``) to the block at ``block[at:]``,
-    or to the row vector when it depends on the block only through the row."""
-    cards, strides, own, n = _map(jt, m)
-    base = _high_base(jt, m, hdigits, nh, base)
-    if jt.row_only[m]:
-        _gather_add(row_vector, 0, cards, strides, own, n, src, base, digits)
-    else:
-        _gather_add(block, at, cards, strides, own, n, src, base, digits)
+def _clique_map(jt, c, t, n_assigned):
+    """The t-th map of clique ``c`` (its factors', then its children's messages'): the
+    map's index, where it starts in its other table (theta, or the message buffer), and
+    whether it is a factor's."""
+    lo = jt.factor_ptr[c]
+    n_factors = jt.factor_ptr[c + 1] - lo
+    if t < n_factors:
+        return lo + t, jt.factor_base[lo + t], True
+    q = jt.child_id[jt.child_ptr[c] + t - n_factors]
+    return n_assigned + q, jt.sep_offset[q], False
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _scatter(jt, m, hdigits, nh, belief, row_totals, temperature, dst, base, digits):
-    """Reduce the block's belief (or its row totals, for a row-only map) into map ``m``'s
-    other table (``dst`` from ``base``): minimum at T = 0, sum at T > 0."""
-    cards, strides, own, n = _map(jt, m)
-    base = _high_base(jt, m, hdigits, nh, base)
-    src = row_totals if jt.row_only[m] else belief
-    if temperature == 0.0:
-        _scatter_min(src, 0, cards, strides, own, n, dst, base, digits)
-    else:
-        _scatter_add(src, 0, cards, strides, own, n, dst, base, digits)
+def _n_maps(jt, c):
+    return (jt.factor_ptr[c + 1] - jt.factor_ptr[c]) + (jt.child_ptr[c + 1] - jt.child_ptr[c])
 
 
 @njit(inline="always", **NJIT_OPTIONS)
@@ -267,53 +232,46 @@ def _row_unary(jt, c, unary, state_offset, out):
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _condition(block, k, row_vector, temperature, up, lows, scales, spread):
+def _condition(block, k, row_vector, temperature, up, lows, spread):
     """Add ``row_vector`` to each row of ``k`` entries of ``block`` (a view of whole rows),
     turn each into its conditional and write its softmin_T to ``up`` (one entry per row;
     see the module docstring). At T > 0 in passes over the whole block, so that the
     ``exp`` loop has no carried dependency and is vectorized whatever the row length;
-    ``lows`` and ``scales`` are scratch of a row per entry, ``spread`` of the block's.
-    Loops index views from 0: LLVM vectorizes those, not ``a[at + e]`` (whose index might
-    be negative, for all it knows): 9 -> 1.5 ns per ``exp``."""
+    ``lows`` is scratch of an entry per row, ``spread`` of the block's.
+    That loop indexes a view from 0: LLVM vectorizes that, not ``a[at + e]`` (whose index
+    might be negative, for all it knows): 9 -> 1.5 ns per ``exp``."""
     n_rows = len(up)
     for r in range(n_rows):
-        row = block[r * k:(r + 1) * k]
         low = INF
         for x in range(k):
-            v = row[x] + row_vector[x]
-            row[x] = v
+            v = block[r * k + x] + row_vector[x]
+            block[r * k + x] = v
             low = min(low, v)
         if temperature == 0.0:
             if low < INF:
                 for x in range(k):
-                    row[x] -= low
+                    block[r * k + x] -= low
             up[r] = low
         else:
             lows[r] = low
             low = low if low < INF else 0.0  # a row of +inf: exp(-inf) = 0
-            spread_row = spread[r * k:(r + 1) * k]
             for x in range(k):
-                spread_row[x] = low
+                spread[r * k + x] = low
     if temperature == 0.0:
         return
     inverse = 1.0 / temperature
     for e in range(n_rows * k):
         block[e] = _exp_nonpositive((spread[e] - block[e]) * inverse)
     for r in range(n_rows):
-        row = block[r * k:(r + 1) * k]
         total = 0.0
         for x in range(k):
-            total += row[x]
-        scales[r] = total
-    for r in range(n_rows):  # the row minimum's own exp(0) = 1: total >= 1 when finite
-        total = max(scales[r], 1.0)
+            total += block[r * k + x]
+        # The row minimum's own exp(0) = 1: total >= 1 when the row is finite.
+        total = max(total, 1.0)
         up[r] = lows[r] - temperature * np.log(total) if lows[r] < INF else INF
-        scales[r] = 1.0 / total
-    for r in range(n_rows):
-        row = block[r * k:(r + 1) * k]
-        scale = scales[r]
+        scale = 1.0 / total
         for x in range(k):
-            row[x] *= scale
+            block[r * k + x] *= scale
 
 
 @njit(**NJIT_OPTIONS)
@@ -325,7 +283,6 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
     row_unary = np.empty(jt.max_row)
     row_vector = np.empty(jt.max_row)
     lows = np.empty(jt.max_block)
-    scales = np.empty(jt.max_block)
     spread = np.empty(jt.max_block)
     n_assigned = len(jt.factor_id)
     for c in range(len(jt.parent)):
@@ -341,16 +298,18 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
             at = lo + b * nb
             for x in range(k):
                 row_vector[x] = row_unary[x]
-            for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-                _gather(jt, j, hdigits, nh, theta, jt.factor_base[j], psi, at, row_vector,
-                        digits)
-            for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
-                q = jt.child_id[i]
-                _gather(jt, n_assigned + q, hdigits, nh, up, jt.sep_offset[q], psi, at,
-                        row_vector, digits)
+            # Each factor and child message, added to the block (or, when it depends on
+            # the block only through the row, to the row vector).
+            for t in range(_n_maps(jt, c)):
+                m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+                cards, strides, own, n = _map(jt, m)
+                base = _high_base(jt, m, hdigits, nh, base)
+                row_only = jt.row_only[m] != 0
+                _gather_add(row_vector if row_only else psi, 0 if row_only else at, cards,
+                            strides, own, n, theta if is_factor else up, base, digits)
             first = jt.sep_offset[c] + b * rows_per_block
             _condition(psi[at:at + nb], k, row_vector, temperature,
-                       up[first:first + rows_per_block], lows, scales, spread)
+                       up[first:first + rows_per_block], lows, spread)
             _next_block(jt, c, hdigits, nh)
 
 
@@ -440,14 +399,18 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
                         v = psi[at + row + x] * d
                         belief[row + x] = v
                         row_totals[x] += v
-            if with_factors:
-                for j in range(jt.factor_ptr[c], jt.factor_ptr[c + 1]):
-                    _scatter(jt, j, hdigits, nh, belief, row_totals, temperature, fac_out,
-                             jt.factor_base[j], digits)
-            for i in range(jt.child_ptr[c], jt.child_ptr[c + 1]):
-                q = jt.child_id[i]
-                _scatter(jt, n_assigned + q, hdigits, nh, belief, row_totals, temperature,
-                         up, jt.sep_offset[q], digits)
+            # Into each factor's beliefs and child's message (from the row totals when
+            # the map depends on the block only through the row).
+            for t in range(_n_maps(jt, c)):
+                m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+                if is_factor and not with_factors:
+                    continue
+                cards, strides, own, n = _map(jt, m)
+                base = _high_base(jt, m, hdigits, nh, base)
+                src = row_totals if jt.row_only[m] else belief
+                dst = fac_out if is_factor else up
+                _scatter_reduce(src, 0, cards, strides, own, n, dst, base, digits,
+                                temperature == 0.0)
             for x in range(k):
                 if temperature == 0.0:
                     per_state[x] = min(per_state[x], row_totals[x])

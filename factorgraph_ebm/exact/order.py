@@ -144,7 +144,8 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
     if status != _DONE:
         return EliminationPlan(
             order=order,
-            cliques=np.split(clique_vars, clique_ptr[1:-1]) if len(order) else [],
+            cliques=[np.append(np.sort(c[:-1]), c[-1:])
+                     for c in np.split(clique_vars, clique_ptr[1:-1])] if len(order) else [],
             parent=np.full(len(order), -1, dtype=np.int64),
             table_entries=entries,
             separator_entries=entries / n_states[order].astype(np.float64),
@@ -168,7 +169,8 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
     n_factors_of = np.bincount(first[first < len(order)], minlength=len(order))
     bounds = clique_ptr.tolist()
     members = clique_vars.tolist()
-    cliques = [members[bounds[c]:bounds[c + 1]] for c in range(len(order))]
+    cliques = [sorted(members[bounds[c]:bounds[c + 1] - 1]) + [members[bounds[c + 1] - 1]]
+               for c in range(len(order))]
     plan = _merge_nonmaximal(order, cliques, parent.tolist(), n_states.tolist(),
                              n_factors_of.tolist(), width)
     if plan.total_entries > max_entries:
@@ -179,23 +181,67 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
 _DONE, _OVER, _GAVE_UP = 0, 1, 2
 
 
-@njit(inline="always", **NJIT_OPTIONS)
-def _heap_less(fill, weight, vertex, i, j):
-    """Whether heap entry i comes before j: fewer fill edges, then a smaller table, then
-    the lower variable index."""
-    if fill[i] != fill[j]:
-        return fill[i] < fill[j]
-    if weight[i] != weight[j]:
-        return weight[i] < weight[j]
-    return vertex[i] < vertex[j]
+@njit(**NJIT_OPTIONS)
+def _grown(a, need):
+    """``a`` in an array of at least ``need`` entries (doubling), contents kept."""
+    if need <= len(a):
+        return a
+    out = np.empty(max(2 * len(a), need), dtype=a.dtype)
+    for i in range(len(a)):  # a loop: slice assignment compiles 2 s of generic code
+        out[i] = a[i]
+    return out
 
 
-@njit(inline="always", **NJIT_OPTIONS)
-def _heap_swap(fill, weight, vertex, version, i, j):
-    fill[i], fill[j] = fill[j], fill[i]
-    weight[i], weight[j] = weight[j], weight[i]
-    vertex[i], vertex[j] = vertex[j], vertex[i]
-    version[i], version[j] = version[j], version[i]
+@njit(**NJIT_OPTIONS)
+def _neighbour_lists(n_states, scope_ptr, scope_vars, free):
+    """The interaction graph of the free variables: (start, degree, capacity, pool), each
+    variable's neighbours at ``pool[start[v]:start[v] + degree[v]]``, room for
+    ``capacity[v]``; built from each variable's factors (found by a counting sort) with
+    a marker per variable, so no sorting."""
+    n = len(n_states)
+    first = np.zeros(n + 1, dtype=np.int64)
+    for e in range(len(scope_vars)):
+        first[scope_vars[e] + 1] += 1
+    for v in range(n):
+        first[v + 1] += first[v]
+    filled = np.empty(n, dtype=np.int64)
+    for v in range(n):
+        filled[v] = first[v]
+    factor_of = np.empty(len(scope_vars), dtype=np.int64)
+    for a in range(len(scope_ptr) - 1):
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
+            factor_of[filled[scope_vars[e]]] = a
+            filled[scope_vars[e]] += 1
+    mark = np.empty(n, dtype=np.int64)
+    for v in range(n):
+        mark[v] = -1
+    degree = np.zeros(n, dtype=np.int64)
+    start = np.zeros(n, dtype=np.int64)
+    capacity = np.zeros(n, dtype=np.int64)
+    pool = np.empty(16, dtype=np.int64)
+    end = 0
+    for fill_pass in range(2):  # count, then fill
+        for u in range(n):
+            if not free[u]:
+                continue
+            mark[u] = u + fill_pass * n
+            for f in range(first[u], first[u + 1]):
+                a = factor_of[f]
+                for e in range(scope_ptr[a], scope_ptr[a + 1]):
+                    w = scope_vars[e]
+                    if free[w] and mark[w] != u + fill_pass * n:
+                        mark[w] = u + fill_pass * n
+                        if fill_pass == 1:
+                            pool[start[u] + degree[u]] = w
+                        degree[u] += 1
+            if fill_pass == 0:
+                capacity[u] = max(2 * degree[u], 4)
+                start[u] = end
+                end += capacity[u]
+                degree[u] = 0
+        if fill_pass == 0:
+            pool = np.empty(2 * end + 16, dtype=np.int64)
+    return start, degree, capacity, pool, end
 
 
 @njit(**NJIT_OPTIONS)
@@ -204,82 +250,43 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
 
     The interaction graph is kept as one neighbour list per variable, each in its own
     segment of a pool that grows by doubling; fill edges are counted by marking a
-    variable's neighbours and visiting theirs. Scores are kept in a binary heap with lazy
-    deletion (a variable's stale entries carry an old version number). Work is counted in
-    neighbour visits as documented there, so that the budget is deterministic.
+    variable's neighbours and visiting theirs. Each step rescores the variables whose
+    score may have changed and picks the best by a scan of all the scores (a heap costs
+    more to compile than the scans cost on any graph whose tables can fit). Work is
+    counted in neighbour visits as documented there, so that the budget is deterministic.
 
     Returns (order, clique_ptr, clique_vars, entries, status): the cliques in CSR form
-    (separator ascending, then the eliminated variable), their table entries, and
-    _DONE, _OVER (tables over twice ``max_entries``) or _GAVE_UP (``max_work``).
+    (separator in no particular order, then the eliminated variable), their table
+    entries, and _DONE, _OVER (tables over twice ``max_entries``) or _GAVE_UP
+    (``max_work``).
     """
     n = len(n_states)
     work = float(len(scope_vars))
-    # The initial graph: every pair of free variables that share a factor, once.
-    n_pairs = 0
-    for a in range(len(scope_ptr) - 1):
-        m = 0
-        for e in range(scope_ptr[a], scope_ptr[a + 1]):
-            if free[scope_vars[e]]:
-                m += 1
-        n_pairs += m * (m - 1)
-    keys = np.empty(n_pairs, dtype=np.int64)
-    k = 0
-    for a in range(len(scope_ptr) - 1):
-        for e in range(scope_ptr[a], scope_ptr[a + 1]):
-            u = scope_vars[e]
-            if not free[u]:
-                continue
-            for f in range(scope_ptr[a], scope_ptr[a + 1]):
-                w = scope_vars[f]
-                if free[w] and f != e:
-                    keys[k] = u * n + w
-                    k += 1
-    keys = np.unique(keys[:k])
-    degree = np.zeros(n, dtype=np.int64)
-    for key in keys:
-        if key // n != key % n:  # a variable repeated in one scope is not its neighbour
-            degree[key // n] += 1
-    capacity = np.maximum(2 * degree, 4)
-    start = np.zeros(n, dtype=np.int64)
-    end = 0
-    for v in range(n):
-        start[v] = end
-        end += capacity[v]
-    adj = np.empty(2 * end, dtype=np.int64)
-    fill_count = np.zeros(n, dtype=np.int64)
-    for key in keys:
-        u = key // n
-        w = key % n
-        if u != w:
-            adj[start[u] + fill_count[u]] = w
-            fill_count[u] += 1
-
+    start, degree, capacity, adj, end = _neighbour_lists(n_states, scope_ptr, scope_vars, free)
     mark = np.zeros(n, dtype=np.int64)
     stamp = 0
-    current = np.zeros(n, dtype=np.int64)  # each variable's heap-entry version
-    done = ~free
-    size = 0
-    heap_fill = np.empty(max(n, 1), dtype=np.int64)
-    heap_weight = np.empty(max(n, 1), dtype=np.float64)
-    heap_vertex = np.empty(max(n, 1), dtype=np.int64)
-    heap_version = np.empty(max(n, 1), dtype=np.int64)
+    fill = np.zeros(n, dtype=np.int64)
+    weight = np.zeros(n, dtype=np.float64)
+    done = np.zeros(n, dtype=np.bool_)
+    touched = np.empty(n, dtype=np.int64)
+    n_touched = 0
+    for v in range(n):
+        done[v] = not free[v]
+        if free[v]:
+            touched[n_touched] = v
+            n_touched += 1
+    n_free = n_touched
     order = np.empty(n, dtype=np.int64)
     entries = np.empty(n, dtype=np.float64)
     clique_ptr = np.zeros(n + 1, dtype=np.int64)
-    clique_vars = np.empty(max(4 * n, 1), dtype=np.int64)
-    touched = np.empty(max(n, 1), dtype=np.int64)
+    clique_vars = np.empty(4 * n + 1, dtype=np.int64)
     n_order = 0
     total = 0.0
     status = _DONE
-    for v in range(n):
-        touched[v] = v
-    n_touched = n
     while True:
-        # (Re)score the touched variables and push them.
+        # Rescore the touched variables: fill edges, then the clique's table size.
         for t in range(n_touched):
             v = touched[t]
-            if done[v]:
-                continue
             d = degree[v]
             s = start[v]
             work += d + 1
@@ -287,101 +294,66 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
             for i in range(d):
                 mark[adj[s + i]] = stamp
             present = 0
-            weight = float(n_states[v])
+            table = float(n_states[v])
             for i in range(d):
                 u = adj[s + i]
-                weight *= n_states[u]
+                table *= n_states[u]
                 for j in range(start[u], start[u] + degree[u]):
                     if mark[adj[j]] == stamp:
                         present += 1
-            current[v] += 1
-            if size == len(heap_fill):
-                heap_fill = np.concatenate((heap_fill, np.empty_like(heap_fill)))
-                heap_weight = np.concatenate((heap_weight, np.empty_like(heap_weight)))
-                heap_vertex = np.concatenate((heap_vertex, np.empty_like(heap_vertex)))
-                heap_version = np.concatenate((heap_version, np.empty_like(heap_version)))
-            i = size
-            size += 1
-            heap_fill[i] = (d * (d - 1) - present) // 2
-            heap_weight[i] = weight
-            heap_vertex[i] = v
-            heap_version[i] = current[v]
-            while i > 0 and _heap_less(heap_fill, heap_weight, heap_vertex, i, (i - 1) // 2):
-                _heap_swap(heap_fill, heap_weight, heap_vertex, heap_version, i,
-                           (i - 1) // 2)
-                i = (i - 1) // 2
-        # Pop the best current entry.
-        v = -1
-        while size > 0:
-            if work > max_work:
-                break
-            top = heap_vertex[0]
-            fresh = heap_version[0] == current[top] and not done[top]
-            size -= 1
-            _heap_swap(heap_fill, heap_weight, heap_vertex, heap_version, 0, size)
-            i = 0
-            while True:
-                left = 2 * i + 1
-                best = i
-                if left < size and _heap_less(heap_fill, heap_weight, heap_vertex, left, best):
-                    best = left
-                if left + 1 < size and _heap_less(heap_fill, heap_weight, heap_vertex,
-                                                  left + 1, best):
-                    best = left + 1
-                if best == i:
-                    break
-                _heap_swap(heap_fill, heap_weight, heap_vertex, heap_version, i, best)
-                i = best
-            if fresh:
-                v = top
-                break
-        if v < 0:
-            if size > 0:  # stopped by the work budget
-                status = _GAVE_UP
+            fill[v] = (d * (d - 1) - present) // 2
+            weight[v] = table
+        if n_order == n_free:
             break
-        # Eliminate v: its clique is its neighbours (ascending) and itself.
+        if work > max_work:
+            status = _GAVE_UP
+            break
+        # The best variable: fewest fill edges, then smallest table, then lowest index.
+        v = -1
+        for u in range(n):
+            if not done[u] and (v < 0 or fill[u] < fill[v]
+                                or (fill[u] == fill[v] and weight[u] < weight[v])):
+                v = u
+        # Eliminate v: its clique is its neighbours and itself.
         done[v] = True
         d = degree[v]
         s = start[v]
         lo = clique_ptr[n_order]
-        if lo + d + 1 > len(clique_vars):
-            clique_vars = np.concatenate((clique_vars, np.empty(len(clique_vars) + d + 1,
-                                                                dtype=np.int64)))
-        clique_vars[lo:lo + d] = np.sort(adj[s:s + d])
+        clique_vars = _grown(clique_vars, lo + d + 1)
+        for i in range(d):
+            clique_vars[lo + i] = adj[s + i]
         clique_vars[lo + d] = v
         clique_ptr[n_order + 1] = lo + d + 1
-        table = float(n_states[v])
-        for i in range(d):
-            table *= n_states[adj[s + i]]
         order[n_order] = v
-        entries[n_order] = table
+        entries[n_order] = weight[v]
         n_order += 1
-        total += table
+        total += weight[v]
         # Merging non-maximal cliques at most halves the tables (each is at most half
         # of the child it merges into), so past twice the budget nothing can fit.
         if total > 2.0 * max_entries:
             status = _OVER
             break
-        nbrs = clique_vars[lo:lo + d]
-        for u in nbrs:  # v leaves u's neighbours
+        for i in range(d):  # v leaves its neighbours' lists
+            u = clique_vars[lo + i]
             for j in range(start[u], start[u] + degree[u]):
                 if adj[j] == v:
                     degree[u] -= 1
                     adj[j] = adj[start[u] + degree[u]]
                     break
-        for u in nbrs:  # and its neighbours become a clique
+        for i in range(d):  # and its neighbours become a clique
+            u = clique_vars[lo + i]
             stamp += 1
             mark[u] = stamp
             for j in range(start[u], start[u] + degree[u]):
                 mark[adj[j]] = stamp
-            for w in nbrs:
+            for i2 in range(d):
+                w = clique_vars[lo + i2]
                 if mark[w] == stamp:
                     continue
-                if degree[u] == capacity[u]:
-                    if end + 2 * capacity[u] > len(adj):
-                        adj = np.concatenate((adj, np.empty(len(adj) + 2 * capacity[u],
-                                                            dtype=np.int64)))
-                    adj[end:end + degree[u]] = adj[start[u]:start[u] + degree[u]]
+                if degree[u] == capacity[u]:  # move u's list to a segment twice as long
+                    adj = _grown(adj, end + 2 * capacity[u])
+                    for j in range(degree[u]):
+                        adj[end + j] = adj[start[u] + j]
                     start[u] = end
                     capacity[u] *= 2
                     end += capacity[u]
@@ -390,7 +362,8 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
         # Rescore the neighbours and their neighbours.
         stamp += 1
         n_touched = 0
-        for u in nbrs:
+        for i in range(d):
+            u = clique_vars[lo + i]
             if mark[u] != stamp:
                 mark[u] = stamp
                 touched[n_touched] = u
