@@ -18,7 +18,7 @@ from strategies import describe, evidence_for, loopy_graphs, trees
 
 import factorgraph_ebm as fe
 from factorgraph_ebm import EvidenceError, FactorGraphError
-from factorgraph_ebm.exact import exact_plan, junction_tree, plan_elimination
+from factorgraph_ebm.exact import exact_plan, junction_tree, kernels, plan_elimination
 
 TOL = 1e-9
 
@@ -123,7 +123,9 @@ def test_merged_cliques_in_blocks_match_brute_force(block):
         tree = junction_tree.build_junction_tree(cg, plan.elimination, cg.table_offset,
                                                  plan.clamped)[0]
     if block is not None:
-        assert (np.diff(tree.table_offset) > tree.block).any() and tree.row_only.any()
+        assert (np.diff(tree.table_offset) > tree.block).any()
+        kinds = {kernels.MAP_BLOCK, kernels.MAP_ROW} | ({kernels.MAP_FIXED} if block > 1 else set())
+        assert kinds <= set(tree.map_kind)
     bf = BruteForce(g, {3: 1})
     low = _solve(g, math.inf, {3: 1}, block)
     assert math.isclose(low.energy, bf.min_energy, abs_tol=TOL)

@@ -23,8 +23,9 @@ scope entries in all, ``A`` factors assigned to cliques.
 - messages: per non-root clique, a map from its parent's table to its separator table.
 
 A map ``m`` has a stride into the other table for each high axis,
-``high_stride[high_ptr[m]:high_ptr[m+1]]``, and walks one block (or, when ``row_only[m]``:
-the other table does not depend on the block's axes but the row's, one row) as a few axes,
+``high_stride[high_ptr[m]:high_ptr[m+1]]``, and walks one block (one row, when the other
+table depends on the block's axes only through the row's: ``map_kind[m]``, see
+:data:`.kernels.MAP_BLOCK`) as a few axes,
 ``map_card[map_ptr[m]:map_ptr[m+1]]``, with one stride each into the other table,
 ``map_stride[...]``, and one into the block itself, ``map_self[...]``: the block's axes
 merged wherever the other table steps through them as through one axis (runs of axes it
@@ -40,6 +41,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+
+from .kernels import MAP_BLOCK, MAP_FIXED, MAP_ROW
 
 #: Entries of a clique table walked at once (whole rows, at least one): 8192 float64 are
 #: 64 KiB, in a core's L2 cache with the factor tables and message slices they meet.
@@ -70,7 +73,7 @@ class JunctionTree(NamedTuple):
     map_card: np.ndarray
     map_stride: np.ndarray
     map_self: np.ndarray
-    row_only: np.ndarray
+    map_kind: np.ndarray
     max_axes: int
     max_row: int
     max_block: int
@@ -178,14 +181,18 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
             clique_of[v] = c
 
     def split_map(c, strides):
-        """(high strides, merged axes of a block or of a row, row only) of clique c's
-        table walked into another table with ``strides``."""
+        """(high strides, merged axes of a block or of a row, kind) of clique c's table
+        walked into another table with ``strides``."""
         cards = clique_cards[c]
         h = n_high[c]
         r = len(cards) - n_elim[c]
-        row_only = not any(strides[h:r])
-        walked = r if row_only else h
-        return (strides[:h],) + merged_axes(cards[walked:], strides[walked:]) + (row_only,)
+        if not any(strides[h:r]):
+            kind, walked = MAP_ROW, r
+        elif h and not any(strides[:h]):
+            kind, walked = MAP_FIXED, h
+        else:
+            kind, walked = MAP_BLOCK, h
+        return (strides[:h],) + merged_axes(cards[walked:], strides[walked:]) + (kind,)
 
     # Factors: the clique that eliminates the first free variable of the scope.
     scope_ptr = cg.scope_ptr.tolist()
@@ -223,7 +230,7 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
     for c in range(n_cliques):
         p = parent[c]
         if p < 0:
-            maps.append(([], [1], [0], [0], False))  # unused
+            maps.append(([], [1], [0], [0], MAP_BLOCK))  # unused
             continue
         children[p].append(c)
         separator = cliques[c][:len(cliques[c]) - n_elim[c]]
@@ -255,7 +262,7 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
         map_card=flat(1),
         map_stride=flat(2),
         map_self=flat(3),
-        row_only=np.array([m[4] for m in maps], dtype=np.int64),
+        map_kind=np.array([m[4] for m in maps], dtype=np.int64),
         max_axes=max([len(m[1]) for m in maps] + n_high + [1]),
         max_row=max(rows, default=1),
         max_block=max([b for _, b in splits], default=1),

@@ -46,6 +46,11 @@ from numba.extending import intrinsic
 from .._config import NJIT_OPTIONS, njit
 
 INF = np.inf
+#: Kinds of map (``JunctionTree.map_kind``): walked over each block; over the row of each
+#: block (the other table depends on the block only through the row's axes); over one
+#: block once per clique (the other table does not depend on the high axes: the same for
+#: every block, so the blocks are summed, or reduced, first).
+MAP_BLOCK, MAP_ROW, MAP_FIXED = 0, 1, 2
 
 
 @intrinsic
@@ -131,7 +136,7 @@ def _map(jt, m):
     return jt.map_card[lo:hi], jt.map_stride[lo:hi], jt.map_self[lo:hi], hi - lo
 
 
-@njit(inline="always", **NJIT_OPTIONS)
+@njit(**NJIT_OPTIONS)
 def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
     """``dst[lo + e] += src[base + idx(e)]`` over the table ``dst[lo:]`` walked by the map."""
     inner = cards[n - 1]
@@ -150,7 +155,7 @@ def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
         index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
-@njit(inline="always", **NJIT_OPTIONS)
+@njit(**NJIT_OPTIONS)
 def _scatter_reduce(src, lo, cards, strides, own, n, dst, base, digits, minimum):
     """``dst[base + idx(e)] = min(dst[...], src[lo + e])`` (``minimum``) or
     ``dst[base + idx(e)] += src[lo + e]`` over the table ``src[lo:]``. One loop for both,
@@ -284,6 +289,7 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
     row_vector = np.empty(jt.max_row)
     lows = np.empty(jt.max_block)
     spread = np.empty(jt.max_block)
+    fixed = np.empty(jt.max_block)
     n_assigned = len(jt.factor_id)
     for c in range(len(jt.parent)):
         lo = jt.table_offset[c]
@@ -292,21 +298,40 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
         nh = jt.n_high[c]
         rows_per_block = nb // k
         _row_unary(jt, c, unary, state_offset, row_unary)
+        # The maps that are the same for every block, summed into one block once.
+        any_fixed = False
+        for t in range(_n_maps(jt, c)):
+            m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+            if jt.map_kind[m] == MAP_FIXED:
+                if not any_fixed:
+                    for e in range(nb):
+                        fixed[e] = 0.0
+                    any_fixed = True
+                cards, strides, own, n = _map(jt, m)
+                _gather_add(fixed, 0, cards, strides, own, n, theta if is_factor else up,
+                            base, digits)
         for j in range(nh):
             hdigits[j] = 0
         for b in range((jt.table_offset[c + 1] - lo) // nb):
             at = lo + b * nb
             for x in range(k):
                 row_vector[x] = row_unary[x]
-            # Each factor and child message, added to the block (or, when it depends on
-            # the block only through the row, to the row vector).
+            if any_fixed:
+                block = psi[at:at + nb]
+                for e in range(nb):
+                    block[e] += fixed[e]
+            # Each other factor and child message, added to the block (or, when it
+            # depends on the block only through the row, to the row vector).
             for t in range(_n_maps(jt, c)):
                 m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+                kind = jt.map_kind[m]
+                if kind == MAP_FIXED:
+                    continue
                 cards, strides, own, n = _map(jt, m)
                 base = _high_base(jt, m, hdigits, nh, base)
-                row_only = jt.row_only[m] != 0
-                _gather_add(row_vector if row_only else psi, 0 if row_only else at, cards,
-                            strides, own, n, theta if is_factor else up, base, digits)
+                _gather_add(row_vector if kind == MAP_ROW else psi,
+                            0 if kind == MAP_ROW else at, cards, strides, own, n,
+                            theta if is_factor else up, base, digits)
             first = jt.sep_offset[c] + b * rows_per_block
             _condition(psi[at:at + nb], k, row_vector, temperature,
                        up[first:first + rows_per_block], lows, spread)
@@ -363,10 +388,12 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
     digits = np.zeros(jt.max_axes, dtype=np.int64)
     hdigits = np.zeros(jt.max_axes, dtype=np.int64)
     belief = np.empty(jt.max_block)
+    fixed = np.empty(jt.max_block)
     row_totals = np.empty(jt.max_row)
     per_state = np.empty(jt.max_row)
     n_assigned = len(jt.factor_id)
-    empty = INF if temperature == 0.0 else 0.0  # the reduction's neutral element
+    minimum = temperature == 0.0
+    empty = INF if minimum else 0.0  # the reduction's neutral element
     for c in range(len(jt.parent) - 1, -1, -1):
         lo = jt.table_offset[c]
         k = jt.row[c]
@@ -379,6 +406,14 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
                 up[s] = empty
         for x in range(k):
             per_state[x] = empty
+        # The maps that are the same for every block: the blocks' reduction, once.
+        any_fixed = False
+        for t in range(_n_maps(jt, c)):
+            m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+            any_fixed |= jt.map_kind[m] == MAP_FIXED and (with_factors or not is_factor)
+        if any_fixed:
+            for e in range(nb):
+                fixed[e] = empty
         for j in range(nh):
             hdigits[j] = 0
         for b in range((jt.table_offset[c + 1] - lo) // nb):
@@ -388,35 +423,37 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
                 row_totals[x] = empty
             for r in range(rows_per_block):
                 d = up[first + r]
-                row = r * k
-                if temperature == 0.0:
-                    for x in range(k):
-                        v = psi[at + row + x] + d
-                        belief[row + x] = v
-                        row_totals[x] = min(row_totals[x], v)
-                else:
-                    for x in range(k):
-                        v = psi[at + row + x] * d
-                        belief[row + x] = v
-                        row_totals[x] += v
-            # Into each factor's beliefs and child's message (from the row totals when
-            # the map depends on the block only through the row).
+                table_row = psi[at + r * k:at + (r + 1) * k]
+                belief_row = belief[r * k:(r + 1) * k]
+                for x in range(k):
+                    v = table_row[x] + d if minimum else table_row[x] * d
+                    belief_row[x] = v
+                    row_totals[x] = min(row_totals[x], v) if minimum else row_totals[x] + v
+            if any_fixed:
+                for e in range(nb):
+                    fixed[e] = min(fixed[e], belief[e]) if minimum else fixed[e] + belief[e]
+            # Into each other factor's beliefs and child's message (from the row totals
+            # when the map depends on the block only through the row).
             for t in range(_n_maps(jt, c)):
                 m, base, is_factor = _clique_map(jt, c, t, n_assigned)
-                if is_factor and not with_factors:
+                kind = jt.map_kind[m]
+                if kind == MAP_FIXED or (is_factor and not with_factors):
                     continue
                 cards, strides, own, n = _map(jt, m)
                 base = _high_base(jt, m, hdigits, nh, base)
-                src = row_totals if jt.row_only[m] else belief
-                dst = fac_out if is_factor else up
-                _scatter_reduce(src, 0, cards, strides, own, n, dst, base, digits,
-                                temperature == 0.0)
+                _scatter_reduce(row_totals if kind == MAP_ROW else belief, 0, cards, strides,
+                                own, n, fac_out if is_factor else up, base, digits, minimum)
             for x in range(k):
-                if temperature == 0.0:
-                    per_state[x] = min(per_state[x], row_totals[x])
-                else:
-                    per_state[x] += row_totals[x]
+                per_state[x] = min(per_state[x], row_totals[x]) if minimum else (
+                    per_state[x] + row_totals[x])
             _next_block(jt, c, hdigits, nh)
+        if any_fixed:
+            for t in range(_n_maps(jt, c)):
+                m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+                if jt.map_kind[m] == MAP_FIXED and (with_factors or not is_factor):
+                    cards, strides, own, n = _map(jt, m)
+                    _scatter_reduce(fixed, 0, cards, strides, own, n,
+                                    fac_out if is_factor else up, base, digits, minimum)
         # The row totals, per state of each eliminated variable.
         hi = jt.scope_ptr[c + 1]
         inner = 1
