@@ -52,7 +52,8 @@ class ExactPlan:
     clamped : ndarray of shape (V,), dtype=int64
         The clamped state of each variable, -1 for a free one.
     memory_bytes : float
-        Bytes that :func:`run_exact` allocates (clique, separator and factor-belief tables).
+        Bytes that :func:`run_exact` allocates (clique, separator and factor-belief tables);
+        a lower bound when the order search stopped early.
     max_bytes : float
         The budget the plan was made for.
     """
@@ -135,7 +136,12 @@ def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES,
     budget = max(max_bytes / 8.0 - n_extra, 0.0)
     elimination = plan_elimination(cg.n_states, cg.scope_ptr, cg.scope_vars, clamped < 0,
                                    max_entries=budget, max_work=max_work)
-    plan = ExactPlan(elimination, clamped, elimination.memory_bytes(n_extra), float(max_bytes))
+    memory = elimination.memory_bytes(n_extra)
+    if len(elimination.order) < int((clamped < 0).sum()):
+        # A search stopped early: merging non-maximal cliques could at most halve what
+        # it found, so half of it is what the whole tree needs at least.
+        memory = (memory - 8.0 * n_extra) / 2.0 + 8.0 * n_extra
+    plan = ExactPlan(elimination, clamped, memory, float(max_bytes))
     if len(cache) > 16:  # a training loop with many evidence sets: keep memory bounded
         cache.clear()
         cache["cg"] = cg

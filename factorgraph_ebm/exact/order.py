@@ -192,6 +192,41 @@ def _grown(a, need):
     return out
 
 
+@njit(inline="always", **NJIT_OPTIONS)
+def _before(fill, weight, vertex, i, j):
+    """Whether heap entry i comes before j: fewer fill edges, then a smaller table, then
+    the lower variable index."""
+    if fill[i] != fill[j]:
+        return fill[i] < fill[j]
+    if weight[i] != weight[j]:
+        return weight[i] < weight[j]
+    return vertex[i] < vertex[j]
+
+
+@njit(**NJIT_OPTIONS)
+def _swap(fill, weight, vertex, version, i, j):
+    fill[i], fill[j] = fill[j], fill[i]
+    weight[i], weight[j] = weight[j], weight[i]
+    vertex[i], vertex[j] = vertex[j], vertex[i]
+    version[i], version[j] = version[j], version[i]
+
+
+@njit(**NJIT_OPTIONS)
+def _sift_down(fill, weight, vertex, version, size):
+    """Restore the heap order from the root down, over the first ``size`` entries."""
+    i = 0
+    while True:
+        best = i
+        if 2 * i + 1 < size and _before(fill, weight, vertex, 2 * i + 1, best):
+            best = 2 * i + 1
+        if 2 * i + 2 < size and _before(fill, weight, vertex, 2 * i + 2, best):
+            best = 2 * i + 2
+        if best == i:
+            return
+        _swap(fill, weight, vertex, version, i, best)
+        i = best
+
+
 @njit(**NJIT_OPTIONS)
 def _neighbour_lists(n_states, scope_ptr, scope_vars, free):
     """The interaction graph of the free variables: (start, degree, capacity, pool), each
@@ -251,9 +286,9 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
     The interaction graph is kept as one neighbour list per variable, each in its own
     segment of a pool that grows by doubling; fill edges are counted by marking a
     variable's neighbours and visiting theirs. Each step rescores the variables whose
-    score may have changed and picks the best by a scan of all the scores (a heap costs
-    more to compile than the scans cost on any graph whose tables can fit). Work is
-    counted in neighbour visits as documented there, so that the budget is deterministic.
+    score may have changed and pushes their new scores on a binary heap, whose stale
+    entries (an old version number) are skipped when popped. Work is counted in
+    neighbour visits as documented there, so that the budget is deterministic.
 
     Returns (order, clique_ptr, clique_vars, entries, status): the cliques in CSR form
     (separator in no particular order, then the eliminated variable), their table
@@ -265,8 +300,12 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
     start, degree, capacity, adj, end = _neighbour_lists(n_states, scope_ptr, scope_vars, free)
     mark = np.zeros(n, dtype=np.int64)
     stamp = 0
-    fill = np.zeros(n, dtype=np.int64)
-    weight = np.zeros(n, dtype=np.float64)
+    current = np.zeros(n, dtype=np.int64)  # each variable's heap-entry version
+    size = 0
+    heap_fill = np.empty(n + 1, dtype=np.int64)
+    heap_weight = np.empty(n + 1, dtype=np.float64)
+    heap_vertex = np.empty(n + 1, dtype=np.int64)
+    heap_version = np.empty(n + 1, dtype=np.int64)
     done = np.zeros(n, dtype=np.bool_)
     touched = np.empty(n, dtype=np.int64)
     n_touched = 0
@@ -301,8 +340,20 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
                 for j in range(start[u], start[u] + degree[u]):
                     if mark[adj[j]] == stamp:
                         present += 1
-            fill[v] = (d * (d - 1) - present) // 2
-            weight[v] = table
+            current[v] += 1
+            heap_fill = _grown(heap_fill, size + 1)
+            heap_weight = _grown(heap_weight, size + 1)
+            heap_vertex = _grown(heap_vertex, size + 1)
+            heap_version = _grown(heap_version, size + 1)
+            i = size
+            size += 1
+            heap_fill[i] = (d * (d - 1) - present) // 2
+            heap_weight[i] = table
+            heap_vertex[i] = v
+            heap_version[i] = current[v]
+            while i > 0 and _before(heap_fill, heap_weight, heap_vertex, i, (i - 1) // 2):
+                _swap(heap_fill, heap_weight, heap_vertex, heap_version, i, (i - 1) // 2)
+                i = (i - 1) // 2
         if n_order == n_free:
             break
         if work > max_work:
@@ -310,10 +361,14 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
             break
         # The best variable: fewest fill edges, then smallest table, then lowest index.
         v = -1
-        for u in range(n):
-            if not done[u] and (v < 0 or fill[u] < fill[v]
-                                or (fill[u] == fill[v] and weight[u] < weight[v])):
-                v = u
+        while v < 0:
+            top = heap_vertex[0]
+            fresh = heap_version[0] == current[top] and not done[top]
+            size -= 1
+            _swap(heap_fill, heap_weight, heap_vertex, heap_version, 0, size)
+            _sift_down(heap_fill, heap_weight, heap_vertex, heap_version, size)
+            if fresh:
+                v = top
         # Eliminate v: its clique is its neighbours and itself.
         done[v] = True
         d = degree[v]
@@ -324,10 +379,13 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
             clique_vars[lo + i] = adj[s + i]
         clique_vars[lo + d] = v
         clique_ptr[n_order + 1] = lo + d + 1
+        table = float(n_states[v])
+        for i in range(d):
+            table *= n_states[adj[s + i]]
         order[n_order] = v
-        entries[n_order] = weight[v]
+        entries[n_order] = table
         n_order += 1
-        total += weight[v]
+        total += table
         # Merging non-maximal cliques at most halves the tables (each is at most half
         # of the child it merges into), so past twice the budget nothing can fit.
         if total > 2.0 * max_entries:
