@@ -136,7 +136,7 @@ def _map(jt, m):
     return jt.map_card[lo:hi], jt.map_stride[lo:hi], jt.map_self[lo:hi], hi - lo
 
 
-@njit(**NJIT_OPTIONS)
+@njit(inline="always", **NJIT_OPTIONS)
 def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
     """``dst[lo + e] += src[base + idx(e)]`` over the table ``dst[lo:]`` walked by the map."""
     inner = cards[n - 1]
@@ -155,7 +155,7 @@ def _gather_add(dst, lo, cards, strides, own, n, src, base, digits):
         index, at = _advance(digits, cards, strides, own, n, index, at)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(inline="always", **NJIT_OPTIONS)
 def _scatter_reduce(src, lo, cards, strides, own, n, dst, base, digits, minimum):
     """``dst[base + idx(e)] = min(dst[...], src[lo + e])`` (``minimum``) or
     ``dst[base + idx(e)] += src[lo + e]`` over the table ``src[lo:]``. One loop for both,
@@ -298,44 +298,41 @@ def collect(jt, theta, unary, state_offset, temperature, psi, up):
         nh = jt.n_high[c]
         rows_per_block = nb // k
         _row_unary(jt, c, unary, state_offset, row_unary)
-        # The maps that are the same for every block, summed into one block once.
         any_fixed = False
-        for t in range(_n_maps(jt, c)):
-            m, base, is_factor = _clique_map(jt, c, t, n_assigned)
-            if jt.map_kind[m] == MAP_FIXED:
-                if not any_fixed:
+        for j in range(nh):
+            hdigits[j] = 0
+        # Pass -1 sums the maps that are the same for every block into ``fixed``, once;
+        # then each block gets ``fixed`` and each other factor and child message (or,
+        # when it depends on the block only through the row, the row vector does).
+        for b in range(-1, (jt.table_offset[c + 1] - lo) // nb):
+            at = lo + b * nb
+            if b >= 0:
+                for x in range(k):
+                    row_vector[x] = row_unary[x]
+                if any_fixed:
+                    block = psi[at:at + nb]
+                    for e in range(nb):
+                        block[e] += fixed[e]
+            for t in range(_n_maps(jt, c)):
+                m, base, is_factor = _clique_map(jt, c, t, n_assigned)
+                kind = jt.map_kind[m]
+                if (kind == MAP_FIXED) != (b < 0):
+                    continue
+                if b < 0 and not any_fixed:
                     for e in range(nb):
                         fixed[e] = 0.0
                     any_fixed = True
                 cards, strides, own, n = _map(jt, m)
-                _gather_add(fixed, 0, cards, strides, own, n, theta if is_factor else up,
-                            base, digits)
-        for j in range(nh):
-            hdigits[j] = 0
-        for b in range((jt.table_offset[c + 1] - lo) // nb):
-            at = lo + b * nb
-            for x in range(k):
-                row_vector[x] = row_unary[x]
-            if any_fixed:
-                block = psi[at:at + nb]
-                for e in range(nb):
-                    block[e] += fixed[e]
-            # Each other factor and child message, added to the block (or, when it
-            # depends on the block only through the row, to the row vector).
-            for t in range(_n_maps(jt, c)):
-                m, base, is_factor = _clique_map(jt, c, t, n_assigned)
-                kind = jt.map_kind[m]
-                if kind == MAP_FIXED:
-                    continue
-                cards, strides, own, n = _map(jt, m)
-                base = _high_base(jt, m, hdigits, nh, base)
-                _gather_add(row_vector if kind == MAP_ROW else psi,
-                            0 if kind == MAP_ROW else at, cards, strides, own, n,
+                if b >= 0:
+                    base = _high_base(jt, m, hdigits, nh, base)
+                _gather_add(fixed if b < 0 else row_vector if kind == MAP_ROW else psi,
+                            at if kind == MAP_BLOCK else 0, cards, strides, own, n,
                             theta if is_factor else up, base, digits)
-            first = jt.sep_offset[c] + b * rows_per_block
-            _condition(psi[at:at + nb], k, row_vector, temperature,
-                       up[first:first + rows_per_block], lows, spread)
-            _next_block(jt, c, hdigits, nh)
+            if b >= 0:
+                first = jt.sep_offset[c] + b * rows_per_block
+                _condition(psi[at:at + nb], k, row_vector, temperature,
+                           up[first:first + rows_per_block], lows, spread)
+                _next_block(jt, c, hdigits, nh)
 
 
 @njit(**NJIT_OPTIONS)
@@ -416,44 +413,47 @@ def distribute(jt, temperature, psi, up, state_offset, var_out, fac_out, with_fa
                 fixed[e] = empty
         for j in range(nh):
             hdigits[j] = 0
-        for b in range((jt.table_offset[c + 1] - lo) // nb):
-            at = lo + b * nb
-            first = jt.sep_offset[c] + b * rows_per_block
-            for x in range(k):
-                row_totals[x] = empty
-            for r in range(rows_per_block):
-                d = up[first + r]
-                table_row = psi[at + r * k:at + (r + 1) * k]
-                belief_row = belief[r * k:(r + 1) * k]
+        # After the blocks, one more pass scatters their reduction (``fixed``) into the
+        # maps that are the same for every block.
+        n_blocks = (jt.table_offset[c + 1] - lo) // nb
+        for b in range(n_blocks + 1):
+            last = b == n_blocks
+            if not last:
+                at = lo + b * nb
+                first = jt.sep_offset[c] + b * rows_per_block
                 for x in range(k):
-                    v = table_row[x] + d if minimum else table_row[x] * d
-                    belief_row[x] = v
-                    row_totals[x] = min(row_totals[x], v) if minimum else row_totals[x] + v
-            if any_fixed:
-                for e in range(nb):
-                    fixed[e] = min(fixed[e], belief[e]) if minimum else fixed[e] + belief[e]
-            # Into each other factor's beliefs and child's message (from the row totals
-            # when the map depends on the block only through the row).
+                    row_totals[x] = empty
+                for r in range(rows_per_block):
+                    d = up[first + r]
+                    table_row = psi[at + r * k:at + (r + 1) * k]
+                    belief_row = belief[r * k:(r + 1) * k]
+                    for x in range(k):
+                        v = table_row[x] + d if minimum else table_row[x] * d
+                        belief_row[x] = v
+                        row_totals[x] = (min(row_totals[x], v) if minimum
+                                         else row_totals[x] + v)
+                if any_fixed:
+                    for e in range(nb):
+                        fixed[e] = (min(fixed[e], belief[e]) if minimum
+                                    else fixed[e] + belief[e])
+            # Into each factor's beliefs and child's message (from the row totals when
+            # the map depends on the block only through the row).
             for t in range(_n_maps(jt, c)):
                 m, base, is_factor = _clique_map(jt, c, t, n_assigned)
                 kind = jt.map_kind[m]
-                if kind == MAP_FIXED or (is_factor and not with_factors):
+                if (kind == MAP_FIXED) != last or (is_factor and not with_factors):
                     continue
                 cards, strides, own, n = _map(jt, m)
-                base = _high_base(jt, m, hdigits, nh, base)
-                _scatter_reduce(row_totals if kind == MAP_ROW else belief, 0, cards, strides,
-                                own, n, fac_out if is_factor else up, base, digits, minimum)
-            for x in range(k):
-                per_state[x] = min(per_state[x], row_totals[x]) if minimum else (
-                    per_state[x] + row_totals[x])
-            _next_block(jt, c, hdigits, nh)
-        if any_fixed:
-            for t in range(_n_maps(jt, c)):
-                m, base, is_factor = _clique_map(jt, c, t, n_assigned)
-                if jt.map_kind[m] == MAP_FIXED and (with_factors or not is_factor):
-                    cards, strides, own, n = _map(jt, m)
-                    _scatter_reduce(fixed, 0, cards, strides, own, n,
-                                    fac_out if is_factor else up, base, digits, minimum)
+                if not last:
+                    base = _high_base(jt, m, hdigits, nh, base)
+                _scatter_reduce(fixed if last else row_totals if kind == MAP_ROW else belief,
+                                0, cards, strides, own, n, fac_out if is_factor else up, base,
+                                digits, minimum)
+            if not last:
+                for x in range(k):
+                    per_state[x] = (min(per_state[x], row_totals[x]) if minimum
+                                    else per_state[x] + row_totals[x])
+                _next_block(jt, c, hdigits, nh)
         # The row totals, per state of each eliminated variable.
         hi = jt.scope_ptr[c + 1]
         inner = 1
