@@ -2,9 +2,11 @@
 semirings at temperature T = 1/beta: the exact minimum energy, a joint minimum and absolute
 min-marginals (T = 0), or exact marginals, factor marginals and ln Z (T > 0).
 
-- :mod:`.order`: greedy min-fill / min-weight elimination orders, sized before allocating;
-- :mod:`.junction_tree`: the tree as flat arrays;
-- :mod:`.kernels`: the Numba passes (collect, decode, distribute, beliefs).
+- :mod:`.order`: greedy min-fill / min-weight elimination orders and the junction tree they
+  give (the elimination tree, non-maximal cliques merged), sized before allocating;
+- :mod:`.junction_tree`: the tree as flat arrays, each clique table walked in blocks;
+- :mod:`.kernels`: the Numba passes (collect; decode; distribute, which also gives the
+  variable and factor beliefs).
 
 Variables whose unary energies allow a single state (evidence, or one-state variables) are
 clamped: they leave the interaction graph, and the factors' tables are indexed at their

@@ -23,9 +23,9 @@ scope entries in all, ``A`` factors assigned to cliques.
 - messages: per non-root clique, a map from its parent's table to its separator table.
 
 A map ``m`` has a stride into the other table for each high axis,
-``high_stride[high_ptr[m]:high_ptr[m+1]]``, and walks one block (one row, when the other
-table depends on the block's axes only through the row's: ``map_kind[m]``, see
-:data:`.kernels.MAP_BLOCK`) as a few axes,
+``high_stride[high_ptr[m]:high_ptr[m+1]]`` (all 0: the same for every block, applied once
+per clique), and walks one block (one row, when the other table depends on the block's
+axes only through the row's; ``map_kind[m]``, see :data:`.kernels.MAP_BLOCK`) as a few axes,
 ``map_card[map_ptr[m]:map_ptr[m+1]]``, with one stride each into the other table,
 ``map_stride[...]``, and one into the block itself, ``map_self[...]``: the block's axes
 merged wherever the other table steps through them as through one axis (runs of axes it
@@ -45,7 +45,8 @@ import numpy as np
 from .kernels import MAP_BLOCK, MAP_FIXED, MAP_ROW
 
 #: Entries of a clique table walked at once (whole rows, at least one): 8192 float64 are
-#: 64 KiB, in a core's L2 cache with the factor tables and message slices they meet.
+#: 64 KiB, in a core's L2 cache with the factor tables and message slices they meet
+#: (DBN_11's collect: 4096-8192 fastest, 32768 1.8x and 262144 3x slower).
 BLOCK_ENTRIES = 8192
 
 

@@ -3,15 +3,20 @@ is allocated.
 
 A greedy order eliminates, at each step, the variable that adds the fewest fill edges to
 the interaction graph (min-fill), ties broken by the smallest clique table (min-weight:
-weight = log2 of the product of the clique's cardinalities, so mixed domains are
-compared by table size, not by variable count), then by the lowest variable index. This is
-the heuristic of Kjaerulff (1990) and of libDAI's and pgmpy's elimination orders; the
-cliques it creates are those of the elimination (bucket) tree of Dechter (1999).
+the product of the clique's cardinalities, so mixed domains are compared by table size,
+not by variable count), then by the lowest variable index. This is the heuristic of
+Kjaerulff (1990) and of libDAI's and pgmpy's elimination orders; the cliques it creates
+are those of the elimination (bucket) tree of Dechter (1999). A clique whose scope is its
+child's separator (non-maximal) is merged into that child where that saves work (see
+:func:`_merge_nonmaximal`): the child then eliminates several variables, and the tree
+keeps (nearly) only the maximal cliques of the triangulated graph, as a junction tree
+built from them would.
 
-The greedy search is written here rather than taken from ``networkx.algorithms.
+The greedy search is written here, in Numba, rather than taken from ``networkx.algorithms.
 approximation.treewidth_min_fill_in``: that function has no weights (mixed domains) and no
 way to stop as soon as the tables exceed a budget, which decides "exact or not" on a
-300x300 grid in a fraction of the time a complete order takes.
+300x300 grid in a fraction of the time a complete order takes; and in Python it was the
+whole cost of small models (tb2_network: 17 ms of Python, 1 ms in Numba).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from .._config import NJIT_OPTIONS, njit
 
 #: Merging a non-maximal clique into its child is worth it when its factors and other
 #: children's messages, times (the child's row - 1), are at most this many (see
-#: :func:`_merge_nonmaximal`).
+#: :func:`_merge_nonmaximal`): of 8, 32 and 128, 32 ran CSP_11, DBN_12, Pedigree_11,
+#: ObjectDetection_11 and Grids_11 fastest overall (128 doubled DBN_12's upward pass).
 MERGE_WORK = 32
 #: Largest row (product of the eliminated variables' cardinalities) of a merged clique.
 MAX_MERGED_ROW = 1024
