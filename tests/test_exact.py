@@ -7,6 +7,7 @@ scopes, evidence) are enumerated by ``reference.BruteForce``; every figure must 
 
 import math
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from strategies import describe, evidence_for, loopy_graphs, trees
 
 import factorgraph_ebm as fe
 from factorgraph_ebm import EvidenceError, FactorGraphError
-from factorgraph_ebm.exact import exact_plan, plan_elimination
+from factorgraph_ebm.exact import exact_plan, junction_tree, kernels, plan_elimination
 
 TOL = 1e-9
 
@@ -27,8 +28,11 @@ def _graphs():
                      trees(max_variables=6, max_configs=600))
 
 
-def _solve(graph, beta, evidence=None):
-    return fe.belief_propagation(graph, beta=beta, evidence=evidence, method="exact")
+def _solve(graph, beta, evidence=None, block=None):
+    """Exact inference, with clique tables walked in blocks of ``block`` entries (whole
+    rows; 1: one row per block) instead of the default (one block for these small tables)."""
+    with mock.patch.object(junction_tree, "BLOCK_ENTRIES", block or junction_tree.BLOCK_ENTRIES):
+        return fe.belief_propagation(graph, beta=beta, evidence=evidence, method="exact")
 
 
 def _evidence_ok(graph, evidence):
@@ -48,7 +52,7 @@ def _case(data, beta):
     if evidence and not _evidence_ok(graph, evidence):
         return None
     note(describe(graph))
-    result = _solve(graph, beta, evidence)
+    result = _solve(graph, beta, evidence, block=data.draw(st.sampled_from([None, 1, 4])))
     assert result.exact and result.method == "exact"
     return graph, BruteForce(graph, evidence), result
 
@@ -90,6 +94,78 @@ def test_sum_product_matches_brute_force(data, beta):
     for f in range(graph.n_factors):
         np.testing.assert_allclose(result.factor_belief(f), bf.factor_marginals(f, beta),
                                    rtol=0, atol=TOL)
+
+
+def _bands(n, width, states, seed):
+    """A band of ``n`` variables, each tied by a pairwise factor to the ``width`` before
+    it, plus unary factors: cliques of ``width + 1`` variables, non-maximal ones at the
+    end of the elimination."""
+    rng = np.random.default_rng(seed)
+    g = fe.FactorGraph()
+    g.add_variables(range(n), states)
+    g.add_factors([(i,) for i in range(n)], rng.normal(size=(n, states)))
+    pairs = [(i, j) for j in range(n) for i in range(max(0, j - width), j)]
+    tables = rng.normal(size=(len(pairs), states, states))
+    tables[rng.random(size=tables.shape) < 0.05] = np.inf
+    g.add_factors(pairs, tables)
+    return g
+
+
+@pytest.mark.parametrize("block", [None, 1, 4, 8])
+def test_merged_cliques_in_blocks_match_brute_force(block):
+    # Merged cliques (several variables eliminated per row), clique tables of many blocks,
+    # and maps that depend on a block only through its row, all in one model.
+    g = _bands(9, 4, 2, seed=5)
+    cg = g.compile()
+    plan = exact_plan(g, cg, np.zeros(int(cg.state_offset[-1])))
+    assert plan.elimination.n_elim.max() >= 3
+    with mock.patch.object(junction_tree, "BLOCK_ENTRIES", block or junction_tree.BLOCK_ENTRIES):
+        tree = junction_tree.build_junction_tree(cg, plan.elimination, cg.table_offset,
+                                                 plan.clamped)[0]
+    if block is not None:
+        assert (np.diff(tree.table_offset) > tree.block).any()
+        kinds = {kernels.MAP_BLOCK, kernels.MAP_ROW} | ({kernels.MAP_FIXED} if block > 1 else set())
+        assert kinds <= set(tree.map_kind)
+    bf = BruteForce(g, {3: 1})
+    low = _solve(g, math.inf, {3: 1}, block)
+    assert math.isclose(low.energy, bf.min_energy, abs_tol=TOL)
+    assert tuple(low.assignment.tolist()) in bf.minimizers(atol=1e-7)
+    for mine, theirs in zip(low.min_marginals, bf.min_marginals(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL)
+    soft = _solve(g, 0.7, {3: 1}, block)
+    assert math.isclose(soft.log_partition, bf.log_z(0.7), rel_tol=TOL)
+    for mine, theirs in zip(soft.marginals, bf.marginals(0.7), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL)
+    for f in range(g.n_factors):
+        np.testing.assert_allclose(low.factor_belief(f), bf.factor_min_marginals(f),
+                                   rtol=0, atol=TOL)
+        np.testing.assert_allclose(soft.factor_belief(f), bf.factor_marginals(f, 0.7),
+                                   rtol=0, atol=TOL)
+
+
+def test_merging_is_bounded_by_the_row_size():
+    g = _bands(12, 3, 4, seed=1)
+    cg = g.compile()
+    plan = exact_plan(g, cg, np.zeros(int(cg.state_offset[-1]))).elimination
+    rows = [4 ** int(e) for e in plan.n_elim]
+    assert max(rows) <= 1024 and plan.n_elim.max() >= 2
+    # Every variable is eliminated exactly once, and the tree's tables are the merged ones.
+    eliminated = np.concatenate([c[len(c) - e:] for c, e in zip(plan.cliques, plan.n_elim)])
+    assert sorted(eliminated.tolist()) == list(range(12))
+    assert plan.total_entries == sum(4.0 ** len(c) for c in plan.cliques)
+
+
+def test_the_kernels_exp_is_libms_to_an_ulp():
+    # The vectorizable exp of the row normalization at T > 0 (kernels._exp_nonpositive).
+    from factorgraph_ebm.exact.kernels import _exp_nonpositive
+
+    rng = np.random.default_rng(0)
+    x = -np.concatenate([rng.uniform(0, 708, 20000), rng.uniform(0, 1e-3, 2000),
+                         np.exp(rng.uniform(-700, 0, 2000)), [0.0, 708.0]])
+    mine = np.array([_exp_nonpositive(v) for v in x])
+    np.testing.assert_allclose(mine, np.exp(x), rtol=4.5e-16, atol=0)
+    assert _exp_nonpositive(0.0) == 1.0
+    assert _exp_nonpositive(-np.inf) == 0.0 and _exp_nonpositive(-709.0) == 0.0
 
 
 def test_duplicated_factor_gives_the_exact_log_partition():

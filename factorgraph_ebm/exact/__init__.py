@@ -52,7 +52,8 @@ class ExactPlan:
     clamped : ndarray of shape (V,), dtype=int64
         The clamped state of each variable, -1 for a free one.
     memory_bytes : float
-        Bytes that :func:`run_exact` allocates (clique, separator and factor-belief tables).
+        Bytes that :func:`run_exact` allocates (clique, separator and factor-belief tables);
+        a lower bound when the order search stopped early.
     max_bytes : float
         The budget the plan was made for.
     """
@@ -135,7 +136,12 @@ def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES,
     budget = max(max_bytes / 8.0 - n_extra, 0.0)
     elimination = plan_elimination(cg.n_states, cg.scope_ptr, cg.scope_vars, clamped < 0,
                                    max_entries=budget, max_work=max_work)
-    plan = ExactPlan(elimination, clamped, elimination.memory_bytes(n_extra), float(max_bytes))
+    memory = elimination.memory_bytes(n_extra)
+    if len(elimination.order) < int((clamped < 0).sum()):
+        # A search stopped early: merging non-maximal cliques could at most halve what
+        # it found, so half of it is what the whole tree needs at least.
+        memory = (memory - 8.0 * n_extra) / 2.0 + 8.0 * n_extra
+    plan = ExactPlan(elimination, clamped, memory, float(max_bytes))
     if len(cache) > 16:  # a training loop with many evidence sets: keep memory bounded
         cache.clear()
         cache["cg"] = cg
@@ -227,44 +233,36 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
     fixed = np.flatnonzero(clamped >= 0)
     constant = float(dense[constant_base].sum() + unary[cg.state_offset[fixed] + clamped[fixed]]
                      .sum())
-    roots = np.flatnonzero(tree.parent < 0)
-    root_up = up[tree.sep_offset[roots]]
-    # What each root lacks: the constant and the other components (no inf - inf).
-    before = np.concatenate([[0.0], np.cumsum(root_up)[:-1]]) if len(roots) else root_up
-    after = np.concatenate([np.cumsum(root_up[::-1])[::-1][1:], [0.0]]) if len(roots) else root_up
-    root_down = np.zeros(len(tree.var))
-    root_down[roots] = constant + before + after
-    free = constant + float(root_up.sum())
+    roots = tree.sep_offset[np.flatnonzero(tree.parent < 0)]
+    free = constant + float(up[roots].sum())
 
     assignment = np.where(clamped >= 0, clamped, 0).astype(np.int64)
-    kernels.decode(tree, psi, assignment)
+    kernels.decode(tree, psi, temperature, assignment)
 
     n_states_total = int(cg.state_offset[-1])
-    n_dense = int(offsets[-1])
+    sure = np.inf if temperature == 0.0 else 0.0  # "ruled out", in each semiring
     if free == np.inf:  # infeasible: every belief is +inf (T = 0) or 0 (T > 0)
-        fill = np.inf if temperature == 0.0 else 0.0
-        var_out = np.full(n_states_total, fill)
-        fac = np.full(cg.n_energy_entries, fill) if factor_beliefs else None
+        var_out = np.full(n_states_total, sure)
+        fac = np.full(cg.n_energy_entries, sure) if factor_beliefs else None
         return ExactAnswer(assignment, free, var_out, fac)
 
-    down = np.empty(int(np.diff(tree.sep_offset).max()) if len(tree.var) else 1)
-    kernels.distribute(tree, temperature, free, psi, up, down, root_down)
-    del up, down
-
-    sure = np.inf if temperature == 0.0 else 0.0  # "ruled out", in each semiring
+    # What a root's belief lacks: at T = 0 the whole free energy (the constant and the
+    # other components' minima); at T > 0 nothing (its probability is exp(-psi / T)).
+    up[roots] = free if temperature == 0.0 else 1.0
     certain = free if temperature == 0.0 else 1.0  # a clamped state, a constant factor
     var_out = np.empty(n_states_total)
-    kernels.variable_beliefs(tree, temperature, psi, cg.state_offset, var_out)
-    for i in fixed:
-        var_out[cg.state_offset[i]:cg.state_offset[i + 1]] = sure
-        var_out[cg.state_offset[i] + clamped[i]] = certain
-    fac = None
+    fac = np.full(int(offsets[-1]) if factor_beliefs else 0, sure)
+    kernels.distribute(tree, temperature, psi, up, cg.state_offset, var_out, fac,
+                       factor_beliefs)
+    del psi, up
+    if len(fixed):
+        var_out[np.repeat(clamped >= 0, cg.n_states)] = sure
+        var_out[cg.state_offset[fixed] + clamped[fixed]] = certain
     if factor_beliefs:
-        fac = np.full(n_dense, sure)
-        kernels.factor_beliefs(tree, temperature, psi, fac)
         fac[constant_base] = certain
         fac = fac[: cg.n_energy_entries]
-    del psi
+    else:
+        fac = None
     if temperature > 0.0:  # sums of probabilities: exactly 1 after rounding
         kernels.normalize_sums(var_out, cg.state_offset)
         if fac is not None:

@@ -1,84 +1,112 @@
 """The junction tree of an elimination plan as flat arrays, the layout the kernels of
 :mod:`factorgraph_ebm.exact.kernels` read.
 
-Counts: ``C`` cliques (one per free variable, numbered in elimination order), ``L`` clique
+Counts: ``C`` cliques (numbered so that a clique's parent comes after it), ``L`` clique
 scope entries in all, ``A`` factors assigned to cliques.
 
-- cliques: ``var[C]`` (the variable eliminated by each, the last axis of its table),
-  ``parent[C]`` (-1 at roots; ``parent[c] > c``), ``scope_ptr[C+1]``, ``scope_vars[L]``,
-  ``scope_card[L]`` (separator variables first, ascending, then ``var[c]``);
-  ``table_offset[C+1]`` locates each clique table (C order) in one buffer, ``sep_offset[C+1]``
-  each separator table (the clique's axes but the last) in the message buffers;
-- factors: ``factor_ptr[C+1]`` lists the factors assigned to each clique (the clique of the
-  first variable of their scope to be eliminated, which holds the whole scope):
-  ``factor_id[A]``, ``factor_base[A]`` (the table's offset in theta plus the clamped
-  variables' part of the index), and a *map* from the clique table to the factor's table;
+- cliques: ``scope_ptr[C+1]``, ``scope_vars[L]``, ``scope_card[L]``: the separator's
+  variables first (ascending), then the ``n_elim[c]`` variables the clique eliminates, the
+  one eliminated first last. The table (C order) is ``table_offset[c]`` in one buffer; its
+  last ``n_elim[c]`` axes make rows of ``row[c]`` entries, one per separator entry; the
+  separator table (one entry per row) is at ``sep_offset[c]`` in the message buffer.
+  ``parent[C]`` (-1 at roots; ``parent[c] > c``); the children of ``c`` are
+  ``child_id[child_ptr[c]:child_ptr[c+1]]``.
+- blocks: every pass walks a clique table block by block, ``block[c]`` entries (whole
+  rows: the product of the last axes) at a time, the first ``n_high[c]`` axes (the *high*
+  axes) fixed within a block, so that all the factors and messages of the clique are
+  applied to one block while it is in cache.
+- factors: ``factor_ptr[C+1]`` lists the factors assigned to each clique (the clique that
+  eliminates the first of their free variables to be eliminated, which holds the whole
+  scope): ``factor_id[A]``, ``factor_base[A]`` (the table's offset in theta plus the
+  clamped variables' part of the index), and a *map* from the clique table to the factor's
+  table;
 - messages: per non-root clique, a map from its parent's table to its separator table.
 
-A map walks a C-order table as a few axes, ``map_card[map_ptr[m]:map_ptr[m+1]]``, with one
-stride each into the other table, ``map_stride[...]``, and one into the table itself,
-``map_self[...]``: the table's axes merged wherever the other table steps through them as
-through one axis (runs of axes it does not depend on, of stride 0, above all), then the
-longest axis moved innermost. A pairwise factor in a clique of 20 binary variables is
-walked as at most five axes with an inner loop of hundreds of entries, instead of twenty
-axes of two states.
+A map ``m`` has a stride into the other table for each high axis,
+``high_stride[high_ptr[m]:high_ptr[m+1]]``, and walks one block (one row, when the other
+table depends on the block's axes only through the row's: ``map_kind[m]``, see
+:data:`.kernels.MAP_BLOCK`) as a few axes,
+``map_card[map_ptr[m]:map_ptr[m+1]]``, with one stride each into the other table,
+``map_stride[...]``, and one into the block itself, ``map_self[...]``: the block's axes
+merged wherever the other table steps through them as through one axis (runs of axes it
+does not depend on, of stride 0, above all), then the longest axis moved innermost. A
+pairwise factor in a block of 12 binary axes is walked as at most five axes with an inner
+loop of dozens of entries, instead of twelve axes of two states.
 Factor ``j``'s map is ``m = j``; clique ``c``'s message map is ``m = A + c``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+
+from .kernels import MAP_BLOCK, MAP_FIXED, MAP_ROW
+
+#: Entries of a clique table walked at once (whole rows, at least one): 8192 float64 are
+#: 64 KiB, in a core's L2 cache with the factor tables and message slices they meet.
+BLOCK_ENTRIES = 8192
 
 
 class JunctionTree(NamedTuple):
     """Flat int64 arrays of a junction tree (see the module docstring for the layout)."""
 
-    var: np.ndarray
     parent: np.ndarray
+    child_ptr: np.ndarray
+    child_id: np.ndarray
     scope_ptr: np.ndarray
     scope_vars: np.ndarray
     scope_card: np.ndarray
+    n_elim: np.ndarray
+    row: np.ndarray
     table_offset: np.ndarray
     sep_offset: np.ndarray
+    block: np.ndarray
+    n_high: np.ndarray
     factor_ptr: np.ndarray
     factor_id: np.ndarray
     factor_base: np.ndarray
+    high_ptr: np.ndarray
+    high_stride: np.ndarray
     map_ptr: np.ndarray
     map_card: np.ndarray
     map_stride: np.ndarray
     map_self: np.ndarray
+    map_kind: np.ndarray
     max_axes: int
+    max_row: int
+    max_block: int
 
 
 def _prefix(sizes) -> np.ndarray:
     out = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=out[1:])
+    np.cumsum(np.asarray(sizes, dtype=np.int64), out=out[1:])
     return out
 
 
-def _c_strides(cards: np.ndarray) -> np.ndarray:
+def _c_strides(cards: list[int]) -> list[int]:
     """Strides of a C-order table of shape ``cards``: ``prod(cards[j+1:])`` for axis j."""
-    if not len(cards):
-        return np.zeros(0, dtype=np.int64)
-    return np.append(np.cumprod(cards[::-1], dtype=np.int64)[::-1][1:], 1).astype(np.int64)
+    strides = [1] * len(cards)
+    for j in range(len(cards) - 2, -1, -1):
+        strides[j] = strides[j + 1] * cards[j + 1]
+    return strides
 
 
-def merged_axes(cards, strides):
+def merged_axes(cards: list[int], strides: list[int]):
     """The axes of a C-order table of shape ``cards`` walked with ``strides`` into another
     table, merged where possible, with the longest axis last (the kernels' inner loop).
 
     Axis j joins the axes after it when stepping it equals stepping past all of them in
     the other table (``strides[j] == stride * card`` of the merged group; in the table
     itself it always does), and one-state axes are dropped. Returns (cards, strides, self
-    strides), int64 arrays of at least one axis.
+    strides), lists of at least one axis.
     """
     out_cards: list[int] = []
     out_strides: list[int] = []
     out_self: list[int] = []
     own = 1
-    for card, stride in zip(reversed(cards.tolist()), reversed(strides.tolist())):
+    for card, stride in zip(reversed(cards), reversed(strides)):
         if card == 1:
             continue
         if out_cards and stride == out_strides[-1] * out_cards[-1]:
@@ -89,16 +117,26 @@ def merged_axes(cards, strides):
             out_self.append(own)
         own *= card
     if not out_cards:
-        return np.ones(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64)
-    longest = int(np.argmax(out_cards))  # innermost after the reversal below
+        return [1], [0], [0]
+    longest = out_cards.index(max(out_cards))  # innermost after the reversal below
     for axis in (out_cards, out_strides, out_self):
         axis[0], axis[longest] = axis[longest], axis[0]
-    return (np.array(out_cards[::-1], dtype=np.int64),
-            np.array(out_strides[::-1], dtype=np.int64),
-            np.array(out_self[::-1], dtype=np.int64))
+    return out_cards[::-1], out_strides[::-1], out_self[::-1]
 
 
-def build_junction_tree(cg, plan, table_offset, clamped):
+def block_split(cards: list[int], n_elim: int, block_entries: int) -> tuple[int, int]:
+    """(number of high axes, entries of a block) of a clique table of shape ``cards``: the
+    longest run of last axes with at most ``block_entries`` entries, but always the
+    ``n_elim`` row axes."""
+    n_high = len(cards) - n_elim
+    size = math.prod(cards[n_high:])
+    while n_high > 0 and size * cards[n_high - 1] <= block_entries:
+        n_high -= 1
+        size *= cards[n_high]
+    return n_high, size
+
+
+def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
     """Lay out the junction tree of ``plan`` for compiled graph ``cg``.
 
     Parameters
@@ -111,6 +149,9 @@ def build_junction_tree(cg, plan, table_offset, clamped):
         or the offsets of an energy vector with compact factors' tables appended).
     clamped : ndarray of shape (V,), dtype=int64
         The clamped state of each variable, -1 for a free one.
+    block_entries : int, optional
+        Entries of a block (default :data:`BLOCK_ENTRIES`); tests use small ones to walk
+        small tables in several blocks.
 
     Returns
     -------
@@ -120,77 +161,111 @@ def build_junction_tree(cg, plan, table_offset, clamped):
     constant_base : ndarray of int64
         The theta index of each constant factor's one entry consistent with the clamps.
     """
-    n_cliques = len(plan.order)
-    position = np.full(len(cg.n_states), n_cliques, dtype=np.int64)
-    position[plan.order] = np.arange(n_cliques)
-    scope_sizes = np.array([len(c) for c in plan.cliques], dtype=np.int64)
-    scope_ptr = _prefix(scope_sizes)
-    scope_vars = (np.concatenate(plan.cliques) if n_cliques else np.zeros(0)).astype(np.int64)
-    scope_card = cg.n_states[scope_vars]
-    table_sizes = np.array([int(np.prod(scope_card[scope_ptr[c]:scope_ptr[c + 1]]))
-                            for c in range(n_cliques)], dtype=np.int64)
-    sep_sizes = table_sizes // np.maximum(cg.n_states[plan.order], 1)
+    # Plain Python ints and lists throughout: the tables here are a few entries each, and
+    # NumPy's per-call overhead made this layout cost 3x the planning on tb2_network.
+    if block_entries is None:
+        block_entries = BLOCK_ENTRIES
+    n_states = cg.n_states.tolist()
+    n_elim = plan.n_elim.tolist()
+    cliques = [c.tolist() for c in plan.cliques]
+    n_cliques = len(cliques)
+    clique_cards = [[n_states[v] for v in c] for c in cliques]
+    table_sizes = [math.prod(k) for k in clique_cards]
+    rows = [math.prod(k[len(k) - e:]) for k, e in zip(clique_cards, n_elim)]
+    splits = [block_split(k, e, block_entries) for k, e in zip(clique_cards, n_elim)]
+    n_high = [h for h, _ in splits]
+    # The clique that eliminates each free variable.
+    clique_of = [n_cliques] * len(n_states)
+    for c, (clique, e) in enumerate(zip(cliques, n_elim)):
+        for v in clique[len(clique) - e:]:
+            clique_of[v] = c
 
-    # Factors: the clique of the first free variable of the scope to be eliminated.
-    assigned, ids, bases, stride_chunks = [], [], [], []
+    def split_map(c, strides):
+        """(high strides, merged axes of a block or of a row, kind) of clique c's table
+        walked into another table with ``strides``."""
+        cards = clique_cards[c]
+        h = n_high[c]
+        r = len(cards) - n_elim[c]
+        if not any(strides[h:r]):
+            kind, walked = MAP_ROW, r
+        elif h and not any(strides[:h]):
+            kind, walked = MAP_FIXED, h
+        else:
+            kind, walked = MAP_BLOCK, h
+        return (strides[:h],) + merged_axes(cards[walked:], strides[walked:]) + (kind,)
+
+    # Factors: the clique that eliminates the first free variable of the scope.
+    scope_ptr = cg.scope_ptr.tolist()
+    scope_vars = cg.scope_vars.tolist()
+    edge_stride = cg.edge_stride.tolist()
+    states = clamped.tolist()
+    offsets = table_offset.tolist()
+    assigned, ids, bases, factor_maps = [], [], [], []
     constant_factors, constant_base = [], []
     for a in range(cg.n_factors):
-        lo, hi = cg.scope_ptr[a], cg.scope_ptr[a + 1]
-        variables = cg.scope_vars[lo:hi]
-        strides = cg.edge_stride[lo:hi]
-        states = clamped[variables]
-        is_free = states < 0
-        base = int(table_offset[a] + (strides[~is_free] * states[~is_free]).sum())
-        if not is_free.any():
+        base = offsets[a]
+        lookup = {}
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
+            v = scope_vars[e]
+            if states[v] >= 0:
+                base += edge_stride[e] * states[v]
+            else:
+                lookup[v] = edge_stride[e]
+        if not lookup:
             constant_factors.append(a)
             constant_base.append(base)
             continue
-        c = int(position[variables[is_free]].min())
-        clique = scope_vars[scope_ptr[c]:scope_ptr[c + 1]]
-        lookup = dict(zip(variables[is_free].tolist(), strides[is_free].tolist()))
-        stride_chunks.append(merged_axes(
-            cg.n_states[clique],
-            np.array([lookup.get(v, 0) for v in clique.tolist()], dtype=np.int64)))
+        c = min(clique_of[v] for v in lookup)
+        factor_maps.append(split_map(c, [lookup.get(v, 0) for v in cliques[c]]))
         assigned.append(c)
         ids.append(a)
         bases.append(base)
-    order = np.argsort(np.array(assigned, dtype=np.int64), kind="stable")
+    order = sorted(range(len(assigned)), key=assigned.__getitem__)
     factor_ptr = _prefix(np.bincount(np.array(assigned, dtype=np.int64), minlength=n_cliques))
-    maps = [stride_chunks[i] for i in order]
+    maps = [factor_maps[i] for i in order]
 
     # Messages: each separator is inside the parent clique.
+    parent = plan.parent.tolist()
+    children: list[list[int]] = [[] for _ in range(n_cliques)]
     for c in range(n_cliques):
-        p = plan.parent[c]
+        p = parent[c]
         if p < 0:
-            maps.append(merged_axes(np.ones(1, np.int64), np.zeros(1, np.int64)))  # unused
+            maps.append(([], [1], [0], [0], MAP_BLOCK))  # unused
             continue
-        separator = scope_vars[scope_ptr[c]:scope_ptr[c + 1] - 1]
-        sep_strides = dict(zip(separator.tolist(),
-                               _c_strides(cg.n_states[separator]).tolist()))
-        parent_scope = scope_vars[scope_ptr[p]:scope_ptr[p + 1]]
-        maps.append(merged_axes(
-            cg.n_states[parent_scope],
-            np.array([sep_strides.get(v, 0) for v in parent_scope.tolist()], dtype=np.int64)))
+        children[p].append(c)
+        separator = cliques[c][:len(cliques[c]) - n_elim[c]]
+        sep_strides = dict(zip(separator, _c_strides([n_states[v] for v in separator])))
+        maps.append(split_map(p, [sep_strides.get(v, 0) for v in cliques[p]]))
 
-    def cat(chunks):
-        return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
+    def flat(i):
+        return np.array([x for m in maps for x in m[i]], dtype=np.int64)
 
     tree = JunctionTree(
-        var=plan.order.astype(np.int64),
-        parent=plan.parent.astype(np.int64),
-        scope_ptr=scope_ptr,
-        scope_vars=scope_vars,
-        scope_card=scope_card.astype(np.int64),
+        parent=np.array(parent, dtype=np.int64),
+        child_ptr=_prefix([len(k) for k in children]),
+        child_id=np.array([q for k in children for q in k], dtype=np.int64),
+        scope_ptr=_prefix([len(c) for c in cliques]),
+        scope_vars=np.array([v for c in cliques for v in c], dtype=np.int64),
+        scope_card=np.array([k for c in clique_cards for k in c], dtype=np.int64),
+        n_elim=np.array(n_elim, dtype=np.int64),
+        row=np.array(rows, dtype=np.int64),
         table_offset=_prefix(table_sizes),
-        sep_offset=_prefix(sep_sizes),
+        sep_offset=_prefix([t // r for t, r in zip(table_sizes, rows)]),
+        block=np.array([b for _, b in splits], dtype=np.int64),
+        n_high=np.array(n_high, dtype=np.int64),
         factor_ptr=factor_ptr,
-        factor_id=np.array(ids, dtype=np.int64)[order],
-        factor_base=np.array(bases, dtype=np.int64)[order],
-        map_ptr=_prefix([len(m[0]) for m in maps]),
-        map_card=cat([m[0] for m in maps]),
-        map_stride=cat([m[1] for m in maps]),
-        map_self=cat([m[2] for m in maps]),
-        max_axes=max((len(m[0]) for m in maps), default=1),
+        factor_id=np.array([ids[i] for i in order], dtype=np.int64),
+        factor_base=np.array([bases[i] for i in order], dtype=np.int64),
+        high_ptr=_prefix([len(m[0]) for m in maps]),
+        high_stride=flat(0),
+        map_ptr=_prefix([len(m[1]) for m in maps]),
+        map_card=flat(1),
+        map_stride=flat(2),
+        map_self=flat(3),
+        map_kind=np.array([m[4] for m in maps], dtype=np.int64),
+        max_axes=max([len(m[1]) for m in maps] + n_high + [1]),
+        max_row=max(rows, default=1),
+        max_block=max([b for _, b in splits], default=1),
     )
     return (tree, np.array(constant_factors, dtype=np.int64),
             np.array(constant_base, dtype=np.int64))
