@@ -1,15 +1,18 @@
-"""Faults (issue 14): huge ``max_iter``, Ctrl-C during long compiled loops, and running out
-of memory during inference.
+"""Faults (issue 14): huge ``max_iter``, Ctrl-C during long compiled loops, running out of
+memory during inference, and the labeler's memory.
 
 - ``max_iter`` allocates nothing in proportion (the residual history grows with the
   iterations done and keeps the last ``MAX_RESIDUALS``);
-- loopy BP runs in paced chunks of iterations, and the chunks change nothing, bit for bit;
+- loopy BP, trellis batches and perceptron epochs run in paced chunks, and the chunks
+  change nothing, bit for bit;
 - SIGINT stops a long BP call, a long perceptron epoch and a long trellis batch with a
-  KeyboardInterrupt within seconds (a generous bound: measured 0.01-0.2 s, see the
-  report in the assertion messages);
+  KeyboardInterrupt within seconds (a generous bound, for loaded machines: measured
+  0.01-0.2 s);
 - a MemoryError during inference is a plain MemoryError that leaks nothing (the kernels
   allocate nothing: their scratch comes from Python), never a SystemError, and later calls
-  work.
+  work;
+- the SequenceLabeler builds no dense n_features x L array, and the online perceptron
+  allocates nothing per sequence.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]
 #: Seconds from SIGINT to the KeyboardInterrupt that the tests accept: generous, for a
 #: loaded machine (measured 0.01-0.2 s).
 INTERRUPT_BOUND = 10.0
+
 
 def spin_glass(side, seed=0):
     """A +-1 coupled Ising grid: loopy BP at low temperature keeps changing its messages."""
