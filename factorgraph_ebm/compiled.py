@@ -129,8 +129,11 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     n_states = np.ascontiguousarray(n_states, dtype=np.int64)
     n_vars = len(n_states)
     # Per block, plain Python ints and lists: a model read from a file has one block per
-    # factor, and NumPy calls per block made this 3 ms for pdb2fdn's 94 factors.
-    counts, arities, block_sizes, kinds, strides, scope_chunks = [], [], [], [], [], []
+    # factor, and NumPy calls per block made this 3 ms for pdb2fdn's 94 factors. The edge
+    # strides of a block of many factors are tiled by NumPy instead (a Python list of the
+    # 2000 x 2000 grid's 2 * 10**7 strides took 160 MB and a second to convert).
+    counts, arities, block_sizes, kinds, scope_chunks = [], [], [], [], []
+    stride_chunks, strides = [], []
     for block in blocks:
         n, arity = block.scopes.shape
         shape = [int(k) for k in block.shape]
@@ -142,7 +145,13 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         block_strides = [1] * arity
         for j in range(arity - 2, -1, -1):
             block_strides[j] = block_strides[j + 1] * shape[j + 1]
-        strides.extend(block_strides * n)
+        if n > 1:
+            stride_chunks += [np.array(strides, dtype=np.int64),
+                              np.tile(np.array(block_strides, dtype=np.int64), n)]
+            strides = []
+        else:
+            strides.extend(block_strides * n)
+    stride_chunks.append(np.array(strides, dtype=np.int64))
     counts = np.array(counts, dtype=np.int64)
     sizes = np.array(block_sizes, dtype=np.int64)
     scope_vars = np.concatenate(scope_chunks) if blocks else np.zeros(0, dtype=np.int64)
@@ -155,7 +164,7 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     arity = np.repeat(np.array(arities, dtype=ix), counts)
     scope_ptr = _prefix_sum(arity, ix)
     table_offset = _prefix_sum(np.repeat(sizes, counts), ix)
-    edge_stride = np.array(strides, dtype=ix)
+    edge_stride = np.concatenate(stride_chunks).astype(ix)
     factor_kind = np.repeat(np.array(kinds, dtype=ix), counts)
     factor_param = np.zeros((len(arity), 2))
     # One allocation for theta, each block copied (or broadcast, for a shared table) into

@@ -43,6 +43,7 @@ import copy
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -57,12 +58,13 @@ from tqdm.auto import tqdm
 
 from . import losses as _losses
 from ._config import NJIT_OPTIONS, njit
+from ._pacing import paced
 from .exceptions import FactorGraphError, NotFittedError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
 from .losses import Loss, MarginLoss, NLLLoss, PerceptronLoss, _check_number
 from .metrics import token_accuracy
 from .train import LBFGS, SGD, Adam, _end_bar, _train_lbfgs
-from .trellis import best_incorrect, forward_backward, path_energy, viterbi, viterbi_kernel
+from .trellis import _viterbi_seq, best_incorrect, forward_backward, path_energy, viterbi
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
 
@@ -113,16 +115,9 @@ def _resolve_loss(loss) -> Loss:
 
 
 def _loss_state(loss: Loss) -> dict:
-    """JSON-able ``{"class", "params"}`` of a loss (rebuilt by :func:`_loss_from_state`)."""
+    """JSON-able ``{"class", "params"}`` of a loss (rebuilt by :meth:`SequenceLabeler.load`)."""
     params = {k: v for k, v in vars(loss).items() if k != "distance"}
     return {"class": type(loss).__name__, "params": params}
-
-
-def _loss_from_state(state) -> Loss:
-    cls = getattr(_losses, state["class"], None)
-    if not (isinstance(cls, type) and issubclass(cls, Loss)):
-        raise FactorGraphError(f"saved model names an unknown loss class {state['class']!r}")
-    return cls(**state["params"])
 
 
 # --------------------------------------------------------------------------- kernels
@@ -130,29 +125,14 @@ def _loss_from_state(state) -> Loss:
 # in CSR form: for attribute a, the entries w_ptr[a] .. w_ptr[a + 1] - 1 of (w_label,
 # w_value) are its labels and weights. With all_possible_states=False only the (attribute,
 # label) pairs seen in training are entries (CRFsuite's default feature set); the others are
-# fixed at 0. The products with the design matrix run on a dense (n_features, L) copy of W,
-# whose rows of L contiguous floats vectorize well.
+# fixed at 0. The products with the design matrix read the stored entries only: no dense
+# (n_features, L) copy of W exists (2,715,110 attributes x 2,242 labels would be 45 GiB).
 
 
 @njit(parallel=True, **NJIT_OPTIONS)
-def _unary_kernel(indptr, indices, data, rows, weights, out):
-    """``out[r] += X[rows[r]] @ W`` for every r: design-matrix rows (CSR) times the dense
-    weights (n_features, L), in parallel over rows."""
-    n_labels = weights.shape[1]
-    for r in numba.prange(rows.shape[0]):
-        row = rows[r]
-        for p in range(indptr[row], indptr[row + 1]):
-            a = indices[p]
-            x = data[p]
-            for label in range(n_labels):
-                out[r, label] += x * weights[a, label]
-
-
-@njit(parallel=True, **NJIT_OPTIONS)
-def _unary_stored_kernel(indptr, indices, data, rows, w_ptr, w_label, w_value, out):
-    """``out[r] = X[rows[r]] @ W`` for every r, from W's stored entries (CSR, see above) with
-    no dense copy of W: prediction keeps no (n_features, L) work array attached to the
-    model."""
+def _unary_kernel(indptr, indices, data, rows, w_ptr, w_label, w_value, out):
+    """``out[r] += X[rows[r]] @ W`` for every r: design-matrix rows (CSR) times W's stored
+    entries (CSR, see above), in parallel over rows."""
     for r in numba.prange(rows.shape[0]):
         row = rows[r]
         for p in range(indptr[row], indptr[row + 1]):
@@ -163,31 +143,17 @@ def _unary_stored_kernel(indptr, indices, data, rows, w_ptr, w_label, w_value, o
 
 
 @njit(**NJIT_OPTIONS)
-def _weight_grad_kernel(indptr, indices, data, rows, grad_unary, out):
-    """``out += X[rows].T @ grad_unary``, dense (n_features, L), touching only the rows of
-    ``out`` of the attributes present."""
-    n_labels = out.shape[1]
+def _weight_grad_kernel(indptr, indices, data, rows, w_ptr, w_label, grad_unary, out):
+    """``out[q] += (X[rows].T @ grad_unary)[a, w_label[q]]`` for every stored entry q of W
+    (attribute a), summed token by token in row order: only the attributes present are
+    visited."""
     for r in range(rows.shape[0]):
         row = rows[r]
         for p in range(indptr[row], indptr[row + 1]):
             a = indices[p]
             x = data[p]
-            for label in range(n_labels):
-                out[a, label] += x * grad_unary[r, label]
-
-
-@njit(**NJIT_OPTIONS)
-def _gather_touched(indptr, indices, rows, w_ptr, w_label, dense, out):
-    """``out[q] += dense[a, w_label[q]]`` for the pattern entries q of every attribute a
-    present in ``rows``, and reset those rows of ``dense`` to 0 (a repeated attribute adds
-    0 the second time)."""
-    for r in range(rows.shape[0]):
-        row = rows[r]
-        for p in range(indptr[row], indptr[row + 1]):
-            a = indices[p]
             for q in range(w_ptr[a], w_ptr[a + 1]):
-                out[q] += dense[a, w_label[q]]
-            dense[a, :] = 0.0
+                out[q] += x * grad_unary[r, w_label[q]]
 
 
 @njit(**NJIT_OPTIONS)
@@ -201,25 +167,27 @@ def _find_entry(w_ptr, w_label, a, label):
 
 @njit(**NJIT_OPTIONS)
 def _perceptron_epoch(
-    indptr, indices, data, y, offsets, order, w_ptr, w_label, w_value, transition, start, end,
-    sum_value, sum_transition, sum_start, sum_end, count, boundary,
+    indptr, indices, data, y, offsets, order, w_ptr, w_label, w_value, transitions, start, end,
+    sum_value, sum_transition, sum_start, sum_end, count, boundary, total_loss, unary,
+    predicted, score, back,
 ):  # pragma: no cover - compiled
-    """One online pass of the (averaged) structured perceptron over the sequences ``order``.
+    """A pass of the (averaged) structured perceptron over the sequences ``order`` (the
+    online trainer calls it on paced chunks of an epoch's order, see ``_fit_online``).
 
     For each sequence: unary energies from its CSR rows, Viterbi, and when the lowest-energy
     labeling ``p`` differs from ``y``, the update ``theta -= onehot(y) - onehot(p)`` (only
     the entries where they differ change; weights that are not stored stay 0). ``sum_*``
     accumulate ``count * update`` for lazy averaging (averaged theta = theta - sum / count;
-    Daume III 2006, sec. 2.1.1). Returns ``(summed perceptron loss E(y) - E(p), new
-    count)``.
+    Daume III 2006, sec. 2.1.1). Returns ``(total_loss + summed perceptron loss
+    E(y) - E(p), new count)``.
+
+    ``transitions`` is the transition matrix as a (1, L, L) view of theta, updated in place
+    (Viterbi reads it as it is: no copy per sequence). Scratch, from the caller: ``unary``
+    (T, L), ``predicted`` (T,) int64, ``score`` (2, L) and ``back`` (T, L) int32, with T the
+    longest sequence.
     """
-    n_labels = transition.shape[0]
-    total_loss = 0.0
-    longest = 0
-    for s in range(offsets.shape[0] - 1):
-        longest = max(longest, offsets[s + 1] - offsets[s])
-    unary = np.zeros((longest, n_labels))
-    predicted = np.zeros(longest, dtype=np.int64)
+    transition = transitions[0]
+    zero = np.int64(0)  # not a literal: the specialization of the trellis batch kernels
     for s in order:
         first = offsets[s]
         length = offsets[s + 1] - first
@@ -233,7 +201,7 @@ def _perceptron_epoch(
                 for q in range(w_ptr[a], w_ptr[a + 1]):
                     u[t, w_label[q]] += x * w_value[q]
         path = predicted[:length]
-        lowest = viterbi_kernel(u, transition, start, end, path)
+        lowest = _viterbi_seq(u, transitions, zero, zero, start, end, path, score, back)
         correct = start[y[first]] + end[y[first + length - 1]]
         differs = False
         for t in range(length):
@@ -314,8 +282,8 @@ class _Chain:
     """The layout of the flat parameter vector and the energy computations.
 
     theta = [w_value (n_weights), A.ravel() (L * L), s (L), e (L)], float64; the stored
-    weights' pattern is (w_ptr, w_label) (CSR of W, see the kernels). Holds two dense
-    (n_features, L) work arrays while training (:meth:`release` frees them).
+    weights' pattern is (w_ptr, w_label) (CSR of W, see the kernels). No dense
+    (n_features, L) array is ever built, except by :meth:`dense_weights` when asked.
     """
 
     def __init__(self, w_ptr, w_label, n_labels: int, boundary: bool):
@@ -328,7 +296,6 @@ class _Chain:
         #: flat index of every stored weight in the dense (n_features, L) array
         self.w_flat = (np.repeat(np.arange(self.n_features, dtype=np.int64),
                                  np.diff(self.w_ptr)) * n_labels + self.w_label)
-        self._weights = self._grad = None
 
     @classmethod
     def for_data(cls, attributes: AttributeMatrix, codes, n_labels, boundary, all_states):
@@ -347,10 +314,6 @@ class _Chain:
             w_ptr, w_label = seen.indptr, seen.indices
         return cls(w_ptr, w_label, n_labels, boundary)
 
-    def release(self):
-        """Free the dense work arrays (they are rebuilt when needed)."""
-        self._weights = self._grad = None
-
     def unpack(self, theta):
         """Views ``(w_value (n_weights,), A (L, L), s (L,), e (L,))`` into theta."""
         n, k = self.n_weights, self.n_labels
@@ -367,38 +330,20 @@ class _Chain:
         w.ravel()[self.w_flat] = theta[: self.n_weights]
         return w
 
-    def unary(self, theta, design: _Design, rows) -> np.ndarray:
-        """Unary energies (len(rows), L) of the given token rows: X[rows] @ W, through the
-        dense work copy of W (training: it is filled once per gradient)."""
-        if self._weights is None:
-            self._weights = np.zeros((self.n_features, self.n_labels))
-        self._weights.ravel()[self.w_flat] = theta[: self.n_weights]
+    def unary(self, theta, design: _Design, rows=None) -> np.ndarray:
+        """Unary energies (len(rows), L) of the given token rows (default all): X[rows] @ W,
+        from W's stored entries."""
+        if rows is None:
+            rows = np.arange(len(design.indptr) - 1, dtype=np.int64)
         out = np.zeros((len(rows), self.n_labels))
-        _unary_kernel(design.indptr, design.indices, design.data, rows, self._weights, out)
-        return out
-
-    def unary_stored(self, theta, design: _Design) -> np.ndarray:
-        """Unary energies (n_tokens, L) of every row of the design matrix from W's stored
-        entries, without a work array (prediction)."""
-        out = np.zeros((len(design.indptr) - 1, self.n_labels))
-        rows = np.arange(len(out), dtype=np.int64)
-        _unary_stored_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
-                             self.w_label, np.ascontiguousarray(theta[: self.n_weights]), out)
+        _unary_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
+                      self.w_label, np.ascontiguousarray(theta[: self.n_weights]), out)
         return out
 
     def add_weight_grad(self, design: _Design, rows, grad_unary, out):
         """``out += (X[rows].T @ grad_unary)`` at the stored weights' entries, (n_weights,)."""
-        if self._grad is None:
-            self._grad = np.zeros((self.n_features, self.n_labels))
-        _weight_grad_kernel(design.indptr, design.indices, design.data, rows, grad_unary,
-                            self._grad)
-        nnz = int(np.sum(design.indptr[rows + 1] - design.indptr[rows]))
-        if nnz * 4 < self.n_features:  # a small batch: visit only its attributes
-            _gather_touched(design.indptr, design.indices, rows, self.w_ptr, self.w_label,
-                            self._grad, out)
-        else:
-            out += self._grad.ravel()[self.w_flat]
-            self._grad.fill(0.0)
+        _weight_grad_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
+                            self.w_label, grad_unary, out)
 
     def path_grad(self, states, lengths, weights, grad_unary, grad):
         """Add ``weights[i] * dE(states_i)/d(A, s, e)`` of every sequence i to ``grad`` (flat)
@@ -971,7 +916,6 @@ class SequenceLabeler:
                         )
         finally:
             _end_bar(bar, self.stop_reason_)
-            chain.release()
         self._theta = np.array(theta, dtype=np.float64)
         return self
 
@@ -1009,18 +953,30 @@ class SequenceLabeler:
         return theta
 
     def _fit_online(self, chain, design, codes, theta, n_epochs, rng, end_epoch):
+        """The online (averaged) perceptron: each epoch a pass over the sequences in a new
+        random order, in paced chunks (:func:`~factorgraph_ebm._pacing.paced`: Ctrl-C
+        stops an epoch within a fraction of a second; the result does not depend on the
+        chunks)."""
         n_seq = len(design.lengths)
         current = theta.copy()
         sums = np.zeros_like(theta)
         w, a, s, e = chain.unpack(current)
         sw, sa, ss, se = chain.unpack(sums)
+        k = chain.n_labels
+        transitions = a.reshape(1, k, k)  # a view of theta: updated in place
+        longest = max(1, int(design.lengths.max(initial=1)))
+        scratch = (np.zeros((longest, k)), np.zeros(longest, dtype=np.int64), np.empty((2, k)),
+                   np.empty((longest, k), dtype=np.int32))
         count = 0
         for epoch in range(1, n_epochs + 1):
             order = rng.permutation(n_seq).astype(np.int64)
-            total, count = _perceptron_epoch(
-                design.indptr, design.indices, design.data, codes, design.offsets, order,
-                chain.w_ptr, chain.w_label, w, a, s, e, sw, sa, ss, se, count, chain.boundary,
-            )
+            total = 0.0
+            for lo, hi in paced(n_seq):
+                total, count = _perceptron_epoch(
+                    design.indptr, design.indices, design.data, codes, design.offsets,
+                    order[lo:hi], chain.w_ptr, chain.w_label, w, transitions, s, e, sw, sa, ss,
+                    se, count, chain.boundary, total, *scratch,
+                )
             averaged = current - sums / count if self.averaging else current.copy()
             end_epoch(epoch, averaged, total / n_seq)
         return averaged
@@ -1060,7 +1016,7 @@ class SequenceLabeler:
         """Unary energies (n_tokens, L), lengths, and the trellis arguments (A, s, e)."""
         self._check_fitted()
         design = _Design.of(self._design(X, fit=False))
-        unary = self._chain.unary_stored(self._theta, design)
+        unary = self._chain.unary(self._theta, design)
         return unary, design.lengths, self._chain.trellis_args(self._theta)
 
     def predict(self, X) -> list[list]:
@@ -1187,73 +1143,40 @@ class SequenceLabeler:
     def load(cls, path) -> SequenceLabeler:
         """Read a model written by :meth:`save`.
 
+        The file is closed whatever happens, and every field of the header is checked:
+        its type (a number where a number is expected, a bool where a bool is, not a
+        string), its value, and that the labels are distinct and in ``classes_`` order as
+        :meth:`save` writes them (repeated or reordered labels would name predictions
+        wrongly).
+
         Raises
         ------
         FactorGraphError
-            Not such a file, another format, a newer version than :data:`FORMAT_VERSION`, or
-            arrays of the wrong shape.
+            Naming the file: unreadable, empty, truncated or corrupted (not an ``.npz``
+            archive, or one that fails to decompress), another format, a newer version
+            than :data:`FORMAT_VERSION`, a header field missing or of the wrong type or
+            value, an unsupported loss, arrays of the wrong dtype or shape, a weight
+            pattern that is not a CSR pattern, or weights that are not finite.
         """
         path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
-            raise FactorGraphError(f"{path}: not a SequenceLabeler .npz file ({error})") from None
-        if "header" not in arrays:
-            raise FactorGraphError(f"{path}: no 'header' array; not a SequenceLabeler file")
-        try:
-            header = json.loads(arrays["header"].tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise FactorGraphError(f"{path}: unreadable JSON header ({error})") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-            raise FactorGraphError(
-                f"{path}: format {header.get('format') if isinstance(header, dict) else None!r}"
-                f", expected {FORMAT_NAME!r}"
-            )
-        version = header.get("version")
-        if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
-            raise FactorGraphError(
-                f"{path}: file format version {version!r}; this factorgraph_ebm reads "
-                f"versions 1..{FORMAT_VERSION} (a newer version needs a newer factorgraph_ebm)"
-            )
-        try:
-            options, features, labels = header["options"], header["features"], header["labels"]
-            loss = _loss_from_state(options["loss"])
-            model = cls(loss=loss, l2=options["l2"], l1=options.get("l1", 0.0),
-                        boundary=options["boundary"],
-                        all_possible_states=options["all_possible_states"],
-                        averaging=options["averaging"], labels=options.get("labels"),
-                        seed=options["seed"])
-            if features["kind"] == "numeric":
-                model.indexer_, model._numeric = None, True
-                n_features = int(features["n_features"])
-            else:
-                model.indexer_ = AttributeIndexer.from_state(features)
-                model._numeric = False
-                model.min_freq, model.n_features = features["min_freq"], features["n_features"]
-                n_features = model.indexer_.n_features_
-            k = len(labels)
-            n_weights = arrays["weight_label"].shape if "weight_label" in arrays else None
-            expected = {"weight_ptr": (n_features + 1,), "weight_label": n_weights,
-                        "weight_value": n_weights, "transition": (k, k), "start": (k,),
-                        "end": (k,)}
-            for name, shape in expected.items():
-                if name not in arrays or shape is None or arrays[name].shape != shape:
-                    got = arrays[name].shape if name in arrays else "missing"
-                    raise FactorGraphError(
-                        f"{path}: array {name!r} has shape {got}, expected {shape}"
-                    )
-            ptr, lab = arrays["weight_ptr"], arrays["weight_label"]
-            if (ptr[0] != 0 or ptr[-1] != len(lab) or (np.diff(ptr) < 0).any()
-                    or ((lab < 0) | (lab >= k)).any()):
-                raise FactorGraphError(f"{path}: weight_ptr/weight_label are not a valid "
-                                       f"CSR pattern of {n_features} x {k} weights")
-        except (KeyError, TypeError) as error:
-            raise FactorGraphError(f"{path}: incomplete header ({error})") from None
+        arrays = _read_archive(path)
+        header = _checked_header(path, arrays)
+        options, features, labels = header["options"], header["features"], header["labels"]
+        model = cls(loss=header["loss"], l2=options["l2"], l1=options.get("l1", 0.0),
+                    boundary=options["boundary"],
+                    all_possible_states=options["all_possible_states"],
+                    averaging=options["averaging"], labels=options.get("labels"),
+                    seed=options["seed"])
+        if header["indexer"] is None:
+            model.indexer_, model._numeric = None, True
+        else:
+            model.indexer_, model._numeric = header["indexer"], False
+            model.min_freq, model.n_features = features["min_freq"], features["n_features"]
         model.classes_ = list(labels)
-        model.n_features_in_ = n_features
-        model._loss = loss
-        model._chain = _Chain(ptr, lab, k, bool(model.boundary))
+        model.n_features_in_ = header["n_features"]
+        model._loss = header["loss"]
+        model._chain = _Chain(arrays["weight_ptr"], arrays["weight_label"], len(labels),
+                              bool(model.boundary))
         model.n_epochs_ = options.get("n_epochs_", 0)
         model._theta = np.concatenate([arrays[n].astype(np.float64).ravel() for n in
                                        ("weight_value", "transition", "start", "end")])
@@ -1268,6 +1191,150 @@ class SequenceLabeler:
         shown += [f"{name}={getattr(self, name)!r}" for name in self._PARAMS[2:]
                   if not _same(getattr(self, name), defaults[name])]
         return f"SequenceLabeler({', '.join(shown)})"
+
+
+def _read_archive(path: str) -> dict:
+    """Every array of the ``.npz`` file ``path``, read with ``allow_pickle=False``; the file
+    is closed in every case (``np.load`` of a path leaves it open when the archive is
+    truncated)."""
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except MemoryError:
+        raise FactorGraphError(f"{path}: its arrays do not fit in memory") from None
+    except Exception as error:  # noqa: BLE001 - the zip and npy readers raise many kinds
+        # (OSError, EOFError, zipfile.BadZipFile, NotImplementedError, zlib.error,
+        # ValueError, ...): every one means this is not a readable model file.
+        raise FactorGraphError(f"{path}: not a SequenceLabeler .npz file, or a damaged one "
+                               f"({type(error).__name__}: {error})") from None
+
+
+def _checked_header(path: str, arrays: dict) -> dict:
+    """The JSON header of a saved model, every field checked (see
+    :meth:`SequenceLabeler.save` for the format), and its arrays checked against it.
+    Returns the header with three more keys: ``loss`` (the Loss), ``indexer`` (the
+    AttributeIndexer, None for numeric features) and ``n_features``.
+
+    Raises
+    ------
+    FactorGraphError
+        "<path>: <what is wrong>", for the first problem found.
+    """
+    def bad(problem: str) -> FactorGraphError:
+        return FactorGraphError(f"{path}: {problem}")
+
+    blob = arrays.get("header")
+    if blob is None or blob.dtype != np.uint8 or blob.ndim != 1:
+        raise bad("no 'header' array (uint8 JSON bytes); not a SequenceLabeler file")
+    try:
+        header = json.loads(blob.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise bad(f"unreadable JSON header ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise bad(f"format {found!r}, expected {FORMAT_NAME!r}")
+    version = header.get("version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise bad(f"file format version {version!r}; this factorgraph_ebm reads versions "
+                  f"1..{FORMAT_VERSION} (a newer version needs a newer factorgraph_ebm)")
+
+    def field(where: dict, key: str, name: str, check, expected: str, default=...):
+        if key not in where:
+            if default is not ...:
+                return default
+            raise bad(f"header field {name!r} is missing")
+        value = where[key]
+        if not check(value):
+            raise bad(f"header field {name!r} must be {expected}, got {value!r}")
+        return value
+
+    def is_int(value, low=0):
+        return type(value) is int and value >= low
+
+    def is_weight(value):
+        return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+    labels = field(header, "labels", "labels", lambda v: isinstance(v, list) and v,
+                   "a non-empty list")
+    try:
+        ordered = _check_labels(labels)
+    except (TargetError, TypeError) as error:
+        raise bad(f"header field 'labels': {error}") from None
+    if ordered != labels:
+        raise bad(f"header field 'labels' must list distinct labels in sorted order (as "
+                  f"save writes classes_), got {labels!r}")
+    features = field(header, "features", "features", lambda v: isinstance(v, dict),
+                     "an object")
+    kind = field(features, "kind", "features.kind",
+                 lambda v: v in ("numeric", "attributes"), "'numeric' or 'attributes'")
+    if kind == "numeric":
+        indexer = None
+        n_features = field(features, "n_features", "features.n_features",
+                           lambda v: is_int(v, 1), "an integer >= 1")
+    else:
+        field(features, "min_freq", "features.min_freq", lambda v: is_int(v, 1),
+              "an integer >= 1")
+        field(features, "n_features", "features.n_features",
+              lambda v: v is None or is_int(v, 1), "null or an integer >= 1")
+        field(features, "attributes", "features.attributes",
+              lambda v: v is None or (isinstance(v, list)
+                                      and all(isinstance(a, str) for a in v)),
+              "null or a list of strings")
+        try:
+            indexer = AttributeIndexer.from_state(features)
+        except FactorGraphError as error:
+            raise bad(f"header field 'features': {error}") from None
+        n_features = indexer.n_features_
+    options = field(header, "options", "options", lambda v: isinstance(v, dict), "an object")
+    state = field(options, "loss", "options.loss",
+                  lambda v: (isinstance(v, dict) and isinstance(v.get("class"), str)
+                             and isinstance(v.get("params"), dict)),
+                  'an object {"class": name, "params": {...}}')
+    loss_class = getattr(_losses, state["class"], None)
+    if not (isinstance(loss_class, type) and issubclass(loss_class, Loss)):
+        raise bad(f"header field 'options.loss' names an unknown loss class "
+                  f"{state['class']!r}")
+    try:
+        loss = _resolve_loss(loss_class(**state["params"]))
+    except (FactorGraphError, TypeError, ValueError) as error:
+        raise bad(f"header field 'options.loss' ({state['class']}): {error}") from None
+    for key in ("l2", "l1"):
+        field(options, key, f"options.{key}", is_weight, "a finite number >= 0",
+              default=0.0 if key == "l1" else ...)
+    for key in ("boundary", "all_possible_states", "averaging"):
+        field(options, key, f"options.{key}", lambda v: type(v) is bool, "true or false")
+    field(options, "seed", "options.seed", lambda v: v is None or is_int(v), "null or an "
+          "integer >= 0")
+    field(options, "labels", "options.labels", lambda v: v is None or v == labels,
+          "null or the header's labels", default=None)
+    field(options, "n_epochs_", "options.n_epochs_", is_int, "an integer >= 0", default=0)
+
+    k = len(labels)
+    n_weights = arrays["weight_label"].shape if "weight_label" in arrays else None
+    expected = {"weight_ptr": ((n_features + 1,), "iu"), "weight_label": (n_weights, "iu"),
+                "weight_value": (n_weights, "f"), "transition": ((k, k), "f"),
+                "start": ((k,), "f"), "end": ((k,), "f")}
+    for name, (shape, kinds) in expected.items():
+        got = arrays.get(name)
+        want = "integers" if kinds == "iu" else "floats"
+        if got is None or shape is None:
+            raise bad(f"array {name!r} is missing")
+        if got.shape != shape or got.dtype.kind not in kinds:
+            raise bad(f"array {name!r} has shape {got.shape} and dtype {got.dtype}, expected "
+                      f"{want} of shape {shape}")
+        if kinds == "f" and not np.isfinite(got).all():
+            raise bad(f"array {name!r} has entries that are not finite")
+    ptr, lab = arrays["weight_ptr"], arrays["weight_label"]
+    valid = ptr[0] == 0 and ptr[-1] == len(lab) and (np.diff(ptr) >= 0).all()
+    if valid:
+        same_row = np.ones(len(lab), dtype=bool)  # entry j is in the row of entry j - 1
+        same_row[ptr[:-1][ptr[:-1] < ptr[1:]]] = False
+        valid = (not ((lab < 0) | (lab >= k)).any()
+                 and not (np.diff(lab)[same_row[1:]] <= 0).any())
+    if not valid:
+        raise bad(f"weight_ptr/weight_label are not a CSR pattern of {n_features} x {k} "
+                  "weights (labels in 0..L-1, increasing within each attribute)")
+    return {**header, "loss": loss, "indexer": indexer, "n_features": n_features}
 
 
 def _same(value, default) -> bool:

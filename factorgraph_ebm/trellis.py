@@ -63,7 +63,10 @@ least :data:`PARALLEL_WORK`) runs on Numba's threads (``prange``), a small one s
 Every per-sequence result is the same as that of a one-sequence call; the shared transition
 marginals are summed over fixed chunks of sequences in a fixed order, so they do not depend
 on the number of threads either (they may differ from a sum of one-sequence calls in the
-last bits).
+last bits). A batch runs as several kernel calls on ranges of its sequences (of its fixed
+chunks, for forward-backward) of about 0.1 s each, so that Ctrl-C stops it
+(:mod:`factorgraph_ebm._pacing`); the results are those of one call, bit for bit. The
+kernels' work arrays are allocated in Python, one row per thread.
 
 Numba kernels for other njit code
 ---------------------------------

@@ -1,20 +1,24 @@
-"""Faults (issue 14): huge ``max_iter``, Ctrl-C during long compiled loops, and running out
-of memory during inference.
+"""Faults (issue 14): huge ``max_iter``, Ctrl-C during long compiled loops, running out of
+memory during inference, and the labeler's memory.
 
 - ``max_iter`` allocates nothing in proportion (the residual history grows with the
   iterations done and keeps the last ``MAX_RESIDUALS``);
-- loopy BP runs in paced chunks of iterations, and the chunks change nothing, bit for bit;
+- loopy BP, trellis batches and perceptron epochs run in paced chunks, and the chunks
+  change nothing, bit for bit;
 - SIGINT stops a long BP call, a long perceptron epoch and a long trellis batch with a
-  KeyboardInterrupt within seconds (a generous bound: measured 0.01-0.2 s, see the
-  report in the assertion messages);
+  KeyboardInterrupt within seconds (a generous bound, for loaded machines: measured
+  0.01-0.2 s);
 - a MemoryError during inference is a plain MemoryError that leaks nothing (the kernels
   allocate nothing: their scratch comes from Python), never a SystemError, and later calls
-  work.
+  work;
+- the SequenceLabeler builds no dense n_features x L array, and the online perceptron
+  allocates nothing per sequence.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import signal
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 
 import numba
 import numpy as np
@@ -37,6 +42,7 @@ THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]
 #: Seconds from SIGINT to the KeyboardInterrupt that the tests accept: generous, for a
 #: loaded machine (measured 0.01-0.2 s).
 INTERRUPT_BOUND = 10.0
+
 
 def spin_glass(side, seed=0):
     """A +-1 coupled Ising grid: loopy BP at low temperature keeps changing its messages."""
@@ -255,6 +261,102 @@ def test_ctrl_c_stops_a_long_trellis_batch(warm_kernels, call):
     assert latency < INTERRUPT_BOUND, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
 
 
+# --------------------------------------------------------------------------- labeler
+PERCEPTRON_DATA = textwrap.dedent("""
+    import numpy as np
+    import scipy.sparse
+    from factorgraph_ebm import labeler as L
+    from factorgraph_ebm.features import AttributeMatrix
+
+    def perceptron_problem(n_seq, n_labels, length=20, n_features=1000, seed=0):
+        # A labeler, its chain and design for n_seq random sequences: the arguments of
+        # SequenceLabeler._fit_online, the online perceptron.
+        rng = np.random.default_rng(seed)
+        lengths = np.full(n_seq, length)
+        n = int(lengths.sum())
+        matrix = scipy.sparse.csr_matrix(  # 3 attributes per token
+            (rng.random(3 * n), rng.integers(0, n_features, 3 * n), np.arange(n + 1) * 3),
+            shape=(n, n_features))
+        attributes = AttributeMatrix(matrix, lengths)
+        codes = rng.integers(0, n_labels, n)
+        chain = L._Chain.for_data(attributes, codes, n_labels, True, True)
+        model = L.SequenceLabeler("perceptron", progress=False)
+        return model, chain, L._Design.of(attributes), codes, np.zeros(chain.n_params)
+""")
+
+
+def test_perceptron_allocates_nothing_per_sequence(warm_kernels):
+    """The online perceptron copied the L x L transition matrix (and Viterbi's scratch) for
+    every sequence: Numba's allocation count of an epoch in one kernel call is now the
+    same for 5, 50 and 500 sequences (the arrays passed in)."""
+    script = PERCEPTRON_DATA + textwrap.dedent("""
+        import json
+        L.paced = lambda n, first=1: iter([(0, n)])  # the epoch in one kernel call
+
+        def allocations(n_seq):
+            from numba.core.runtime import rtsys
+            model, chain, design, codes, theta = perceptron_problem(n_seq, 5, length=6)
+            before = rtsys.get_allocation_stats().alloc
+            model._fit_online(chain, design, codes, theta, 1, np.random.default_rng(0),
+                              lambda *args: None)
+            return rtsys.get_allocation_stats().alloc - before
+
+        model, *args = perceptron_problem(3, 5)
+        model._fit_online(*args, 1, np.random.default_rng(0), lambda *a: None)  # loaded
+        print(json.dumps([allocations(n) for n in (5, 50, 500)]))
+    """)
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT, env=env)
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts[0] == counts[1] == counts[2], counts
+
+
+def test_ctrl_c_stops_a_perceptron_epoch(warm_kernels):
+    """SIGINT during one online-perceptron epoch of tens of seconds (10**5 sequences, 256
+    labels): KeyboardInterrupt within a fraction of a second."""
+    script = PERCEPTRON_DATA + textwrap.dedent("""
+        import sys, time
+        model, *args = perceptron_problem(5, 4)
+        model._fit_online(*args, 1, np.random.default_rng(0), lambda *a: None)  # loaded
+        model, *args = perceptron_problem(100_000, 256)
+        print("RUNNING", flush=True)
+        try:
+            model._fit_online(*args, 1, np.random.default_rng(0), lambda *a: None)
+        except KeyboardInterrupt:
+            print("INTERRUPTED", time.perf_counter(), flush=True)
+            sys.exit(3)
+        print("FINISHED", flush=True)
+    """)
+    _, latency = interrupt_after_start(script, wait=1.0)
+    assert latency < INTERRUPT_BOUND, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
+
+
+@pytest.mark.parametrize("loss", ["perceptron", "nll", "hinge"])
+def test_labeler_builds_no_dense_weight_array(loss):
+    """Training and prediction built a dense n_features x L array (2,715,110 x 2,242: 45
+    GiB) although only the stored (attribute, label) pairs are weights: with 2**20 hashed
+    attributes and 64 labels (a dense array: 512 MiB) fit and predict now allocate a few
+    MiB (NumPy's allocations, traced)."""
+    rng = np.random.default_rng(0)
+    X = [[{f"w={rng.integers(10**6)}": 1.0, "bias": 1.0} for _ in range(n)]
+         for n in rng.integers(1, 8, size=40)]
+    Y = [[int(label) for label in rng.integers(0, 64, size=len(x))] for x in X]
+    model = fe.SequenceLabeler(loss, n_epochs=2, n_features=2**20, labels=list(range(64)),
+                               progress=False)
+    tracemalloc.start()
+    try:
+        model.fit(X, Y)
+        model.predict(X)
+        model.predict_marginals(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    dense = 2**20 * 64 * 8
+    assert peak < dense / 8, f"peak {peak / 2**20:.0f} MiB"
+
+
 # --------------------------------------------------------------------------- memory
 MEMORY_SCRIPT = textwrap.dedent("""
     import json, resource, sys
@@ -317,7 +419,6 @@ def test_out_of_memory_is_a_clean_memory_error(warm_kernels, schedule, threads):
     process's virtual memory returns to where it was after each (a kernel that allocated
     and failed leaked it all: 2.4 GB for good), and once the limit is lifted the call gives
     the answer it gave before."""
-    import json
 
     if not os.path.exists("/proc/self/status"):
         pytest.skip("needs /proc/self/status (Linux)")
