@@ -3,6 +3,7 @@ constraints, local search; checked against brute force on small graphs."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -233,11 +234,14 @@ def test_local_search_only_lowers_the_energy(graph, data):
     assert reached <= before
     if not math.isfinite(reached):
         return
-    # A local minimum: no single variable's move lowers the energy.
-    for i, k in enumerate(graph.n_states.tolist()):
-        for x in range(k):
+    # A local minimum: no move of one variable, or of one factor's scope, lowers the energy.
+    blocks = [[i] for i in range(graph.n_variables)] + [
+        cg.scope_vars[cg.scope_ptr[a]:cg.scope_ptr[a + 1]].tolist()
+        for a in range(cg.n_factors) if cg.scope_ptr[a + 1] - cg.scope_ptr[a] >= 2]
+    for block in blocks:
+        for states in itertools.product(*[range(graph.n_states[v]) for v in block]):
             moved = after.copy()
-            moved[i] = x
+            moved[block] = states
             assert graph.energy(moved) >= reached - 1e-9 * (1 + abs(reached))
 
 
