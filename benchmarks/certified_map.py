@@ -187,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grids", action="store_true", help="the bp_speed.py grids instead")
     parser.add_argument("--grid", nargs=2, type=int, action="append", metavar=("N", "K"),
                         help="grid size and states (default: 300 8, 300 32, 1000 8)")
+    parser.add_argument("--kinds", nargs="+", default=["grid-potts", "grid-dense"],
+                        choices=["grid-potts", "grid-dense"])
     args = parser.parse_args(argv)
     if args.grids:
         rows = []
         for n, k in args.grid or [(300, 8), (300, 32), (1000, 8)]:
-            for kind in ("grid-potts", "grid-dense"):
+            for kind in args.kinds:
                 rows.append(grid_row(kind, n, k, args.max_iter, args.time_limit))
                 print(rows[-1], flush=True)
         print()

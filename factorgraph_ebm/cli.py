@@ -604,9 +604,9 @@ def _report(args, graph, evidence, result, figures, read_seconds: float) -> None
     if result.method == "exact":
         status = "one collect and one distribute pass"
     elif result.method == "trws":
-        status = (f"{result.n_iter} iteration(s), " + (
-            "stopped: gap closed or bound converged" if result.converged
-            else "stopped at --max-iter"))
+        status = f"{result.n_iter} iteration(s): " + (
+            "the gap closed" if result.optimal else "the bound stopped rising"
+            if result.converged else "stopped at --max-iter, the bound still rising")
     elif result.converged:
         status = f"converged in {result.n_iter} iteration(s)"
     else:

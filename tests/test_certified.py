@@ -54,9 +54,9 @@ def check_against_brute_force(graph, result, brute):
 
 
 # --------------------------------------------------------------------------- the bound
-@given(loopy_graphs(max_variables=6, max_configs=1500))
-def test_bound_and_energy_bracket_the_minimum(graph):
-    result = run(graph)
+@given(loopy_graphs(max_variables=6, max_configs=1500), st.booleans())
+def test_bound_and_energy_bracket_the_minimum(graph, absorb):
+    result = run(graph, absorb=absorb)
     brute = BruteForce(graph)
     check_against_brute_force(graph, result, brute)
     if math.isfinite(brute.min_energy):
@@ -302,3 +302,49 @@ def test_finite_where_loopy_bp_decodes_an_impossible_assignment():
         result = fe.min_sum(g, method=method, memory_limit=0)
         assert result.method == "trws" and result.feasible is True
         check_against_brute_force(g, result, BruteForce(g))
+
+
+def test_replacement_energies_demote_structured_factors():
+    # A Potts factor whose table a replacement theta changes is no longer Potts: TRW-S must
+    # read the new table (as BP does), and its answer is that of the new energies.
+    rng = np.random.default_rng(5)
+    g = fe.FactorGraph()
+    g.add_variables(range(4), 3)
+    g.add_factors(np.arange(4)[:, None], rng.uniform(0, 1, (4, 3)), by_index=True)
+    g.add_potts_factors([[0, 1], [1, 2], [2, 3], [3, 0]], 0.7, by_index=True)
+    theta = g.compile().energies.copy()
+    first = g.compile().table_offset[4]
+    theta[first:first + 9] = rng.uniform(-1, 1, 9)
+    changed = fe.FactorGraph()
+    changed.add_variables(range(4), 3)
+    offsets = g.compile().table_offset
+    for f in range(g.n_factors):
+        shape = tuple(g.n_states[list(g.factor_scope(f))])
+        changed.add_factor(g.factor_scope(f), theta[offsets[f]:offsets[f + 1]].reshape(shape))
+    result = run(g, energies=theta)
+    check_against_brute_force(changed, result, BruteForce(changed))
+    assert result.energy == pytest.approx(changed.energy(result.assignment))
+
+
+def test_time_limit_stops_after_the_first_iteration():
+    g = fe.FactorGraph()
+    g.add_variables(range(3), 2)
+    g.add_factors([[0, 1], [1, 2], [2, 0]], [[1.0, 0.0], [0.0, 1.0]], by_index=True)
+    g.add_factor([0], [0.0, 0.5])
+    result = run(g, time_limit=1e-9, max_iter=50, tol=0.0)
+    assert result.n_iter == 1 and not result.converged
+
+
+def test_one_state_variables_and_all_evidence():
+    g = fe.FactorGraph()
+    g.add_variables("abc", [1, 3, 2])
+    g.add_factor(["a", "b"], [[0.5, 0.0, 2.0]])
+    g.add_factor(["b", "c"], [[0.0, 1.0], [3.0, 0.0], [1.0, 1.0]])
+    g.add_factor(["c", "a"], [[0.25], [0.0]])
+    result = run(g)
+    check_against_brute_force(g, result, BruteForce(g))
+    assert result.optimal
+    evidence = {"a": 0, "b": 2, "c": 1}
+    result = run(g, evidence=evidence)
+    assert result.assignment.tolist() == [0, 2, 1] and result.optimal
+    assert result.energy == pytest.approx(g.energy(evidence))

@@ -275,6 +275,8 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
         status, _ = search(*args, problem.node_energy, problem.order, *coupling,
                            problem.before, problem.after, state_var, v2f, dom, hard, budget,
                            sc, assignment)
+        if status == INFEASIBLE:  # (the assignment is partial)
+            return status, math.inf
         return status, _energy(cg, theta, unary, assignment)
 
     best, best_energy = None, math.inf
