@@ -32,24 +32,23 @@ INFEASIBLE = 1
 GAVE_UP = 2
 
 
-@njit(**NJIT_OPTIONS)
-def _scores(cg, energies, kinds, params, node_energy, coupling_ptr, coupling_edges, before,
-            after, v2f, i, assignment, alive, sc, score):
+@njit(inline="always", **NJIT_OPTIONS)
+def _scores(n_states, state_offset, scope_ptr, scope_vars, edge_factor, edge_stride,
+            edge_partner, msg_offset, table_offset, factor_kind, energies, kinds, params,
+            node_energy, coupling_ptr, coupling_edges, before, after, v2f, i, assignment,
+            alive, score, out, counter, lowest, env_v, env_z):
     """The decoding score of each state of variable i given ``assignment`` (-1: not yet
-    decoded), ``+inf`` at states not in ``alive``."""
-    n_states = cg.n_states
-    scope_ptr = cg.scope_ptr
-    scope_vars = cg.scope_vars
-    edge_stride = cg.edge_stride
-    table_offset = cg.table_offset
+    decoded), ``+inf`` at states not in ``alive``. Inlined, on plain arrays: a call taking
+    the compiled graph costs ~1 us per variable in reference counting (0.09 s per decoding
+    of a 300x300 grid, more than the scores themselves)."""
     n = n_states[i]
-    soff = cg.state_offset[i]
+    soff = state_offset[i]
     for x in range(n):
         score[x] = node_energy[soff + x] if alive[soff + x] else INF
     for q in range(coupling_ptr[i], coupling_ptr[i + 1]):
         e = coupling_edges[q]
-        a = cg.edge_factor[e]
-        other = cg.edge_partner[e]
+        a = edge_factor[e]
+        other = edge_partner[e]
         if other >= 0 and assignment[scope_vars[other]] >= 0:
             y = assignment[scope_vars[other]]
             toff = table_offset[a]
@@ -59,7 +58,7 @@ def _scores(cg, energies, kinds, params, node_energy, coupling_ptr, coupling_edg
                     score[x] += energies[base + x * edge_stride[e]]
             else:
                 for x in range(n):
-                    score[x] += pair_entry(cg.factor_kind[a], params[a, 0], params[a, 1], x, y)
+                    score[x] += pair_entry(factor_kind[a], params[a, 0], params[a, 1], x, y)
             continue
         clamped = False
         for t in range(scope_ptr[a], scope_ptr[a + 1]):
@@ -69,18 +68,18 @@ def _scores(cg, energies, kinds, params, node_energy, coupling_ptr, coupling_edg
         if after[e] and not before[e] and not clamped:
             # i is a's first variable: the backward pass has just received a's message,
             # -v2f[e], from the same v2f of the others.
-            moff = cg.msg_offset[e]
+            moff = msg_offset[e]
             for x in range(n):
                 if score[x] < INF:
                     score[x] -= v2f[moff + x]
             continue
         edge_message(
-            energies, kinds, params, n_states, scope_ptr, scope_vars, cg.edge_factor,
-            edge_stride, cg.edge_partner, cg.msg_offset, table_offset, v2f, e, 0.0,
-            assignment, sc.out, sc.counter, sc.lowest, sc.env_v, sc.env_z,
+            energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor,
+            edge_stride, edge_partner, msg_offset, table_offset, v2f, e, 0.0, assignment,
+            out, counter, lowest, env_v, env_z,
         )
         for x in range(n):
-            score[x] += sc.out[x]
+            score[x] += out[x]
 
 
 @njit(**NJIT_OPTIONS)
@@ -102,6 +101,20 @@ def search(cg, energies, kinds, params, node_energy, order, coupling_ptr, coupli
     cand_n = np.zeros(n_vars, dtype=np.int64)
     cand_pos = np.zeros(n_vars, dtype=np.int64)
     score = np.empty(cg.max_states)
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    edge_factor = cg.edge_factor
+    edge_stride = cg.edge_stride
+    edge_partner = cg.edge_partner
+    msg_offset = cg.msg_offset
+    table_offset = cg.table_offset
+    factor_kind = cg.factor_kind
+    out = sc.out
+    counter = sc.counter
+    lowest = sc.lowest
+    env_v = sc.env_v
+    env_z = sc.env_z
+    alive = dom.alive
     for v in range(n_vars):
         assignment[v] = -1
     dead_ends = 0
@@ -113,12 +126,14 @@ def search(cg, energies, kinds, params, node_energy, order, coupling_ptr, coupli
         soff = state_offset[i]
         n = n_states[i]
         if fresh:
-            _scores(cg, energies, kinds, params, node_energy, coupling_ptr, coupling_edges,
-                    before, after, v2f, i, assignment, dom.alive, sc, score)
+            _scores(n_states, state_offset, scope_ptr, scope_vars, edge_factor, edge_stride,
+                    edge_partner, msg_offset, table_offset, factor_kind, energies, kinds,
+                    params, node_energy, coupling_ptr, coupling_edges, before, after, v2f, i,
+                    assignment, alive, score, out, counter, lowest, env_v, env_z)
             if not hard:  # nothing to propagate, no dead end: the best live state
                 best = -1
                 for x in range(n):
-                    if dom.alive[soff + x] and (best < 0 or score[x] < score[best]):
+                    if alive[soff + x] and (best < 0 or score[x] < score[best]):
                         best = x
                 assignment[i] = best
                 k += 1
@@ -126,7 +141,7 @@ def search(cg, energies, kinds, params, node_energy, order, coupling_ptr, coupli
             ranked = np.argsort(score[:n], kind="mergesort")  # ties: lowest state first
             m = 0
             for r in range(n):
-                if dom.alive[soff + ranked[r]]:
+                if alive[soff + ranked[r]]:
                     cand[soff + m] = ranked[r]
                     m += 1
             cand_n[k] = m
@@ -151,7 +166,7 @@ def search(cg, energies, kinds, params, node_energy, order, coupling_ptr, coupli
         assignment[i] = x
         restore(cg, coupling_ptr, coupling_edges, state_var, dom, level_mark[k])
         for y in range(n):
-            if y != x and dom.alive[soff + y]:
+            if y != x and alive[soff + y]:
                 remove_state(cg, coupling_ptr, coupling_edges, dom, i, y)
         dom.stack[0] = i
         dom.in_stack[i] = True
@@ -172,8 +187,10 @@ def search(cg, energies, kinds, params, node_energy, order, coupling_ptr, coupli
             i = order[k2]
             if assignment[i] >= 0:
                 continue
-            _scores(cg, energies, kinds, params, node_energy, coupling_ptr, coupling_edges,
-                    before, after, v2f, i, assignment, root_alive, sc, score)
+            _scores(n_states, state_offset, scope_ptr, scope_vars, edge_factor, edge_stride,
+                    edge_partner, msg_offset, table_offset, factor_kind, energies, kinds,
+                    params, node_energy, coupling_ptr, coupling_edges, before, after, v2f, i,
+                    assignment, root_alive, score, out, counter, lowest, env_v, env_z)
             best = 0
             for x in range(1, n_states[i]):
                 if score[x] < score[best]:

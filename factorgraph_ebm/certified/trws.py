@@ -69,6 +69,11 @@ def dual_pass(cg, energies, kinds, params, node_energy, order, coupling_ptr, cou
     msg_offset = cg.msg_offset
     table_offset = cg.table_offset
     out = sc.out
+    env_v = sc.env_v
+    env_z = sc.env_z
+    free = sc.free
+    counter = sc.counter
+    lowest = sc.lowest
     n_vars = len(order)
     kept = 0.0
     for k in range(n_vars):
@@ -89,12 +94,12 @@ def dual_pass(cg, energies, kinds, params, node_energy, order, coupling_ptr, cou
                 pair_message(
                     energies, toff, table_offset[a + 1] > toff, edge_stride[e],
                     edge_stride[other], n, n_states[scope_vars[other]], v2f, msg_offset[other],
-                    kinds[a], params[a, 0], params[a, 1], 0.0, out, sc.env_v, sc.env_z,
+                    kinds[a], params[a, 0], params[a, 1], 0.0, out, env_v, env_z,
                 )
             else:
                 generic_message(
                     energies, n_states, cg.scope_ptr, scope_vars, msg_offset, table_offset,
-                    v2f, e, a, 0.0, sc.free, out, sc.counter, sc.lowest,
+                    v2f, e, a, 0.0, free, out, counter, lowest,
                 )
             moff = msg_offset[e]
             for x in range(n):
