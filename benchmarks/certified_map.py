@@ -11,18 +11,17 @@ at the reference optimum, certified, bound violations, TRW-S at most BP's energy
 JSON line with every figure (``Infinity`` for non-finite numbers).
 
 With ``--grids`` it runs instead the seeded grids of ``bp_speed.py`` (``grid-potts`` with
-compact Potts factors, ``grid-dense``; ``--grid N K`` for each size): parallel BP,
-sequential BP and TRW-S, each for ``--max-iter`` iterations (TRW-S also within
-``--time-limit``), with the energy, TRW-S's bound and gap, and seconds per iteration
-(TRW-S's include a decoding per iteration; its total also the local search and BP
-candidate).
+compact Potts factors, ``grid-dense``; ``--grid N K`` for each size): parallel and
+sequential BP for ``--bp-iter`` iterations, TRW-S for ``--max-iter`` within ``--time-limit``,
+with the energy, TRW-S's bound and gap, and seconds per iteration (TRW-S's include a
+decoding per iteration; its total also the local search and BP candidate).
 
 Usage::
 
     python benchmarks/certified_map.py [--data DIR] [--max-iter N] [--time-limit S]
                                        [--no-bp-candidate] [--only NAME ...]
-    python benchmarks/certified_map.py --grids [--grid N K ...] [--max-iter N]
-                                       [--time-limit S]
+    python benchmarks/certified_map.py --grids [--grid N K ...] [--kinds KIND ...]
+                                       [--max-iter N] [--time-limit S] [--bp-iter N]
 
 Data: ``../shared/data/uai`` beside the repository (see its ``SOURCE.md``).
 """
@@ -129,7 +128,8 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def grid_row(kind: str, n: int, k: int, max_iter: int, time_limit: float | None) -> dict:
+def grid_row(kind: str, n: int, k: int, max_iter: int, time_limit: float | None,
+             bp_iter: int) -> dict:
     """Parallel BP, sequential BP and TRW-S on one seeded grid of ``bp_speed.py``."""
     from bpbench.engine_ours import build
     from bpbench.workloads import make_workload
@@ -143,7 +143,7 @@ def grid_row(kind: str, n: int, k: int, max_iter: int, time_limit: float | None)
         for schedule in ("parallel", "sequential"):
             fe.min_sum(graph, method="bp", schedule=schedule, max_iter=1, factor_beliefs=False)
             started = time.perf_counter()
-            bp = fe.min_sum(graph, method="bp", schedule=schedule, max_iter=max_iter, tol=0.0,
+            bp = fe.min_sum(graph, method="bp", schedule=schedule, max_iter=bp_iter, tol=0.0,
                             factor_beliefs=False)
             seconds = time.perf_counter() - started
             row[f"bp_{schedule}"] = {"energy": bp.energy, "seconds": seconds,
@@ -189,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="grid size and states (default: 300 8, 300 32, 1000 8)")
     parser.add_argument("--kinds", nargs="+", default=["grid-potts", "grid-dense"],
                         choices=["grid-potts", "grid-dense"])
+    parser.add_argument("--bp-iter", type=int, default=50, help="BP iterations (--grids)")
     args = parser.parse_args(argv)
     if args.grids:
         rows = []
         for n, k in args.grid or [(300, 8), (300, 32), (1000, 8)]:
             for kind in args.kinds:
-                rows.append(grid_row(kind, n, k, args.max_iter, args.time_limit))
+                rows.append(grid_row(kind, n, k, args.max_iter, args.time_limit,
+                                     args.bp_iter))
                 print(rows[-1], flush=True)
         print()
         print(grid_table(rows))

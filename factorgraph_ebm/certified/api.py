@@ -32,6 +32,8 @@ OPTIMALITY_RTOL = 1e-9
 #: meet four times as many, up to ``decode_budget``.
 DECODE_BUDGET = 100_000
 DECODE_START = 1000
+#: Sweeps of the BP candidate per call (each call also decodes, about one sweep's work).
+BP_CHUNK = 20
 #: Rounds of local search at most (a round: ICM sweeps, then block-ICM sweeps).
 SEARCH_ROUNDS = 20
 #: Block ICM tries every joint state of a coupling factor's scope when the factor has at
@@ -86,7 +88,8 @@ def trws(
     tol : float, default=1e-9
         Stop when an iteration raised the bound by at most ``tol * max(1, |bound|)``.
     time_limit : float, optional
-        Seconds after which no new iteration starts.
+        Seconds after which no new iteration starts (of TRW-S, or of the BP candidate, which
+        is skipped when TRW-S used them all); the local search still runs.
     decode_budget : int, default=100000
         Dead ends that one decoding may meet before it finishes greedily (decodings start
         with 1000 and allow four times more each time, up to this, until one finds a
@@ -97,8 +100,9 @@ def trws(
         of each coupling factor's scope), which only lowers its energy.
     bp_candidate : bool, default=True
         When the gap did not close, also decode sequential min-sum BP (from zero messages,
-        ``max_iter`` sweeps, on the same graph) and keep its assignment, after local
-        search, if its energy is lower: the answer is then never worse than BP's.
+        ``max_iter`` sweeps or until it converges, on the same graph) and keep its
+        assignment, after local search, if its energy is lower: the answer is then never
+        worse than BP's (when ``time_limit`` cuts BP short, than that shorter BP's).
     absorb : bool, default=True
         First absorb factors on a repeated scope, or on a scope inside another's, into
         that factor (:mod:`factorgraph_ebm.reduction`): the same energy, a tighter
@@ -313,8 +317,10 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
     if not _certified(best_energy, bound):
         improve(best)
         best_energy = _energy(cg, theta, unary, best)
-        if bp_candidate and not _certified(best_energy, bound):
-            other = _bp_assignment(graph, theta, unary, max_iter)
+        deadline = math.inf if time_limit is None else started + time_limit
+        if (bp_candidate and not _certified(best_energy, bound)
+                and time.perf_counter() < deadline):
+            other = _bp_assignment(graph, theta, unary, max_iter, deadline)
             improve(other)
             energy = _energy(cg, theta, unary, other)
             if energy < best_energy:
@@ -357,18 +363,26 @@ def _local_search(cg, theta, problem):
     return improve
 
 
-def _bp_assignment(graph, theta, unary, max_iter) -> np.ndarray:
+def _bp_assignment(graph, theta, unary, max_iter, deadline) -> np.ndarray:
     """The assignment that sequential min-sum BP decodes on ``graph`` with energies
-    ``theta`` and per-state energies ``unary``."""
+    ``theta`` and per-state energies ``unary`` after ``max_iter`` sweeps (or convergence),
+    run in chunks of BP_CHUNK sweeps, each warm-started from the last one's messages (the
+    same sweeps as one call), so that no chunk starts after ``deadline``
+    (``time.perf_counter()`` seconds)."""
     from ..inference import belief_propagation
 
     cg = graph.compile()
-    result = belief_propagation(
-        graph, unary=unary, energies=None if theta is cg.energies else theta, method="bp",
-        schedule="sequential", max_iter=max_iter, absorb=False, warn=False,
-        factor_beliefs=False,
-    )
-    return result.assignment.copy()
+    options = dict(unary=unary, energies=None if theta is cg.energies else theta,
+                   method="bp", schedule="sequential", absorb=False, warn=False,
+                   factor_beliefs=False)
+    done, messages = 0, None
+    while True:
+        chunk = min(BP_CHUNK, max_iter - done)
+        result = belief_propagation(graph, max_iter=chunk, init_messages=messages, **options)
+        done += chunk
+        messages = result.messages
+        if result.converged or done >= max_iter or time.perf_counter() > deadline:
+            return result.assignment.copy()
 
 
 def _infeasible(cg, node_energy, n_iter=0) -> dict:
