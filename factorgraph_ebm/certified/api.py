@@ -89,7 +89,7 @@ def trws(
         Stop when an iteration raised the bound by at most ``tol * max(1, |bound|)``.
     time_limit : float, optional
         Seconds after which no new iteration starts (of TRW-S, or of the BP candidate, which
-        is skipped when TRW-S used them all); the local search still runs.
+        is skipped when TRW-S used them all) and no round of local search but the first.
     decode_budget : int, default=100000
         Dead ends that one decoding may meet before it finishes greedily (decodings start
         with 1000 and allow four times more each time, up to this, until one finds a
@@ -313,15 +313,15 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
             best, best_energy = assignment.copy(), energy
     bound = problem.constant + dual_bound(*args, problem.node_energy, problem.is_coupling,
                                           *coupling, alive, v2f, sc, theta_i)
-    improve = _local_search(cg, theta, problem) if local_search else (lambda y: None)
+    improve = _local_search(cg, theta, problem) if local_search else (lambda *_: None)
+    deadline = math.inf if time_limit is None else started + time_limit
     if not _certified(best_energy, bound):
-        improve(best)
+        improve(best, deadline)
         best_energy = _energy(cg, theta, unary, best)
-        deadline = math.inf if time_limit is None else started + time_limit
         if (bp_candidate and not _certified(best_energy, bound)
                 and time.perf_counter() < deadline):
             other = _bp_assignment(graph, theta, unary, max_iter, deadline)
-            improve(other)
+            improve(other, deadline)
             energy = _energy(cg, theta, unary, other)
             if energy < best_energy:
                 best, best_energy = other, energy
@@ -334,8 +334,10 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
 
 
 def _local_search(cg, theta, problem):
-    """A function that improves an assignment in place: rounds of ICM and block ICM
-    (:mod:`.local_search`) until neither moves."""
+    """A function ``improve(assignment, deadline)`` that improves an assignment in place:
+    rounds of ICM and block ICM (:mod:`.local_search`) until neither moves, at most
+    SEARCH_ROUNDS, and none started after ``deadline`` (``time.perf_counter()`` seconds)
+    but the first."""
     params = cg.factor_param
     coupling = (problem.coupling_ptr, problem.coupling_edges)
     arity = np.diff(cg.scope_ptr)
@@ -350,8 +352,10 @@ def _local_search(cg, theta, problem):
     if work > BLOCK_MAX_WORK:
         blocks = blocks[:0]
 
-    def improve(assignment):
-        for _ in range(SEARCH_ROUNDS):
+    def improve(assignment, deadline=math.inf):
+        for round_ in range(SEARCH_ROUNDS):
+            if round_ and time.perf_counter() > deadline:
+                break
             moves = icm(cg, theta, params, problem.node_energy, problem.order, *coupling,
                         assignment, SEARCH_ROUNDS)
             if blocks.size:
