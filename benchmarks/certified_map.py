@@ -92,8 +92,14 @@ def compare(data: Path, entry: dict, options: dict) -> dict:
     }
 
 
-def figure(value: float) -> str:
-    return "inf" if value == math.inf else f"{value:.3g}"
+def figure(value: float, reference: float) -> str:
+    """``value`` (a difference of energies near ``reference``) to 3 digits; 0 within the
+    optimality tolerance (rounding)."""
+    if value == math.inf:
+        return "inf"
+    if abs(value) <= OPTIMALITY_ATOL + OPTIMALITY_RTOL * abs(reference):
+        return "0"
+    return f"{value:.3g}"
 
 
 def table(rows: list[dict]) -> str:
@@ -103,10 +109,11 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        ref = row["reference"]
         lines.append(
-            f"| `{row['name']}` | {figure(row['bp_energy'] - row['reference'])} | "
-            f"{figure(row['energy'] - row['reference'])} | "
-            f"{figure(row['reference'] - row['lower_bound'])} | {figure(row['gap'])} | "
+            f"| `{row['name']}` | {figure(row['bp_energy'] - ref, ref)} | "
+            f"{figure(row['energy'] - ref, ref)} | "
+            f"{figure(ref - row['lower_bound'], ref)} | {figure(row['gap'], ref)} | "
             f"{'yes' if row['optimal'] else ''} | {row['n_iter']} | "
             f"{row['bp_seconds']:.2f} | {row['seconds']:.2f} |"
         )

@@ -32,6 +32,8 @@ OPTIMALITY_RTOL = 1e-9
 #: meet four times as many, up to ``decode_budget``.
 DECODE_BUDGET = 100_000
 DECODE_START = 1000
+#: The share of ``time_limit`` that TRW-S's iterations may take when a BP candidate follows.
+TRWS_SHARE = 0.6
 #: Sweeps of the BP candidate per call (each call also decodes, about one sweep's work).
 BP_CHUNK = 20
 #: Rounds of local search at most (a round: ICM sweeps, then block-ICM sweeps).
@@ -88,8 +90,8 @@ def trws(
     tol : float, default=1e-9
         Stop when an iteration raised the bound by at most ``tol * max(1, |bound|)``.
     time_limit : float, optional
-        Seconds after which no new iteration starts (of TRW-S, or of the BP candidate, which
-        is skipped when TRW-S used them all) and no round of local search but the first.
+        Seconds after which no new iteration starts (TRW-S's stop at 60% of them when a BP
+        candidate follows) and no round of local search but the first.
     decode_budget : int, default=100000
         Dead ends that one decoding may meet before it finishes greedily (decodings start
         with 1000 and allow four times more each time, up to this, until one finds a
@@ -284,6 +286,9 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
         return status, _energy(cg, theta, unary, assignment)
 
     best, best_energy = None, math.inf
+    deadline = math.inf if time_limit is None else started + time_limit
+    # With a BP candidate, TRW-S's iterations leave it a share of the time.
+    iterations_end = started + (time_limit or math.inf) * (TRWS_SHARE if bp_candidate else 1)
     budget = min(DECODE_START, decode_budget)
     bounds = []
     converged = False
@@ -303,7 +308,7 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
         if len(bounds) > 1 and bounds[-1] - bounds[-2] <= tol * max(1.0, abs(bound)):
             converged = True
             break
-        if time_limit is not None and time.perf_counter() - started > time_limit:
+        if time.perf_counter() > iterations_end:
             break
     if best_energy == math.inf and hard and budget < decode_budget:
         status, energy = decode(decode_budget)  # a last decoding with the whole budget
@@ -314,7 +319,6 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
     bound = problem.constant + dual_bound(*args, problem.node_energy, problem.is_coupling,
                                           *coupling, alive, v2f, sc, theta_i)
     improve = _local_search(cg, theta, problem) if local_search else (lambda *_: None)
-    deadline = math.inf if time_limit is None else started + time_limit
     if not _certified(best_energy, bound):
         improve(best, deadline)
         best_energy = _energy(cg, theta, unary, best)
