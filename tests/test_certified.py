@@ -17,8 +17,16 @@ from strategies import describe, evidence_for, loopy_graphs, trees
 import factorgraph_ebm as fe
 from factorgraph_ebm.certified import OPTIMALITY_ATOL, OPTIMALITY_RTOL, trws
 from factorgraph_ebm.certified.api import _local_search
+from factorgraph_ebm.certified.consistency import (
+    edge_values,
+    enforce_all,
+    initial_domains,
+    scratch_for,
+)
 from factorgraph_ebm.certified.problem import build_problem
+from factorgraph_ebm.certified.trws import dual_bound, dual_pass
 from factorgraph_ebm.exceptions import EvidenceError, FactorGraphError
+from factorgraph_ebm.inference import factor_kinds
 
 #: Rounding slack when comparing a bound or an energy with brute force.
 SLACK = 1e-9
@@ -348,3 +356,30 @@ def test_one_state_variables_and_all_evidence():
     result = run(g, evidence=evidence)
     assert result.assignment.tolist() == [0, 2, 1] and result.optimal
     assert result.energy == pytest.approx(g.energy(evidence))
+
+
+@given(loopy_graphs(max_variables=6, max_configs=1500))
+def test_bound_gathered_in_the_pass_is_the_full_dual(graph):
+    # After a backward pass every coupling factor has just given its min-marginal to its
+    # first variable (minimum 0), so Kolmogorov's bound (the variables' minima, gathered in
+    # the pass) equals the dual objective evaluated in full.
+    cg = graph.compile()
+    theta = cg.energies
+    problem = build_problem(cg, theta, np.zeros(int(cg.state_offset[-1])))
+    sc = scratch_for(cg)
+    dom = initial_domains(cg, problem.coupling_edges, problem.node_energy)
+    args = (cg, theta, factor_kinds(cg, theta), cg.factor_param)
+    coupling = (problem.coupling_ptr, problem.coupling_edges)
+    if problem.constant == math.inf or not enforce_all(*args, *coupling, dom, sc):
+        return
+    v2f = np.zeros(cg.n_message_entries)
+    edge_values(cg, problem.coupling_edges, dom.alive, 0.0, v2f)
+    scratch = np.empty(cg.max_states)
+    passes = (problem.node_energy, problem.order, *coupling, problem.before, problem.after,
+              problem.weight, dom.alive, v2f)
+    for _ in range(3):
+        dual_pass(*args, *passes, True, sc, scratch)
+        gathered = dual_pass(*args, *passes, False, sc, scratch)
+        full = dual_bound(*args, problem.node_energy, problem.is_coupling, *coupling,
+                          dom.alive, v2f, sc, scratch)
+        assert gathered == pytest.approx(full, rel=1e-12, abs=1e-9)
