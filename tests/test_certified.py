@@ -383,3 +383,25 @@ def test_bound_gathered_in_the_pass_is_the_full_dual(graph):
         full = dual_bound(*args, problem.node_energy, problem.is_coupling, *coupling,
                           dom.alive, v2f, sc, scratch)
         assert gathered == pytest.approx(full, rel=1e-12, abs=1e-9)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["potts", "linear", "quadratic"]),
+       st.booleans())
+def test_structured_factors_with_random_weights(seed, kind, dense):
+    # Random weights per factor (negative Potts weights favour disagreement), random
+    # truncations (some infinite), on a small loopy graph: against brute force.
+    rng = np.random.default_rng(seed)
+    n, k = 5, 3
+    g = fe.FactorGraph()
+    g.add_variables(range(n), k)
+    g.add_factors(np.arange(n)[:, None], rng.uniform(-1, 1, (n, k)), by_index=True)
+    pairs = [[i, (i + 1) % n] for i in range(n)] + [[0, 2], [1, 3]]
+    if kind == "potts":
+        g.add_potts_factors(pairs, rng.uniform(-1, 1, len(pairs)), by_index=True, dense=dense)
+    else:
+        truncation = np.where(rng.random(len(pairs)) < 0.3, np.inf,
+                              rng.uniform(0, 2, len(pairs)))
+        add = (g.add_truncated_linear_factors if kind == "linear"
+               else g.add_truncated_quadratic_factors)
+        add(pairs, rng.uniform(0, 1, len(pairs)), truncation, by_index=True, dense=dense)
+    check_against_brute_force(g, run(g), BruteForce(g))
