@@ -414,11 +414,13 @@ def _has_hard_constraints(cg, theta, is_coupling) -> bool:
     """Whether some coupling factor forbids a configuration (a +inf table entry, or a
     compact Potts factor of weight +inf)."""
     sizes = np.diff(cg.table_offset)
-    owners = np.repeat(np.arange(cg.n_factors), sizes)
-    if np.isinf(theta[is_coupling[owners]]).any():
-        return True
-    compact = sizes == 0
-    return bool(np.isinf(cg.factor_param[compact & is_coupling, 0]).any())
+    forbidden = np.isinf(theta)
+    if forbidden.any():
+        stored = np.flatnonzero(sizes > 0)
+        per_factor = np.logical_or.reduceat(forbidden, cg.table_offset[stored])
+        if (per_factor & is_coupling[stored]).any():
+            return True
+    return bool(np.isinf(cg.factor_param[(sizes == 0) & is_coupling, 0]).any())
 
 
 def _checked_order(cg, order) -> np.ndarray | None:
