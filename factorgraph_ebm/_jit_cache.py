@@ -393,7 +393,7 @@ def compile_kernels(progress=None) -> dict:
     uses, so that later processes only load them.
 
     Runs belief propagation (every schedule, min-sum and sum-product, with evidence, a
-    replacement energy vector and structured factors), exact inference, training, the
+    replacement energy vector and structured factors), exact inference, TRW-S, training, the
     trellis functions, and :class:`SequenceLabeler` training with each kind of loss and
     optimizer, on tiny inputs.
 
@@ -492,6 +492,15 @@ def _warmup_steps() -> list:
             belief_propagation(g, beta=beta, method="exact", evidence={0: 1}, energies=theta,
                                factor_beliefs=False)
 
+    def certified():
+        g = graph(loopy=True)
+        theta = g.compile().energies * 1.5
+        belief_propagation(g, method="trws", max_iter=3, warn=False)
+        belief_propagation(g, method="trws", evidence={0: 1}, energies=theta, max_iter=3,
+                           warn=False)
+        g.add_factor([6, 7], [[np.inf, 0.0, 0.0], [0.0, np.inf, 0.0], [0.0, 0.0, np.inf]])
+        belief_propagation(g, method="trws", max_iter=3, warn=False)  # hard constraints
+
     def train():
         g = FactorGraph()
         g.add_variables(range(3), 2)
@@ -539,7 +548,8 @@ def _warmup_steps() -> list:
             model.predict_marginals(words)
 
     steps = [("belief propagation", bp), ("exact inference (junction tree)", exact),
-             ("training (fit)", train), ("trellis", chains)]
+             ("certified MAP (TRW-S)", certified), ("training (fit)", train),
+             ("trellis", chains)]
     if len(threads) > 1:
         steps.append(("trellis, parallel kernels", parallel_chains))
     steps.append(("SequenceLabeler", labeler))

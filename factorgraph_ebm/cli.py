@@ -1,5 +1,6 @@
 """The ``fgebm`` command line: describe a model, or answer the UAI MAP, MAR and PR tasks on it,
-exactly by junction tree where its tables fit ``--memory-limit``, else by belief propagation.
+exactly by junction tree where its tables fit ``--memory-limit``, else by TRW-S with a lower
+bound (MAP) or belief propagation.
 
 Usage::
 
@@ -21,8 +22,11 @@ task (``MAP``: states; ``MAR``: marginals; ``PR``: log10 Z). ``--beta`` is a fin
 inverse temperature > 0 (``inf`` is min-sum, which has no partition function: ``fgebm
 map``). With ``--json`` stdout gets one strict JSON object instead (RFC 8259, no
 ``Infinity`` or ``NaN``), with the keys ``assignment`` (map), ``marginals`` (mar),
-``energy`` (map: of the assignment, -sum of ln potentials), ``log_partition`` (mar, pr:
-natural log), ``log10_Z`` (mar, pr), ``method`` ("exact" or "bp"), ``exact``,
+``energy`` (map: of the assignment, -sum of ln potentials), ``lower_bound``, ``gap`` and
+``optimal`` (map: a proven lower bound on the minimum energy, ``energy - lower_bound``, and
+whether that gap closed; null when the method proves none, loopy BP),
+``log_partition`` (mar, pr: natural log), ``log10_Z`` (mar, pr), ``method`` ("exact",
+"bp" or "trws"), ``exact``,
 ``feasible`` (true, false: proven infeasible, null: unknown), ``induced_width`` (exact
 runs), ``converged``, ``n_iter``, ``seconds`` and ``non_finite``: a number that is not
 finite (the energy +inf, ln Z -inf of an infeasible model) is ``null``, and
@@ -138,8 +142,10 @@ def _add_model_options(sub) -> None:
 
 def _add_method_options(sub) -> None:
     sub.add_argument("--method", choices=METHODS, default="auto", help="exact = junction "
-                     "tree, bp = belief propagation; auto (default) = exact where the tables "
-                     "fit --memory-limit (BP's two-pass schedule on forests), else loopy BP")
+                     "tree, bp = belief propagation, trws = TRW-S with a lower bound (map "
+                     "only); auto (default) = exact where the tables fit --memory-limit "
+                     "(BP's two-pass schedule on forests), else TRW-S for map and loopy BP "
+                     "for mar and pr")
     sub.add_argument("--memory-limit", type=memory_size, default=DEFAULT_MAX_BYTES,
                      metavar="SIZE", help="memory the junction tree's tables may take, e.g. "
                      f"512M or 8G (default: {DEFAULT_MAX_BYTES // 2**30}G)")
@@ -280,7 +286,7 @@ def model_statistics(graph, evidence=None, memory_limit=DEFAULT_MAX_BYTES,
     evidence : mapping variable index -> state, optional
     memory_limit : float
         Bytes the junction tree may take (see :func:`belief_propagation`).
-    method : {"auto", "exact", "bp"}
+    method : {"auto", "exact", "bp", "trws"}
 
     Returns
     -------
@@ -292,7 +298,7 @@ def model_statistics(graph, evidence=None, memory_limit=DEFAULT_MAX_BYTES,
         ``induced_width`` (of the min-fill order; a lower bound when the search stopped at
         the budget), ``largest_clique_table`` (entries), ``junction_tree_bytes``,
         ``junction_tree_fits`` and ``method`` (what ``--method`` runs: "exact", "bp" on a
-        forest or "loopy bp").
+        forest, "loopy bp", or "trws (map), loopy bp (mar, pr)").
     """
     cg = graph.compile()
     arities = np.diff(cg.scope_ptr)
@@ -302,12 +308,15 @@ def model_statistics(graph, evidence=None, memory_limit=DEFAULT_MAX_BYTES,
         unary[cg.state_offset[i] + state] = 0.0
     plan = exact_plan(graph, cg, unary, memory_limit,
                       AUTO_MAX_WORK if method == "auto" else math.inf)
-    if method == "bp" or (method == "auto" and cg.is_forest):
+    loopy = "trws (map), loopy bp (mar, pr)"
+    if method == "trws":
+        chosen = "trws (map only)"
+    elif method == "bp" or (method == "auto" and cg.is_forest):
         chosen = "bp" if cg.is_forest else "loopy bp"
     elif plan.fits:
         chosen = "exact"
     else:
-        chosen = "none: does not fit" if method == "exact" else "loopy bp"
+        chosen = "none: does not fit" if method == "exact" else loopy
     return {
         "variables": cg.n_variables,
         "factors": cg.n_factors,
@@ -539,8 +548,9 @@ def task_figures(task: str, result) -> dict:
     Returns
     -------
     dict
-        map: ``assignment`` (list of int, every variable in file order, evidence included)
-        and ``energy``; mar: ``marginals`` (list of lists); mar and pr: ``log_partition``
+        map: ``assignment`` (list of int, every variable in file order, evidence included),
+        ``energy``, ``lower_bound``, ``gap`` and ``optimal`` (None without a bound); mar:
+        ``marginals`` (list of lists); mar and pr: ``log_partition``
         (ln Z) and ``log10_Z``; all: ``method``, ``exact``, ``feasible``,
         ``induced_width``, ``converged``, ``n_iter``, ``seconds``.
     """
@@ -548,6 +558,10 @@ def task_figures(task: str, result) -> dict:
     if task == "map":
         figures["assignment"] = result.assignment.tolist()
         figures["energy"] = float(result.energy)
+        figures["lower_bound"] = None if result.lower_bound is None else float(
+            result.lower_bound)
+        figures["gap"] = None if result.gap is None else float(result.gap)
+        figures["optimal"] = result.optimal
     else:
         if task == "mar":
             figures["marginals"] = [m.tolist() for m in result.marginals]
@@ -575,11 +589,16 @@ def _report(args, graph, evidence, result, figures, read_seconds: float) -> None
     """The summary on stderr: the figure, convergence, and with --verbose the details."""
     if args.task == "map":
         headline = f"energy {figures['energy']:.10g}"
+        if result.lower_bound is not None:
+            headline += (f", lower bound {result.lower_bound:.10g}, gap {result.gap:.3g}"
+                         + (" (optimal)" if result.optimal else ""))
     else:
         headline = (f"log10 Z {figures['log10_Z']:.10g} (ln Z {figures['log_partition']:.10g}, "
                     f"beta {args.beta:g})")
     if result.method == "exact":
         how = f"exact (junction tree, induced width {result.induced_width})"
+    elif result.method == "trws":
+        how = "TRW-S, " + ("certified optimal" if result.optimal else "not proven optimal")
     else:
         how = "BP, exact on a forest" if result.exact else "loopy BP, approximate"
     if result.feasible is False:
@@ -588,6 +607,10 @@ def _report(args, graph, evidence, result, figures, read_seconds: float) -> None
         how += "; no finite-energy assignment found (the model may still be feasible)"
     if result.method == "exact":
         status = "one collect and one distribute pass"
+    elif result.method == "trws":
+        status = f"{result.n_iter} iteration(s): " + (
+            "the gap closed" if result.optimal else "the bound stopped rising"
+            if result.converged else "stopped at --max-iter, the bound still rising")
     elif result.converged:
         status = f"converged in {result.n_iter} iteration(s)"
     else:

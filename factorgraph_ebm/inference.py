@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _validation as V
+from . import certified as C
 from . import exact as X
 from . import messages as K
 from . import schedules as S
@@ -34,7 +35,7 @@ from .reduction import reduce_factors
 from .results import InferenceResult
 
 SCHEDULES = ("auto", "parallel", "sequential", "tree")
-METHODS = ("auto", "exact", "bp")
+METHODS = ("auto", "exact", "bp", "trws")
 
 
 def belief_propagation(
@@ -94,11 +95,14 @@ def belief_propagation(
     energies : array_like of shape (M,), float64, optional
         Replacement for the graph's flat energy vector theta (``graph.compile().energies``,
         C-order tables concatenated in factor order), e.g. during training.
-    method : {"auto", "exact", "bp"}, default="auto"
+    method : {"auto", "exact", "bp", "trws"}, default="auto"
         "exact": the junction tree of a greedy min-fill elimination order (FactorGraphError
         naming the induced width and table sizes when it does not fit ``memory_limit``).
-        "bp": belief propagation. "auto": the two-pass BP schedule on forests, the junction
-        tree on other graphs whose tables fit ``memory_limit``, loopy BP otherwise (also
+        "bp": belief propagation. "trws": min-sum only, TRW-S with a lower bound
+        (:func:`factorgraph_ebm.certified.trws` with its defaults, ``max_iter``, ``tol``
+        and ``absorb`` passed on; the BP options are not used). "auto": the two-pass BP
+        schedule on forests, the junction tree on other graphs whose tables fit
+        ``memory_limit``, otherwise TRW-S for min-sum and loopy BP for sum-product (also
         when the greedy order search exceeds its budget, ``exact.AUTO_MAX_WORK``, on very
         large graphs; the plan is cached on the graph, so this is paid once).
         ``result.method`` and ``result.exact`` say what ran.
@@ -171,7 +175,8 @@ def belief_propagation(
         ``unary`` or ``init_messages`` vector that is not real numbers, of the wrong length
         or with NaN (or ``-inf`` energies), ``init_messages`` entries too far apart,
         ``schedule="tree"`` on a graph with a cycle when BP runs, ``method="exact"`` when
-        the junction tree does not fit ``memory_limit``; a graph whose compiled arrays,
+        the junction tree does not fit ``memory_limit``, ``method="trws"`` with a finite
+        ``beta``; a graph whose compiled arrays,
         messages and beliefs (:meth:`FactorGraph.inference_bytes`) would need more than the
         machine's physical memory (refused before anything is allocated).
     EvidenceError
@@ -185,8 +190,8 @@ def belief_propagation(
         When the loopy schedule did not converge within ``max_iter`` (the result says
         ``converged=False``).
     NoFiniteAssignmentWarning
-        When loopy BP decoded an assignment of energy ``+inf`` on a model not proven
-        infeasible (``result.feasible`` is None).
+        When loopy BP (or TRW-S) decoded an assignment of energy ``+inf`` on a model not
+        proven infeasible (``result.feasible`` is None).
 
     Examples
     --------
@@ -231,10 +236,18 @@ def belief_propagation(
         # when soft +inf entries leave an observed variable no state (infeasible).
         unary += soft
         soft = unary
+    if method == "trws" and temperature != 0.0:
+        raise FactorGraphError(
+            f"method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got "
+            f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
+        )
     plan = _exact_plan_for(graph, cg, unary, method, memory_limit)
     if plan is not None:
         return _exact_result(graph, cg, theta, unary, soft, temperature, plan, factor_beliefs,
                              free_energy, started)
+    if method == "trws" or (method == "auto" and temperature == 0.0 and not cg.is_forest):
+        return C.run_trws(graph, cg, theta, unary, soft, started, max_iter=max_iter, tol=tol,
+                          absorb=absorb, warn=warn)
     bp = dict(schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
               init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
               free_energy=free_energy, check_sweep=check_sweep, n_threads=n_threads,
@@ -252,6 +265,7 @@ def belief_propagation(
         inner,
         graph=graph,
         energy=energy,
+        **_exact_certificate(temperature, inner.exact, energy),
         free_energy=energy if temperature == 0.0 else inner.free_energy,
         factor_beliefs=None if inner.factor_beliefs is None else reduction.factor_beliefs(
             cg, small.compile(), inner.factor_beliefs, temperature),
@@ -388,6 +402,7 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         seconds=time.perf_counter() - started,
         method="bp",
         feasible=feasible,
+        **_exact_certificate(temperature, exact, energy),
     )
 
 
@@ -402,7 +417,7 @@ def _state_positions(cg, variables: np.ndarray) -> np.ndarray:
 def _exact_plan_for(graph, cg, unary, method, memory_limit):
     """The junction-tree plan to run, or None for BP (see ``method`` of
     :func:`belief_propagation`)."""
-    if method == "bp" or (method == "auto" and cg.is_forest):
+    if method in ("bp", "trws") or (method == "auto" and cg.is_forest):
         return None
     plan = X.exact_plan(graph, cg, unary, memory_limit,
                         X.AUTO_MAX_WORK if method == "auto" else math.inf)
@@ -447,7 +462,16 @@ def _exact_result(graph, cg, theta, unary, soft, temperature, plan, factor_belie
         method="exact",
         feasible=answer.free_energy < math.inf,
         induced_width=plan.elimination.induced_width,
+        **_exact_certificate(temperature, True, energy),
     )
+
+
+def _exact_certificate(temperature, exact, energy) -> dict:
+    """``lower_bound``, ``gap``, ``optimal`` of a result: an exact min-sum answer is its own
+    bound (a proven infeasibility included); otherwise None."""
+    if temperature != 0.0 or not exact:
+        return {}
+    return dict(lower_bound=energy, gap=0.0, optimal=True)
 
 
 def min_sum(graph: FactorGraph, **options) -> InferenceResult:

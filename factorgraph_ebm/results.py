@@ -68,7 +68,8 @@ class InferenceResult:
     seconds : float
         Wall-clock time of the call.
     method : str
-        "exact" (junction tree) or "bp" (belief propagation).
+        "exact" (junction tree), "bp" (belief propagation) or "trws" (TRW-S, see
+        :func:`factorgraph_ebm.certified.trws`).
     feasible : bool or None
         True when the decoded assignment has finite energy (so the model is feasible);
         False when the model is proven infeasible (an exact run found no finite-energy
@@ -77,6 +78,18 @@ class InferenceResult:
     induced_width : int or None
         Exact inference: the induced width of the elimination order (largest clique size
         minus one). None for BP.
+    lower_bound : float or None
+        Min-sum: a proven lower bound on the minimum energy (evidence and soft evidence
+        included): TRW-S's dual bound (``method="trws"``), or ``energy`` itself when the
+        result is exact; ``+inf`` when the model is proven infeasible. None for loopy BP
+        and for sum-product, which prove no bound.
+    gap : float or None
+        ``energy - lower_bound`` (>= 0 up to rounding; 0 when both are ``+inf``, a proven
+        infeasibility). None when ``lower_bound`` is.
+    optimal : bool or None
+        Whether the gap closed: ``gap <= OPTIMALITY_ATOL + OPTIMALITY_RTOL * |energy|``
+        (:mod:`factorgraph_ebm.certified`; 1e-6 and 1e-9), a certificate that ``energy`` is
+        the minimum. None when ``lower_bound`` is.
 
     Examples
     --------
@@ -113,6 +126,9 @@ class InferenceResult:
     method: str = "bp"
     feasible: bool | None = None
     induced_width: int | None = None
+    lower_bound: float | None = None
+    gap: float | None = None
+    optimal: bool | None = None
 
     @property
     def is_min_sum(self) -> bool:

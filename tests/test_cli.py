@@ -84,9 +84,13 @@ def test_map_answer_json_and_output_file(capsys, tmp_path):
     assert status == 0
     figures = json.loads(out)
     assert set(figures) == {"assignment", "energy", "converged", "n_iter", "seconds", "method",
-                            "exact", "feasible", "induced_width", "non_finite"}
+                            "exact", "feasible", "induced_width", "lower_bound", "gap",
+                            "optimal", "non_finite"}
     assert figures["non_finite"] == {}
     assert figures["method"] == "exact" and figures["feasible"] is True
+    # An exact answer is its own lower bound.
+    assert figures["lower_bound"] == figures["energy"] and figures["gap"] == 0.0
+    assert figures["optimal"] is True
     graph = read_uai(EXAMPLE)
     assert figures["energy"] == pytest.approx(graph.energy(figures["assignment"]), abs=1e-12)
     assert figures["energy"] == pytest.approx(6.048465202448768, abs=1e-9)  # the optimum
@@ -94,6 +98,22 @@ def test_map_answer_json_and_output_file(capsys, tmp_path):
     assert "energy 6.048465202" in err and "exact (junction tree, induced width 2)" in err
     status, out, _ = run(capsys, "map", EXAMPLE)  # answer on stdout
     assert out.splitlines() == ["MAP", "14 " + " ".join(map(str, figures["assignment"]))]
+
+
+def test_map_with_trws_reports_bound_and_gap(capsys):
+    status, out, err = run(capsys, "map", EXAMPLE, "--method", "trws", "--json")
+    assert status == 0
+    figures = json.loads(out)
+    graph = read_uai(EXAMPLE)
+    assert figures["method"] == "trws" and figures["exact"] is False
+    assert figures["energy"] == pytest.approx(graph.energy(figures["assignment"]), abs=1e-12)
+    optimum = 6.048465202448768  # the junction tree's answer above
+    assert figures["lower_bound"] <= optimum + 1e-9 <= figures["energy"] + 2e-9
+    assert figures["gap"] == pytest.approx(figures["energy"] - figures["lower_bound"])
+    assert figures["optimal"] is True  # a tight relaxation on this protein model
+    assert "lower bound" in err and "gap" in err and "TRW-S, certified optimal" in err
+    status, _, err = run(capsys, "mar", EXAMPLE, "--method", "trws")
+    assert status == 2 and "method='trws'" in err
 
 
 def test_mar_and_pr(capsys, model, tmp_path):
@@ -144,7 +164,9 @@ def test_json_is_strict_null_and_a_flag_for_infinities(capsys, model, tmp_path):
     assert read_pr(tmp_path / "x.PR") == -math.inf  # the UAI answer file keeps -inf
     status, out, _ = run(capsys, "map", path, "--json")
     figures = strict_loads(out)
-    assert figures["energy"] is None and figures["non_finite"] == {"energy": "Infinity"}
+    assert figures["energy"] is None and figures["lower_bound"] is None
+    assert figures["non_finite"] == {"energy": "Infinity", "lower_bound": "Infinity"}
+    assert figures["gap"] == 0.0 and figures["optimal"] is True  # proven infeasible
     status, out, _ = run(capsys, "info", path, "--json")
     assert strict_loads(out)["non_finite"] == {}
 
@@ -369,7 +391,7 @@ def test_verbose_compares_only_with_the_evidence_the_reference_assumes(capsys, m
     _, _, err = run(capsys, "map", path, "--verbose")
     assert (f"reference m.uai.MAP not compared: it is for the evidence in m.uai.evid "
             f"(1 observed), this run has none; rerun with --evid {path}.evid") in err
-    assert "gap" not in err
+    assert not re.search(r"reference m\.uai\.MAP[^\n]*: energy", err)  # no comparison
     # With the reference's evidence: compared, and said so.
     _, _, err = run(capsys, "map", path, "--verbose", "--evid", path + ".evid")
     energy = chain_energy(CHAIN_MAP_X1_IS_2)

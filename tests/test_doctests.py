@@ -33,6 +33,7 @@ MUST_HAVE_EXAMPLES = [
     "min_sum",
     "sum_product",
     "InferenceResult",
+    "certified.trws",
     "most_offending",
     "EnergyLoss",
     "PerceptronLoss",

@@ -222,7 +222,9 @@ def test_method_exact_refuses_what_does_not_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fallback = fe.min_sum(g, memory_limit=2**20, max_iter=3)
-    assert fallback.method == "bp" and not fallback.exact
+        soft_fallback = fe.sum_product(g, memory_limit=2**20, max_iter=3)
+    assert fallback.method == "trws" and not fallback.exact  # min-sum: certified MAP
+    assert soft_fallback.method == "bp" and not soft_fallback.exact
     assert fe.min_sum(g).method == "exact"
 
 

@@ -1,0 +1,241 @@
+"""Certified MAP (TRW-S) against sequential min-sum BP on the UAI development set.
+
+For every instance of ``REFERENCES.json`` in the UAI data folder whose reference minimum
+energy is finite (with its ``.evid`` when there is one), with the loopy methods forced (no
+junction tree): sequential min-sum BP (``method="bp", schedule="sequential"``) and
+:func:`factorgraph_ebm.certified.trws`. Prints a Markdown table: each method's energy minus
+the reference minimum (0 = optimal, ``inf`` = an impossible assignment), TRW-S's lower bound
+below the reference (``ref - bound``, >= 0 unless the bound is wrong), its gap to its own
+bound, whether it is certified optimal, and the seconds of each. Then a summary (instances
+at the reference optimum, certified, bound violations, TRW-S at most BP's energy) and one
+JSON line with every figure (``Infinity`` for non-finite numbers).
+
+With ``--grids`` it runs instead the seeded grids of ``bp_speed.py`` (``grid-potts`` with
+compact Potts factors, ``grid-dense``; ``--grid N K`` for each size): parallel and
+sequential BP for ``--bp-iter`` iterations, TRW-S for ``--max-iter`` within ``--time-limit``,
+with the energy, TRW-S's bound and gap, and seconds per iteration (TRW-S's include a
+decoding per iteration; its total also the local search and BP candidate).
+
+Usage::
+
+    python benchmarks/certified_map.py [--data DIR] [--max-iter N] [--time-limit S]
+                                       [--no-bp-candidate] [--only NAME ...]
+    python benchmarks/certified_map.py --grids [--grid N K ...] [--kinds KIND ...]
+                                       [--max-iter N] [--time-limit S] [--bp-iter N]
+
+Data: ``../shared/data/uai`` beside the repository (see its ``SOURCE.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import factorgraph_ebm as fe
+from factorgraph_ebm.certified import OPTIMALITY_ATOL, OPTIMALITY_RTOL, trws
+from factorgraph_ebm.io import read_evidence, read_uai
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uai"
+
+
+def load(data: Path, name: str):
+    """The instance's graph and evidence {variable name: state}."""
+    graph = read_uai(data / f"{name}.uai")
+    evid = data / f"{name}.uai.evid"
+    evidence = {}
+    if evid.exists():
+        evidence = {graph.variables[i]: s for i, s in read_evidence(evid, graph).items()}
+    return graph, evidence
+
+
+def at_reference(energy: float, reference: float) -> bool:
+    """Whether ``energy`` is the reference minimum, within the optimality tolerance."""
+    return math.isfinite(energy) and abs(energy - reference) <= (
+        OPTIMALITY_ATOL + OPTIMALITY_RTOL * abs(reference))
+
+
+def compare(data: Path, entry: dict, options: dict) -> dict:
+    """Both methods on one instance of ``REFERENCES.json``."""
+    name = entry["name"]
+    reference = entry["references"]["MAP"]["min_energy"]
+    graph, evidence = load(data, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence, +inf decodings: in the table
+        started = time.perf_counter()
+        bp = fe.min_sum(graph, evidence=evidence, method="bp", schedule="sequential",
+                        max_iter=options["max_iter"], factor_beliefs=False)
+        bp_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        certified = trws(graph, evidence=evidence, **options)
+        seconds = time.perf_counter() - started
+    bound = certified.lower_bound
+    return {
+        "name": name,
+        "reference": reference,
+        "bp_energy": bp.energy,
+        "bp_seconds": bp_seconds,
+        "energy": certified.energy,
+        "lower_bound": bound,
+        "gap": certified.gap,
+        "optimal": bool(certified.optimal),
+        "at_reference": at_reference(certified.energy, reference),
+        "bound_violation": bound > reference + OPTIMALITY_ATOL + OPTIMALITY_RTOL * abs(
+            reference),
+        "not_worse_than_bp": certified.energy <= bp.energy + OPTIMALITY_ATOL
+        + OPTIMALITY_RTOL * abs(reference),
+        "n_iter": certified.n_iter,
+        "seconds": seconds,
+    }
+
+
+def figure(value: float, reference: float) -> str:
+    """``value`` (a difference of energies near ``reference``) to 3 digits; 0 within the
+    optimality tolerance (rounding)."""
+    if value == math.inf:
+        return "inf"
+    if abs(value) <= OPTIMALITY_ATOL + OPTIMALITY_RTOL * abs(reference):
+        return "0"
+    return f"{value:.3g}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| instance | BP - ref | TRW-S - ref | ref - bound | gap | certified | TRW-S it | "
+        "BP s | TRW-S s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ref = row["reference"]
+        lines.append(
+            f"| `{row['name']}` | {figure(row['bp_energy'] - ref, ref)} | "
+            f"{figure(row['energy'] - ref, ref)} | "
+            f"{figure(ref - row['lower_bound'], ref)} | {figure(row['gap'], ref)} | "
+            f"{'yes' if row['optimal'] else ''} | {row['n_iter']} | "
+            f"{row['bp_seconds']:.2f} | {row['seconds']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> dict:
+    return {
+        "instances": len(rows),
+        "finite_energy": sum(math.isfinite(r["energy"]) for r in rows),
+        "bp_finite_energy": sum(math.isfinite(r["bp_energy"]) for r in rows),
+        "at_reference": sum(r["at_reference"] for r in rows),
+        "bp_at_reference": sum(at_reference(r["bp_energy"], r["reference"]) for r in rows),
+        "certified_optimal": sum(r["optimal"] for r in rows),
+        "bound_violations": sum(r["bound_violation"] for r in rows),
+        "not_worse_than_bp": sum(r["not_worse_than_bp"] for r in rows),
+        "trws_seconds": sum(r["seconds"] for r in rows),
+        "bp_seconds": sum(r["bp_seconds"] for r in rows),
+    }
+
+
+def grid_row(kind: str, n: int, k: int, max_iter: int, time_limit: float | None,
+             bp_iter: int) -> dict:
+    """Parallel BP, sequential BP and TRW-S on one seeded grid of ``bp_speed.py``."""
+    from bpbench.engine_ours import build
+    from bpbench.workloads import make_workload
+
+    workload = make_workload(kind, n, k)
+    graph = build(workload)
+    graph.compile()
+    row = {"workload": workload.label}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for schedule in ("parallel", "sequential"):
+            fe.min_sum(graph, method="bp", schedule=schedule, max_iter=1, factor_beliefs=False)
+            started = time.perf_counter()
+            bp = fe.min_sum(graph, method="bp", schedule=schedule, max_iter=bp_iter, tol=0.0,
+                            factor_beliefs=False)
+            seconds = time.perf_counter() - started
+            row[f"bp_{schedule}"] = {"energy": bp.energy, "seconds": seconds,
+                                     "per_iter": seconds / bp.n_iter}
+        trws(graph, max_iter=1, bp_candidate=False)
+        started = time.perf_counter()
+        certified = trws(graph, max_iter=max_iter, tol=0.0, time_limit=time_limit)
+        seconds = time.perf_counter() - started
+    row["trws"] = {"energy": certified.energy, "lower_bound": certified.lower_bound,
+                   "gap_percent": 100 * certified.gap / abs(certified.energy),
+                   "n_iter": certified.n_iter, "seconds": seconds,
+                   "per_iter": None}
+    # Iterations alone (no local search, no BP candidate), for the cost per iteration.
+    started = time.perf_counter()
+    trws(graph, max_iter=certified.n_iter, tol=0.0, local_search=False, bp_candidate=False)
+    row["trws"]["per_iter"] = (time.perf_counter() - started) / certified.n_iter
+    return row
+
+
+def grid_table(rows: list[dict]) -> str:
+    lines = ["| workload | BP parallel E | BP sequential E | TRW-S E | TRW-S bound | gap % | "
+             "TRW-S it | s/it par / seq / TRW-S | TRW-S s |", "|---|" + "---|" * 8]
+    for row in rows:
+        par, seq, t = row["bp_parallel"], row["bp_sequential"], row["trws"]
+        lines.append(
+            f"| {row['workload']} | {par['energy']:.6g} | {seq['energy']:.6g} | "
+            f"{t['energy']:.6g} | {t['lower_bound']:.6g} | {t['gap_percent']:.3f} | "
+            f"{t['n_iter']} | {par['per_iter']:.3f} / {seq['per_iter']:.3f} / "
+            f"{t['per_iter']:.3f} | {t['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--max-iter", type=int, default=200)
+    parser.add_argument("--time-limit", type=float, default=None)
+    parser.add_argument("--no-bp-candidate", action="store_true",
+                        help="TRW-S's own decodings only (bp_candidate=False)")
+    parser.add_argument("--only", nargs="*", help="instance names (default: all)")
+    parser.add_argument("--grids", action="store_true", help="the bp_speed.py grids instead")
+    parser.add_argument("--grid", nargs=2, type=int, action="append", metavar=("N", "K"),
+                        help="grid size and states (default: 300 8, 300 32, 1000 8)")
+    parser.add_argument("--kinds", nargs="+", default=["grid-potts", "grid-dense"],
+                        choices=["grid-potts", "grid-dense"])
+    parser.add_argument("--bp-iter", type=int, default=50, help="BP iterations (--grids)")
+    args = parser.parse_args(argv)
+    if args.grids:
+        rows = []
+        for n, k in args.grid or [(300, 8), (300, 32), (1000, 8)]:
+            for kind in args.kinds:
+                rows.append(grid_row(kind, n, k, args.max_iter, args.time_limit,
+                                     args.bp_iter))
+                print(rows[-1], flush=True)
+        print()
+        print(grid_table(rows))
+        print(json.dumps({"options": vars(args) | {"data": str(args.data)}, "rows": rows}))
+        return 0
+    entries = json.loads((args.data / "REFERENCES.json").read_text())
+    entries = [e for e in entries if math.isfinite(e["references"]["MAP"]["min_energy"])
+               and (not args.only or e["name"] in args.only)]
+    options = dict(max_iter=args.max_iter, time_limit=args.time_limit,
+                   bp_candidate=not args.no_bp_candidate)
+    with warnings.catch_warnings():  # compile (or load) every kernel first: no timing
+        warnings.simplefilter("ignore")  # below includes a compilation
+        for entry in entries:
+            graph, evidence = load(args.data, entry["name"])
+            fe.min_sum(graph, evidence=evidence, method="bp", schedule="sequential",
+                       max_iter=1, factor_beliefs=False)
+            trws(graph, evidence=evidence, max_iter=1)
+    rows = []
+    for entry in entries:
+        rows.append(compare(args.data, entry, options))
+        row = rows[-1]
+        print(f"{row['name']}: TRW-S {row['energy']:.6g} (bound {row['lower_bound']:.6g}), "
+              f"BP {row['bp_energy']:.6g}, reference {row['reference']:.6g}", flush=True)
+    print()
+    print(table(rows))
+    print()
+    totals = summary(rows)
+    print(", ".join(f"{key} {value:.1f}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in totals.items()))
+    print(json.dumps({"options": options, "summary": totals, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
