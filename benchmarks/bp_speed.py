@@ -83,6 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, help="seconds per figure before stopping (2)")
     parser.add_argument("--schedules", help="comma list of parallel,sequential")
     parser.add_argument("--dampings", help="comma list of damping factors (0,0.5)")
+    parser.add_argument("--threads", help="comma list of ours' parallel thread counts (1,2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per worker")
     parser.add_argument("--out", type=Path, help="directory for results.json, table, plot")
@@ -116,6 +117,7 @@ def base_options(args) -> Options:
         "budget": args.budget,
         "schedules": tuple(_list(args.schedules)) if args.schedules else None,
         "dampings": tuple(float(d) for d in _list(args.dampings)) if args.dampings else None,
+        "threads": tuple(_ints(args.threads)) if args.threads else None,
     }
     return Options(**{key: value for key, value in given.items() if value is not None})
 

@@ -17,7 +17,8 @@ class Options:
 
     ``iters`` is I of the timed runs (per iteration = (t(I) - t(1)) / (I - 1)); ``cap`` the
     iteration cap of the convergence run (tol = 1e-6); each timing is the fastest of up to
-    ``repeat`` calls, stopping once ``budget`` seconds are spent.
+    ``repeat`` calls, stopping once ``budget`` seconds are spent. ``threads``: the thread
+    counts ours' parallel schedule runs with (each a row); every other row is one thread.
     """
 
     iters: int = 10
@@ -26,6 +27,8 @@ class Options:
     budget: float = 2.0
     schedules: tuple[str, ...] = ("parallel", "sequential")
     dampings: tuple[float, ...] = (0.0, 0.5)
+    #: Thread counts of ours' parallel schedule (the others are sequential by nature).
+    threads: tuple[int, ...] = (1, 2)
 
     def to_dict(self) -> dict:
         """Plain dict (for passing to a worker process)."""
@@ -37,6 +40,7 @@ class Options:
         data = dict(data)
         data["schedules"] = tuple(data["schedules"])
         data["dampings"] = tuple(data["dampings"])
+        data["threads"] = tuple(data.get("threads", (1,)))
         return cls(**data)
 
 
@@ -98,6 +102,7 @@ def _identity(engine, kind, n, k, schedule, damping) -> dict:
         "n_edges": None,
         "schedule": schedule,
         "damping": damping,
+        "threads": 1,
     }
     row.update(dict.fromkeys(FIGURES))
     row["note"] = ""

@@ -1,4 +1,6 @@
-"""factorgraph_ebm: the engine under test (Numba kernels, one thread).
+"""factorgraph_ebm: the engine under test (Numba kernels). The sequential and tree
+schedules run on one thread; the parallel schedule once per thread count of ``--threads``
+(default 1 and 2: the "threads" column says which).
 
 Per (schedule, damping): t(1) and t(I) of ``belief_propagation(g, beta=inf, schedule=...,
 max_iter=..., tol=0, damping=..., warn=False)``; per iteration is (t(I) - t(1)) / (I - 1),
@@ -69,7 +71,8 @@ def build(workload: Workload, dense: bool = False):
     return graph
 
 
-def _bp(graph, schedule: str, damping: float, max_iter: int, tol: float, beta=math.inf):
+def _bp(graph, schedule: str, damping: float, max_iter: int, tol: float, beta=math.inf,
+        threads: int = 1):
     """One call; returns only (n_iter, converged, assignment), so that the result's large
     arrays (messages, beliefs) are freed before the next call and peaks do not add up."""
     from factorgraph_ebm import belief_propagation
@@ -84,6 +87,7 @@ def _bp(graph, schedule: str, damping: float, max_iter: int, tol: float, beta=ma
         damping=damping,
         warn=False,
         factor_beliefs=False,
+        threads=threads,
     )
     return result.n_iter, result.converged, result.assignment
 
@@ -94,7 +98,8 @@ def warm_up(workload: Workload, options: Options) -> float:
     seconds, graph = timed(lambda: build(tiny_like(workload)))
     total = seconds
     for schedule in _schedules(workload, options):
-        total += timed(lambda s=schedule: _bp(graph, s, 0.5, 2, 0.0))[0]
+        for threads in options.threads if schedule == "parallel" else (1,):
+            total += timed(lambda s=schedule, t=threads: _bp(graph, s, 0.5, 2, 0.0, threads=t))[0]
     if workload.kind == "chain":
         total += timed(lambda: _bp(graph, "tree", 0.0, 1, 0.0, beta=1.0))[0]
     return total
@@ -129,7 +134,10 @@ def run(workload: Workload, options: Options) -> list[dict]:
     rows = []
     for schedule in options.schedules:
         for damping in options.dampings:
-            rows.append(_loopy_row(workload, graph, schedule, damping, options, common))
+            for threads in options.threads if schedule == "parallel" else (1,):
+                rows.append(
+                    _loopy_row(workload, graph, schedule, damping, options, common, threads)
+                )
     if workload.kind == "chain":
         rows.extend(_tree_rows(workload, graph, options, common))
     bp_peak = peak_rss_mb() - before_bp
@@ -165,26 +173,29 @@ def _dense_potts_row(workload, options, jit_s) -> dict:
     return row
 
 
-def _loopy_row(workload, graph, schedule, damping, options, common) -> dict:
+def _loopy_row(workload, graph, schedule, damping, options, common, threads=1) -> dict:
     """Per-iteration time, fixed cost, convergence and decoded energy of one schedule."""
     t_one, _ = best_of(
-        lambda: _bp(graph, schedule, damping, 1, 0.0), options.repeat, options.budget
+        lambda: _bp(graph, schedule, damping, 1, 0.0, threads=threads),
+        options.repeat,
+        options.budget,
     )
     t_many, result = best_of(
-        lambda: _bp(graph, schedule, damping, options.iters, 0.0),
+        lambda: _bp(graph, schedule, damping, options.iters, 0.0, threads=threads),
         options.repeat,
         options.budget,
     )
     s_per_iter = per_iteration(t_one, t_many, result[0])
     n_iter = converged = None
     if options.cap > 0:  # cap 0: no convergence run, the energy of the timed run
-        result = _bp(graph, schedule, damping, options.cap, CONVERGENCE_TOL)
+        result = _bp(graph, schedule, damping, options.cap, CONVERGENCE_TOL, threads=threads)
         n_iter, converged = result[0], result[1]
     return make_row(
         NAME,
         workload,
         schedule,
         damping,
+        threads=threads,
         s_per_iter=s_per_iter,
         fixed_s=max(t_one - s_per_iter, 0.0),
         n_iter=n_iter,

@@ -16,6 +16,7 @@ COLUMNS = (
     ("workload", "label"),
     ("schedule", "schedule"),
     ("damping", "damping"),
+    ("threads", "threads"),
     ("s/iter", "s_per_iter"),
     ("fixed s/call", "fixed_s"),
     ("iters to 1e-6", "n_iter"),
