@@ -5,9 +5,14 @@ in the package's own per-user place, keyed by its sources, without changing wher
 code's Numba functions are cached (see :mod:`factorgraph_ebm._jit_cache`).
 """
 
+import numpy as np
+
 from ._jit_cache import njit
+
+#: Infinity as the kernels spell it (a global constant to Numba).
+INF = np.inf
 
 #: Keyword arguments of every ``@njit`` in the package.
 NJIT_OPTIONS = {"cache": True, "nogil": True}
 
-__all__ = ["NJIT_OPTIONS", "njit"]
+__all__ = ["INF", "NJIT_OPTIONS", "njit"]

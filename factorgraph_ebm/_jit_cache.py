@@ -452,7 +452,7 @@ def _warmup_steps() -> list:
 
     def graph(loopy: bool, plain: bool = False) -> FactorGraph:
         """Every kind of factor, on a forest or with a cycle; ``plain``: unary and dense
-        pairwise tables only (the kernels' other specialization, see messages.py)."""
+        pairwise tables only (the kernels' other specialization, see factorgraph_ebm.messages)."""
         g = FactorGraph()
         g.add_variables(range(8), 3)
         g.add_factors(np.arange(8)[:, None], rng.random((8, 3)), by_index=True)
@@ -500,6 +500,10 @@ def _warmup_steps() -> list:
                            warn=False)
         g.add_factor([6, 7], [[np.inf, 0.0, 0.0], [0.0, np.inf, 0.0], [0.0, 0.0, np.inf]])
         belief_propagation(g, method="trws", max_iter=3, warn=False)  # hard constraints
+        frustrated = FactorGraph()  # a loose relaxation: never certified, so local search runs
+        frustrated.add_variables(range(3), 2)
+        frustrated.add_potts_factors([[0, 1], [1, 2], [2, 0]], -1.0, by_index=True)
+        belief_propagation(frustrated, method="trws", max_iter=3, warn=False)
 
     def train():
         g = FactorGraph()

@@ -199,7 +199,7 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     var_edges = np.argsort(scope_vars, kind="stable").astype(ix)
     var_edge_ptr = _prefix_sum(degree, ix)
 
-    # Allocated here, not in the kernel (see messages.py: kernels allocate nothing).
+    # Allocated here, not in the kernel (see factorgraph_ebm.messages: kernels allocate nothing).
     var_order = np.empty(n_vars, dtype=ix)
     var_parent = np.full(n_vars, -1, dtype=ix)
     factor_order = np.empty(n_factors, dtype=ix)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._config import NJIT_OPTIONS, njit
-from .messages import pair_entry
+from .structured import pair_entry
 
 
 @njit(**NJIT_OPTIONS)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _validation as V
+from . import structured as S
 from .exceptions import FactorGraphError
 
 if TYPE_CHECKING:  # networkx is imported where it is used (saves ~0.2 s per import)
@@ -52,27 +53,6 @@ class _FactorBlock:
     @property
     def compact(self) -> bool:
         return self.tables is None
-
-
-def _structured_tables(kind, params, k, shared) -> np.ndarray:
-    """The dense (n, k, k) tables of structured factors with ``params`` (n, 2) (weight,
-    truncation); one table broadcast to n when ``shared`` (the same formula as the kernels'
-    :func:`~factorgraph_ebm.messages.pair_entry`)."""
-    from .messages import KIND_POTTS, KIND_TRUNCATED_LINEAR
-
-    n_new = len(params)
-    d = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :])
-    w = params[:1, 0, None, None] if shared else params[:, 0, None, None]
-    tau = params[:1, 1, None, None] if shared else params[:, 1, None, None]
-    if kind == KIND_POTTS:
-        tables = np.where(d == 0, 0.0, w)
-    elif kind == KIND_TRUNCATED_LINEAR:
-        tables = np.minimum(w * d, tau)
-    else:
-        tables = np.minimum(w * (d * d), tau)
-    if shared:
-        tables = np.broadcast_to(tables[0] if n_new else np.zeros((k, k)), (n_new, k, k))
-    return tables
 
 
 class FactorGraph:
@@ -417,9 +397,7 @@ class FactorGraph:
         >>> best.energy, best.assignment.tolist()    # all four agree on state 2
         (0.0, [2, 2, 2, 2])
         """
-        from .messages import KIND_POTTS
-
-        return self._add_structured(scopes, by_index, KIND_POTTS, weight, np.inf, dense)
+        return self._add_structured(scopes, by_index, S.KIND_POTTS, weight, np.inf, dense)
 
     def add_truncated_linear_factors(
         self, scopes, weight, truncation=np.inf, *, by_index: bool = False, dense: bool = True
@@ -451,10 +429,8 @@ class FactorGraph:
         >>> g.factor_energies(0)[0].tolist()      # min(|0 - x|, 2) for x = 0..3
         [0.0, 1.0, 2.0, 2.0]
         """
-        from .messages import KIND_TRUNCATED_LINEAR
-
         return self._add_structured(
-            scopes, by_index, KIND_TRUNCATED_LINEAR, weight, truncation, dense
+            scopes, by_index, S.KIND_TRUNCATED_LINEAR, weight, truncation, dense
         )
 
     def add_truncated_quadratic_factors(
@@ -477,15 +453,11 @@ class FactorGraph:
         >>> g.factor_energies(0)[0].tolist()      # min((0 - x)**2, 5) for x = 0..3
         [0.0, 1.0, 4.0, 5.0]
         """
-        from .messages import KIND_TRUNCATED_QUADRATIC
-
         return self._add_structured(
-            scopes, by_index, KIND_TRUNCATED_QUADRATIC, weight, truncation, dense
+            scopes, by_index, S.KIND_TRUNCATED_QUADRATIC, weight, truncation, dense
         )
 
     def _add_structured(self, scopes, by_index, kind, weight, truncation, dense) -> np.ndarray:
-        from .messages import KIND_POTTS
-
         if not isinstance(dense, (bool, np.bool_)):
             raise FactorGraphError(f"dense must be True or False, got {dense!r}")
 
@@ -514,8 +486,8 @@ class FactorGraph:
                     f"{label}: {what} must be one number or one per factor ({n_new},), "
                     f"got shape {values.shape}"
                 )
-            low = -np.inf if (kind == KIND_POTTS and col == 0) else 0.0
-            finite = col == 0 and kind != KIND_POTTS
+            low = -np.inf if (kind == S.KIND_POTTS and col == 0) else 0.0
+            finite = col == 0 and kind != S.KIND_POTTS
             bad = np.isnan(values) | (values < low) | (values == -np.inf)
             if finite:
                 bad |= ~np.isfinite(values)
@@ -529,10 +501,10 @@ class FactorGraph:
                 shared = values.ndim == 0
             else:
                 shared = shared and values.ndim == 0
-        if kind == KIND_POTTS:
+        if kind == S.KIND_POTTS:
             params[:, 1] = np.inf
         # Compact factors have no table at all: O(1) per factor, whatever K.
-        tables = _structured_tables(kind, params, k, shared) if dense else None
+        tables = S.dense_tables(kind, params, k, shared) if dense else None
         return self._add_block(index, tables, None, kind=kind, params=params, shape=(k, k))
 
     def _scope_index(self, scopes, by_index: bool) -> np.ndarray:
@@ -682,7 +654,7 @@ class FactorGraph:
         if block.compact:
             row = factor - block.first
             k = int(self.n_states[block.scopes[row, 0]])
-            table = _structured_tables(block.kind, block.params[row : row + 1], k, True)[0]
+            table = S.dense_tables(block.kind, block.params[row : row + 1], k, True)[0]
             table.flags.writeable = False
             return table
         table = block.tables[factor - block.first, ...].view()  # 0-d array for a constant

@@ -21,7 +21,7 @@ from . import _validation as V
 from . import certified as C
 from . import exact as X
 from . import messages as K
-from . import schedules as S
+from . import structured
 from .compiled import drop_isolated, lowest_states
 from .energy import energies_of
 from .exceptions import (
@@ -31,6 +31,7 @@ from .exceptions import (
     NoFiniteAssignmentWarning,
 )
 from .graph import FactorGraph
+from .messages import schedules as S
 from .reduction import reduce_factors
 from .results import InferenceResult
 
@@ -574,7 +575,7 @@ def factor_kinds(cg, theta) -> np.ndarray:
     learning step) take the dense path."""
     if theta is cg.energies or not cg.factor_kind.any():
         return cg.factor_kind
-    return _read_only(K.structured_kinds(cg, theta))
+    return _read_only(structured.structured_kinds(cg, theta))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ class InferenceResult:
     residuals : ndarray of shape (min(n_iter, 2**20),), dtype=float64
         Largest message change per sweep (for the two-pass schedule, the change that one
         more flooding sweep makes: ~0 at the exact fixed point); of a run longer than
-        2**20 sweeps (:data:`factorgraph_ebm.schedules.MAX_RESIDUALS`), those of the last
+        2**20 sweeps (:data:`factorgraph_ebm.messages.schedules.MAX_RESIDUALS`), those of the last
         2**20.
     messages : ndarray of shape (n_message_entries,), dtype=float64, or None
         BP: final factor-to-variable messages (energy domain, each shifted to minimum 0);

@@ -35,8 +35,8 @@ from warmup import SUBPROCESS_TIMEOUT
 
 import factorgraph_ebm as fe
 from factorgraph_ebm import _pacing
-from factorgraph_ebm import schedules as S
 from factorgraph_ebm import trellis as tr
+from factorgraph_ebm.messages import schedules as S
 
 THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]
 #: Seconds from SIGINT to the KeyboardInterrupt that the tests accept: generous, for a

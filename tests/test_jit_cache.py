@@ -172,9 +172,11 @@ def test_numba_cache_dir_is_honoured_without_moving_other_functions(package_copy
 def test_every_kernel_has_the_package_cache():
     from factorgraph_ebm import messages, trellis
 
-    for kernel in (messages.factor_sweep, messages.flood_phase, trellis.viterbi_kernel):
+    # A kernel caches in the cache directory, under the path of its module's folder.
+    for kernel, folder in ((messages.factor_sweep, "messages"), (messages.flood_phase, "messages"),
+                           (trellis.viterbi_kernel, ".")):
         assert isinstance(kernel._cache, _jit_cache._PackageCache)
-        assert Path(kernel._cache.cache_path) == _jit_cache.cache_dir()
+        assert Path(kernel._cache.cache_path) == _jit_cache.cache_dir() / folder
     assert _jit_cache.cache_dir().name == _jit_cache.source_key()
     assert _jit_cache.source_key().startswith(factorgraph_ebm.__version__ + "-")
 

@@ -208,11 +208,11 @@ def _plain_graph(seed, side, k, loopy):
 @pytest.mark.parametrize("beta", [math.inf, 1.0])
 def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
     """A plain graph (dense tables, arity <= 2) runs the kernels with ``kinds=None``
-    (messages.py, "Plain graphs"), a specialization without the structured and generic
+    (factorgraph_ebm.messages, "Plain graphs"), a specialization without the structured and generic
     code: the same arithmetic, so the same messages, residuals and decoding bit for bit
     as with its (all-dense) kinds array, in every schedule."""
     from factorgraph_ebm import messages as K
-    from factorgraph_ebm import schedules as S
+    from factorgraph_ebm.messages import schedules as S
 
     temperature = 0.0 if math.isinf(beta) else 1.0 / beta
     for loopy in (True, False):

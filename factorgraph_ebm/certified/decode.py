@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import NJIT_OPTIONS, njit
-from ..messages import edge_message, pair_entry
+from ..messages import edge_message
+from ..structured import pair_entry
 from .consistency import propagate, remove_state, restore
 
 INF = np.inf

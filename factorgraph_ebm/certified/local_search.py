@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import NJIT_OPTIONS, njit
-from ..messages import pair_entry
+from ..structured import pair_entry
 
 INF = np.inf
 

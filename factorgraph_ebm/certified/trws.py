@@ -94,7 +94,7 @@ def dual_pass(cg, energies, kinds, params, node_energy, order, coupling_ptr, cou
                 pair_message(
                     energies, toff, table_offset[a + 1] > toff, edge_stride[e],
                     edge_stride[other], n, n_states[scope_vars[other]], v2f, msg_offset[other],
-                    kinds[a], params[a, 0], params[a, 1], 0.0, out, env_v, env_z,
+                    kinds[a], params[a, 0], params[a, 1], 0.0, out, 0, env_v, env_z,
                 )
             else:
                 generic_message(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..structured import dense_tables
 from . import kernels
 from .junction_tree import JunctionTree, build_junction_tree
 from .order import EliminationPlan, plan_elimination
@@ -176,12 +177,10 @@ def _dense_energies(cg, theta) -> np.ndarray:
     compact = cg.compact_factors()
     if not len(compact):
         return theta
-    from ..graph import _structured_tables
-
     chunks = [theta]
     for a in compact:
         k = int(cg.n_states[cg.scope_vars[cg.scope_ptr[a]]])
-        table = _structured_tables(int(cg.factor_kind[a]), cg.factor_param[a:a + 1], k, False)
+        table = dense_tables(int(cg.factor_kind[a]), cg.factor_param[a:a + 1], k, False)
         chunks.append(np.ascontiguousarray(table[0], dtype=np.float64).reshape(-1))
     return np.concatenate(chunks)
 

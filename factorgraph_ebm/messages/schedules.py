@@ -22,8 +22,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import messages as K
-from ._pacing import paced
+from .. import structured as S
+from .._pacing import paced
+from . import sweeps as K
+from .scratch import scratch, unclamped
+from .variables import variable_sweep, variable_totals
 
 #: The residual history (``InferenceResult.residuals``) keeps the last this many
 #: iterations' changes (8 MiB): BP "until convergence" (a huge ``max_iter``) on a model
@@ -36,8 +39,8 @@ THREADED_ENTRIES = 2**14
 
 class Sequential:
     """The sequential schedule: factors in breadth-first order, each sending all its
-    messages from freshly computed incoming ones (:func:`messages.factor_sweep`, mode
-    :data:`~factorgraph_ebm.messages.MODE_FRESH`), one kernel call per iteration.
+    messages from freshly computed incoming ones (:func:`.sweeps.factor_sweep`, mode
+    :data:`.sweeps.MODE_FRESH`), one kernel call per iteration.
 
     A Python loop of kernel calls: a compiled loop would take the whole of
     :func:`~factorgraph_ebm.messages.factor_sweep` into its own compilation again (seconds
@@ -47,7 +50,7 @@ class Sequential:
     def __init__(self, cg, energies, kinds, params, unary, f2v, v2f, temperature, damping,
                  tol):
         self.cg, self.unary, self.f2v, self.v2f, self.tol = cg, unary, f2v, v2f, tol
-        work = K.scratch(cg)
+        work = scratch(cg)
         self.lowest = work.lowest
         order = cg.factor_order  # read-only, as flood_order's: the same specialization
         no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
@@ -55,7 +58,7 @@ class Sequential:
             energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
             cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
             cg.var_edges, order, 0, len(order), K.MODE_FRESH, f2v, v2f, *no_totals,
-            temperature, damping, K.unclamped(cg), work.counter, work.lowest, work.new,
+            temperature, damping, unclamped(cg), work.counter, work.lowest, work.new,
             np.empty(0), work.env_v, work.env_z, work.lows,
         )
 
@@ -68,14 +71,14 @@ class Sequential:
 
     def finish(self) -> None:
         cg = self.cg
-        K.variable_sweep(self.unary, cg.n_states, cg.state_offset, cg.var_edge_ptr,
+        variable_sweep(self.unary, cg.n_states, cg.state_offset, cg.var_edge_ptr,
                          cg.var_edges, cg.msg_offset, 0, cg.n_variables, self.f2v, self.v2f,
                          self.lowest)
 
 
 class Flooding:
     """Flooding on one thread: :class:`Threaded` with one chunk, as a Python loop over the
-    very kernel calls that :func:`messages.flood_phase` makes
+    very kernel calls that :func:`~factorgraph_ebm.messages.sweeps.flood_phase` makes
     (:func:`~factorgraph_ebm.messages.variable_totals`, the class kernels of
     :func:`~factorgraph_ebm.messages.flood_factors`,
     :func:`~factorgraph_ebm.messages.variable_sweep`), so the results are the same bit for
@@ -94,8 +97,8 @@ class Flooding:
         n_total = int(cg.state_offset[-1])
         self.total = np.empty(n_total)
         self.n_inf = np.empty(n_total, dtype=np.int32)
-        self.work = K.scratch(cg)
-        self.free = K.unclamped(cg)
+        self.work = scratch(cg)
+        self.free = unclamped(cg)
         self.variables = (unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
                           cg.msg_offset, 0, cg.n_variables, f2v)
 
@@ -103,7 +106,7 @@ class Flooding:
         cg, order, work, f2v = self.cg, self.order, self.work, self.f2v
         u_lo, d_lo, o_lo, o_hi = self.classes
         for it in range(len(residuals)):
-            n_infinite = K.variable_totals(*self.variables, self.total, self.n_inf)
+            n_infinite = variable_totals(*self.variables, self.total, self.n_inf)
             mode = K.MODE_FUSED_FINITE if n_infinite == 0 else K.MODE_FUSED
             change = 0.0
             if u_lo < d_lo:
@@ -130,7 +133,7 @@ class Flooding:
         return len(residuals), False
 
     def finish(self) -> None:
-        K.variable_sweep(*self.variables, self.v2f, self.work.lowest)
+        variable_sweep(*self.variables, self.v2f, self.work.lowest)
 
 
 class Threaded:
@@ -145,7 +148,7 @@ class Threaded:
     new messages straight into ``f2v`` (they depend only on the totals and on the factor's
     own old messages, read before they are overwritten), so no third buffer is needed. The
     variable-to-factor messages are written once, by :meth:`finish`. Both halves are
-    ``prange`` loops (:func:`messages.flood_phase`) over ``4 * threads`` chunks of variables
+    ``prange`` loops (:func:`.sweeps.flood_phase`) over ``4 * threads`` chunks of variables
     and of factors, balanced by work: bitwise the same on any number of threads and chunks.
     """
 
@@ -159,8 +162,8 @@ class Threaded:
         n_total = int(cg.state_offset[-1])
         self.bounds = (balanced_chunks(cg.msg_offset[cg.var_edge_ptr], n_chunks),
                        balanced_chunks(fac_work, n_chunks), np.zeros(n_chunks))
-        self.free = K.unclamped(cg)
-        self.work = K.scratch(cg, rows=threads)  # one row per thread (see flood_phase)
+        self.free = unclamped(cg)
+        self.work = scratch(cg, rows=threads)  # one row per thread (see flood_phase)
         self.totals = (np.empty(n_total), np.empty(n_total, dtype=np.int32))
         self.args = (cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, tol)
         self.order, self.classes = order, classes
@@ -274,7 +277,7 @@ def flood_order(cg, kinds, temperature):
     code = np.full(len(arity), 2, dtype=np.int64)
     code[arity == 1] = 0
     if temperature == 0.0:
-        code[(arity == 2) & (True if kinds is None else kinds == K.KIND_DENSE)] = 1
+        code[(arity == 2) & (True if kinds is None else kinds == S.KIND_DENSE)] = 1
     order = np.argsort(code, kind="stable").astype(cg.factor_order.dtype)
     # Read-only and of the index dtype, as cg.factor_order (the sequential schedule's
     # order): factor_sweep compiles once for both.

@@ -1,0 +1,178 @@
+"""Beliefs from converged messages: variable beliefs (min-marginals at T = 0, marginals in
+the energy domain at T > 0), factor beliefs, their normalization, and the variable terms of
+the Bethe free energy (Yedidia, Freeman & Weiss 2005).
+"""
+
+import numpy as np
+
+from .._config import INF, NJIT_OPTIONS, njit
+from ..structured import pair_entry
+from .generic import _advance
+
+
+@njit(**NJIT_OPTIONS)
+def variable_beliefs(cg, unary, f2v, out):
+    """Unnormalized energy-domain beliefs B_i(x) = U_i(x) + sum_a m_{a->i}(x), flat (S,)."""
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    msg_offset = cg.msg_offset
+    for i in range(len(n_states)):
+        soff = state_offset[i]
+        n = n_states[i]
+        for x in range(n):
+            out[soff + x] = unary[soff + x]
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            moff = msg_offset[var_edges[k]]
+            for x in range(n):
+                out[soff + x] += f2v[moff + x]
+
+
+def factor_beliefs(cg, energies, v2f, temperature, store, out):
+    """Unnormalized energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j),
+    written into ``out`` (flat (M,), the layout of ``energies``) when ``store``, and, when
+    T > 0, the factors' part of the Bethe free energy, sum_a <b_a, E_a> - T H(b_a), which
+    this returns (0.0 at T == 0; +inf when some factor's belief is +inf everywhere).
+
+    Without ``store`` only one table-sized scratch array is used. Compact factors (no
+    table in ``energies``) get their beliefs in scratch: they count in the free energy but
+    are not stored. The scratch is allocated here, in Python (:class:`Scratch`).
+    """
+    largest = 0 if store else int(np.diff(cg.table_offset).max(initial=0))
+    first = cg.scope_ptr[cg.compact_factors()]
+    largest_compact = int((cg.n_states[cg.scope_vars[first]]
+                           * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+    return _factor_beliefs(
+        cg, energies, v2f, temperature, store, out,
+        np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
+        np.empty(largest_compact), np.empty(largest_compact),
+    )
+
+
+@njit(**NJIT_OPTIONS)
+def _factor_beliefs(cg, energies, v2f, temperature, store, out, counter, scratch,
+                    compact_beliefs, compact_table):
+    """:func:`factor_beliefs` with its scratch: ``scratch`` as large as the largest table
+    (without ``store``), ``compact_beliefs`` and ``compact_table`` as the largest compact
+    factor's table."""
+    n_states = cg.n_states
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    table_offset = cg.table_offset
+    msg_offset = cg.msg_offset
+    n_factors = len(scope_ptr) - 1
+    kinds = cg.factor_kind
+    params = cg.factor_param
+    total = 0.0
+    for a in range(n_factors):
+        first = scope_ptr[a]
+        arity = scope_ptr[a + 1] - first
+        toff = table_offset[a]
+        size = table_offset[a + 1] - toff
+        buf = out[toff : toff + size] if store else scratch[:size]
+        table = energies
+        if arity == 2:
+            n0 = n_states[scope_vars[first]]
+            n1 = n_states[scope_vars[first + 1]]
+            m0 = msg_offset[first]
+            m1 = msg_offset[first + 1]
+            if size == 0:  # compact: the table and the beliefs in scratch
+                size = n0 * n1
+                buf = compact_beliefs[:size]
+                table = compact_table
+                toff = 0
+                for x in range(n0):
+                    for y in range(n1):
+                        table[x * n1 + y] = pair_entry(kinds[a], params[a, 0], params[a, 1], x, y)
+            for x in range(n0):
+                in0 = v2f[m0 + x]
+                for y in range(n1):
+                    z = table[toff + x * n1 + y]
+                    if z < INF:
+                        z += in0 + v2f[m1 + y]
+                    buf[x * n1 + y] = z
+        else:
+            for q in range(arity):
+                counter[q] = 0
+            for flat in range(size):
+                z = energies[toff + flat]
+                if z < INF:
+                    for q in range(arity):
+                        z += v2f[msg_offset[first + q] + counter[q]]
+                buf[flat] = z
+                _advance(n_states, scope_vars, first, arity, counter)
+        if temperature > 0.0 and total < INF:
+            total += _entropy_term(buf, table[toff : toff + size], 0, size, 1.0, temperature)
+    return total
+
+
+@njit(**NJIT_OPTIONS)
+def normalize_segments(beliefs, offsets, temperature, shift, out):
+    """Per segment [offsets[s], offsets[s+1]): with T == 0, ``beliefs - min + shift``
+    (absolute min-marginals when ``shift`` is the minimum energy); with T > 0, the
+    probabilities ``exp(-beliefs / T)`` normalized to sum 1. An all-``+inf`` segment (an
+    infeasible model) gives ``+inf`` (T == 0) or NaN-free zeros (T > 0). ``out`` may be
+    ``beliefs`` (in place)."""
+    for s in range(len(offsets) - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        low = INF
+        for k in range(lo, hi):
+            if beliefs[k] < low:
+                low = beliefs[k]
+        if temperature == 0.0:
+            for k in range(lo, hi):
+                out[k] = beliefs[k] - low + shift if low < INF else INF
+        else:
+            total = 0.0
+            for k in range(lo, hi):
+                out[k] = np.exp(-(beliefs[k] - low) / temperature) if low < INF else 0.0
+                total += out[k]
+            if total > 0.0:
+                for k in range(lo, hi):
+                    out[k] /= total
+
+
+@njit(**NJIT_OPTIONS)
+def variable_bethe_terms(cg, unary, var_beliefs, temperature):
+    """The variables' part of the Bethe free energy in energy form at T > 0:
+    sum_i [<b_i, U_i> + T (d_i - 1) H(b_i)], with d_i the number of factors of variable i.
+
+    With the factors' part from :func:`factor_beliefs`, F = sum_a [<b_a, E_a> - T H(b_a)] +
+    this (Yedidia, Freeman & Weiss 2005, eq. 26; libDAI's ``BP::logZ``). Exact, F = -T ln Z,
+    on a forest at the fixed point. +inf when some belief is +inf everywhere.
+    """
+    total = 0.0
+    for i in range(len(cg.n_states)):
+        degree = cg.var_edge_ptr[i + 1] - cg.var_edge_ptr[i]
+        lo = cg.state_offset[i]
+        term = _entropy_term(var_beliefs, unary, lo, lo + cg.n_states[i], 1.0 - degree, temperature)
+        if term == INF:
+            return INF
+        total += term
+    return total
+
+
+@njit(**NJIT_OPTIONS)
+def _entropy_term(beliefs, energy, lo, hi, entropy_weight, temperature):
+    """<b, energy> - entropy_weight * T * H(b) for b = softmax(-beliefs[lo:hi] / T), using
+    T log b = -(B - min B) - T log Z so that no log(0) is ever taken. ``energy`` is indexed
+    like ``beliefs``."""
+    low = INF
+    for k in range(lo, hi):
+        if beliefs[k] < low:
+            low = beliefs[k]
+    if low == INF:
+        return INF
+    z = 0.0
+    for k in range(lo, hi):
+        z += np.exp(-(beliefs[k] - low) / temperature)
+    t_log_z = temperature * np.log(z)
+    term = 0.0
+    for k in range(lo, hi):
+        b = np.exp(-(beliefs[k] - low) / temperature) / z
+        if b > 0.0:
+            t_log_b = -(beliefs[k] - low) - t_log_z
+            term += b * (energy[k] + entropy_weight * t_log_b)
+    return term

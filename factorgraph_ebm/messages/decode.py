@@ -1,0 +1,148 @@
+"""Decoding an assignment from min-sum messages (sequential, clamping each decoded variable,
+in breadth-first order; ties go to the lowest state), and the check that evidence leaves no
+factor with only infinite energies.
+"""
+
+import numpy as np
+
+from .._config import INF, NJIT_OPTIONS, njit
+from ..structured import pair_entry
+from .factor import edge_message
+from .generic import _advance, generic_message
+
+
+@njit(**NJIT_OPTIONS)
+def decode(cg, energies, kinds, params, unary, v2f, beliefs, temperature, assignment, work):
+    """Sequential decoding with clamping, in breadth-first order.
+
+    Each variable takes the state of lowest conditional belief: its unary energy plus, from
+    each of its factors, the message computed with the variables decoded so far clamped to
+    their states. Ties go to the lowest state index. On a forest after the exact schedule this
+    yields one consistent joint minimum (T == 0); on any graph, a state of finite conditional
+    energy is chosen whenever one exists. With T > 0 each step takes the most probable state
+    given the earlier ones. At a dead end (every state +inf given the earlier choices, which
+    only loopy graphs reach) the variable takes the state of lowest unconditional belief
+    ``beliefs`` (flat (S,)), so evidence is always kept. ``kinds=None``: a plain graph (see
+    the module docstring). ``work``: a :class:`Scratch`.
+    """
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    scope_ptr = cg.scope_ptr
+    scope_vars = cg.scope_vars
+    edge_factor = cg.edge_factor
+    edge_stride = cg.edge_stride
+    edge_partner = cg.edge_partner
+    table_offset = cg.table_offset
+    msg_offset = cg.msg_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    var_order = cg.var_order
+    compiled_kinds = cg.factor_kind
+    counter = work.counter
+    lowest = work.lowest
+    message = work.new
+    score = work.score
+    env_v = work.env_v
+    env_z = work.env_z
+    for i in range(len(n_states)):
+        assignment[i] = -1
+    for k0 in range(len(var_order)):
+        i = var_order[k0]
+        n = n_states[i]
+        soff = state_offset[i]
+        for x in range(n):
+            score[x] = unary[soff + x]
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            e = var_edges[k]
+            other = edge_partner[e]
+            a = edge_factor[e]
+            if other >= 0 and other != e and assignment[scope_vars[other]] >= 0:
+                y = assignment[scope_vars[other]]
+                if table_offset[a + 1] > table_offset[a]:
+                    offset = table_offset[a] + y * edge_stride[other]
+                    for x in range(n):
+                        message[x] = energies[offset + x * edge_stride[e]]
+                else:
+                    for x in range(n):
+                        message[x] = pair_entry(compiled_kinds[a], params[a, 0], params[a, 1],
+                                                x, y)
+            elif other >= 0:
+                edge_message(
+                    energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor,
+                    edge_stride, edge_partner, msg_offset, table_offset, v2f, e, temperature,
+                    assignment, message, counter, lowest, env_v, env_z,
+                )
+            elif kinds is not None:  # arity >= 3 (a plain graph has none)
+                generic_message(
+                    energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f,
+                    e, a, temperature, assignment, message, counter, lowest,
+                )
+            for x in range(n):
+                score[x] += message[x]
+        best = _argmin(score, np.int64(0), n)  # not a literal: one specialization
+        if score[best] == INF:
+            best = _argmin(beliefs, soff, n)
+            if beliefs[soff + best] == INF:
+                best = _argmin(unary, soff, n)
+        assignment[i] = best
+
+
+@njit(**NJIT_OPTIONS)
+def _argmin(values, start, n):
+    """Index (from ``start``) of the first minimum of ``values[start:start+n]``."""
+    best = 0
+    for x in range(1, n):
+        if values[start + x] < values[start + best]:
+            best = x
+    return best
+
+
+def infeasible_factors(cg, energies, unary):
+    """bool (F,): factors none of whose entries is finite with every variable in a state of
+    finite unary energy (e.g. allowed by the evidence)."""
+    blocked = np.ones(cg.n_factors, dtype=np.bool_)
+    _infeasible_factors(cg, energies, unary, np.zeros(max(cg.max_arity, 1), dtype=np.int64),
+                        blocked)
+    return blocked
+
+
+@njit(**NJIT_OPTIONS)
+def _infeasible_factors(cg, energies, unary, counter, blocked):
+    """:func:`infeasible_factors` into ``blocked`` (all True on entry)."""
+    n_states = cg.n_states
+    scope_vars = cg.scope_vars
+    for a in range(len(blocked)):
+        first = cg.scope_ptr[a]
+        arity = cg.scope_ptr[a + 1] - first
+        toff = cg.table_offset[a]
+        if cg.table_offset[a + 1] == toff:  # compact pairwise
+            v0 = scope_vars[first]
+            v1 = scope_vars[first + 1]
+            o0 = cg.state_offset[v0]
+            o1 = cg.state_offset[v1]
+            for x in range(n_states[v0]):
+                if unary[o0 + x] == INF:
+                    continue
+                for y in range(n_states[v1]):
+                    if unary[o1 + y] < INF and pair_entry(
+                        cg.factor_kind[a], cg.factor_param[a, 0], cg.factor_param[a, 1], x, y
+                    ) < INF:
+                        blocked[a] = False
+                        break
+                if not blocked[a]:
+                    break
+            continue
+        for q in range(arity):
+            counter[q] = 0
+        for flat in range(cg.table_offset[a + 1] - toff):
+            if energies[toff + flat] < INF:
+                allowed = True
+                for q in range(arity):
+                    var = scope_vars[first + q]
+                    if unary[cg.state_offset[var] + counter[q]] == INF:
+                        allowed = False
+                        break
+                if allowed:
+                    blocked[a] = False
+                    break
+            _advance(n_states, scope_vars, first, arity, counter)

@@ -1,0 +1,111 @@
+"""One factor's message to one variable, whatever the factor's kind and arity
+(:func:`edge_message`), and the one place a new message is stored: shifted to minimum 0,
+then damped (:func:`store_message`).
+"""
+
+
+from .._config import INF, NJIT_OPTIONS, njit
+from ..structured import KIND_DENSE
+from .generic import generic_message
+from .pairwise import pair_message, table_pair_message
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def shift_damp_store(values, first, low, f2v, start, n, damping, change):
+    """The one rule that stores a new message: ``values[first:first + n] - low`` (``low``
+    its minimum; a message that is ``+inf`` everywhere is kept as it is), damped as
+    ``damping * old + (1 - damping) * new``, written to ``f2v[start:start + n]``. Returns
+    the larger of ``change`` and the largest absolute change (equal infinities: none)."""
+    if low == INF:
+        low = 0.0
+    if damping > 0.0:
+        for x in range(n):
+            old = f2v[start + x]
+            value = damping * old + (1.0 - damping) * (values[first + x] - low)
+            diff = abs(value - old)
+            if diff > change:
+                change = diff
+            f2v[start + x] = value
+    else:
+        for x in range(n):
+            value = values[first + x] - low
+            diff = abs(value - f2v[start + x])
+            if diff > change:
+                change = diff
+            f2v[start + x] = value
+    return change
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def store_message(new, f2v, start, n, damping):
+    """Store ``new[:n]`` as a factor's message by :func:`shift_damp_store` and return the
+    largest absolute change."""
+    low = INF
+    for x in range(n):
+        low = min(low, new[x])
+    return shift_damp_store(new, 0, low, f2v, start, n, damping, 0.0)
+
+
+@njit(**NJIT_OPTIONS)
+def edge_message(
+    energies,
+    kinds,
+    params,
+    n_states,
+    scope_ptr,
+    scope_vars,
+    edge_factor,
+    edge_stride,
+    edge_partner,
+    msg_offset,
+    table_offset,
+    v2f,
+    e,
+    temperature,
+    free,
+    out,
+    counter,
+    lowest,
+    env_v,
+    env_z,
+):
+    """The unnormalized message of ``e``'s factor to ``e``'s variable, into ``out``.
+
+    A real call (not inlined) from decoding and the two-pass schedule: one compiled copy of
+    every kind's code instead of one per caller cuts the first compilation by ~20% for
+    ~130 ns per edge. ``kinds=None``: a plain graph (see the module docstring)."""
+    a = edge_factor[e]
+    other = edge_partner[e]
+    toff = table_offset[a]
+    if other == e:
+        for x in range(n_states[scope_vars[e]]):
+            out[x] = energies[toff + x]
+    elif kinds is None:  # a plain graph: a dense pairwise factor
+        table_pair_message(energies, toff, True, edge_stride[e], edge_stride[other],
+                           n_states[scope_vars[e]], n_states[scope_vars[other]], v2f,
+                           msg_offset[other], KIND_DENSE, 0.0, 0.0, temperature, out, 0)
+    elif other >= 0:
+        pair_message(
+            energies,
+            toff,
+            table_offset[a + 1] > toff,
+            edge_stride[e],
+            edge_stride[other],
+            n_states[scope_vars[e]],
+            n_states[scope_vars[other]],
+            v2f,
+            msg_offset[other],
+            kinds[a],
+            params[a, 0],
+            params[a, 1],
+            temperature,
+            out,
+            0,
+            env_v,
+            env_z,
+        )
+    else:
+        generic_message(
+            energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f, e, a,
+            temperature, free, out, counter, lowest,
+        )
