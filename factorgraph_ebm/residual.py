@@ -81,16 +81,16 @@ class Residual:
 
 
 # --------------------------------------------------------------------------- kernels
-@njit(**NJIT_OPTIONS)
-def candidates(
-    energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
-    edge_factor, edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order,
-    place, f2v, cand, v2f, var_total, n_inf, temperature, damping, free, counter, lowest,
-    new, inc, env_v, env_z, lows, resid, heap, pos, a,
-):
+@njit(inline="always", **NJIT_OPTIONS)
+def candidates(graph, work, resid, heap, pos, temperature, damping, a):
     """Factor ``a``'s candidate messages into ``cand`` (from the variable-to-factor
     messages of the messages in force ``f2v``, damped against them) and their residuals
-    into the heap."""
+    into the heap. ``graph`` and ``work`` are tuples of the kernels' arrays (Numba inlines
+    a function of at most 30 arguments; inlined, the call costs no reference counting)."""
+    (energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+     edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, place) = graph
+    (f2v, cand, v2f, var_total, n_inf, free, counter, lowest, new, inc, env_v, env_z,
+     lows) = work
     first = scope_ptr[a]
     last = scope_ptr[a + 1]
     for e in range(first, last):
@@ -123,13 +123,12 @@ def residual_start(
 ):
     """Every factor's candidates and residuals, from messages ``f2v``, into a valid heap
     (``heap`` and ``pos`` enter as the identity, ``resid`` as zeros)."""
+    graph = (energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+             edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, place)
+    work = (f2v, cand, v2f, var_total, n_inf, free, counter, lowest, new, inc, env_v, env_z,
+            lows)
     for a in range(len(scope_ptr) - 1):
-        candidates(
-            energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
-            edge_factor, edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges,
-            order, place, f2v, cand, v2f, var_total, n_inf, temperature, damping, free,
-            counter, lowest, new, inc, env_v, env_z, lows, resid, heap, pos, a,
-        )
+        candidates(graph, work, resid, heap, pos, temperature, damping, a)
 
 
 @njit(**NJIT_OPTIONS)
@@ -143,6 +142,10 @@ def residual_updates(
     residual is at most ``tol``; returns the largest residual left (0.0 without edges)."""
     if len(heap) == 0:
         return 0.0
+    graph = (energies, kinds, params, unary, n_states, state_offset, scope_ptr, scope_vars,
+             edge_stride, msg_offset, table_offset, var_edge_ptr, var_edges, order, place)
+    work = (f2v, cand, v2f, var_total, n_inf, free, counter, lowest, new, inc, env_v, env_z,
+            lows)
     for _ in range(n_updates):
         e = heap[0]
         if resid[e] <= tol:
@@ -156,13 +159,7 @@ def residual_updates(
             b = edge_factor[var_edges[k]]
             # With damping the candidate of a's own message moves with the message in force.
             if (b != a and scope_ptr[b + 1] - scope_ptr[b] >= 2) or (b == a and damping > 0.0):
-                candidates(
-                    energies, kinds, params, unary, n_states, state_offset, scope_ptr,
-                    scope_vars, edge_factor, edge_stride, msg_offset, table_offset,
-                    var_edge_ptr, var_edges, order, place, f2v, cand, v2f, var_total, n_inf,
-                    temperature, damping, free, counter, lowest, new, inc, env_v, env_z,
-                    lows, resid, heap, pos, b,
-                )
+                candidates(graph, work, resid, heap, pos, temperature, damping, b)
     return resid[heap[0]]
 
 
@@ -174,7 +171,7 @@ def _above(resid, e, f):
     return resid[e] > resid[f] or (resid[e] == resid[f] and e < f)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(inline="always", **NJIT_OPTIONS)
 def set_key(resid, heap, pos, e, value):
     """Set edge ``e``'s residual to ``value`` and restore the heap order (sift up or
     down from its place)."""
