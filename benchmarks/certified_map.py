@@ -12,9 +12,13 @@ JSON line with every figure (``Infinity`` for non-finite numbers).
 
 With ``--grids`` it runs instead the seeded grids of ``bp_speed.py`` (``grid-potts`` with
 compact Potts factors, ``grid-dense``; ``--grid N K`` for each size): parallel and
-sequential BP for ``--bp-iter`` iterations, TRW-S for ``--max-iter`` within ``--time-limit``,
-with the energy, TRW-S's bound and gap, and seconds per iteration (TRW-S's include a
-decoding per iteration; its total also the local search and BP candidate).
+sequential BP for ``--bp-iter`` iterations, residual BP for ``--residual-iter`` (each D
+message updates), TRW-S for ``--max-iter`` within ``--time-limit``, and pytoulbar2 (the
+``bench`` extra; skipped, and said so, when it is not installed) with its default search
+and a CPU-time limit of ``--toulbar2-seconds`` in a worker process (building its model is
+not counted). Prints the energy of each, TRW-S's bound and gap, seconds per iteration
+(TRW-S's include a decoding per iteration; its total also the local search and BP
+candidate), then the issue's goals for TRW-S, met or not, per grid.
 
 Usage::
 
@@ -22,6 +26,7 @@ Usage::
                                        [--no-bp-candidate] [--only NAME ...]
     python benchmarks/certified_map.py --grids [--grid N K ...] [--kinds KIND ...]
                                        [--max-iter N] [--time-limit S] [--bp-iter N]
+                                       [--residual-iter N] [--toulbar2-seconds S]
 
 Data: ``../shared/data/uai`` beside the repository (see its ``SOURCE.md``).
 """
