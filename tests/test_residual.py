@@ -120,10 +120,11 @@ def test_converged_messages_are_a_fixed_point_of_plain_update(graph, beta):
     np.testing.assert_allclose(result.messages[finite], want[finite], atol=1e-8, rtol=0)
 
 
-@given(loopy_graphs(allow_inf=False), st.sampled_from([math.inf, 1.0]))
+@given(loopy_graphs(allow_inf=False), st.sampled_from([1.0, 0.5]))
 def test_weak_coupling_same_fixed_point_as_sequential(graph, beta):
-    """With every energy scaled down 50-fold (weak coupling: a unique BP fixed point), the
-    residual and the sequential schedules converge to the same messages and beliefs."""
+    """Sum-product with every energy scaled down 50-fold (weak coupling: a unique BP fixed
+    point), the residual and the sequential schedules converge to the same messages and
+    beliefs. (Min-sum is scale-invariant: scaling gives it no unique fixed point.)"""
     graph = bp_view(graph)
     note(describe(graph))
     theta = np.asarray(graph.compile().energies) * 0.02
@@ -134,8 +135,7 @@ def test_weak_coupling_same_fixed_point_as_sequential(graph, beta):
     assert got.converged and want.converged
     np.testing.assert_allclose(got.messages, want.messages, atol=1e-9, rtol=0)
     np.testing.assert_allclose(got.variable_beliefs, want.variable_beliefs, atol=1e-9, rtol=0)
-    if beta != math.inf:
-        assert got.free_energy == pytest.approx(want.free_energy, abs=1e-9)
+    assert got.free_energy == pytest.approx(want.free_energy, abs=1e-9)
 
 
 def grid(rng, n=7, k=4, coupling=1.0):
