@@ -12,9 +12,13 @@ JSON line with every figure (``Infinity`` for non-finite numbers).
 
 With ``--grids`` it runs instead the seeded grids of ``bp_speed.py`` (``grid-potts`` with
 compact Potts factors, ``grid-dense``; ``--grid N K`` for each size): parallel and
-sequential BP for ``--bp-iter`` iterations, TRW-S for ``--max-iter`` within ``--time-limit``,
-with the energy, TRW-S's bound and gap, and seconds per iteration (TRW-S's include a
-decoding per iteration; its total also the local search and BP candidate).
+sequential BP for ``--bp-iter`` iterations, residual BP for ``--residual-iter`` (each D
+message updates), TRW-S for ``--max-iter`` within ``--time-limit``, and pytoulbar2 (the
+``bench`` extra; skipped, and said so, when it is not installed) with its default search
+and a CPU-time limit of ``--toulbar2-seconds`` in a worker process (building its model is
+not counted). Prints the energy of each, TRW-S's bound and gap, seconds per iteration
+(TRW-S's include a decoding per iteration; its total also the local search and BP
+candidate), then the issue's goals for TRW-S, met or not, per grid.
 
 Usage::
 
@@ -22,6 +26,7 @@ Usage::
                                        [--no-bp-candidate] [--only NAME ...]
     python benchmarks/certified_map.py --grids [--grid N K ...] [--kinds KIND ...]
                                        [--max-iter N] [--time-limit S] [--bp-iter N]
+                                       [--residual-iter N] [--toulbar2-seconds S]
 
 Data: ``../shared/data/uai`` beside the repository (see its ``SOURCE.md``).
 """
@@ -135,52 +140,155 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
+#: BP schedules of the grid comparison.
+GRID_SCHEDULES = ("parallel", "sequential", "residual")
+
+
 def grid_row(kind: str, n: int, k: int, max_iter: int, time_limit: float | None,
-             bp_iter: int) -> dict:
-    """Parallel BP, sequential BP and TRW-S on one seeded grid of ``bp_speed.py``."""
+             bp_iter: int, residual_iter: int, toulbar2_seconds: float) -> dict:
+    """Parallel, sequential and residual BP (``bp_iter`` iterations, the residual schedule
+    ``residual_iter``), TRW-S and toulbar2 on one seeded grid of ``bp_speed.py``."""
     from bpbench.engine_ours import build
     from bpbench.workloads import make_workload
 
     workload = make_workload(kind, n, k)
     graph = build(workload)
     graph.compile()
-    row = {"workload": workload.label}
+    row = {"workload": workload.label, "kind": kind, "n": n, "k": k}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for schedule in ("parallel", "sequential"):
+        for schedule in GRID_SCHEDULES:
             fe.min_sum(graph, method="bp", schedule=schedule, max_iter=1, factor_beliefs=False)
             started = time.perf_counter()
-            bp = fe.min_sum(graph, method="bp", schedule=schedule, max_iter=bp_iter, tol=0.0,
-                            factor_beliefs=False)
+            cpu = time.process_time()
+            iterations = residual_iter if schedule == "residual" else bp_iter
+            bp = fe.min_sum(graph, method="bp", schedule=schedule, max_iter=iterations,
+                            tol=0.0, factor_beliefs=False)
             seconds = time.perf_counter() - started
             row[f"bp_{schedule}"] = {"energy": bp.energy, "seconds": seconds,
-                                     "per_iter": seconds / bp.n_iter}
+                                     "cpu_seconds": time.process_time() - cpu,
+                                     "n_iter": bp.n_iter, "per_iter": seconds / bp.n_iter}
+            print(f"  {workload.label} BP {schedule}: {bp.energy:.6g}, {seconds:.1f} s",
+                  flush=True)
         trws(graph, max_iter=1, bp_candidate=False)
         started = time.perf_counter()
+        cpu = time.process_time()
         certified = trws(graph, max_iter=max_iter, tol=0.0, time_limit=time_limit)
         seconds = time.perf_counter() - started
     row["trws"] = {"energy": certified.energy, "lower_bound": certified.lower_bound,
                    "gap_percent": 100 * certified.gap / abs(certified.energy),
                    "n_iter": certified.n_iter, "seconds": seconds,
-                   "per_iter": None}
+                   "cpu_seconds": time.process_time() - cpu, "per_iter": None}
+    print(f"  {workload.label} TRW-S: {certified.energy:.6g} >= {certified.lower_bound:.6g}, "
+          f"{certified.n_iter} it, {seconds:.1f} s", flush=True)
     # Iterations alone (no local search, no BP candidate), for the cost per iteration.
     started = time.perf_counter()
+    cpu = time.process_time()
     trws(graph, max_iter=certified.n_iter, tol=0.0, local_search=False, bp_candidate=False)
     row["trws"]["per_iter"] = (time.perf_counter() - started) / certified.n_iter
+    row["trws"]["cpu_per_iter"] = (time.process_time() - cpu) / certified.n_iter
+    del graph
+    row["toulbar2"] = toulbar2_in_worker(kind, n, k, toulbar2_seconds)
+    print(f"  {workload.label} toulbar2: {row['toulbar2']}", flush=True)
     return row
 
 
+def toulbar2_best(kind: str, n: int, k: int, seconds: float) -> dict:
+    """pytoulbar2's best assignment within ``seconds`` of its CPU-time limit (default
+    options: hybrid best-first search) on the workload, with its energy evaluated by
+    ``Workload.energy``; ``{"status": "absent"}`` without pytoulbar2. Costs are given to 6
+    decimals (``resolution=6``)."""
+    try:
+        import pytoulbar2
+    except ImportError:
+        return {"status": "absent"}
+    from bpbench.workloads import make_workload
+
+    workload = make_workload(kind, n, k)
+    started = time.perf_counter()
+    cfn = pytoulbar2.CFN(resolution=6, verbose=-1)
+    for v in range(workload.n_vars):
+        cfn.AddVariable(f"x{v}", range(k))
+    for v in range(workload.n_vars):
+        cfn.AddFunction([v], workload.unary[v].tolist())
+    tables = workload.stacked_tables().reshape(workload.n_factors, -1)
+    for f, (i, j) in enumerate(workload.scopes.tolist()):
+        cfn.AddFunction([i, j], tables[f].tolist())
+    build_seconds = time.perf_counter() - started
+    cpu = time.process_time()
+    started = time.perf_counter()
+    answer = cfn.Solve(timeLimit=int(math.ceil(seconds)))
+    out = {"build_seconds": build_seconds, "seconds": time.perf_counter() - started,
+           "cpu_seconds": time.process_time() - cpu}
+    if answer is None:
+        return out | {"status": "no solution", "energy": math.inf}
+    assignment, primal, _ = answer
+    dual = cfn.GetDDualBound()
+    return out | {"status": "optimal" if primal <= dual + 1e-6 else "time limit",
+                  "energy": workload.energy(assignment), "dual_bound": dual}
+
+
+def toulbar2_in_worker(kind: str, n: int, k: int, seconds: float) -> dict:
+    """:func:`toulbar2_best` in a fresh process (its memory is freed after; a crash or a
+    hang of the solver does not end the benchmark: 20x ``seconds`` of wall clock at most)."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        future = pool.submit(toulbar2_best, kind, n, k, seconds)
+        try:
+            return future.result(timeout=20 * seconds + 600)
+        except concurrent.futures.TimeoutError:
+            for process in pool._processes.values():  # the worker we started
+                process.kill()
+            return {"status": "wall-clock timeout", "energy": math.inf}
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            return {"status": f"error: {exc!r}", "energy": math.inf}
+
+
 def grid_table(rows: list[dict]) -> str:
-    lines = ["| workload | BP parallel E | BP sequential E | TRW-S E | TRW-S bound | gap % | "
-             "TRW-S it | s/it par / seq / TRW-S | TRW-S s |", "|---|" + "---|" * 8]
+    lines = ["| workload | BP parallel E | BP sequential E | BP residual E | TRW-S E | "
+             "TRW-S bound | gap % | TRW-S it | TRW-S s | toulbar2 30 s E | "
+             "s/it par / seq / res / TRW-S |", "|---|" + "---|" * 10]
     for row in rows:
-        par, seq, t = row["bp_parallel"], row["bp_sequential"], row["trws"]
+        par, seq, res, t = (row["bp_parallel"], row["bp_sequential"], row["bp_residual"],
+                            row["trws"])
+        tb2 = row["toulbar2"]
+        tb2_text = (f"{tb2['energy']:.6g} ({tb2['status']})" if "energy" in tb2
+                    else tb2["status"])
         lines.append(
             f"| {row['workload']} | {par['energy']:.6g} | {seq['energy']:.6g} | "
-            f"{t['energy']:.6g} | {t['lower_bound']:.6g} | {t['gap_percent']:.3f} | "
-            f"{t['n_iter']} | {par['per_iter']:.3f} / {seq['per_iter']:.3f} / "
-            f"{t['per_iter']:.3f} | {t['seconds']:.1f} |")
+            f"{res['energy']:.6g} | {t['energy']:.6g} | {t['lower_bound']:.6g} | "
+            f"{t['gap_percent']:.3f} | {t['n_iter']} | {t['seconds']:.1f} | {tb2_text} | "
+            f"{par['per_iter']:.3f} / {seq['per_iter']:.3f} / {res['per_iter']:.3f} / "
+            f"{t['per_iter']:.3f} |")
     return "\n".join(lines)
+
+
+def grid_goals(rows: list[dict], seconds: float) -> list[str]:
+    """The issue's goals per grid, met or not, with the figures."""
+    lines = []
+    for row in rows:
+        t, seq, tb2 = row["trws"], row["bp_sequential"], row["toulbar2"]
+        ratio = t["per_iter"] / seq["per_iter"]
+        checks = [
+            (f"within 1% of its bound ({t['gap_percent']:.3f}%)", t["gap_percent"] <= 1.0),
+            (f"in at most {seconds:g} s ({t['seconds']:.1f} s)", t["seconds"] <= seconds),
+            (f"per-iteration cost within 1.5x of sequential BP's ({ratio:.2f}x)",
+             ratio <= 1.5),
+        ]
+        if "energy" in tb2 and math.isinf(tb2["energy"]):
+            checks.append((f"at most toulbar2's energy (toulbar2: {tb2['status']})", True))
+        elif "energy" in tb2:
+            checks.append((f"at most toulbar2's energy ({t['energy']:.6g} vs "
+                           f"{tb2['energy']:.6g})", t["energy"] <= tb2["energy"] + 1e-6))
+        else:
+            checks.append(("toulbar2 comparison skipped (pytoulbar2 not installed)", None))
+        for text, met in checks:
+            verdict = "skipped" if met is None else "met" if met else "NOT met"
+            lines.append(f"- {row['workload']}: TRW-S {text}: {verdict}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,16 +305,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", nargs="+", default=["grid-potts", "grid-dense"],
                         choices=["grid-potts", "grid-dense"])
     parser.add_argument("--bp-iter", type=int, default=50, help="BP iterations (--grids)")
+    parser.add_argument("--residual-iter", type=int, default=10,
+                        help="residual BP iterations (--grids; each is D message updates)")
+    parser.add_argument("--toulbar2-seconds", type=float, default=30.0,
+                        help="pytoulbar2's CPU-time limit per grid (--grids)")
     args = parser.parse_args(argv)
     if args.grids:
         rows = []
         for n, k in args.grid or [(300, 8), (300, 32), (1000, 8)]:
             for kind in args.kinds:
                 rows.append(grid_row(kind, n, k, args.max_iter, args.time_limit,
-                                     args.bp_iter))
+                                     args.bp_iter, args.residual_iter,
+                                     args.toulbar2_seconds))
                 print(rows[-1], flush=True)
         print()
         print(grid_table(rows))
+        print()
+        print("\n".join(grid_goals(rows, args.time_limit or math.inf)))
         print(json.dumps({"options": vars(args) | {"data": str(args.data)}, "rows": rows}))
         return 0
     entries = json.loads((args.data / "REFERENCES.json").read_text())

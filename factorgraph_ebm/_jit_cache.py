@@ -473,8 +473,8 @@ def _warmup_steps() -> list:
             g = graph(loopy, plain)
             theta = g.compile().energies * 1.5
             for beta in (np.inf, 1.0):
-                for schedule in ("tree", "sequential", "parallel") if not loopy else (
-                        "sequential", "parallel"):
+                for schedule in ("tree", "sequential", "residual", "parallel") if not loopy else (
+                        "sequential", "residual", "parallel"):
                     for n in threads if schedule == "parallel" else [None]:
                         belief_propagation(g, beta=beta, method="bp", schedule=schedule,
                                            threads=n, max_iter=3, warn=False)

@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--damping", type=float, help="message damping in [0, 1) "
                          f"(default: {_BP_DEFAULTS['damping']:g})")
         sub.add_argument("--schedule", choices=SCHEDULES, default="auto", help="message "
-                         "schedule; auto = exact two-pass on forests, else sequential")
+                         "schedule; auto = exact two-pass on forests, else sequential; residual = "
+                         "residual BP (largest message change first)")
         sub.add_argument("--seed", type=int, help="start BP from random messages drawn with "
                          "this seed (default: all-zero messages)")
         if task != "map":

@@ -35,7 +35,7 @@ from .messages import schedules as S
 from .reduction import reduce_factors
 from .results import InferenceResult
 
-SCHEDULES = ("auto", "parallel", "sequential", "tree")
+SCHEDULES = ("auto", "parallel", "sequential", "residual", "tree")
 METHODS = ("auto", "exact", "bp", "trws")
 
 
@@ -110,10 +110,13 @@ def belief_propagation(
     memory_limit : float, default=4 GiB
         Bytes that the junction tree's tables may take (clique, separator and
         factor-belief tables, float64); known before anything is allocated.
-    schedule : {"auto", "parallel", "sequential", "tree"}, default="auto"
+    schedule : {"auto", "parallel", "sequential", "residual", "tree"}, default="auto"
         "parallel" is flooding, "sequential" updates factors in breadth-first order,
-        "tree" is the exact two-pass schedule (forests only). "auto" picks "tree" on forests
-        and "sequential" otherwise. BP only (ignored by the junction tree).
+        "residual" sends the message that would change most first (residual BP, Elidan et
+        al. 2006; :mod:`factorgraph_ebm.messages.residual`; an iteration is as many messages as the
+        graph has edges), "tree" is the exact two-pass schedule (forests only). "auto" picks
+        "tree" on forests and "sequential" otherwise. BP only (ignored by the junction
+        tree).
     max_iter : int, default=200
         Iterations (sweeps over all messages) at most; >= 1, of any size (nothing is
         allocated in proportion: ``10**10`` runs until convergence or Ctrl-C). Loopy BP

@@ -109,6 +109,23 @@ def test_min_marginal_bounds(graph):
         assert bound.min() >= result.lower_bound - SLACK * (1 + abs(result.lower_bound))
 
 
+@given(loopy_graphs(max_variables=6, max_configs=1500, inf_levels=(0.0, 0.3, 0.6)))
+def test_public_entry_points_keep_the_guarantees(graph):
+    """``min_sum(method="trws")`` and ``method="auto"`` with the junction tree ruled out
+    (``memory_limit=0``) go through the same wrapper: bound <= brute-force minimum <=
+    energy, a finite-energy assignment whenever one exists (hard constraints included),
+    the energy of the returned assignment."""
+    brute = BruteForce(graph)
+    for method in ("trws", "auto"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fe.min_sum(graph, method=method, memory_limit=0)
+        assert result.method == "trws"  # loopy_graphs have a cycle: not the tree schedule
+        check_against_brute_force(graph, result, brute)
+        if math.isfinite(brute.min_energy):
+            assert result.energy == pytest.approx(graph.energy(result.assignment), abs=1e-9)
+
+
 # --------------------------------------------------------------------------- trees
 @given(trees(max_variables=7, max_configs=2000))
 def test_exact_and_certified_on_trees(graph):

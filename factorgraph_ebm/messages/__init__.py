@@ -61,6 +61,8 @@ Modules, each importing only those before it:
   damping: :func:`store_message`);
 - :mod:`.variables`: the variable side;
 - :mod:`.sweeps`: flooding, the sequential sweep, the exact two-pass schedule on forests;
+- :mod:`.residual`: residual BP (Elidan et al. 2006), an indexed max-heap of message
+  changes;
 - :mod:`.beliefs`: variable and factor beliefs, Bethe terms;
 - :mod:`.decode`: decoding an assignment, infeasible factors under evidence;
 - :mod:`.schedules`: the Python drivers of the loopy schedules, in paced chunks.

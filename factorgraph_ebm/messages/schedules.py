@@ -1,5 +1,6 @@
 """The loopy schedules of belief propagation: Python drivers of the kernels of
-:mod:`factorgraph_ebm.messages`, run in paced chunks of iterations.
+:mod:`factorgraph_ebm.messages` (and of :mod:`factorgraph_ebm.messages.residual` for the residual
+schedule), run in paced chunks of iterations.
 
 A schedule object holds one run's state besides the messages (its scratch, its chunks of
 work) and has two methods: ``run(residuals)`` does up to ``len(residuals)`` iterations from
@@ -25,6 +26,7 @@ import numpy as np
 from .. import structured as S
 from .._pacing import paced
 from . import sweeps as K
+from .residual import Residual
 from .scratch import scratch, unclamped
 from .variables import variable_sweep, variable_totals
 
@@ -202,9 +204,9 @@ class _threads:
 
 def schedule(name: str, cg, energies, kinds, params, unary, f2v, v2f, temperature,
              damping: float = 0.0, tol: float = 0.0, threads: int | None = None):
-    """The schedule object of ``name`` ("sequential" or "parallel", i.e. flooding) for one
-    run on compiled graph ``cg`` from messages ``f2v`` (updated in place; ``v2f`` written by
-    ``finish``).
+    """The schedule object of ``name`` ("sequential", "residual" or "parallel", i.e.
+    flooding) for one run on compiled graph ``cg`` from messages ``f2v`` (updated in place;
+    ``v2f`` written by ``finish``).
 
     ``threads`` (flooding only): at most Numba's ``NUMBA_NUM_THREADS``; None uses them all
     on graphs of more than :data:`THREADED_ENTRIES` message entries, one thread on smaller
@@ -214,6 +216,8 @@ def schedule(name: str, cg, energies, kinds, params, unary, f2v, v2f, temperatur
             float(tol))
     if name == "sequential":
         return Sequential(*args)
+    if name == "residual":
+        return Residual(*args)
     limit = numba.config.NUMBA_NUM_THREADS
     if threads is None:
         threads = limit if cg.n_message_entries > THREADED_ENTRIES else 1
@@ -227,7 +231,7 @@ def iterate(sweeps, max_iter: int, callback=None) -> tuple[int, bool, np.ndarray
 
     Parameters
     ----------
-    sweeps : Sequential, Flooding or Threaded
+    sweeps : Sequential, Residual, Flooding or Threaded
     max_iter : int
         Iterations at most (any size: nothing is allocated by it).
     callback : callable, optional

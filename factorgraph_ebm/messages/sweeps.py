@@ -231,8 +231,8 @@ def factor_sweep(
 
     The per-edge rules are helpers inlined at the Numba IR level (``inline="always"``) that
     take whole arrays and offsets, never slices: a slice per edge, or a real call, costs
-    reference counting on every edge, several times the O(K) work itself. ``new`` has room for max_arity * max_states entries; ``env_v``/``env_z`` for
-    max_states + 2.
+    reference counting on every edge, several times the O(K) work itself. ``new`` has room
+    for max_arity * max_states entries; ``env_v``/``env_z`` for max_states + 2.
     """
     stride = len(lowest)
     change = 0.0
