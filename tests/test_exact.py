@@ -168,6 +168,20 @@ def test_the_kernels_exp_is_libms_to_an_ulp():
     assert _exp_nonpositive(-np.inf) == 0.0 and _exp_nonpositive(-709.0) == 0.0
 
 
+def test_the_kernels_log_is_libms_to_two_ulp():
+    # The vectorizable log of the row sums at T > 0 (kernels._log_at_least_one): sums are
+    # at least 1 (the row minimum's own exp(0)) and at most the row length.
+    from factorgraph_ebm.exact.kernels import _log_at_least_one
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([1.0 + rng.uniform(0, 1, 20000), 1.0 + np.exp(rng.uniform(-50, 0, 2000)),
+                        np.exp(rng.uniform(0, 700, 20000)),
+                        [1.0, 2.0, math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 2.0), 1e300]])
+    mine = np.array([_log_at_least_one(v) for v in x])
+    assert (np.abs(mine - np.log(x)) <= 2 * np.spacing(np.log(x))).all()
+    assert _log_at_least_one(1.0) == 0.0
+
+
 def test_duplicated_factor_gives_the_exact_log_partition():
     # Two factors on one scope (a 2-cycle for BP): ln Z = ln 30 exactly, not Bethe's.
     g = fe.FactorGraph()
