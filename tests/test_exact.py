@@ -114,7 +114,7 @@ def _bands(n, width, states, seed):
 @pytest.mark.parametrize("block", [None, 1, 4, 8])
 def test_merged_cliques_in_blocks_match_brute_force(block):
     # Merged cliques (several variables eliminated per row), clique tables of many blocks,
-    # and maps that depend on a block only through its row, all in one model.
+    # maps that depend on a block only through its row, short and long rows, in one model.
     g = _bands(9, 4, 2, seed=5)
     cg = g.compile()
     plan = exact_plan(g, cg, np.zeros(int(cg.state_offset[-1])))
@@ -122,6 +122,8 @@ def test_merged_cliques_in_blocks_match_brute_force(block):
     with mock.patch.object(junction_tree, "BLOCK_ENTRIES", block or junction_tree.BLOCK_ENTRIES):
         tree = junction_tree.build_junction_tree(cg, plan.elimination, cg.table_offset,
                                                  plan.clamped)[0]
+    # Both ways of walking a row: a column at a time (short rows) and a row at a time.
+    assert (tree.row < kernels.SHORT_ROW).any() and (tree.row >= kernels.SHORT_ROW).any()
     if block is not None:
         assert (np.diff(tree.table_offset) > tree.block).any()
         kinds = {kernels.MAP_BLOCK, kernels.MAP_ROW} | ({kernels.MAP_FIXED} if block > 1 else set())
