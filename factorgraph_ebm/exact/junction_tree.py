@@ -37,6 +37,7 @@ Factor ``j``'s map is ``m = j``; clique ``c``'s message map is ``m = A + c``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -81,9 +82,10 @@ class JunctionTree(NamedTuple):
 
 
 def _prefix(sizes) -> np.ndarray:
-    out = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(np.asarray(sizes, dtype=np.int64), out=out[1:])
-    return out
+    """The offsets ``[0, s0, s0 + s1, ...]`` of a list of sizes (int64). In Python: 3 us
+    against NumPy's 10 for the short lists of small models, where this layout's NumPy calls
+    were most of its time."""
+    return np.array([0, *itertools.accumulate(sizes)], dtype=np.int64)
 
 
 def _c_strides(cards: list[int]) -> list[int]:
@@ -222,7 +224,10 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
         ids.append(a)
         bases.append(base)
     order = sorted(range(len(assigned)), key=assigned.__getitem__)
-    factor_ptr = _prefix(np.bincount(np.array(assigned, dtype=np.int64), minlength=n_cliques))
+    counts = [0] * n_cliques
+    for c in assigned:
+        counts[c] += 1
+    factor_ptr = _prefix(counts)
     maps = [factor_maps[i] for i in order]
 
     # Messages: each separator is inside the parent clique.
