@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(
 
 
 #: Instances whose junction tree does not fit the default memory limit (4 GiB): tables of at
-#: least 6.4-49 GiB (min-fill widths 23-34; the planner's figures in benchmarks/README.md).
+#: least 6.4-96 GiB (the planner's lower bounds, in benchmarks/README.md).
 DOES_NOT_FIT = {"Grids_15", "Grids_16", "linkage_14", "linkage_16", "linkage_21",
                 "2bitcomp_5.cnf"}
 
