@@ -5,8 +5,10 @@ scopes, evidence) are enumerated by ``reference.BruteForce``; every figure must 
 1e-9 (absolute, on energies of order 1-10 and probabilities), infeasible models exactly.
 """
 
+import json
 import math
 import warnings
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -320,3 +322,26 @@ def test_evidence_removes_variables_from_the_plan():
     assert exact_plan(g, cg, unary).elimination.induced_width == 5
     unary[[1, 3, 5]] = np.inf  # variables 0, 1, 2 observed in state 0
     assert exact_plan(g, cg, unary).elimination.induced_width == 2
+
+
+LIBDAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "libdai_fg"
+
+
+@pytest.mark.skipif(not (LIBDAI / "expected_values.json").exists(),
+                    reason=f"libDAI data folder {LIBDAI} not found")
+def test_libdai_models_decode_a_true_minimizer():
+    """libDAI's test models (values in tests/test_io_fg.py's junction-tree test): the joint
+    minimum decoded by ``method="exact"`` has the lowest energy of expected_values.json, and
+    is libDAI's own where the minimum is unique (on maxprodbug / jtreemapbug it is tied)."""
+    from factorgraph_ebm.io import read_fg
+
+    expected = json.loads((LIBDAI / "expected_values.json").read_text())
+    for name, want in expected.items():
+        graph = read_fg(LIBDAI / name)
+        best = fe.min_sum(graph, method="exact")
+        assert best.exact and best.method == "exact"
+        assert math.isclose(graph.energy(best.assignment), -want["max_log_score"],
+                            rel_tol=1e-12, abs_tol=1e-12), name
+        if want["n_tied_MAP_configurations"] == 1:
+            theirs = [want["one_MAP_configuration"][str(v)] for v in graph.variables]
+            assert best.assignment.tolist() == theirs, name
