@@ -18,6 +18,9 @@ faster than ``--repeat-under`` seconds (default 0.1) runs ``--repeats`` more tim
 4), each on fresh objects as the first (ours: a freshly loaded graph; pyAgrum: a new
 inference object), and the fastest run counts (``seconds_first_run`` and ``runs`` are in the
 JSON): on a shared machine a millisecond call is otherwise decided by one preemption.
+Every call also records its CPU seconds (``cpu_s``: the process's user + system time, all
+threads) and the 1-minute load average (``load``): under load the wall clock waits for a core,
+the CPU time much less, so the table gives the ratio of both.
 
 Engines (what exactly is timed):
 
@@ -223,12 +226,15 @@ class References:
 
 
 def timed(call):
-    """(seconds, peak RSS MiB, result) of one call."""
+    """(seconds, peak RSS MiB, result, CPU seconds) of one call. CPU seconds are the
+    process's (every thread's) user + system time: on a loaded machine they move far less
+    than the wall clock (which waits for a core), so the ratios are read from them too."""
     reset_peak()
+    cpu = time.process_time()
     started = time.perf_counter()
     result = call()
     seconds = time.perf_counter() - started
-    return seconds, peak_rss_mb(), result
+    return seconds, peak_rss_mb(), result, time.process_time() - cpu
 
 
 def best_of(args, measure):
@@ -293,14 +299,14 @@ class Breakdown:
         return wrapper
 
     def measure(self, call):
-        """(seconds, peak MiB, result, breakdown dict) of one call."""
+        """(seconds, peak MiB, result, CPU seconds, breakdown dict) of one call."""
         self.seconds = {}
-        seconds, peak, result = timed(call)
+        seconds, peak, result, cpu = timed(call)
         parts = dict(self.seconds)
         parts["kernels"] = sum(parts.get(k, 0.0) for k in self.KERNELS)
         parts["other"] = seconds - parts["kernels"] - parts.get("plan", 0.0) - parts.get(
             "tree", 0.0)
-        return seconds, peak, result, parts
+        return seconds, peak, result, cpu, parts
 
 
 def run_ours(args, entry, calls):
@@ -338,7 +344,7 @@ def run_ours(args, entry, calls):
 
     for call in calls:
         try:
-            (seconds, peak, result, parts, g), first, runs = best_of(
+            (seconds, peak, result, cpu, parts, g), first, runs = best_of(
                 args, lambda call=call: measure(call))
         except fe.FactorGraphError as exc:
             emit(event="call", call=call, status="does not fit", error=str(exc))
@@ -346,6 +352,7 @@ def run_ours(args, entry, calls):
         if call == "pr_mar":
             shared = g
         row = dict(event="call", call=call, status="ok", seconds=seconds, peak_rss_mb=peak,
+                   cpu_s=cpu, load=os.getloadavg()[0],
                    seconds_first_run=first, runs=runs, breakdown=parts,
                    induced_width=result.induced_width, method=result.method)
         if call.startswith("pr_mar"):
@@ -447,21 +454,23 @@ def run_pgmpy(args, entry, calls):
                 def progress(done):
                     emit(event="progress", call="pr_mar", done=done, of=len(cards))
 
-                (seconds, peak, (marginals, z)), first, runs = best_of(args, lambda: timed(
+                (seconds, peak, (marginals, z), cpu), first, runs = best_of(args, lambda: timed(
                     lambda: marginals_and_z(model, evidence, cards, progress)))
                 log10z = None if z is None else (
                     (math.log(z) + log_scale) / math.log(10.0) if z > 0 else -math.inf)
                 row = dict(event="call", call=call, status="ok", seconds=seconds,
                            seconds_first_run=first, runs=runs, peak_rss_mb=peak,
-                           log10Z=log10z, n_queries=n_free)
+                           cpu_s=cpu, load=os.getloadavg()[0], log10Z=log10z,
+                           n_queries=n_free)
                 row["log10Z_error"], row["pr_ok"] = refs.check_pr(log10z)
                 row["mar_max_error"], row["mar_ok"] = refs.check_mar(marginals)
             else:
-                (seconds, peak, value), first, runs = best_of(
+                (seconds, peak, value, cpu), first, runs = best_of(
                     args, lambda: timed(lambda: max_value(model, evidence, cards)))
                 energy = -(math.log(value) + log_scale) if value > 0 else math.inf
                 row = dict(event="call", call=call, status="ok", seconds=seconds,
-                           seconds_first_run=first, runs=runs, peak_rss_mb=peak, energy=energy,
+                           seconds_first_run=first, runs=runs, peak_rss_mb=peak, cpu_s=cpu,
+                           load=os.getloadavg()[0], energy=energy,
                            what="max_marginal([v]): the MAP value, no assignment")
                 row["energy_error"], row["map_ok"] = refs.check_map(energy)
             emit(**row)
@@ -540,13 +549,13 @@ def run_pyagrum(args, entry, calls):
 
     for call in calls:
         try:
-            (seconds, peak, (marginals, p_evidence)), first, runs = best_of(
+            (seconds, peak, (marginals, p_evidence), cpu), first, runs = best_of(
                 args, lambda: timed(lambda: infer(mrf, evidence, names)))
         except Exception as exc:  # pyAgrum raises its own types (and std::bad_alloc)
             emit(event="call", call=call, status="error", error=error_text(exc))
             continue
         row = dict(event="call", call=call, status="ok", seconds=seconds, peak_rss_mb=peak,
-                   seconds_first_run=first, runs=runs,
+                   cpu_s=cpu, load=os.getloadavg()[0], seconds_first_run=first, runs=runs,
                    log10_evidence_probability=(math.log10(p_evidence) if p_evidence > 0
                                                else -math.inf),
                    pr_note="P(evidence) = Z(e)/Z only: pyAgrum's MRF inference normalizes")
@@ -683,9 +692,9 @@ def call_of(result: dict | None, call: str) -> dict:
     return (result or {}).get("calls", {}).get(call, {})
 
 
-def seconds_of(result, call):
+def seconds_of(result, call, key="seconds"):
     c = call_of(result, call)
-    return c.get("seconds") if c.get("status") == "ok" else None
+    return c.get(key) if c.get("status") == "ok" else None
 
 
 def summarize(entry: dict, results: dict) -> dict:
@@ -711,11 +720,15 @@ def summarize(entry: dict, results: dict) -> dict:
         "pgmpy_map_s": seconds_of(pgmpy, "map"),
         "pyagrum_pr_mar_s": seconds_of(pyagrum, "pr_mar"),
         "pyagrum_map_s": None,
+        "ours_pr_mar_lean_cpu_s": seconds_of(ours, "pr_mar_lean", "cpu_s"),
+        "pyagrum_pr_mar_cpu_s": seconds_of(pyagrum, "pr_mar", "cpu_s"),
     }
     ratio = lambda a, b: a / b if a is not None and b else None  # noqa: E731
     row["ratio_pyagrum_over_ours"] = ratio(row["pyagrum_pr_mar_s"], row["ours_pr_mar_s"])
     row["ratio_pyagrum_over_ours_lean"] = ratio(row["pyagrum_pr_mar_s"],
                                                 row["ours_pr_mar_lean_s"])
+    row["ratio_pyagrum_over_ours_lean_cpu"] = ratio(row["pyagrum_pr_mar_cpu_s"],
+                                                    row["ours_pr_mar_lean_cpu_s"])
     row["ratio_pgmpy_over_ours"] = ratio(row["pgmpy_pr_mar_s"], row["ours_pr_mar_s"])
     row["ratio_pgmpy_over_ours_map"] = ratio(row["pgmpy_map_s"], row["ours_map_s"])
     correct, unsolved = {}, {}
@@ -804,7 +817,8 @@ def markdown(rows: list[dict], engines: list[str]) -> str:
     if "pyagrum" in engines:
         head += ["pyAgrum PR+MAR s"]
     if "ours" in engines and "pyagrum" in engines:
-        head += ["pyAgrum / ours (1st; no fac. b.)"]
+        head += ["pyAgrum / ours (1st; no fac. b.)",
+                 "CPU s ours no fac. b. / pyAgrum (ratio)"]
     if "ours" in engines and "pgmpy" in engines:
         head += ["pgmpy / ours (PR+MAR; MAP)"]
     head += ["correct " + " / ".join({"ours": "ours", "pgmpy": "pgmpy", "pyagrum": "pyAgrum"}[e]
@@ -832,6 +846,10 @@ def markdown(rows: list[dict], engines: list[str]) -> str:
         if "ours" in engines and "pyagrum" in engines:
             a, b = row["ratio_pyagrum_over_ours"], row["ratio_pyagrum_over_ours_lean"]
             cells.append("-" if a is None else f"{fmt_ratio(a)}; {fmt_ratio(b)}")
+            c = row["ratio_pyagrum_over_ours_lean_cpu"]
+            cells.append("-" if c is None else
+                         f"{fmt_s(row['ours_pr_mar_lean_cpu_s'])} / "
+                         f"{fmt_s(row['pyagrum_pr_mar_cpu_s'])} ({fmt_ratio(c)})")
         if "ours" in engines and "pgmpy" in engines:
             a, b = row["ratio_pgmpy_over_ours"], row["ratio_pgmpy_over_ours_map"]
             cells.append("-" if a is None and b is None else f"{fmt_ratio(a)}; {fmt_ratio(b)}")

@@ -5,8 +5,10 @@ scopes, evidence) are enumerated by ``reference.BruteForce``; every figure must 
 1e-9 (absolute, on energies of order 1-10 and probabilities), infeasible models exactly.
 """
 
+import json
 import math
 import warnings
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -114,7 +116,7 @@ def _bands(n, width, states, seed):
 @pytest.mark.parametrize("block", [None, 1, 4, 8])
 def test_merged_cliques_in_blocks_match_brute_force(block):
     # Merged cliques (several variables eliminated per row), clique tables of many blocks,
-    # and maps that depend on a block only through its row, all in one model.
+    # maps that depend on a block only through its row, short and long rows, in one model.
     g = _bands(9, 4, 2, seed=5)
     cg = g.compile()
     plan = exact_plan(g, cg, np.zeros(int(cg.state_offset[-1])))
@@ -122,6 +124,8 @@ def test_merged_cliques_in_blocks_match_brute_force(block):
     with mock.patch.object(junction_tree, "BLOCK_ENTRIES", block or junction_tree.BLOCK_ENTRIES):
         tree = junction_tree.build_junction_tree(cg, plan.elimination, cg.table_offset,
                                                  plan.clamped)[0]
+    # Both ways of walking a row: a column at a time (short rows) and a row at a time.
+    assert (tree.row < kernels.SHORT_ROW).any() and (tree.row >= kernels.SHORT_ROW).any()
     if block is not None:
         assert (np.diff(tree.table_offset) > tree.block).any()
         kinds = {kernels.MAP_BLOCK, kernels.MAP_ROW} | ({kernels.MAP_FIXED} if block > 1 else set())
@@ -166,6 +170,20 @@ def test_the_kernels_exp_is_libms_to_an_ulp():
     np.testing.assert_allclose(mine, np.exp(x), rtol=4.5e-16, atol=0)
     assert _exp_nonpositive(0.0) == 1.0
     assert _exp_nonpositive(-np.inf) == 0.0 and _exp_nonpositive(-709.0) == 0.0
+
+
+def test_the_kernels_log_is_libms_to_two_ulp():
+    # The vectorizable log of the row sums at T > 0 (kernels._log_at_least_one): sums are
+    # at least 1 (the row minimum's own exp(0)) and at most the row length.
+    from factorgraph_ebm.exact.kernels import _log_at_least_one
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([1.0 + rng.uniform(0, 1, 20000), 1.0 + np.exp(rng.uniform(-50, 0, 2000)),
+                        np.exp(rng.uniform(0, 700, 20000)),
+                        [1.0, 2.0, math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 2.0), 1e300]])
+    mine = np.array([_log_at_least_one(v) for v in x])
+    assert (np.abs(mine - np.log(x)) <= 2 * np.spacing(np.log(x))).all()
+    assert _log_at_least_one(1.0) == 0.0
 
 
 def test_duplicated_factor_gives_the_exact_log_partition():
@@ -304,3 +322,26 @@ def test_evidence_removes_variables_from_the_plan():
     assert exact_plan(g, cg, unary).elimination.induced_width == 5
     unary[[1, 3, 5]] = np.inf  # variables 0, 1, 2 observed in state 0
     assert exact_plan(g, cg, unary).elimination.induced_width == 2
+
+
+LIBDAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "libdai_fg"
+
+
+@pytest.mark.skipif(not (LIBDAI / "expected_values.json").exists(),
+                    reason=f"libDAI data folder {LIBDAI} not found")
+def test_libdai_models_decode_a_true_minimizer():
+    """libDAI's test models (values in tests/test_io_fg.py's junction-tree test): the joint
+    minimum decoded by ``method="exact"`` has the lowest energy of expected_values.json, and
+    is libDAI's own where the minimum is unique (on maxprodbug / jtreemapbug it is tied)."""
+    from factorgraph_ebm.io import read_fg
+
+    expected = json.loads((LIBDAI / "expected_values.json").read_text())
+    for name, want in expected.items():
+        graph = read_fg(LIBDAI / name)
+        best = fe.min_sum(graph, method="exact")
+        assert best.exact and best.method == "exact"
+        assert math.isclose(graph.energy(best.assignment), -want["max_log_score"],
+                            rel_tol=1e-12, abs_tol=1e-12), name
+        if want["n_tied_MAP_configurations"] == 1:
+            theirs = [want["one_MAP_configuration"][str(v)] for v in graph.variables]
+            assert best.assignment.tolist() == theirs, name

@@ -36,7 +36,9 @@ def test_exact_speed_runs_and_ours_is_correct():
     required = {
         "instance", "induced_width", "ours_pr_mar_s", "ours_pr_mar_repeat_s",
         "ours_pr_mar_lean_s", "ours_map_s", "pgmpy_pr_mar_s", "pgmpy_map_s",
-        "pyagrum_pr_mar_s", "ratio_pyagrum_over_ours", "correct", "not_solved", "engines",
+        "pyagrum_pr_mar_s", "ratio_pyagrum_over_ours", "ours_pr_mar_lean_cpu_s",
+        "pyagrum_pr_mar_cpu_s", "ratio_pyagrum_over_ours_lean_cpu", "correct", "not_solved",
+        "engines",
     }
     for name, row in rows.items():
         assert required <= row.keys(), name
@@ -44,7 +46,7 @@ def test_exact_speed_runs_and_ours_is_correct():
         assert row["correct"]["ours"] == {"pr": True, "mar": True, "map": True}, name
         assert isinstance(row["induced_width"], int), name
         for key in ("ours_pr_mar_s", "ours_pr_mar_repeat_s", "ours_pr_mar_lean_s",
-                    "ours_map_s"):
+                    "ours_map_s", "ours_pr_mar_lean_cpu_s"):
             assert row[key] is not None and row[key] >= 0, (name, key)
         assert row["pgmpy_pr_mar_s"] is None and row["pyagrum_pr_mar_s"] is None
         assert "breakdown" in row["engines"]["ours"]["calls"]["pr_mar"]
