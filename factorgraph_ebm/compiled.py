@@ -30,7 +30,10 @@ Layout (CSR, after libDAI's bipartite graph with dual indices made flat):
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import platform
 from typing import NamedTuple
 
 import numpy as np
@@ -118,7 +121,8 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
     so only graphs of 2**31 entries or more compile the int64 variant (on first use).
     Non-shared tables of ``blocks`` are re-pointed to read-only views of theta once copied
     there (one copy of the energies, not two), and their scopes to read-only views of
-    ``scope_vars``.
+    ``scope_vars``. After a graph of :data:`TRIM_EDGES` edges or more, the C heap's free
+    pages go back to the OS (:func:`release_free_heap`).
 
     Parameters
     ----------
@@ -127,6 +131,14 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         (K_1, ..., K_arity) and ``tables`` (n, K_1, ..., K_arity) float64 (None for compact
         structured factors), validated already by :class:`FactorGraph`.
     """
+    compiled = _compile(n_states, blocks)
+    if compiled.n_edges >= TRIM_EDGES:  # its temporaries are freed now
+        release_free_heap()
+    return compiled
+
+
+def _compile(n_states: np.ndarray, blocks) -> CompiledGraph:
+    """:func:`compile_graph` but for returning the free heap."""
     n_states = np.ascontiguousarray(n_states, dtype=np.int64)
     n_vars = len(n_states)
     # Per block, plain Python ints and lists: a model read from a file has one block per
@@ -254,6 +266,35 @@ def compile_graph(n_states: np.ndarray, blocks) -> CompiledGraph:
         n_components=int(n_components),
         is_forest=bool(is_forest),
     )
+
+
+#: Graphs of at least this many edges return the free heap after compiling.
+TRIM_EDGES = 2**20
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the OS (glibc's ``malloc_trim(0)``; nothing
+    elsewhere).
+
+    Building and compiling a large graph free many temporaries of 1-32 MiB, which glibc
+    takes from its heap once its dynamic mmap threshold has risen, and it keeps up to
+    twice that threshold free at the top of the heap, and every hole, resident: 90-130 MiB
+    on the 2000 x 2000 grid, 5-7 % of the peak of BP on it. Written here (ctypes, a few
+    lines): no well-kept package wraps it.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def drop_isolated(cg: CompiledGraph) -> tuple[CompiledGraph, np.ndarray | None]:
