@@ -22,7 +22,7 @@ from . import certified as C
 from . import exact as X
 from . import messages as K
 from . import structured
-from .compiled import drop_isolated, lowest_states
+from .compiled import TRIM_EDGES, drop_isolated, lowest_states, release_free_heap
 from .energy import energies_of
 from .exceptions import (
     ConvergenceWarning,
@@ -331,6 +331,8 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
                 ConvergenceWarning,
                 stacklevel=2,
             )
+    if cg.n_edges >= TRIM_EDGES:
+        release_free_heap()  # the schedule's freed arrays (compiled.release_free_heap)
 
     var_raw = np.empty(int(cg.state_offset[-1]))
     K.variable_beliefs(cg, unary, f2v, var_raw)
