@@ -116,7 +116,7 @@ STAGES = {
                                   "_energy"),
     "factorgraph_ebm.messages": ("scratch", "variable_beliefs", "decode", "factor_beliefs",
                                  "normalize_segments", "variable_bethe_terms"),
-    "factorgraph_ebm.schedules": ("schedule", "iterate"),
+    "factorgraph_ebm.messages.schedules": ("schedule", "iterate"),
 }
 
 
