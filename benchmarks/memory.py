@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=3, help="BP iterations of the call")
     parser.add_argument("--no-factor-beliefs", action="store_true",
                         help="pass factor_beliefs=False")
+    parser.add_argument("--stages", action="store_true",
+                        help="also report memory around each stage of the BP call")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -80,11 +82,17 @@ def run_worker(spec: dict) -> dict:
     compile_s = time.perf_counter() - started
     compile_peak = peak_rss_mb() - base
     compiled_mb = rss_mb() - base
+    stages = StageRecorder(base) if spec.get("stages") else None
     reset_peak()
     started = time.perf_counter()
     result = fe.belief_propagation(graph, **options)
     bp_s = time.perf_counter() - started
     bp_peak = peak_rss_mb() - base
+    if stages is not None:
+        stages.rows.append({"stage": "(after the last stage)", "peak_before": bp_peak,
+                            "before": math.nan, "peak": math.nan, "after": math.nan})
+        bp_peak = max(bp_peak, stages.peak)
+        stages.close()
     result_mb = rss_mb() - base - compiled_mb
     reference = (2 * 8.0 * cg.n_message_entries + cg.energies.nbytes) / 2**20
     peak = max(compile_peak, bp_peak)
@@ -96,7 +104,81 @@ def run_worker(spec: dict) -> dict:
         "result_mb": result_mb, "reference_mb": reference, "peak_mb": peak,
         "ratio": peak / reference, "compile_s": compile_s, "bp_s": bp_s,
         "energy": result.energy,
+        **({"stages": stages.rows} if stages is not None else {}),
     }
+
+
+#: The stages of a BP call (functions called by ``inference._run_bp``), by module.
+STAGES = {
+    "factorgraph_ebm.inference": ("checked_energy_vector", "checked_unary",
+                                  "_evidence_unary", "_exact_plan_for", "reduce_factors",
+                                  "_initial_messages", "factor_kinds", "drop_isolated",
+                                  "_energy"),
+    "factorgraph_ebm.messages": ("scratch", "variable_beliefs", "decode", "factor_beliefs",
+                                 "normalize_segments", "variable_bethe_terms"),
+    "factorgraph_ebm.messages.schedules": ("schedule", "iterate"),
+}
+
+
+class StageRecorder:
+    """Wraps the functions of :data:`STAGES` to record, per call, the resident memory
+    before and after it (MiB above ``base``), the peak during it, and, for an outermost
+    call, the peak since the previous outermost call ended (Python code between stages:
+    ``_run_bp``'s own arrays). Calls made inside a recorded call are indented."""
+
+    def __init__(self, base: float):
+        import importlib
+
+        self.base, self.rows, self.peak, self.saved = base, [], 0.0, []
+        self.stack = []
+        for module_name, names in STAGES.items():
+            module = importlib.import_module(module_name)
+            for name in names:
+                original = getattr(module, name)
+                self.saved.append((module, name, original))
+                setattr(module, name, self._wrap(name, original))
+
+    def _wrap(self, name, original):
+        def wrapper(*args, **kwargs):
+            between = self._fold()
+            row = {"stage": "  " * len(self.stack) + name,
+                   "peak_before": math.nan if self.stack else between,
+                   "before": rss_mb() - self.base, "peak": 0.0}
+            self.rows.append(row)
+            self.stack.append(row)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._fold()
+                self.stack.pop()
+                row["after"] = rss_mb() - self.base
+                self.peak = max(self.peak, row["peak"])
+
+        return wrapper
+
+    def _fold(self) -> float:
+        """The peak since the last reset, folded into the open calls' peaks; resets it."""
+        peak = peak_rss_mb() - self.base
+        for row in self.stack:
+            row["peak"] = max(row["peak"], peak)
+        self.peak = max(self.peak, peak)
+        reset_peak()
+        return peak
+
+    def close(self) -> None:
+        """Restore the wrapped functions."""
+        for module, name, original in self.saved:
+            setattr(module, name, original)
+
+
+def stage_table(row: dict) -> str:
+    """Markdown table of one case's stages."""
+    lines = ["| stage | peak before | RSS before | peak during | RSS after |",
+             "|---|---|---|---|---|"]
+    for s in row["stages"]:
+        lines.append(f"| {s['stage']} | {s['peak_before']:.0f} | {s['before']:.0f} "
+                     f"| {s['peak']:.0f} | {s['after']:.0f} |")
+    return "\n".join(lines)
 
 
 def _workload_mb(workload) -> float:
@@ -135,7 +217,7 @@ def main(argv=None) -> int:
         for k in (int(v) for v in args.k.split(",")):
             spec = {"workload": args.workload, "n": n, "k": k, "schedule": args.schedule,
                     "beta": beta, "iters": args.iters,
-                    "factor_beliefs": not args.no_factor_beliefs}
+                    "factor_beliefs": not args.no_factor_beliefs, "stages": args.stages}
             print(f"# {args.workload} {n}x{n} K={k} ...", file=sys.stderr, flush=True)
             command = [sys.executable, str(Path(__file__).resolve()), "--worker",
                        json.dumps(spec)]
@@ -148,6 +230,10 @@ def main(argv=None) -> int:
                 why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
                 rows.append({"label": f"{args.workload} {n}x{n} K={k}", "error": why})
     print(table(rows))
+    for row in rows:
+        if "stages" in row:
+            print(f"\nStages of {row['workload']} {row['n']}x{row['n']} K={row['k']} "
+                  f"({row['schedule']}), MiB:\n\n{stage_table(row)}")
     print(json.dumps({"results": rows, "machine": machine()}))
     return 0
 

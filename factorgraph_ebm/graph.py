@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _validation as V
 from . import structured as S
+from ._names import NameTable, integer_run
 from .exceptions import FactorGraphError
 
 if TYPE_CHECKING:  # networkx is imported where it is used (saves ~0.2 s per import)
@@ -37,10 +38,12 @@ class FactorNode:
 class _FactorBlock:
     """Factors added in one call: ``scopes`` int64 (n, arity) and ``tables`` float64
     (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared) of shape
-    ``(n, *shape)``; ``first`` is the index of the block's first factor; ``kind`` and
-    ``params`` (n, 2) (weight, truncation) describe structured pairwise factors (see
-    :mod:`.messages`); ``compact`` blocks (structured factors added with ``dense=False``)
-    keep no tables at all (``tables`` is None) and no entries in theta."""
+    ``(n, *shape)``, both re-pointed to read-only views of the compiled arrays by
+    :func:`~factorgraph_ebm.compiled.compile_graph` (the scopes then of its index dtype);
+    ``first`` is the index of the block's first factor; ``kind`` and ``params`` (n, 2)
+    (weight, truncation) describe structured pairwise factors (see :mod:`.messages`);
+    ``compact`` blocks (structured factors added with ``dense=False``) keep no tables at all
+    (``tables`` is None) and no entries in theta."""
 
     first: int
     scopes: np.ndarray
@@ -83,8 +86,7 @@ class FactorGraph:
     """
 
     def __init__(self) -> None:
-        self._index: dict[Hashable, int] = {}
-        self._names: list[Hashable] = []
+        self._names = NameTable()  # a range per run of integer names (see _names)
         self._n_states_chunks: list[np.ndarray] = []
         self._n_states_cache: np.ndarray | None = None
         self._blocks: list[_FactorBlock] = []
@@ -149,7 +151,9 @@ class FactorGraph:
         Parameters
         ----------
         names : iterable of hashable
-            New, distinct variable names.
+            New, distinct variable names. Consecutive integers given as a ``range`` (step
+            1) or a 1-d integer array are stored as one range, in O(1) memory (a list or
+            dict of names takes ~120 bytes per variable); they are then Python ints.
         n_states : int or array_like of int, shape (n_new,)
             Number of states of every new variable (one value for all, or one each).
 
@@ -175,7 +179,12 @@ class FactorGraph:
         >>> g.add_variables(range(2), 4).tolist()  # names 0 and 1, four states each
         [3, 4]
         """
-        names = [V.hashable(name, "a variable name") for name in V.iterable(names, "names")]
+        run = integer_run(names)
+        if run is not None:
+            names = run
+        else:
+            names = [V.hashable(name, "a variable name")
+                     for name in V.iterable(names, "names")]
         start = self.n_variables
         states = np.asarray(n_states)
         if states.ndim == 0:
@@ -207,19 +216,19 @@ class FactorGraph:
             V.check_count(self._n_state_entries + int(states.sum(dtype=object)),
                           f"variables {names[0]!r}..: the graph's number of states in all")
         states = states.astype(np.int64)
-        new_index = dict(zip(names, range(start, start + len(names))))
-        if len(new_index) != len(names) or not self._index.keys().isdisjoint(new_index):
-            seen = set(self._index)
-            for name in names:
-                if name in seen:
-                    raise FactorGraphError(f"variable {name!r} is already in the graph")
-                seen.add(name)
-        self._index.update(new_index)
-        self._names.extend(names)
+        self._names.extend(names)  # raises on a repeated name, before any change
         self._n_states_chunks.append(states)
         self._n_state_entries += int(states.sum())
         self._compiled = None
         return np.arange(start, start + len(names), dtype=np.int64)
+
+    def _same_variables(self) -> FactorGraph:
+        """A new graph with this graph's variables (names and states) and no factors."""
+        other = FactorGraph()
+        other._names = self._names.copy()
+        other._n_states_chunks = [self.n_states]
+        other._n_state_entries = self._n_state_entries
+        return other
 
     def index_of(self, names) -> np.ndarray | int:
         """Index of one variable name, or int64 array of indices for a sequence of names.
@@ -234,13 +243,13 @@ class FactorGraph:
         return self._lookup(names)
 
     def _lookup(self, name, factor_label: str = "") -> int:
-        try:
-            return self._index[name]
-        except (KeyError, TypeError):
+        index = self._names.find(name)
+        if index is None:
             where = f"{factor_label}: " if factor_label else ""
             raise FactorGraphError(
                 f"{where}unknown variable {name!r}; add it with add_variable() first"
-            ) from None
+            )
+        return index
 
     # ------------------------------------------------------------------ factors
     def add_factor(self, scope: Sequence[Hashable], energies, name=None) -> int:
@@ -735,7 +744,7 @@ class FactorGraph:
                 raise FactorGraphError(
                     f"assignment has no state for variable {missing[0]!r} ({len(missing)} missing)"
                 )
-            unknown = [n for n in assignment if n not in self._index]
+            unknown = [n for n in assignment if n not in self._names]
             if unknown:
                 raise FactorGraphError(f"assignment names unknown variable {unknown[0]!r}")
             assignment = [assignment[n] for n in self._names]

@@ -22,7 +22,7 @@ from . import certified as C
 from . import exact as X
 from . import messages as K
 from . import structured
-from .compiled import drop_isolated, lowest_states
+from .compiled import TRIM_EDGES, drop_isolated, lowest_states, release_free_heap
 from .energy import energies_of
 from .exceptions import (
     ConvergenceWarning,
@@ -304,7 +304,7 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             "use 'parallel' or 'sequential'"
         )
     f2v = _initial_messages(cg, init_messages)
-    v2f = np.zeros_like(f2v)
+    v2f = np.zeros(len(f2v))
     # Messages and decoding run on the graph without its isolated variables when one of
     # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
     # messages. Beliefs and energies use the whole graph.
@@ -320,10 +320,12 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             sweep = S.schedule("parallel", *messages, threads=n_threads)
             sweep.run(residuals)
             sweep.finish()
+            del sweep
         n_iter, converged = 1, True
     else:
         sweeps = S.schedule(schedule, *messages, damping, tol, n_threads)
         n_iter, converged, residuals = S.iterate(sweeps, int(max_iter), callback)
+        del sweeps  # its scratch, before the beliefs are allocated
         if not converged and warn:
             warnings.warn(
                 f"belief propagation ({schedule} schedule) did not converge in {max_iter} "
@@ -332,6 +334,8 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
                 ConvergenceWarning,
                 stacklevel=2,
             )
+    if cg.n_edges >= TRIM_EDGES:
+        release_free_heap()  # the schedule's freed arrays (compiled.release_free_heap)
 
     var_raw = np.empty(int(cg.state_offset[-1]))
     K.variable_beliefs(cg, unary, f2v, var_raw)
@@ -348,6 +352,9 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         lowest = np.empty(len(isolated), dtype=np.int64)
         lowest_states(unary, cg.state_offset, isolated, lowest)
         assignment[isolated] = lowest
+    # Factor beliefs come from f2v and the variables' totals instead (messages.factor_beliefs):
+    # the peak of a large call is at them, and this buffer is as large as the messages.
+    del messages, v2f
     energy = _energy(cg, theta, soft, assignment)
     exact = cg.is_forest and bool(converged)
     if math.isfinite(energy):
@@ -368,9 +375,16 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     fac_raw = np.empty(len(theta)) if factor_beliefs else np.empty(0)
     bethe = temperature > 0.0 and free_energy
     if factor_beliefs or bethe:
+        # var_raw holds the finite totals for a while, then the beliefs again, bit for bit.
+        n_inf = np.empty(len(var_raw), dtype=np.int32)
+        K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
+                          cg.msg_offset, 0, cg.n_variables, f2v, var_raw, n_inf)
         factor_part = K.factor_beliefs(
-            cg, theta, v2f, temperature if bethe else 0.0, factor_beliefs, fac_raw
+            cg, theta, f2v, var_raw, n_inf, temperature if bethe else 0.0, factor_beliefs,
+            fac_raw
         )
+        var_raw[n_inf > 0] = np.inf
+        del n_inf
     if temperature == 0.0:
         # Absolute min-marginals: shifted so that their minimum is the decoded energy (exact
         # on forests, where +inf means infeasible). A loopy decoding can hit +inf where BP's

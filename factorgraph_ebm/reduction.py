@@ -98,8 +98,6 @@ def _may_nest(cg) -> bool:
 
 
 def _build(graph, cg):
-    from .graph import FactorGraph
-
     # A forest has no repeated or nested scope of arity >= 2 (two such factors would share
     # two variables: a cycle); a pairwise graph has one only if a pair repeats.
     if cg.is_forest or len(cg.compact_factors()) or not _may_nest(cg):
@@ -157,8 +155,7 @@ def _build(graph, cg):
     sources, targets = np.concatenate(sources), np.concatenate(targets)
     theta = np.zeros(int(offsets[-1]))
     np.add.at(theta, targets, cg.energies[sources])
-    reduced = FactorGraph()  # a standalone equivalent graph, with the merged tables
-    reduced.add_variables(graph.variables, graph.n_states)
+    reduced = graph._same_variables()  # a standalone equivalent graph, merged tables
     for a, shape, lo, hi in zip(kept, shapes, offsets[:-1], offsets[1:]):
         reduced.add_factors([scopes[a]], theta[lo:hi].reshape((1, *shape)), by_index=True)
     return Reduction(reduced, np.array([position[absorber[a]] for a in range(cg.n_factors)]),

@@ -315,3 +315,98 @@ def test_grid_1000_by_1000_builds_and_compiles():
     assert degree[0] == 2 and degree[side + 1] == 4
     assert degree.sum() == cg.n_edges
     np.testing.assert_array_equal(cg.energies[:8], [0.0, 1.0, 1.0, 0.0] * 2)
+
+
+# ----------------------------------------------------------------- range-named variables
+def _name_steps():
+    """Calls of add_variables: a range (step 1, maybe empty or negative), a contiguous
+    integer array, or a list of mixed names (ints, floats equal to ints, bools, strings,
+    tuples) that may repeat or collide with earlier ones."""
+    small_int = st.integers(-4, 12)
+    run = st.tuples(small_int, st.integers(0, 6)).map(lambda p: range(p[0], p[0] + p[1]))
+    array = run.filter(len).map(lambda r: np.arange(r.start, r.stop, dtype=np.int32))
+    name = st.one_of(small_int, small_int.map(float), st.booleans(),
+                     st.sampled_from(["a", "b", ("t", 1)]), st.just(2.5))
+    return st.lists(st.one_of(run, array, st.lists(name, max_size=4)), max_size=8)
+
+
+@given(_name_steps())
+def test_range_names_behave_as_a_list_and_a_dict(steps):
+    """Against the reference semantics (every name in a list and a dict): the same indices,
+    names, lookups (3, 3.0 and np.int64(3) are one name) and the same refusals."""
+    g = fg.FactorGraph()
+    names, index = [], {}
+    for step in steps:
+        new = list(step.tolist() if isinstance(step, np.ndarray) else step)
+        clash, seen = None, set(index)
+        for n in new:
+            if n in seen:
+                clash = n
+                break
+            seen.add(n)
+        note(f"add {step!r}; clash {clash!r}")
+        if clash is not None:
+            with pytest.raises(fg.FactorGraphError, match="already in the graph"):
+                g.add_variables(step, 2)
+            assert g.n_variables == len(names)  # nothing was added
+            continue
+        got = g.add_variables(step, 2)
+        np.testing.assert_array_equal(got, np.arange(len(names), len(names) + len(new)))
+        index.update((n, i) for i, n in enumerate(new, len(names)))
+        names += new
+    assert g.n_variables == len(names)
+    assert g.variables == names
+    assert [type(a) for a in g.variables] == [type(b) for b in names]
+    for probe in [*names, *range(-6, 15), 2.5, 7.0, np.int64(3), np.float32(4), True, "a",
+                  "zz", ("t", 1), None]:
+        if probe in index:
+            assert g.index_of(probe) == index[probe]
+        else:
+            with pytest.raises(fg.FactorGraphError, match="unknown variable"):
+                g.index_of(probe)
+    with pytest.raises(fg.FactorGraphError, match="unknown variable"):
+        g.index_of([[1, 2]])  # unhashable
+
+
+def test_range_named_graph_works_through_names_everywhere(tmp_path):
+    """A grid named by range(n): evidence, unary, assignment dicts, marginals by name,
+    writers and readers, reduction, isolated variables and the junction tree take and
+    give the same names as a graph named by a list of the same ints."""
+    from factorgraph_ebm.io import read_fg, read_uai, write_fg, write_uai
+
+    rng = np.random.default_rng(1)
+    n = 3
+    pairs = np.array([[r * n + c, r * n + c + 1] for r in range(n) for c in range(n - 1)]
+                     + [[r * n + c, r * n + c + n] for r in range(n - 1) for c in range(n)])
+    tables = rng.normal(size=(len(pairs), 2, 2))
+    unary = rng.normal(size=(n * n, 2))
+    graphs = []
+    for names in (range(n * n), list(range(n * n))):
+        g = fg.FactorGraph()
+        g.add_variables(names, 2)
+        g.add_variable("isolated", 3)
+        g.add_factors(pairs, tables, by_index=True)
+        g.add_factors([[v] for v in range(n * n)], unary)
+        g.add_factor([0, 1], np.zeros((2, 2)))  # a repeated scope: BP absorbs it
+        graphs.append(g)
+    ranged, listed = graphs
+    options = dict(beta=1.0, evidence={4: 1, 5.0: 0}, unary={"isolated": [0.0, 1.0, 0.5]})
+    for method in ("bp", "exact"):
+        a = fg.belief_propagation(ranged, method=method, **options)
+        b = fg.belief_propagation(listed, method=method, **options)
+        assert a.assignment_dict() == b.assignment_dict()
+        assert list(a.assignment_dict()) == [*range(n * n), "isolated"]
+        assert a.state(4) == 1 and a.state(np.int64(5)) == 0
+        for name in (0, 8, "isolated"):
+            np.testing.assert_allclose(a.belief(name), b.belief(name), atol=1e-9)
+    assert ranged.energy({**{v: 0 for v in range(n * n)}, "isolated": 2}) == pytest.approx(
+        listed.energy({**{v: 0 for v in range(n * n)}, "isolated": 2}))
+    assert ranged.factor_scope(0) == (0, 1) and ranged.connected_components() == \
+        listed.connected_components()
+    want = fg.min_sum(ranged, method="exact").energy
+    for write, read, path in ((write_uai, read_uai, "r.uai"), (write_fg, read_fg, "r.fg")):
+        offsets = write(tmp_path / path, ranged)  # the file's energies are E - offsets
+        back = read(tmp_path / path)
+        assert back.n_variables == ranged.n_variables
+        got = fg.min_sum(back, method="exact").energy + offsets.sum()
+        assert got == pytest.approx(want, abs=1e-9)

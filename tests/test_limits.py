@@ -215,6 +215,109 @@ def test_isolated_variables_do_not_change_bp(data):
                 assert soft.log_partition == pytest.approx(brute.log_z(1.0) + log_z, abs=1e-8)
 
 
+# --------------------------------------------------------------------------- variable names
+def _bytes_per_variable(add, n):
+    """Bytes that a graph keeps per variable after ``add(graph)`` added ``n`` of them
+    (tracemalloc: NumPy's allocations and Python objects alike)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        graph = fe.FactorGraph()
+        add(graph)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert graph.n_variables == n
+    return held / n, graph
+
+
+@pytest.mark.parametrize("names", ["range", "continued ranges", "arange"])
+def test_integer_names_cost_no_memory_per_variable(names):
+    """Issue 14: the 4 million names of add_variables(range(n)) were 496 MiB of Python ints,
+    a list and a dict (~124 bytes per variable); a run of integers is now one range, so a
+    graph keeps its int64 number of states per variable (8 bytes) and nothing more."""
+    n = 300_000
+    add = {
+        "range": lambda g: g.add_variables(range(n), 2),
+        "continued ranges": lambda g: [g.add_variables(range(i, i + n // 3), 2)
+                                       for i in range(0, n, n // 3)],
+        "arange": lambda g: g.add_variables(np.arange(n), 2),
+    }[names]
+    per_variable, graph = _bytes_per_variable(add, n)
+    assert per_variable < 16, per_variable  # generous: 8 of them are n_states
+    assert graph.index_of(n - 1) == n - 1 and graph.factor_scope(
+        graph.add_factor([n - 1, 0], np.zeros((2, 2)))) == (n - 1, 0)
+    # The reference: names that are not a run take a list and a dict entry each.
+    listed, _ = _bytes_per_variable(lambda g: g.add_variables(list(range(n)), 2), n)
+    assert listed > 4 * per_variable, (listed, per_variable)
+
+
+def test_compiling_keeps_no_second_copy_of_the_scopes():
+    """The graph's factor scopes become views of the compiled scope_vars (like its tables
+    of theta): after compiling, they take no memory of their own."""
+    n = 100_000
+    g = fe.FactorGraph()
+    g.add_variables(range(n), 2)
+    pairs = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    g.add_factors(pairs, np.zeros((n - 1, 2, 2)), by_index=True)
+    cg = g.compile()
+    scopes = g._blocks[0].scopes
+    assert np.shares_memory(scopes, cg.scope_vars) and not scopes.flags.writeable
+    np.testing.assert_array_equal(scopes, pairs)
+    assert g.factor_scope(n - 2) == (n - 2, n - 1)
+    g.add_factor([0, 2], np.zeros((2, 2)))  # recompiled: a new layout, the same scopes
+    assert g.compile().scope_vars[-2:].tolist() == [0, 2]
+    np.testing.assert_array_equal(g._blocks[0].scopes, pairs)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_factor_beliefs_from_totals_equal_those_from_variable_messages(seed):
+    """BP frees the variable-to-factor buffer before the factor beliefs (the peak of a
+    large call) and makes each incoming message as the variable's total less the factor's
+    own message: the same beliefs as from m_{i->a} = U_i + sum_{b != a} m_{b->i}, with
+    +inf wherever an infinite term is left (never inf - inf)."""
+    from factorgraph_ebm import messages as K
+
+    rng = np.random.default_rng(seed)
+    g = fe.FactorGraph()
+    g.add_variables(range(5), rng.integers(1, 4, size=5))
+    for arity in (1, 2, 3, 2, 3, 1):
+        scope = rng.choice(5, size=arity, replace=False).tolist()
+        shape = tuple(g.n_states[scope])
+        table = np.where(rng.random(shape) < 0.2, np.inf, rng.normal(size=shape))
+        g.add_factor(scope, table)
+    cg = g.compile()
+    n_states = int(cg.state_offset[-1])
+    unary = np.where(rng.random(n_states) < 0.2, np.inf, rng.normal(size=n_states))
+    f2v = np.where(rng.random(cg.n_message_entries) < 0.3, np.inf,
+                   rng.normal(size=cg.n_message_entries))
+    total, n_inf = np.empty(n_states), np.empty(n_states, dtype=np.int32)
+    K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
+                      cg.msg_offset, 0, cg.n_variables, f2v, total, n_inf)
+    got = np.empty(cg.n_energy_entries)
+    K.factor_beliefs(cg, cg.energies, f2v, total, n_inf, 0.0, True, got)
+    # The reference, factor by factor, from the variable-to-factor messages.
+    want = []
+    for a in range(cg.n_factors):
+        edges = range(cg.scope_ptr[a], cg.scope_ptr[a + 1])
+        table = np.array(g.factor_energies(a), dtype=float)
+        for axis, e in enumerate(edges):
+            i = cg.scope_vars[e]
+            lo = cg.state_offset[i]
+            message = unary[lo : cg.state_offset[i + 1]].copy()
+            for e2 in cg.var_edges[cg.var_edge_ptr[i] : cg.var_edge_ptr[i + 1]]:
+                if e2 != e:
+                    message += f2v[cg.msg_offset[e2] : cg.msg_offset[e2 + 1]]
+            shape = [1] * table.ndim
+            shape[axis] = -1
+            table = np.where(table < np.inf, table + message.reshape(shape), np.inf)
+        want.append(table.reshape(-1))
+    want = np.concatenate(want)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-12)
+
+
 # --------------------------------------------------------------------------- compact factors
 @pytest.mark.parametrize("add", ["add_potts_factors", "add_truncated_linear_factors",
                                  "add_truncated_quadratic_factors"])

@@ -6,7 +6,9 @@ A schedule object holds one run's state besides the messages (its scratch, its c
 work) and has two methods: ``run(residuals)`` does up to ``len(residuals)`` iterations from
 the current messages, stopping after the first whose largest message change is at most
 ``tol``, and returns (iterations done, converged); ``finish()`` writes the
-variable-to-factor messages of the final factor-to-variable ones. The factor-to-variable
+variable-to-factor messages of the final factor-to-variable ones and ends the run (the
+flooding schedules free their per-state totals and factor order first: they are not needed
+for it, and keeping them raised the peak of a 2000 x 2000 grid by 167 MiB). The factor-to-variable
 messages are the whole state of BP between iterations, so any split of the iterations into
 ``run`` calls gives the same results, bit for bit (tested).
 
@@ -135,6 +137,7 @@ class Flooding:
         return len(residuals), False
 
     def finish(self) -> None:
+        self.total = self.n_inf = None
         variable_sweep(*self.variables, self.v2f, self.work.lowest)
 
 
@@ -178,6 +181,9 @@ class Threaded:
     def finish(self) -> None:
         cg, energies, kinds, params, unary, f2v, v2f, temperature, damping, _ = self.args
         var_bounds, fac_bounds, changes = self.bounds
+        # Not read by phase 2: freed before it writes v2f (of the same types).
+        self.totals = (np.empty(0), np.empty(0, dtype=np.int32))
+        self.order, self.free = cg.factor_order, np.empty(0, dtype=np.int64)
         with _threads(self.threads):
             K.flood_phase(
                 2, len(changes), var_bounds, fac_bounds, changes, energies, kinds, params,
