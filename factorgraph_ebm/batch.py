@@ -57,6 +57,13 @@ from .results import InferenceResult
 
 PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
 
+#: Message entries (items x entries per item, or iterations x items x entries) in the first
+#: paced chunk of a batch; later chunks are sized from its time (about 0.1 s each). A call
+#: of a ``prange`` kernel costs 1.4 us on one thread but 28 ms on two on a loaded machine
+#: (load 12 on 2 cores: the second thread waits for a time slice), so a batch starts with
+#: a chunk of a few milliseconds of work rather than one item.
+FIRST_CHUNK_ENTRIES = 2**22
+
 __all__ = ["BatchResult", "batch_belief_propagation", "batch_min_sum", "batch_sum_product"]
 
 
@@ -182,8 +189,9 @@ def batch_belief_propagation(
 free_energy, check_sweep, absorb
         As :func:`~factorgraph_ebm.belief_propagation`, for every item.
     threads : int or None, default=None
-        Threads that work on the items (at most Numba's ``NUMBA_NUM_THREADS``; None: all).
-        The results do not depend on it.
+        Threads that work on the items, at most Numba's ``NUMBA_NUM_THREADS``. None uses
+        them all when the batch has more than 2**14 message entries in all, one thread
+        otherwise (as single calls' flooding). The results do not depend on it.
 
     Returns
     -------
@@ -476,12 +484,14 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
     n_inf = np.empty((n, s) if flooding else (n, 0), dtype=np.int32)
     common = (cg, thetas, rows, kinds, cg.factor_param, units, f2v, v2f, temperature)
     limit = S.numba.config.NUMBA_NUM_THREADS
-    n_threads = limit if threads is None else min(threads, limit)
+    if threads is None:  # the threshold of single calls' flooding, over the whole batch
+        threads = limit if n * cg.n_message_entries > S.THREADED_ENTRIES else 1
+    n_threads = min(threads, limit)
 
     with S._threads(n_threads):
         if schedule == "tree":
             residual = np.zeros(n)
-            for lo, hi in paced(n, first=n_threads):
+            for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
                 _tree_items(*common, free, work, check_sweep, orders, classes, total,
                             n_inf, residual, np.int64(lo), np.int64(hi))
             n_iter = np.ones(n, dtype=np.int64)
@@ -504,7 +514,7 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
     else:
         shift = np.zeros(n)
     with S._threads(n_threads):
-        for lo, hi in paced(n, first=n_threads):
+        for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
             _normalize_items(var_raw, cg.state_offset, fac_raw, cg.table_offset,
                              factor_beliefs, temperature, shift, np.int64(lo), np.int64(hi))
     if bethe:
@@ -564,6 +574,12 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
     return out
 
 
+def _first(least: int, entries_per_step: int) -> int:
+    """Steps of the first paced chunk: about FIRST_CHUNK_ENTRIES message entries, at least
+    ``least``."""
+    return max(least, FIRST_CHUNK_ENTRIES // max(entries_per_step, 1))
+
+
 def _kinds_rows(cg, thetas):
     """The factor kinds of each energy row, (R, F) read-only (``inference.factor_kinds``),
     or None for a plain graph (the kernels' lean specialization)."""
@@ -606,7 +622,7 @@ def _iterate(common, free, work, sequential, orders, classes, total, n_inf, damp
     kept: list[list] = [[] for _ in range(n)]
     n_kept = np.zeros(n, dtype=np.int64)
     empty = (np.empty(0), np.empty(0, dtype=np.int32), np.empty(0))
-    for lo, hi in paced(max_iter):
+    for lo, hi in paced(max_iter, first=_first(1, n * common[0].n_message_entries)):
         residuals = np.empty((n, hi - lo))
         _loopy_items(*common, damping, tol, sequential, orders, classes, free, work, total,
                      n_inf, *empty, active, done, residuals)
@@ -638,7 +654,7 @@ def _finish(common, work, loopy, factor_beliefs, bethe, n_threads):
     tables = (np.empty((n, largest)), np.empty((n, largest_compact)),
               np.empty((n, largest_compact)))
     factor_part, var_part = np.zeros(n), np.zeros(n)
-    for lo, hi in paced(n, first=n_threads):
+    for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
         _finish_items(*common, work, loopy, factor_beliefs or bethe, factor_beliefs, bethe,
                       var_raw, assignment, fac_raw, *tables, factor_part, var_part,
                       np.int64(lo), np.int64(hi))
