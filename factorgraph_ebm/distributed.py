@@ -22,6 +22,7 @@ On a real cluster::
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections import Counter
@@ -75,6 +76,7 @@ def map_inference(
     processes: bool = True,
     progress: bool = False,
     reduce=None,
+    read_options: dict | None = None,
     **options,
 ) -> Iterator[Outcome]:
     """Inference on many models, or on one model with many evidence sets, streamed as the
@@ -104,7 +106,10 @@ def map_inference(
         Show a tqdm progress bar (items done) on stderr.
     reduce : callable, optional
         Applied to each result where it ran (e.g. to send back only some figures); must be
-        importable by the workers (a module-level function).
+        importable by the workers (a module-level function, or a partial of one).
+    read_options : dict, optional
+        Keywords of :func:`factorgraph_ebm.io.read_model` for models given as files
+        (e.g. ``max_entries``).
     **options
         Keywords of :func:`~factorgraph_ebm.belief_propagation` (``beta``, ``method``,
         ``max_iter``, ...), the same for every item.
@@ -133,10 +138,11 @@ def map_inference(
     try:
         if not given:
             for index, (model, ev, key) in enumerate(items):
-                yield _outcome(index, key, solve(model, ev, options, reduce))
+                yield _outcome(index, key, solve(model, ev, options, reduce, read_options))
                 bar.update()
             return
-        for outcome in _on_dask(items, client, scheduler, n_jobs, processes, options, reduce):
+        for outcome in _on_dask(items, client, scheduler, n_jobs, processes, options, reduce,
+                                read_options):
             yield outcome
             bar.update()
     finally:
@@ -155,11 +161,12 @@ def infer_many(models, evidence=None, **kwargs) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: o.index)
 
 
-def solve(model, evidence, options: dict, reduce=None) -> tuple:
+def solve(model, evidence, options: dict, reduce=None, read_options=None) -> tuple:
     """Run one item where it is scheduled: ``("ok", value)`` or ``("error", text)``.
 
-    ``model`` is a graph or a model file, ``evidence`` a mapping, an ``.evid`` file or
-    None. Exceptions become their text, so that one bad item never stops the others.
+    ``model`` is a graph or a model file (read with ``read_options``), ``evidence`` a
+    mapping, an ``.evid`` file or None. Exceptions become their text, so that one bad item
+    never stops the others.
     """
     from .inference import belief_propagation
 
@@ -167,7 +174,7 @@ def solve(model, evidence, options: dict, reduce=None) -> tuple:
         if isinstance(model, (str, os.PathLike)):
             from .io import read_model
 
-            model = read_model(model)
+            model = read_model(model, **(read_options or {}))
         if isinstance(evidence, (str, os.PathLike)):
             from .io import read_evidence
 
@@ -224,7 +231,7 @@ def _dask():
     return distributed
 
 
-def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce):
+def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce, read_options):
     """The items on a Dask client, yielded as they finish; a cluster or client started
     here is closed at the end (also when the caller stops early)."""
     distributed = _dask()
@@ -237,7 +244,7 @@ def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce):
         where = {"host": "127.0.0.1"} if processes else {}
         cluster = distributed.LocalCluster(n_workers=n_jobs, threads_per_worker=1,
                                            processes=processes, dashboard_address=None,
-                                           **where)
+                                           silence_logs=logging.ERROR, **where)
         client = distributed.Client(cluster)
     elif scheduler is not None:
         client = distributed.Client(scheduler)
@@ -251,7 +258,7 @@ def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce):
         futures = {}
         for index, (model, ev, key) in enumerate(items):
             future = client.submit(solve, shared.get(id(model), model), ev, options, reduce,
-                                   pure=False)
+                                   read_options, pure=False)
             futures[future] = (index, key)
         for future in distributed.as_completed(futures):
             index, key = futures.pop(future)
