@@ -271,7 +271,9 @@ free_energy, check_sweep, absorb
     plans = _exact_plans(graph, cg, units, method, memory_limit)
     bp = []
     for b in range(n):
-        theta, soft = thetas[rows[b]], units[b] if has_soft else None
+        # The graph's own vector itself when none is given, as single calls pass it on.
+        theta = cg.energies if energies is None else thetas[rows[b]]
+        soft = units[b] if has_soft else None
         if plans is not None and plans[b] is not None:
             items[b] = single._exact_result(graph, cg, theta, units[b], soft, temperature,
                                        plans[b], factor_beliefs, free_energy, started)

@@ -281,6 +281,14 @@ def test_stacked_views_and_shortcuts():
     one = batch_belief_propagation(g)  # nothing per item: a batch of one
     assert len(one) == 1
     assert_same(one[0], fe.min_sum(g))
+    # The graph's own energies (None), item by item through the junction tree and TRW-S,
+    # and absorbed repeated scopes: as single calls.
+    loopy = grid(n=3)
+    loopy.add_factor([(0, 0), (0, 1)], [[0.0, 0.3], [0.2, 0.0]])
+    for method in ("auto", "exact", "trws", "bp"):
+        batch = run(loopy, evidence=[None, {(1, 1): 0}], method=method)
+        for b, ev in enumerate([None, {(1, 1): 0}]):
+            assert_same(batch[b], fe.min_sum(loopy, evidence=ev, method=method), method)
 
 
 def test_one_warning_per_batch():
