@@ -325,3 +325,25 @@ def test_bad_input_names_the_item():
         batch_belief_propagation(g, evidence=3)
     with pytest.raises(fe.FactorGraphError, match="method='trws'"):
         batch_belief_propagation(g, beta=1.0, method="trws")
+
+
+def test_benchmark_script_smoke(capsys):
+    # benchmarks/batch_speed.py on tiny workloads: its table, its JSON line, and every
+    # batched row identical to the loop of single calls (no timing asserted).
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "batch_speed.py"
+    spec = importlib.util.spec_from_file_location("batch_speed", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    report = script.main(["--items", "5", "--size", "3", "--chain-length", "4", "--iters",
+                          "5", "--repeat", "1"])
+    out = capsys.readouterr()[0].strip().splitlines()
+    assert out[0].startswith("| workload |") and json.loads(out[-1]) == json.loads(
+        json.dumps(report))
+    rows = report["rows"]
+    assert {r["engine"] for r in rows} >= {"batched", "batched-1-thread", "loop",
+                                           "pgmax-vmap"}
+    assert all(r["identical_to_loop"] for r in rows if r["engine"].startswith("batched"))
