@@ -19,7 +19,8 @@ What is batched, and what is not (a choice):
   every item of that pattern, run item by item (its kernels are already whole-table loops);
 - TRW-S (``method="trws"``, and "auto" for min-sum on loopy graphs too large for the
   junction tree): item by item, as single calls do (no batched kernel);
-- a graph with an isolated variable larger than every other (which BP runs without it,
+- any other BP schedule (one added later runs through the single-call runner), and a graph
+  with an isolated variable larger than every other (which BP runs without it,
   :func:`~factorgraph_ebm.compiled.drop_isolated`): item by item.
 
 Like every kernel of the package, the batched ones allocate nothing: their scratch (one
@@ -37,6 +38,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -56,6 +58,9 @@ from .reduction import reduce_factors
 from .results import InferenceResult
 
 PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
+
+#: The BP schedules run by the batched kernels; any other runs item by item.
+BATCHED_SCHEDULES = ("tree", "sequential", "parallel")
 
 #: Message entries (items x entries per item, or iterations x items x entries) in the first
 #: paced chunk of a batch; later chunks are sized from its time (about 0.1 s each). A call
@@ -467,8 +472,9 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
             "schedule='tree' needs a forest, but this factor graph has a cycle; "
             "use 'parallel' or 'sequential'"
         )
-    if drop_isolated(cg)[1] is not None:
-        # Rare (an isolated variable larger than every other): single calls, item by item.
+    if drop_isolated(cg)[1] is not None or schedule not in BATCHED_SCHEDULES:
+        # Rare (an isolated variable larger than every other), or a schedule without a
+        # batched driver: the single calls' runner, item by item.
         return [single._run_bp(graph, cg, thetas[rows[b]], units[b], units[b] if has_soft else None,
                           temperature, started, schedule=schedule, max_iter=max_iter, tol=tol,
                           damping=damping, init_messages=None, warn=warn,
@@ -485,7 +491,7 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
     total = np.empty((n, s) if flooding else (n, 0))
     n_inf = np.empty((n, s) if flooding else (n, 0), dtype=np.int32)
     common = (cg, thetas, rows, kinds, cg.factor_param, units, f2v, v2f, temperature)
-    limit = S.numba.config.NUMBA_NUM_THREADS
+    limit = numba.config.NUMBA_NUM_THREADS
     if threads is None:  # the threshold of single calls' flooding, over the whole batch
         threads = limit if n * cg.n_message_entries > S.THREADED_ENTRIES else 1
     n_threads = min(threads, limit)
