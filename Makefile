@@ -8,7 +8,7 @@ MODEL ?= examples/models/pdb1akg.uai
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[dev,docs,convert]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev,docs,convert,dask]"
 	touch $@
 
 ## run: the main job, min-sum and sum-product BP on a real UAI model shipped in the repo

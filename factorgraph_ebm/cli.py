@@ -8,6 +8,7 @@ Usage::
     fgebm map  MODEL [--evid FILE] [-o OUT] [BP options] [--json] [--verbose] [--progress]
     fgebm mar  MODEL [--evid FILE] [-o OUT] [BP options] [--beta B] [--json] [--verbose]
     fgebm pr   MODEL [--evid FILE] [-o OUT] [BP options] [--beta B] [--json] [--verbose]
+    fgebm map|mar|pr MODEL... [--evid FILE]... [--jobs N | --scheduler ADDRESS] [--json]
     fgebm --version
 
 ``MODEL`` is a ``.uai`` or libDAI ``.fg`` file, or ``-`` for standard input (read as
@@ -49,6 +50,18 @@ says so on stderr.
 A ``.fg`` file lists only its non-zero entries, so a short file can ask for huge tables:
 its dense tables may have ``--max-entries`` entries in all (default 2**26, 512 MiB).
 
+Several models (or ``--jobs N`` / ``--scheduler ADDRESS`` with one): the models are solved
+independently, serially in this process, on a local Dask cluster of N worker processes
+(``--jobs``), or on the Dask cluster of a running scheduler (``--scheduler``; see
+:mod:`factorgraph_ebm.distributed`), with the same options and the same answers as one
+model at a time. Each model is read where it runs; ``--evid`` is then given once per
+model, in the same order (or not at all). Results are printed as they finish, one line
+per model on stdout: with ``--json`` the JSON object above with the key ``model`` (its
+path) first, or ``{"model": ..., "error": "..."}`` for a model that failed; without, the
+model and its headline figure. A failing model is reported (stdout with ``--json``, and
+stderr) and the others go on; the exit status is then 2. ``-o`` and ``--seed`` take one
+model; a progress bar (models done) shows on stderr as for BP.
+
 Exit status: 0 on success (also when BP did not converge: the answer is written and stderr
 says so), 2 on bad input (a malformed file, bad evidence or options, a model too large for
 the size limits or for this machine's memory, running out of memory; the message on
@@ -58,6 +71,7 @@ stderr, with the size needed), 1 on an internal error.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -132,9 +146,13 @@ def inverse_temperature(text: str) -> float:
     return beta
 
 
-def _add_model_options(sub) -> None:
-    sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - for "
-                     "standard input")
+def _add_model_options(sub, several: bool = False) -> None:
+    if several:
+        sub.add_argument("model", metavar="MODEL", nargs="+", help="a .uai or .fg model "
+                         "file, or - for standard input (one model); or several files")
+    else:
+        sub.add_argument("model", metavar="MODEL", help="a .uai or .fg model file, or - "
+                         "for standard input")
     sub.add_argument("--max-entries", type=int, default=None, metavar="N",
                      help="dense table entries a .fg file may have in all (its unlisted "
                      "entries are 0; default: 2**26)")
@@ -213,9 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.set_defaults(command=run_compile)
     for task, help_text in _TASKS.items():
         sub = commands.add_parser(task, help=help_text, description=help_text + ".")
-        _add_model_options(sub)
-        sub.add_argument("--evid", metavar="FILE", help="UAI evidence file (only used when "
-                         "given; MODEL.evid is not picked up on its own)")
+        _add_model_options(sub, several=True)
+        sub.add_argument("--evid", metavar="FILE", action="append", help="UAI evidence file "
+                         "(only used when given; MODEL.evid is not picked up on its own); "
+                         "with several models, once per model in their order")
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--jobs", type=int, metavar="N", help="solve the models on a "
+                           "local Dask cluster of N worker processes (pip install "
+                           "'factorgraph-ebm[dask]')")
+        where.add_argument("--scheduler", metavar="ADDRESS", help="solve the models on the "
+                           "Dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
         sub.add_argument("-o", "--output", metavar="OUT",
                          help="write the UAI answer file here; - or no -o: stdout")
         _add_method_options(sub)
@@ -376,7 +401,14 @@ def _log_notices_to_stderr() -> None:
 
 # --------------------------------------------------------------------------- tasks
 def run_task(args: argparse.Namespace) -> int:
-    """``fgebm map|mar|pr``: run BP, write the answer, report on stderr."""
+    """``fgebm map|mar|pr``: run BP, write the answer, report on stderr (several models:
+    :func:`run_many`)."""
+    if len(args.model) > 1 or args.jobs is not None or args.scheduler is not None:
+        return run_many(args)
+    args.model = args.model[0]
+    if args.evid is not None and len(args.evid) > 1:
+        raise FactorGraphError(f"--evid given {len(args.evid)} times for one model")
+    args.evid = args.evid[0] if args.evid else None
     if args.json and args.output == "-":
         raise FactorGraphError("--json and -o - both write to stdout; give -o a file name")
     args.given = {key for key in _BP_DEFAULTS if getattr(args, key) is not None}
@@ -420,6 +452,68 @@ def run_task(args: argparse.Namespace) -> int:
         _write_answer(sys.stdout, args.task, figures)
     _report(args, graph, evidence, result, figures, read_seconds)
     return 0
+
+
+def run_many(args: argparse.Namespace) -> int:
+    """``fgebm map|mar|pr MODEL...``: every model solved on its own (serially, ``--jobs``
+    local Dask workers, or the cluster of ``--scheduler``), one line per model on stdout
+    as they finish; 2 when some failed (each reported), else 0."""
+    from .distributed import map_inference
+
+    models = args.model
+    if "-" in models:
+        raise FactorGraphError("standard input (-) holds one model; give files to solve "
+                               "several")
+    if args.output is not None:
+        raise FactorGraphError("-o writes one model's answer; with several models use "
+                               "--json (one line per model)")
+    if args.seed is not None:
+        raise FactorGraphError("--seed draws the messages of one model; give one model")
+    if args.evid is not None and len(args.evid) != len(models):
+        raise FactorGraphError(f"--evid given {len(args.evid)} times for {len(models)} "
+                               "models: give it once per model, in their order, or not at all")
+    if args.jobs is not None and args.jobs < 1:
+        raise FactorGraphError(f"--jobs must be at least 1, got {args.jobs}")
+    options = dict(
+        beta=math.inf if args.task == "map" else args.beta,
+        method=args.method, memory_limit=args.memory_limit, schedule=args.schedule,
+        max_iter=_BP_DEFAULTS["max_iter"] if args.max_iter is None else args.max_iter,
+        tol=_BP_DEFAULTS["tol"] if args.tol is None else args.tol,
+        damping=_BP_DEFAULTS["damping"] if args.damping is None else args.damping,
+        warn=False, factor_beliefs=False, check_sweep=False,  # as for one model
+    )
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    failed = 0
+    outcomes = map_inference(
+        models, args.evid, n_jobs=args.jobs, scheduler=args.scheduler, progress=progress,
+        reduce=functools.partial(task_figures, args.task),
+        read_options={"max_entries": args.max_entries}, **options)
+    for outcome in outcomes:
+        if outcome.ok:
+            figures = outcome.value
+            if args.json:
+                print(strict_json({"model": outcome.model, **figures}), flush=True)
+            else:
+                print(f"{outcome.model}: {_headline(args.task, figures)}", flush=True)
+        else:
+            failed += 1
+            if args.json:
+                print(strict_json({"model": outcome.model, "error": outcome.error}),
+                      flush=True)
+            print(f"fgebm: {outcome.model}: error: {outcome.error}", file=sys.stderr)
+    if failed:
+        print(f"fgebm {args.task}: {failed} of {len(models)} models failed", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _headline(task: str, figures: dict) -> str:
+    """One model's figure in a line (several models, without --json)."""
+    if task == "map":
+        text = f"energy {figures['energy']:.10g}"
+    else:
+        text = f"log10 Z {figures['log10_Z']:.10g}"
+    exact = "exact" if figures["exact"] else "approximate"
+    return f"{text} ({figures['method']}, {exact}, {figures['seconds']:.3f} s)"
 
 
 def run_inference(graph, max_iter: int, init_messages=None, progress: bool = False,

@@ -1,0 +1,814 @@
+"""Batched inference: many energy vectors and/or evidence sets on one compiled graph.
+
+Training samples of one model, frames of a video, images of one size, evidence sets of one
+network: each is a single call of :func:`~factorgraph_ebm.belief_propagation` costing ~70-100 us
+of Python overhead and one kernel launch, which dominates on small graphs. Here a batch of B
+items (energy vectors ``energies`` of shape (B, M), evidence sets, per-state energies of
+shape (B, S)) is solved on the one compiled graph by kernels that loop over the items with
+``prange`` (items in parallel; each item's sweeps on one thread), calling the very per-sweep
+kernels of :mod:`factorgraph_ebm.messages` that a single call runs, in the same order: the
+results are those of one-by-one calls, bit for bit (tested).
+
+What is batched, and what is not (a choice):
+
+- belief propagation, min-sum and sum-product: the exact two-pass schedule of forests, and
+  the sequential and parallel (flooding) loopy schedules, each item stopping at its own
+  convergence;
+- the junction tree (``method="exact"``, and "auto" on a loopy graph whose tables fit):
+  one plan per distinct evidence pattern (one for a batch of energy vectors), reused for
+  every item of that pattern, run item by item (its kernels are already whole-table loops);
+- TRW-S (``method="trws"``, and "auto" for min-sum on loopy graphs too large for the
+  junction tree): item by item, as single calls do (no batched kernel);
+- any other BP schedule (one added later runs through the single-call runner), and a graph
+  with an isolated variable larger than every other (which BP runs without it,
+  :func:`~factorgraph_ebm.compiled.drop_isolated`): item by item.
+
+Like every kernel of the package, the batched ones allocate nothing: their scratch (one
+row per item) comes from Python. They run in paced chunks (items for the two-pass schedule
+and the final beliefs, iterations for the loopy schedules;
+:func:`~factorgraph_ebm._pacing.paced`), so Ctrl-C stops a batch within about 0.1 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import prange
+
+from . import _validation as V
+from . import certified as C
+from . import exact as X
+from . import inference as single
+from . import messages as K
+from . import schedules as S
+from ._config import NJIT_OPTIONS, njit
+from ._pacing import paced
+from .compiled import drop_isolated
+from .energy import energies_of
+from .exceptions import ConvergenceWarning, FactorGraphError, NoFiniteAssignmentWarning
+from .graph import FactorGraph
+from .reduction import reduce_factors
+from .results import InferenceResult
+
+PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
+
+#: The BP schedules run by the batched kernels; any other runs item by item.
+BATCHED_SCHEDULES = ("tree", "sequential", "parallel")
+
+#: Message entries (items x entries per item, or iterations x items x entries) in the first
+#: paced chunk of a batch; later chunks are sized from its time (about 0.1 s each). A call
+#: of a ``prange`` kernel costs 1.4 us on one thread but 28 ms on two on a loaded machine
+#: (load 12 on 2 cores: the second thread waits for a time slice), so a batch starts with
+#: a chunk of a few milliseconds of work rather than one item.
+FIRST_CHUNK_ENTRIES = 2**22
+
+__all__ = ["BatchResult", "batch_belief_propagation", "batch_min_sum", "batch_sum_product"]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchResult:
+    """The results of a batch, item by item, with the per-item figures stacked.
+
+    A sequence of :class:`~factorgraph_ebm.InferenceResult` (``result[b]``, ``len``,
+    iteration), each what a single call on item b returns (``seconds`` is the batch's
+    wall-clock time divided by the number of items).
+
+    Attributes
+    ----------
+    items : tuple of InferenceResult
+    seconds : float
+        Wall-clock time of the whole batch.
+    """
+
+    items: tuple
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    @property
+    def assignment(self) -> np.ndarray:
+        """ndarray of shape (B, n_variables), dtype=int64: each item's decoded assignment."""
+        return np.stack([r.assignment for r in self.items])
+
+    @property
+    def energy(self) -> np.ndarray:
+        """ndarray of shape (B,), dtype=float64: E(assignment) of each item."""
+        return np.array([r.energy for r in self.items], dtype=np.float64)
+
+    @property
+    def variable_beliefs(self) -> np.ndarray:
+        """ndarray of shape (B, S), dtype=float64: min-marginals (min-sum) or marginals
+        (sum-product), flat per item as ``InferenceResult.variable_beliefs``."""
+        return np.stack([r.variable_beliefs for r in self.items])
+
+    @property
+    def factor_beliefs(self) -> np.ndarray | None:
+        """ndarray of shape (B, M), dtype=float64, or None (``factor_beliefs=False``)."""
+        if any(r.factor_beliefs is None for r in self.items):
+            return None
+        return np.stack([r.factor_beliefs for r in self.items])
+
+    @property
+    def free_energy(self) -> np.ndarray | None:
+        """ndarray of shape (B,), dtype=float64, or None (``free_energy=False``)."""
+        if any(r.free_energy is None for r in self.items):
+            return None
+        return np.array([r.free_energy for r in self.items], dtype=np.float64)
+
+    @property
+    def log_partition(self) -> np.ndarray | None:
+        """ndarray of shape (B,), dtype=float64 (ln Z, sum-product), or None."""
+        if any(r.log_partition is None for r in self.items):
+            return None
+        return np.array([r.log_partition for r in self.items], dtype=np.float64)
+
+    @property
+    def converged(self) -> np.ndarray:
+        """ndarray of shape (B,), dtype=bool."""
+        return np.array([r.converged for r in self.items], dtype=bool)
+
+    @property
+    def n_iter(self) -> np.ndarray:
+        """ndarray of shape (B,), dtype=int64: iterations done by each item."""
+        return np.array([r.n_iter for r in self.items], dtype=np.int64)
+
+
+def batch_belief_propagation(
+    graph: FactorGraph,
+    *,
+    beta: float = math.inf,
+    energies=None,
+    evidence=None,
+    unary=None,
+    method: str = "auto",
+    memory_limit: float = X.DEFAULT_MAX_BYTES,
+    schedule: str = "auto",
+    max_iter: int = 200,
+    tol: float = 1e-9,
+    damping: float = 0.0,
+    warn: bool = True,
+    factor_beliefs: bool = True,
+    free_energy: bool = True,
+    check_sweep: bool = True,
+    absorb: bool = True,
+    threads: int | None = None,
+) -> BatchResult:
+    """Inference on a batch of B items of one factor graph: each item an energy vector,
+    an evidence set and/or per-state energies; item b's result is that of
+    ``belief_propagation(graph, energies=energies[b], evidence=evidence[b],
+    unary=unary[b], **options)``, bit for bit.
+
+    Belief propagation runs the whole batch in one kernel call per chunk of work, the items
+    in parallel (``prange``; each item's sweeps on one thread) through the per-sweep
+    kernels of single calls. The junction tree runs item by item with one plan per distinct
+    evidence pattern, TRW-S item by item (see the module docstring).
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    beta : float, default=inf
+        Inverse temperature (``inf``: min-sum), as :func:`~factorgraph_ebm.belief_propagation`.
+    energies : array_like of shape (B, M) or (M,), float64, optional
+        One energy vector theta per item (C-order tables concatenated in factor order), or
+        one for every item; None: the graph's own.
+    evidence : mapping or sequence of B mappings (or None), optional
+        Observed variables (name -> state), one mapping per item, or one for every item.
+    unary : array_like of shape (B, S) or (S,), a mapping, or a sequence of B of those, optional
+        Soft evidence, as the ``unary`` of :func:`~factorgraph_ebm.belief_propagation`
+        (S = ``graph.compile().state_offset[-1]``): per item, or one for every item.
+    method, memory_limit, schedule, max_iter, tol, damping, warn, factor_beliefs, \
+free_energy, check_sweep, absorb
+        As :func:`~factorgraph_ebm.belief_propagation`, for every item.
+    threads : int or None, default=None
+        Threads that work on the items, at most Numba's ``NUMBA_NUM_THREADS``. None uses
+        them all when the batch has more than 2**14 message entries in all, one thread
+        otherwise (as single calls' flooding). The results do not depend on it.
+
+    Returns
+    -------
+    BatchResult
+        A sequence of B :class:`~factorgraph_ebm.InferenceResult`, with stacked views
+        (``assignment`` (B, V), ``energy`` (B,), ...). The batch size B is the length of
+        whichever of ``energies``, ``evidence`` and ``unary`` is given per item (they must
+        agree); 1 when none is.
+
+    Raises
+    ------
+    FactorGraphError
+        As :func:`~factorgraph_ebm.belief_propagation`; a per-item error names the item
+        (``item 3: ...``); batch sizes that disagree.
+    EvidenceError
+        Bad evidence of an item (naming the item).
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once per batch, when some items' loopy BP did not converge within ``max_iter``
+        (saying how many; their results say ``converged=False``).
+    NoFiniteAssignmentWarning
+        Once per batch, when loopy BP decoded an assignment of energy ``+inf`` for some
+        items on a model not proven infeasible.
+
+    Examples
+    --------
+    A chain of three binary variables, and four energy vectors of it (the graph's own, and
+    three with a unary term of the first variable shifted):
+
+    >>> import numpy as np
+    >>> import factorgraph_ebm as fe
+    >>> from factorgraph_ebm.batch import batch_belief_propagation
+    >>> g = fe.FactorGraph()
+    >>> g.add_variables(["a", "b", "c"], 2).tolist()
+    [0, 1, 2]
+    >>> g.add_factors([("a", "b"), ("b", "c")], [[0.0, 1.0], [1.0, 0.0]]).tolist()
+    [0, 1]
+    >>> g.add_factor(["a"], [0.0, 0.5])
+    2
+    >>> theta = np.tile(g.compile().energies, (4, 1))
+    >>> theta[1:, 8] = [1.0, 2.0, 3.0]           # factor 2's entry of state a = 0
+    >>> batch = batch_belief_propagation(g, energies=theta)
+    >>> batch.assignment.tolist()
+    [[0, 0, 0], [1, 1, 1], [1, 1, 1], [1, 1, 1]]
+    >>> batch.energy.tolist(), batch[0].schedule
+    ([0.0, 0.5, 0.5, 0.5], 'tree')
+    >>> r = fe.min_sum(g, energies=theta[1])       # the same as a single call
+    >>> bool((r.variable_beliefs == batch[1].variable_beliefs).all())
+    True
+
+    Evidence sets at beta = 1 (with a = 0 observed, ln Z = 2 ln(1 + 1/e) = 0.6265):
+
+    >>> batch = batch_belief_propagation(g, beta=1.0, evidence=[{"a": 0}, {"c": 1}, None])
+    >>> np.round(batch.log_partition, 4).tolist()
+    [0.6265, 0.3537, 1.1006]
+    """
+    started = time.perf_counter()
+    temperature = single._temperature(beta)
+    single._check_options(schedule, max_iter, tol, damping)
+    single._check_method(method, memory_limit)
+    n_threads = single._check_threads(threads)
+    V.require_memory(graph.inference_bytes(), "inference on this graph (compiled arrays, "
+                     "messages and beliefs)")
+    cg = graph.compile()
+    n = _batch_size(energies, evidence, unary)
+    thetas, rows = _checked_energies(cg, energies, n)
+    units, has_soft = _checked_unaries(graph, cg, thetas, rows, evidence, unary, n)
+    if method == "trws" and temperature != 0.0:
+        raise FactorGraphError(
+            f"method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got "
+            f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
+        )
+
+    items: list = [None] * n
+    plans = _exact_plans(graph, cg, units, method, memory_limit)
+    bp = []
+    for b in range(n):
+        # The graph's own vector itself when none is given, as single calls pass it on.
+        theta = cg.energies if energies is None else thetas[rows[b]]
+        soft = units[b] if has_soft else None
+        if plans is not None and plans[b] is not None:
+            items[b] = single._exact_result(graph, cg, theta, units[b], soft, temperature,
+                                       plans[b], factor_beliefs, free_energy, started)
+        elif method == "trws" or (method == "auto" and temperature == 0.0
+                                  and not cg.is_forest):
+            items[b] = C.run_trws(graph, cg, theta, units[b], soft, started,
+                                  max_iter=max_iter, tol=tol, absorb=absorb, warn=warn)
+        else:
+            bp.append(b)
+    if bp:
+        options = dict(schedule=schedule, max_iter=int(max_iter), tol=float(tol),
+                       damping=float(damping), warn=warn, factor_beliefs=factor_beliefs,
+                       free_energy=free_energy, check_sweep=check_sweep, threads=n_threads)
+        chosen = np.asarray(bp, dtype=np.int64)
+        for b, result in zip(bp, _bp_batch(graph, cg, thetas, rows[chosen], units[chosen],
+                                           has_soft, temperature, absorb, started, options)):
+            items[b] = result
+    seconds = time.perf_counter() - started
+    share = seconds / max(n, 1)
+    return BatchResult(tuple(dataclasses.replace(r, seconds=share) for r in items), seconds)
+
+
+def batch_min_sum(graph: FactorGraph, **options) -> BatchResult:
+    """``batch_belief_propagation(graph, beta=inf, **options)``: min-sum on a batch (see
+    :func:`batch_belief_propagation`)."""
+    return batch_belief_propagation(graph, beta=math.inf, **options)
+
+
+def batch_sum_product(graph: FactorGraph, beta: float = 1.0, **options) -> BatchResult:
+    """``batch_belief_propagation(graph, beta=beta, **options)``: sum-product on a batch
+    (see :func:`batch_belief_propagation`)."""
+    return batch_belief_propagation(graph, beta=beta, **options)
+
+
+# --------------------------------------------------------------------------- inputs
+def _form(value, what: str) -> str:
+    """How an ``evidence`` or ``unary`` argument is given: "none", "shared" (one for every
+    item), "mappings" (a sequence of per-item mappings or None) or "rows" (an array of
+    per-item rows, ``unary`` only)."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return "shared"
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, Mapping)
+                                                for v in value):
+        return "mappings"
+    if what == "evidence":
+        raise FactorGraphError(
+            f"evidence must be a mapping (variable name -> state) or a sequence of them "
+            f"(one per item, None for none), got {type(value).__name__}"
+        )
+    return "rows" if np.ndim(value) == 2 else "shared"
+
+
+def _batch_size(energies, evidence, unary) -> int:
+    """B: the length of whichever argument is given per item (they must agree), else 1."""
+    sizes = {}
+    if energies is not None and np.ndim(energies) == 2:
+        sizes["energies"] = len(energies)
+    if _form(evidence, "evidence") == "mappings":
+        sizes["evidence"] = len(evidence)
+    if _form(unary, "unary") in ("mappings", "rows"):
+        sizes["unary"] = len(unary)
+    if len(set(sizes.values())) > 1:
+        told = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+        raise FactorGraphError(f"batch sizes disagree ({told}); give one item per row")
+    n = next(iter(sizes.values()), 1)
+    if n < 1:
+        raise FactorGraphError("an empty batch: give at least one item")
+    return n
+
+
+def _checked_energies(cg, energies, n):
+    """(R, M) read-only energy rows (R = 1 or n) and each item's row, (n,) int64."""
+    if energies is None:
+        thetas = cg.energies[None]
+    elif np.ndim(energies) == 2:
+        thetas = np.ascontiguousarray(V.real_array(energies, "energies", copy=False))
+        if thetas.shape[1] != cg.n_energy_entries:
+            raise FactorGraphError(
+                f"energies must have shape (B, {cg.n_energy_entries}) (all factor tables, "
+                f"flattened in factor order, one row per item), got {thetas.shape}"
+            )
+        bad = np.argwhere(np.isnan(thetas) | (thetas == -np.inf))
+        if len(bad):
+            b, j = (int(x) for x in bad[0])
+            raise FactorGraphError(
+                f"item {b}: energies[{b}, {j}] (factor {cg.factor_of_entry(j)}) is "
+                f"{thetas[b, j]}; energies must be finite or +inf"
+            )
+    else:
+        thetas = single.checked_energy_vector(cg, energies)[None]
+    thetas = thetas.view()
+    thetas.flags.writeable = False  # the type of single calls' energies: no new compilation
+    rows = np.zeros(n, dtype=np.int64) if len(thetas) == 1 else np.arange(n, dtype=np.int64)
+    return thetas, rows
+
+
+def _checked_unaries(graph, cg, thetas, rows, evidence, unary, n):
+    """(n, S) per-state energies of every item (evidence plus soft evidence, as single
+    calls make them), and whether soft evidence was given."""
+    n_entries = int(cg.state_offset[-1])
+    if evidence is None and unary is None:
+        return np.zeros((n, n_entries)), False
+    form = _form(unary, "unary")
+    if form == "shared":
+        shared = single.checked_unary(graph, cg, unary)
+        soft = [shared] * n
+    elif form == "rows":
+        table = V.real_array(unary, "unary energies")
+        if table.shape != (n, n_entries):
+            raise FactorGraphError(
+                f"unary must have shape ({n}, {n_entries}) (every variable's states, one "
+                f"row per item), got {table.shape}"
+            )
+        soft = [_item(b, single.checked_unary, graph, cg, table[b]) for b in range(n)]
+    elif form == "mappings":
+        soft = [np.zeros(n_entries) if u is None else
+                _item(b, single.checked_unary, graph, cg, u) for b, u in enumerate(unary)]
+    per_item = _form(evidence, "evidence") == "mappings"
+    units = np.empty((n, n_entries))
+    for b in range(n):
+        given = evidence[b] if per_item else evidence
+        units[b] = _item(b, single._evidence_unary, graph, cg, thetas[rows[b]], given)
+        if form != "none":
+            units[b] += soft[b]
+    return units, form != "none"
+
+
+def _item(b, check, *args):
+    """``check(*args)``, its FactorGraphError (or subclass) naming item ``b``."""
+    try:
+        return check(*args)
+    except FactorGraphError as exc:
+        raise type(exc)(f"item {b}: {exc}") from None
+
+
+def _exact_plans(graph, cg, units, method, memory_limit):
+    """Each item's junction-tree plan (None: not the junction tree), one per distinct set
+    of clamped states; or None when no item runs the junction tree."""
+    if method in ("bp", "trws") or (method == "auto" and cg.is_forest):
+        return None
+    plans, by_key = [], {}
+    for b in range(len(units)):
+        key = X.clamped_states(cg, units[b]).tobytes()
+        if key not in by_key:
+            by_key[key] = _item(b, single._exact_plan_for, graph, cg, units[b], method,
+                                memory_limit)
+        plans.append(by_key[key])
+    return plans
+
+
+# --------------------------------------------------------------------------- BP
+def _bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, absorb, started,
+              options):
+    """BP on every item (see :func:`batch_belief_propagation`), as ``inference._run_bp``
+    and the absorption of repeated and nested scopes of single calls."""
+    reduction = reduce_factors(graph) if absorb else None
+    if reduction is None:
+        return _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started,
+                             **options)
+    small = reduction.graph
+    small_cg = small.compile()
+    small_thetas = np.stack([reduction.energies(t) for t in thetas])
+    inner = _run_bp_batch(small, small_cg, small_thetas, rows, units, has_soft, temperature,
+                          started, **options)
+    out = []
+    for b, r in enumerate(inner):
+        energy = single._energy(cg, thetas[rows[b]], units[b] if has_soft else None, r.assignment)
+        out.append(dataclasses.replace(
+            r,
+            graph=graph,
+            energy=energy,
+            **single._exact_certificate(temperature, r.exact, energy),
+            free_energy=energy if temperature == 0.0 else r.free_energy,
+            factor_beliefs=None if r.factor_beliefs is None else reduction.factor_beliefs(
+                cg, small_cg, r.factor_beliefs, temperature),
+        ))
+    return out
+
+
+def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started, *,
+                  schedule, max_iter, tol, damping, warn, factor_beliefs, free_energy,
+                  check_sweep, threads) -> list:
+    """``inference._run_bp`` on every item: the items' kernels in parallel."""
+    n = len(rows)
+    if schedule == "auto":
+        schedule = "tree" if cg.is_forest else "sequential"
+    if schedule == "tree" and not cg.is_forest:
+        raise FactorGraphError(
+            "schedule='tree' needs a forest, but this factor graph has a cycle; "
+            "use 'parallel' or 'sequential'"
+        )
+    if drop_isolated(cg)[1] is not None or schedule not in BATCHED_SCHEDULES:
+        # Rare (an isolated variable larger than every other), or a schedule without a
+        # batched driver: the single calls' runner, item by item.
+        return [single._run_bp(graph, cg, thetas[rows[b]], units[b], units[b] if has_soft else None,
+                          temperature, started, schedule=schedule, max_iter=max_iter, tol=tol,
+                          damping=damping, init_messages=None, warn=warn,
+                          factor_beliefs=factor_beliefs, free_energy=free_energy,
+                          check_sweep=check_sweep, n_threads=None, callback=None)
+                for b in range(n)]
+    kinds = _kinds_rows(cg, thetas)
+    orders, classes = _orders(cg, kinds, len(thetas), temperature, schedule == "sequential")
+    e, s = cg.n_message_entries, int(cg.state_offset[-1])
+    f2v, v2f = np.zeros((n, e)), np.zeros((n, e))
+    work = K.scratch(cg, rows=n)
+    free = K.unclamped(cg)
+    flooding = schedule == "parallel" or (schedule == "tree" and check_sweep)
+    total = np.empty((n, s) if flooding else (n, 0))
+    n_inf = np.empty((n, s) if flooding else (n, 0), dtype=np.int32)
+    common = (cg, thetas, rows, kinds, cg.factor_param, units, f2v, v2f, temperature)
+    limit = numba.config.NUMBA_NUM_THREADS
+    if threads is None:  # the threshold of single calls' flooding, over the whole batch
+        threads = limit if n * cg.n_message_entries > S.THREADED_ENTRIES else 1
+    n_threads = min(threads, limit)
+
+    with S._threads(n_threads):
+        if schedule == "tree":
+            residual = np.zeros(n)
+            for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
+                _tree_items(*common, free, work, check_sweep, orders, classes, total,
+                            n_inf, residual, np.int64(lo), np.int64(hi))
+            n_iter = np.ones(n, dtype=np.int64)
+            converged = np.ones(n, dtype=bool)
+            histories = [residual[b : b + 1] for b in range(n)]
+        else:
+            n_iter, converged, histories = _iterate(
+                common, free, work, schedule == "sequential", orders, classes, total, n_inf,
+                damping, tol, max_iter)
+        var_raw, assignment, fac_raw, factor_part, var_part = _finish(
+            common, work, schedule != "tree", factor_beliefs,
+            temperature > 0.0 and free_energy, n_threads)
+
+    energy = _energies(cg, thetas, rows, units if has_soft else None, assignment)
+    exact = cg.is_forest & converged
+    finite = np.isfinite(energy)
+    bethe = temperature > 0.0 and free_energy
+    if temperature == 0.0:
+        shift = np.where(finite | cg.is_forest, energy, 0.0)
+    else:
+        shift = np.zeros(n)
+    with S._threads(n_threads):
+        for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
+            _normalize_items(var_raw, cg.state_offset, fac_raw, cg.table_offset,
+                             factor_beliefs, temperature, shift, np.int64(lo), np.int64(hi))
+    if bethe:
+        free_energies = factor_part + var_part
+        log_partitions = -free_energies / temperature
+
+    if warn and not converged.all():
+        k = int((~converged).sum())
+        warnings.warn(
+            f"belief propagation ({schedule} schedule) did not converge in {max_iter} "
+            f"iterations for {k} of {n} items (first: item {int(np.argmin(converged))}); "
+            "try damping=0.5 or more iterations",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    unproven = ~finite & ~exact
+    if warn and unproven.any():
+        warnings.warn(
+            f"belief propagation decoded an assignment of energy +inf for "
+            f"{int(unproven.sum())} of {n} items (first: item {int(np.argmax(unproven))}), "
+            "and the model is not proven infeasible; try method='exact' (if the junction "
+            "tree fits) or another schedule",
+            NoFiniteAssignmentWarning,
+            stacklevel=4,
+        )
+
+    beta = math.inf if temperature == 0.0 else 1.0 / temperature
+    out = []
+    for b in range(n):
+        e_b = float(energy[b])
+        if temperature == 0.0:
+            free_b, log_z = e_b, None
+        elif bethe:
+            free_b, log_z = float(free_energies[b]), float(log_partitions[b])
+        else:
+            free_b, log_z = None, None
+        out.append(InferenceResult(
+            graph=graph,
+            beta=beta,
+            assignment=assignment[b],
+            energy=e_b,
+            variable_beliefs=var_raw[b],
+            factor_beliefs=fac_raw[b] if factor_beliefs else None,
+            free_energy=free_b,
+            log_partition=log_z,
+            converged=bool(converged[b]),
+            n_iter=int(n_iter[b]),
+            residuals=histories[b],
+            messages=f2v[b],
+            schedule=schedule,
+            exact=bool(exact[b]),
+            seconds=0.0,
+            method="bp",
+            feasible=True if finite[b] else (False if exact[b] else None),
+            **single._exact_certificate(temperature, bool(exact[b]), e_b),
+        ))
+    return out
+
+
+def _first(least: int, entries_per_step: int) -> int:
+    """Steps of the first paced chunk: about FIRST_CHUNK_ENTRIES message entries, at least
+    ``least``."""
+    return max(least, FIRST_CHUNK_ENTRIES // max(entries_per_step, 1))
+
+
+def _kinds_rows(cg, thetas):
+    """The factor kinds of each energy row, (R, F) read-only (``inference.factor_kinds``),
+    or None for a plain graph (the kernels' lean specialization)."""
+    if not cg.factor_kind.any():
+        if cg.max_arity <= 2:
+            return None
+        kinds = np.broadcast_to(cg.factor_kind, (len(thetas), cg.n_factors)).copy()
+    else:
+        kinds = np.stack([single.factor_kinds(cg, t) for t in thetas])
+        if cg.max_arity <= 2 and not kinds.any():
+            return None
+    kinds.flags.writeable = False
+    return kinds
+
+
+def _orders(cg, kinds, n_rows, temperature, sequential):
+    """The factor order of each energy row, (R, F) read-only, and its flooding classes
+    (R, 4) (:func:`~factorgraph_ebm.schedules.flood_order`)."""
+    if sequential:
+        orders = np.broadcast_to(cg.factor_order, (n_rows, cg.n_factors)).copy()
+        classes = np.zeros((n_rows, 4), dtype=np.int64)
+    else:
+        pairs = [S.flood_order(cg, None if kinds is None else kinds[r], temperature)
+                 for r in range(n_rows)]
+        orders = np.stack([p[0] for p in pairs])
+        classes = np.stack([p[1] for p in pairs])
+    orders.flags.writeable = False  # read-only, as the orders of single calls
+    return orders, classes
+
+
+def _iterate(common, free, work, sequential, orders, classes, total, n_inf, damping, tol,
+             max_iter):
+    """The loopy schedule on every item, in paced chunks of iterations (as
+    :func:`~factorgraph_ebm.schedules.iterate`, each item stopping at its convergence).
+    Returns n_iter (n,), converged (n,) and each item's residual history."""
+    n = len(common[2])
+    active = np.ones(n, dtype=bool)
+    done = np.zeros(n, dtype=np.int64)
+    n_iter = np.zeros(n, dtype=np.int64)
+    kept: list[list] = [[] for _ in range(n)]
+    n_kept = np.zeros(n, dtype=np.int64)
+    empty = (np.empty(0), np.empty(0, dtype=np.int32), np.empty(0))
+    for lo, hi in paced(max_iter, first=_first(1, n * common[0].n_message_entries)):
+        residuals = np.empty((n, hi - lo))
+        _loopy_items(*common, damping, tol, sequential, orders, classes, free, work, total,
+                     n_inf, *empty, active, done, residuals)
+        for b in np.flatnonzero(done):
+            kept[b].append(residuals[b, : done[b]])
+            n_kept[b] += done[b]
+            if n_kept[b] > 2 * S.MAX_RESIDUALS:
+                kept[b] = [np.concatenate(kept[b])[-S.MAX_RESIDUALS:]]
+                n_kept[b] = S.MAX_RESIDUALS
+        n_iter += done
+        if not active.any():
+            break
+    histories = [np.concatenate(k)[-S.MAX_RESIDUALS:] for k in kept]
+    return n_iter, ~active, histories
+
+
+def _finish(common, work, loopy, factor_beliefs, bethe, n_threads):
+    """The raw beliefs, decoding and Bethe terms of every item (as ``inference._run_bp``),
+    in paced chunks of items."""
+    cg, rows = common[0], common[2]
+    n = len(rows)
+    var_raw = np.empty((n, int(cg.state_offset[-1])))
+    assignment = np.empty((n, cg.n_variables), dtype=np.int64)
+    fac_raw = np.empty((n, cg.n_energy_entries if factor_beliefs else 0))
+    largest = 0 if factor_beliefs else int(np.diff(cg.table_offset).max(initial=0))
+    first = cg.scope_ptr[cg.compact_factors()]
+    largest_compact = int((cg.n_states[cg.scope_vars[first]]
+                           * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+    tables = (np.empty((n, largest)), np.empty((n, largest_compact)),
+              np.empty((n, largest_compact)))
+    factor_part, var_part = np.zeros(n), np.zeros(n)
+    for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
+        _finish_items(*common, work, loopy, factor_beliefs or bethe, factor_beliefs, bethe,
+                      var_raw, assignment, fac_raw, *tables, factor_part, var_part,
+                      np.int64(lo), np.int64(hi))
+    return var_raw, assignment, fac_raw, factor_part, var_part
+
+
+def _energies(cg, thetas, rows, soft, assignment) -> np.ndarray:
+    """E(assignment) of every item (``inference._energy``), one kernel call per energy row."""
+    energy = np.empty(len(rows))
+    for r in range(len(thetas)):
+        chosen = np.flatnonzero(rows == r)
+        if len(chosen):
+            energy[chosen] = energies_of(cg, thetas[r], assignment[chosen])
+    if soft is not None:
+        for b in range(len(rows)):
+            energy[b] += float(soft[b][cg.state_offset[:-1] + assignment[b]].sum())
+    return energy
+
+
+# --------------------------------------------------------------------------- kernels
+@njit(inline="always", **NJIT_OPTIONS)
+def _kinds_of(kinds, r):
+    """Row ``r`` of the kinds, or None for a plain graph (pruned at compile time)."""
+    if kinds is None:
+        return None
+    return kinds[r]
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _scratch_of(work, b):
+    """Item ``b``'s :class:`~factorgraph_ebm.messages.Scratch` (row b of each array)."""
+    return K.Scratch(work.counter[b], work.lowest[b], work.score[b], work.new[b], work.inc[b],
+                     work.env_v[b], work.env_z[b], work.lows[b])
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _flood_once(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, order,
+                classes, free, w, total, n_inf):
+    """One flooding iteration of one item: the kernel calls of
+    :class:`~factorgraph_ebm.schedules.Flooding` (``flood_factors`` makes them by class)."""
+    n_infinite = K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr,
+                                   cg.var_edges, cg.msg_offset, np.int64(0),
+                                   np.int64(len(cg.n_states)), f2v, total, n_inf)
+    mode = np.int64(K.MODE_FUSED_FINITE) if n_infinite == 0 else np.int64(K.MODE_FUSED)
+    return K.flood_factors(
+        theta, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
+        cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
+        cg.var_edges, order, classes, np.int64(0), np.int64(len(order)), mode, f2v, v2f,
+        total, n_inf, temperature, damping, free, w.counter, w.lowest, w.new, w.inc, w.env_v,
+        w.env_z, w.lows,
+    )
+
+
+@njit(**PARALLEL_OPTIONS)
+def _tree_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, free, work,
+                check, orders, classes, total, n_inf, residual, lo, hi):
+    """Items lo..hi-1: the exact two-pass schedule (:func:`messages.run_two_pass`), then,
+    with ``check``, one flooding sweep whose change goes to ``residual[b]`` and the
+    variable-to-factor messages after it (as single calls)."""
+    for b in prange(lo, hi):
+        r = rows[b]
+        theta = thetas[r]
+        k = _kinds_of(kinds, r)
+        w = _scratch_of(work, b)
+        K.run_two_pass(cg, theta, k, params, unary[b], f2v[b], v2f[b], temperature, free, w)
+        if check:
+            residual[b] = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],
+                                      temperature, 0.0, orders[r], classes[r], free, w,
+                                      total[b], n_inf[b])
+            K.variable_sweep(unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr,
+                             cg.var_edges, cg.msg_offset, np.int64(0),
+                             np.int64(len(cg.n_states)), f2v[b], v2f[b], w.lowest)
+
+
+@njit(**PARALLEL_OPTIONS)
+def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, damping, tol,
+                 sequential, orders, classes, free, work, total, n_inf, no_total, no_n_inf,
+                 no_inc, active, done, residuals):
+    """Up to ``residuals.shape[1]`` iterations of every active item (``active[b]``), each
+    stopping after its first iteration whose largest message change (``residuals[b, t]``)
+    is at most ``tol`` (then ``active[b] = False``); ``done[b]``: its iterations in this
+    call. Sequential: :func:`messages.factor_sweep` in fresh mode, as
+    :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
+    :class:`~factorgraph_ebm.schedules.Flooding`."""
+    n_steps = residuals.shape[1]
+    for b in prange(len(rows)):
+        done[b] = 0
+        if not active[b]:
+            continue
+        r = rows[b]
+        theta = thetas[r]
+        k = _kinds_of(kinds, r)
+        w = _scratch_of(work, b)
+        order = orders[r]
+        for it in range(n_steps):
+            if sequential:
+                change = K.factor_sweep(
+                    theta, k, params, unary[b], cg.n_states, cg.state_offset, cg.scope_ptr,
+                    cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
+                    cg.var_edge_ptr, cg.var_edges, order, np.int64(0), np.int64(len(order)),
+                    np.int64(K.MODE_FRESH), f2v[b], v2f[b], no_total, no_n_inf, temperature,
+                    damping, free, w.counter, w.lowest, w.new, no_inc, w.env_v, w.env_z,
+                    w.lows,
+                )
+            else:
+                change = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],
+                                     temperature, damping, order, classes[r], free, w,
+                                     total[b], n_inf[b])
+            residuals[b, it] = change
+            done[b] = it + 1
+            if change <= tol:
+                active[b] = False
+                break
+
+
+@njit(**PARALLEL_OPTIONS)
+def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, work, loopy,
+                  tables, store, bethe, var_raw, assignment, fac_raw, fac_scratch,
+                  compact_beliefs, compact_table, factor_part, var_part, lo, hi):
+    """Items lo..hi-1 after their schedule: the variable-to-factor messages (``loopy``),
+    raw variable beliefs, decoding, and, with ``tables``, the raw factor beliefs (stored
+    with ``store``) and the factors' Bethe terms; with ``bethe``, the variables' ones."""
+    for b in prange(lo, hi):
+        r = rows[b]
+        theta = thetas[r]
+        w = _scratch_of(work, b)
+        if loopy:
+            K.variable_sweep(unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr,
+                             cg.var_edges, cg.msg_offset, np.int64(0),
+                             np.int64(len(cg.n_states)), f2v[b], v2f[b], w.lowest)
+        K.variable_beliefs(cg, unary[b], f2v[b], var_raw[b])
+        K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], var_raw[b],
+                 temperature, assignment[b], w)
+        if tables:
+            factor_part[b] = K._factor_beliefs(
+                cg, theta, v2f[b], temperature if bethe else 0.0, store, fac_raw[b],
+                w.counter, fac_scratch[b], compact_beliefs[b], compact_table[b])
+        if bethe:
+            var_part[b] = K.variable_bethe_terms(cg, unary[b], var_raw[b], temperature)
+
+
+@njit(**PARALLEL_OPTIONS)
+def _normalize_items(var_raw, state_offset, fac_raw, table_offset, store, temperature, shift,
+                     lo, hi):
+    """Items lo..hi-1: beliefs normalized in place (:func:`messages.normalize_segments`)."""
+    for b in prange(lo, hi):
+        K.normalize_segments(var_raw[b], state_offset, temperature, shift[b], var_raw[b])
+        if store:
+            K.normalize_segments(fac_raw[b], table_offset, temperature, shift[b], fac_raw[b])
