@@ -61,6 +61,13 @@ _LAZY = {
     "chunk_scores": "metrics",
     "chunks": "metrics",
     "token_accuracy": "metrics",
+    # Batches of same-structure problems in one kernel call; Dask (optional) for many models.
+    "BatchResult": "batch",
+    "batch_belief_propagation": "batch",
+    "batch_min_sum": "batch",
+    "batch_sum_product": "batch",
+    "map_inference": "distributed",
+    "infer_many": "distributed",
     # The kernel cache: compile everything ahead of time; the warning of an unusable cache.
     "compile_kernels": "_jit_cache",
     "JitCacheWarning": "_jit_cache",

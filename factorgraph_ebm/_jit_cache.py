@@ -515,6 +515,20 @@ def _warmup_steps() -> list:
             fit(TableModel(g), loss, samples, n_epochs=1, progress=False, max_iter=3,
                 warn=False)
 
+    def batches():
+        from .batch import batch_belief_propagation
+
+        for loopy, plain in itertools.product((False, True), (False, True)):
+            g = graph(loopy, plain)
+            thetas = g.compile().energies * np.array([[1.0], [1.5]])
+            for beta in (np.inf, 1.0):
+                for schedule in ("tree", "sequential", "parallel") if not loopy else (
+                        "sequential", "parallel"):
+                    batch_belief_propagation(g, energies=thetas, beta=beta, method="bp",
+                                             schedule=schedule, max_iter=3, warn=False)
+                batch_belief_propagation(g, energies=thetas, beta=beta, method="bp",
+                                         evidence=[{0: 1}, {}], max_iter=3, warn=False)
+
     def chains():
         lengths = np.array([3, 0, 2])
         unary = rng.random((5, 3))
@@ -552,7 +566,8 @@ def _warmup_steps() -> list:
             model.predict_marginals(words)
 
     steps = [("belief propagation", bp), ("exact inference (junction tree)", exact),
-             ("certified MAP (TRW-S)", certified), ("training (fit)", train),
+             ("certified MAP (TRW-S)", certified), ("batches", batches),
+             ("training (fit)", train),
              ("trellis", chains)]
     if len(threads) > 1:
         steps.append(("trellis, parallel kernels", parallel_chains))

@@ -47,13 +47,14 @@ from . import certified as C
 from . import exact as X
 from . import inference as single
 from . import messages as K
-from . import schedules as S
 from ._config import NJIT_OPTIONS, njit
 from ._pacing import paced
 from .compiled import drop_isolated
 from .energy import energies_of
 from .exceptions import ConvergenceWarning, FactorGraphError, NoFiniteAssignmentWarning
 from .graph import FactorGraph
+from .messages import schedules as S
+from .messages.beliefs import _factor_beliefs
 from .reduction import reduce_factors
 from .results import InferenceResult
 
@@ -659,8 +660,11 @@ def _finish(common, work, loopy, factor_beliefs, bethe, n_threads):
     first = cg.scope_ptr[cg.compact_factors()]
     largest_compact = int((cg.n_states[cg.scope_vars[first]]
                            * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+    with_tables = factor_beliefs or bethe  # each item's infinity counts and incoming messages
     tables = (np.empty((n, largest)), np.empty((n, largest_compact)),
-              np.empty((n, largest_compact)))
+              np.empty((n, largest_compact)),
+              np.empty((n, var_raw.shape[1] if with_tables else 0), dtype=np.int32),
+              np.empty((n, max(cg.max_arity, 1) * cg.max_states if with_tables else 0)))
     factor_part, var_part = np.zeros(n), np.zeros(n)
     for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
         _finish_items(*common, work, loopy, factor_beliefs or bethe, factor_beliefs, bethe,
@@ -781,10 +785,13 @@ def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, 
 @njit(**PARALLEL_OPTIONS)
 def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, work, loopy,
                   tables, store, bethe, var_raw, assignment, fac_raw, fac_scratch,
-                  compact_beliefs, compact_table, factor_part, var_part, lo, hi):
+                  compact_beliefs, compact_table, fac_n_inf, fac_incoming, factor_part,
+                  var_part, lo, hi):
     """Items lo..hi-1 after their schedule: the variable-to-factor messages (``loopy``),
     raw variable beliefs, decoding, and, with ``tables``, the raw factor beliefs (stored
-    with ``store``) and the factors' Bethe terms; with ``bethe``, the variables' ones."""
+    with ``store``) and the factors' Bethe terms; with ``bethe``, the variables' ones.
+    As in ``inference._run_bp``, the factor beliefs read the variables' totals, which
+    ``var_raw`` holds meanwhile (then the beliefs again, bit for bit)."""
     for b in prange(lo, hi):
         r = rows[b]
         theta = thetas[r]
@@ -797,9 +804,18 @@ def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature,
         K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], var_raw[b],
                  temperature, assignment[b], w)
         if tables:
-            factor_part[b] = K._factor_beliefs(
-                cg, theta, v2f[b], temperature if bethe else 0.0, store, fac_raw[b],
-                w.counter, fac_scratch[b], compact_beliefs[b], compact_table[b])
+            raw = var_raw[b]
+            n_inf = fac_n_inf[b]
+            K.variable_totals(unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr,
+                              cg.var_edges, cg.msg_offset, np.int64(0),
+                              np.int64(len(cg.n_states)), f2v[b], raw, n_inf)
+            factor_part[b] = _factor_beliefs(
+                cg, theta, f2v[b], raw, n_inf, temperature if bethe else 0.0, store,
+                fac_raw[b], w.counter, fac_scratch[b], compact_beliefs[b], compact_table[b],
+                fac_incoming[b])
+            for s in range(len(raw)):
+                if n_inf[s] > 0:
+                    raw[s] = np.inf
         if bethe:
             var_part[b] = K.variable_bethe_terms(cg, unary[b], var_raw[b], temperature)
 
