@@ -53,18 +53,18 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import scipy.sparse
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
+from . import _validation as V
 from . import losses as _losses
 from ._config import NJIT_OPTIONS, njit
 from ._pacing import paced
+from .chain_backend import ChainBatch, check_loss
 from .exceptions import FactorGraphError, NotFittedError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
-from .losses import Loss, MarginLoss, NLLLoss, PerceptronLoss, _check_number
+from .losses import Loss, PerceptronLoss, _check_number
 from .metrics import token_accuracy
-from .train import LBFGS, SGD, Adam, _end_bar, _train_lbfgs
-from .trellis import _viterbi_seq, best_incorrect, forward_backward, path_energy, viterbi
+from .train import LBFGS, SGD, Adam, Session, minimize
+from .trellis import _viterbi_seq, forward_backward, viterbi
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
 
@@ -78,40 +78,39 @@ _LOSS_NAMES = {
     "hinge": lambda: _losses.HingeLoss(margin=1.0),
     "hinge_hamming": lambda: _losses.HingeLoss(margin=0.0, hamming=1.0),
     "log": lambda: _losses.LogLoss(),
-    "nll": lambda: NLLLoss(1.0),
-    "crf": lambda: NLLLoss(1.0),
+    "lvq2": lambda: _losses.LVQ2Loss(),
+    "mce": lambda: _losses.MCELoss(),
+    "square_square": lambda: _losses.SquareSquareLoss(),
+    "square_exp": lambda: _losses.SquareExpLoss(),
+    "energy": lambda: _losses.EnergyLoss(),
+    "nll": lambda: _losses.NLLLoss(1.0),
+    "crf": lambda: _losses.NLLLoss(1.0),
+    "mee": lambda: _losses.MEELoss(1.0),
 }
 _DEFAULT_EPOCHS = {"lbfgs": 100, "online": 20, "minibatch": 10}
 
 
 def _check_count(name, value) -> int:
-    """``int(value)`` after checking that it is an integer >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise FactorGraphError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+    """``int(value)``, an integer >= 1 (:func:`factorgraph_ebm._validation.integer`)."""
+    return V.integer(value, name, low=1)
 
 
 def _resolve_loss(loss) -> Loss:
-    """A Loss instance from a Loss or a short name (see :class:`SequenceLabeler`)."""
+    """A Loss instance from a Loss or a short name (see :class:`SequenceLabeler`); every
+    loss trains a labeler but a forbidden sphere, which sequence labels do not define."""
     if isinstance(loss, str):
         if loss not in _LOSS_NAMES:
             raise FactorGraphError(
                 f"unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a Loss instance"
             )
         return _LOSS_NAMES[loss]()
-    if isinstance(loss, MarginLoss):
-        if loss.radius != 0.0 or loss.distance is not None:
-            raise FactorGraphError(
-                f"{loss!r}: a forbidden sphere (radius > 0 or a distance) is not defined for "
-                "sequence labels; the labeler excludes only Y^i itself"
-            )
-        return loss
-    if isinstance(loss, (PerceptronLoss, NLLLoss)):
-        return loss
-    raise FactorGraphError(
-        f"SequenceLabeler supports PerceptronLoss, NLLLoss and the margin losses (HingeLoss, "
-        f"LogLoss, ...), or the names {sorted(_LOSS_NAMES)}; got {loss!r}"
-    )
+    if not isinstance(loss, Loss) or not hasattr(loss, "name"):  # a base class has none
+        raise FactorGraphError(
+            f"loss must be a Loss (factorgraph_ebm.losses) or one of the names "
+            f"{sorted(_LOSS_NAMES)}; got {loss!r}"
+        )
+    check_loss(loss)
+    return loss
 
 
 def _loss_state(loss: Loss) -> dict:
@@ -345,64 +344,31 @@ class _Chain:
         _weight_grad_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
                             self.w_label, grad_unary, out)
 
-    def path_grad(self, states, lengths, weights, grad_unary, grad):
-        """Add ``weights[i] * dE(states_i)/d(A, s, e)`` of every sequence i to ``grad`` (flat)
-        and ``weights[i] * onehot(states_i)`` to ``grad_unary`` (n_tokens, L), in place."""
-        k = self.n_labels
-        token_weight = np.repeat(weights, lengths)
-        np.add.at(grad_unary, (np.arange(len(states)), states), token_weight)
-        _, grad_a, grad_s, grad_e = self.unpack(grad)
-        ends = np.cumsum(lengths)
-        first, last = ends - lengths, ends - 1
-        inner = np.ones(len(states), dtype=bool)
-        inner[first] = False
-        pairs = states[:-1][inner[1:]] * k + states[1:][inner[1:]]
-        grad_a += np.bincount(pairs, token_weight[1:][inner[1:]], minlength=k * k).reshape(k, k)
+    def flat_grad(self, grad, design: _Design, rows) -> np.ndarray:
+        """The gradient with respect to theta (flat) of a
+        :class:`~factorgraph_ebm.chain_backend.ChainGradient` over the token rows ``rows``:
+        ``X[rows].T @ dL/dU`` at the stored weights, then A, s, e."""
+        flat = np.zeros(self.n_params)
+        _, grad_a, grad_s, grad_e = self.unpack(flat)
+        grad_a[...] = grad.transition
         if self.boundary:
-            grad_s += np.bincount(states[first], weights, minlength=k)
-            grad_e += np.bincount(states[last], weights, minlength=k)
+            grad_s[...] = grad.start
+            grad_e[...] = grad.end
+        self.add_weight_grad(design, rows, grad.unary, flat[: self.n_weights])
+        return flat
 
 
 def _value_and_grad(chain: _Chain, loss: Loss, theta, design: _Design, rows, y, lengths):
-    """Summed loss over a batch of sequences and its gradient with respect to theta (flat).
+    """Summed loss over a batch of sequences and its gradient with respect to theta (flat),
+    by the loss on the chain backend (:class:`~factorgraph_ebm.chain_backend.ChainBatch`).
 
     ``rows`` int64: the token rows of the batch's sequences in the design matrix, ``y`` int64
     their labels, ``lengths`` int64 (n_seq,) the sequence lengths.
     """
     a, s, e = chain.trellis_args(theta)
-    unary = chain.unary(theta, design, rows)
-    grad = np.zeros(chain.n_params)
-    grad_unary = np.zeros_like(unary)
-    n_seq = len(lengths)
-    correct = path_energy(unary, a, y, lengths, start=s, end=e)
-    if isinstance(loss, NLLLoss):
-        fb = forward_backward(unary, a, lengths, beta=loss.beta, start=s, end=e)
-        value = float(np.sum(correct - fb.free_energy))
-        chain.path_grad(y, lengths, np.ones(n_seq), grad_unary, grad)
-        grad_unary -= fb.marginals
-        _, grad_a, grad_s, grad_e = chain.unpack(grad)
-        grad_a -= fb.transition_marginals
-        if chain.boundary:
-            grad_s -= fb.start_marginals
-            grad_e -= fb.end_marginals
-    elif isinstance(loss, PerceptronLoss):
-        best = viterbi(unary, a, lengths, start=s, end=e)
-        value = float(np.sum(np.maximum(correct - best.energy, 0.0)))
-        chain.path_grad(y, lengths, np.ones(n_seq), grad_unary, grad)
-        chain.path_grad(best.states, lengths, -np.ones(n_seq), grad_unary, grad)
-    else:  # MarginLoss
-        scored = unary
-        if loss.hamming:
-            scored = unary - loss.hamming
-            scored[np.arange(len(y)), y] += loss.hamming
-        offending = best_incorrect(scored, a, y, lengths, start=s, end=e)
-        q = np.array([loss.q(c, i) for c, i in zip(correct.tolist(), offending.energy.tolist())])
-        value = float(q[:, 0].sum())
-        chain.path_grad(y, lengths, q[:, 1], grad_unary, grad)
-        push = np.where(np.isfinite(offending.energy), q[:, 2], 0.0)
-        chain.path_grad(offending.states, lengths, push, grad_unary, grad)
-    chain.add_weight_grad(design, rows, grad_unary, grad[: chain.n_weights])
-    return value, grad
+    batch = ChainBatch(chain.unary(theta, design, rows), a, s, e, y, lengths)
+    found = loss.evaluate(batch)
+    return float(np.sum(found.value)), chain.flat_grad(found.grad, design, rows)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -693,8 +659,8 @@ class SequenceLabeler:
         for opt, n_epochs in stages:
             if opt is None:
                 if isinstance(loss, PerceptronLoss):
-                    mode = "online"
-                elif isinstance(loss, NLLLoss):
+                    mode = "online"  # Collins's algorithm, a kernel of its own
+                elif loss.is_smooth():
                     opt, mode = LBFGS(), "lbfgs"
                 else:
                     opt, mode = Adam(learning_rate=0.01), "minibatch"
@@ -703,7 +669,7 @@ class SequenceLabeler:
                 if not loss.is_smooth():
                     raise FactorGraphError(
                         f"LBFGS needs a smooth loss, but {loss!r} has kinks where a minimizing "
-                        "answer changes; use SGD or Adam (or NLLLoss)"
+                        "answer changes; use SGD or Adam (or NLLLoss, MEELoss)"
                     )
             elif isinstance(opt, (SGD, Adam)):
                 mode = "minibatch"
@@ -875,82 +841,43 @@ class SequenceLabeler:
                    self._encode(y_dev, dev_design.lengths, fit=False, unknown=-1))
         rng = np.random.default_rng(self.seed)
         theta = np.zeros(chain.n_params)
-        self.history_ = {"loss": [], "seconds": []}
-        if dev is not None:
-            self.history_["dev_accuracy"] = []
-        self.n_epochs_ = 0
         self.stop_reason_ = None
-        bar = tqdm(total=sum(n for _, _, n in stages), desc=f"SequenceLabeler ({loss.name})",
-                   unit="epoch", disable=self._bar_disabled())
 
-        def end_epoch(_, params, mean_loss):
-            self.n_epochs_ += 1
-            self.history_["loss"].append(float(mean_loss))
-            self.history_["seconds"].append(time.perf_counter() - started)
-            shown = {"loss": f"{mean_loss:.4g}"}
-            if dev is not None:
-                dev_design, rows, dev_codes = dev
-                unary = chain.unary(params, dev_design, rows)
-                a, s, e = chain.trellis_args(params)
-                states = viterbi(unary, a, dev_design.lengths, start=s, end=e).states
-                accuracy = float(np.mean(states == dev_codes)) if len(states) else 0.0
-                self.history_["dev_accuracy"].append(accuracy)
-                shown["dev"] = f"{accuracy:.4f}"
-            bar.set_postfix(shown)
-            bar.update()
+        def dev_accuracy(params):
+            dev_design, rows, dev_codes = dev
+            unary = chain.unary(params, dev_design, rows)
+            a, s, e = chain.trellis_args(params)
+            states = viterbi(unary, a, dev_design.lengths, start=s, end=e).states
+            return float(np.mean(states == dev_codes)) if len(states) else 0.0
 
-        try:
-            with threadpool_limits(limits=1, user_api="blas"):  # see factorgraph_ebm.train
-                for optimizer, mode, n_epochs in stages:
-                    if mode == "online":
-                        theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
-                                                 end_epoch)
-                    elif mode == "lbfgs":
-                        theta, self.stop_reason_ = self._fit_lbfgs(
-                            chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch
-                        )
-                    else:
-                        theta = self._fit_minibatch(
-                            chain, loss, optimizer, design, codes, theta, n_epochs, rng,
-                            end_epoch
-                        )
-        finally:
-            _end_bar(bar, self.stop_reason_)
+        session = Session(total=sum(n for _, _, n in stages),
+                          desc=f"SequenceLabeler ({loss.name})", disable=self._bar_disabled(),
+                          metric=None if dev is None else dev_accuracy, metric_name="dev",
+                          started=started)
+        history = session.history
+        self.history_ = {"loss": history.loss, "seconds": history.seconds}
+        if dev is not None:
+            self.history_["dev_accuracy"] = history.accuracy
+
+        objective = _ChainObjective(chain, loss, design, codes)
+        with session:
+            for optimizer, mode, n_epochs in stages:
+                if mode == "online":
+                    theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
+                                             session.end_epoch)
+                    continue
+                if mode == "lbfgs":  # CRFsuite's stopping rule with this labeler's settings
+                    optimizer = dataclasses.replace(optimizer, delta=float(self.delta),
+                                                    period=int(self.period))
+                theta, self.stop_reason_ = minimize(
+                    objective, theta, optimizer, n_epochs, session=session, rng=rng,
+                    batch_size=int(self.batch_size), l2=float(self.l2),
+                    l1=float(self.l1) if mode == "lbfgs" else 0.0,
+                )
+                session.stop_reason = self.stop_reason_
+        self.n_epochs_ = len(history.loss)
         self._theta = np.array(theta, dtype=np.float64)
         return self
-
-    def _fit_lbfgs(self, chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch):
-        """Full-batch L-BFGS, or OWL-QN with ``l1 > 0``
-        (:func:`factorgraph_ebm.train._train_lbfgs`), stopped by CRFsuite's rule with this
-        labeler's ``delta`` and ``period`` (:meth:`factorgraph_ebm.train.LBFGS.stalled`);
-        returns ``(theta, stop reason or None)``."""
-        optimizer = dataclasses.replace(
-            optimizer, delta=float(self.delta), period=int(self.period)
-        )
-        run = _FullBatch(chain, loss, design, codes, float(self.l2))
-        return _train_lbfgs(run, theta, optimizer, n_epochs, end_epoch, l1=float(self.l1))
-
-    def _fit_minibatch(self, chain, loss, optimizer, design, codes, theta, n_epochs, rng,
-                       end_epoch):
-        step = optimizer.stepper(chain.n_params)
-        n_seq = len(design.lengths)
-        l2 = float(self.l2)
-        for epoch in range(1, n_epochs + 1):
-            order = rng.permutation(n_seq)
-            total = 0.0
-            for first in range(0, n_seq, self.batch_size):
-                batch = order[first : first + self.batch_size]
-                rows = _token_rows(design.offsets, batch)
-                value, grad = _value_and_grad(
-                    chain, loss, theta, design, rows, codes[rows], design.lengths[batch]
-                )
-                total += value
-                grad /= len(batch)
-                if l2:
-                    grad += l2 * theta
-                theta = step(theta, grad)
-            end_epoch(epoch, theta, total / n_seq)
-        return theta
 
     def _fit_online(self, chain, design, codes, theta, n_epochs, rng, end_epoch):
         """The online (averaged) perceptron: each epoch a pass over the sequences in a new
@@ -1058,8 +985,8 @@ class SequenceLabeler:
         return self.predict([xseq])[0]
 
     def predict_marginals(self, X) -> list[np.ndarray]:
-        """Per-token label marginals ``P(y_t = l | x)`` at the loss's beta (that of an
-        NLLLoss, else 1), by forward-backward.
+        """Per-token label marginals ``P(y_t = l | x)`` at the loss's beta (that of a
+        free-energy loss, NLL or MEE; else 1), by forward-backward.
 
         Returns
         -------
@@ -1073,7 +1000,8 @@ class SequenceLabeler:
             As :meth:`predict`.
         """
         unary, lengths, (a, s, e) = self._energies(X)
-        beta = self._loss.beta if isinstance(self._loss, NLLLoss) else 1.0
+        beta = getattr(self._loss, "beta", 1.0)
+        beta = beta if math.isfinite(beta) else 1.0
         fb = forward_backward(unary, a, lengths, beta=beta, start=s, end=e)
         return _split(fb.marginals, lengths)
 
@@ -1363,16 +1291,16 @@ def _is_known(label, code) -> bool:
         return False
 
 
-class _FullBatch:
-    """What :func:`factorgraph_ebm.train._train_lbfgs` needs: ``samples`` (their number),
-    ``l2``, and ``batch(theta, indices) -> (summed loss, summed gradient)`` over all
-    sequences."""
+class _ChainObjective:
+    """The labeler's objective for :func:`factorgraph_ebm.train.minimize`: ``n_samples``
+    sequences and ``batch(theta, indices) -> (summed loss, summed gradient)``, each batch
+    evaluated at once on the trellis (:func:`_value_and_grad`)."""
 
-    def __init__(self, chain, loss, design, codes, l2):
-        self.chain, self.loss, self.design, self.codes, self.l2 = chain, loss, design, codes, l2
-        self.samples = range(len(design.lengths))
-        self.rows = np.arange(len(codes), dtype=np.int64)
+    def __init__(self, chain, loss, design, codes):
+        self.chain, self.loss, self.design, self.codes = chain, loss, design, codes
+        self.n_samples = len(design.lengths)
 
     def batch(self, theta, indices):
-        return _value_and_grad(self.chain, self.loss, theta, self.design, self.rows,
-                               self.codes, self.design.lengths)
+        rows = _token_rows(self.design.offsets, indices)
+        return _value_and_grad(self.chain, self.loss, theta, self.design, rows,
+                               self.codes[rows], self.design.lengths[indices])

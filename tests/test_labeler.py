@@ -20,7 +20,7 @@ from factorgraph_ebm.labeler import (
     SequenceLabeler,
     _Chain,
     _Design,
-    _FullBatch,
+    _ChainObjective,
     _value_and_grad,
 )
 from factorgraph_ebm.losses import HingeLoss, LogLoss, MCELoss, NLLLoss, PerceptronLoss
@@ -730,14 +730,14 @@ def test_blas_runs_on_one_thread_while_training(tagging, monkeypatch):
         pytest.skip("no BLAS library is loaded")
     (X, Y), _ = tagging
     seen = []
-    batch = _FullBatch.batch
+    batch = _ChainObjective.batch
 
     def recording(self, theta, indices):
         seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
                     if i["user_api"] == "blas")
         return batch(self, theta, indices)
 
-    monkeypatch.setattr(_FullBatch, "batch", recording)
+    monkeypatch.setattr(_ChainObjective, "batch", recording)
     before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
     SequenceLabeler("nll", LBFGS(), n_epochs=3, progress=False).fit(X, Y)
     assert seen and set(seen) == {1}

@@ -1,6 +1,7 @@
 """Training: optimizer updates in closed form, L-BFGS against scipy on a brute-force
 objective, learning on data labeled by brute force, seeding, history, progress bar, errors."""
 
+import dataclasses
 import itertools
 import re
 
@@ -10,6 +11,7 @@ import scipy.optimize
 from reference import BruteForce, logsumexp
 
 import factorgraph_ebm as fg
+from factorgraph_ebm.inference import Options, infer_checked
 from factorgraph_ebm.losses import (
     EnergyLoss,
     HingeLoss,
@@ -346,13 +348,13 @@ def test_predict_and_score_use_the_inference_options_of_training(monkeypatch):
                  progress=False, **options)
     assert result.bp_options == options and result.latent == ()
     calls = []
-    run = fg.belief_propagation
+    run = infer_checked
 
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        return run(*args, **kwargs)
+    def recording(graph, cg, theta, beta, checked, **kwargs):  # training's inference entry
+        calls.append(dataclasses.asdict(checked))
+        return run(graph, cg, theta, beta, checked, **kwargs)
 
-    monkeypatch.setattr("factorgraph_ebm.train.belief_propagation", recording)
+    monkeypatch.setattr("factorgraph_ebm.train.infer_checked", recording)
     assert predict(model, result, None) == target
     assert score(model, result, [(None, target)]) == 1.0
     assert score(model, result, [(None, {**target, "a": 0})]) == 0.75
@@ -362,7 +364,7 @@ def test_predict_and_score_use_the_inference_options_of_training(monkeypatch):
     predict(model, result, None, damping=0.0)
     assert calls[-1]["damping"] == 0.0 and calls[-1]["schedule"] == "parallel"
     predict(model, result.params, None)  # bare parameters: the defaults
-    assert "damping" not in calls[-1]
+    assert calls[-1] == dataclasses.asdict(Options())
     # latent variables of training stay out of the answer
     hidden = TrainResult(result.params, result.history, options, ("d",))
     assert predict(model, hidden, None) == {k: target[k] for k in "abc"}
