@@ -16,7 +16,11 @@ sentence): :func:`factorgraph_ebm.features.crfsuite_chunking_attributes`. Our li
 - the averaged perceptron (online, 50 epochs, like CRFsuite's ``ap``);
 - the hinge loss with the most offending incorrect answer (margin 1), the Hamming
   loss-augmented hinge (margin rescaling, a structured SVM) and the log loss: 8 epochs of
-  mini-batch Adam, with the same L2 weight.
+  mini-batch Adam, with the same L2 weight;
+- the other losses of the tutorial's Table 1 through the same path (every loss trains a
+  labeler as it trains a factor graph): MCE, square-square (margin 1), square-exponential,
+  LVQ2 (margin losses on the most offending answer) and MEE (``1 - P(Y^i)``), with the
+  hinge rows' settings.
 
 When python-crfsuite is installed (``pip install -e ".[bench]"``) it is trained on the same
 attributes with L-BFGS (c2 = 1, its default stopping rule: delta 1e-5 over 10 iterations),
@@ -54,13 +58,22 @@ import numpy as np
 from factorgraph_ebm.datasets import read_conll2000
 from factorgraph_ebm.features import crfsuite_chunking_attributes
 from factorgraph_ebm.labeler import SequenceLabeler
-from factorgraph_ebm.losses import HingeLoss, LogLoss, NLLLoss
+from factorgraph_ebm.losses import (
+    HingeLoss,
+    LogLoss,
+    LVQ2Loss,
+    MCELoss,
+    MEELoss,
+    NLLLoss,
+    SquareExpLoss,
+    SquareSquareLoss,
+)
 from factorgraph_ebm.metrics import chunk_scores, token_accuracy
 from factorgraph_ebm.train import LBFGS, Adam
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
 SYSTEMS = ("nll", "crfsuite_lbfgs", "nll_l1", "crfsuite_lbfgs_l1", "perceptron", "crfsuite_ap",
-           "hinge", "hinge_hamming", "log")
+           "hinge", "hinge_hamming", "log", "mce", "square_square", "square_exp", "lvq2", "mee")
 C2 = 1.0  # CRFsuite's L2 coefficient on the summed NLL (its benchmark's setting)
 C1_L1, C2_L1 = 0.1, 0.1  # c1 and c2 of the L1 rows (the sklearn-crfsuite tutorial's)
 
@@ -86,6 +99,13 @@ def our_labelers(n_train: int, quick: bool) -> dict:
         "hinge_hamming": ("hinge, Hamming-augmented", lambda: SequenceLabeler(
             HingeLoss(margin=0.0, hamming=1.0), **margin)),
         "log": ("log, most offending", lambda: SequenceLabeler(LogLoss(), **margin)),
+        "mce": ("MCE, most offending", lambda: SequenceLabeler(MCELoss(), **margin)),
+        "square_square": ("square-square (margin 1), most offending", lambda: SequenceLabeler(
+            SquareSquareLoss(margin=1.0), **margin)),
+        "square_exp": ("square-exp, most offending", lambda: SequenceLabeler(
+            SquareExpLoss(), **margin)),
+        "lvq2": ("LVQ2, most offending", lambda: SequenceLabeler(LVQ2Loss(), **margin)),
+        "mee": ("MEE (1 - P(Y^i))", lambda: SequenceLabeler(MEELoss(1.0), **margin)),
     }
 
 

@@ -19,11 +19,22 @@ from factorgraph_ebm.labeler import (
     FORMAT_NAME,
     SequenceLabeler,
     _Chain,
-    _Design,
     _ChainObjective,
+    _Design,
     _value_and_grad,
 )
-from factorgraph_ebm.losses import HingeLoss, LogLoss, MCELoss, NLLLoss, PerceptronLoss
+from factorgraph_ebm.losses import (
+    EnergyLoss,
+    HingeLoss,
+    LogLoss,
+    LVQ2Loss,
+    MCELoss,
+    MEELoss,
+    NLLLoss,
+    PerceptronLoss,
+    SquareExpLoss,
+    SquareSquareLoss,
+)
 from factorgraph_ebm.train import LBFGS, SGD, Adam
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -37,6 +48,11 @@ LOSSES = [
     LogLoss(),
     LogLoss(hamming=0.5),
     MCELoss(),
+    MEELoss(1.0),
+    SquareSquareLoss(margin=2.0),
+    SquareExpLoss(),
+    LVQ2Loss(delta=2.0),
+    EnergyLoss(),
 ]
 
 
