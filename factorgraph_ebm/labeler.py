@@ -90,11 +90,6 @@ _LOSS_NAMES = {
 _DEFAULT_EPOCHS = {"lbfgs": 100, "online": 20, "minibatch": 10}
 
 
-def _check_count(name, value) -> int:
-    """``int(value)``, an integer >= 1 (:func:`factorgraph_ebm._validation.integer`)."""
-    return V.integer(value, name, low=1)
-
-
 def _resolve_loss(loss) -> Loss:
     """A Loss instance from a Loss or a short name (see :class:`SequenceLabeler`); every
     loss trains a labeler but a forbidden sphere, which sequence labels do not define."""
@@ -632,8 +627,8 @@ class SequenceLabeler:
         loss = _resolve_loss(self.loss)
         _check_number("SequenceLabeler", "l2", self.l2, allow_zero=True)
         _check_number("SequenceLabeler", "l1", self.l1, allow_zero=True)
-        _check_count("batch_size", self.batch_size)
-        _check_count("period", self.period)
+        V.integer(self.batch_size, "batch_size", low=1)
+        V.integer(self.period, "period", low=1)
         _check_number("SequenceLabeler", "delta", self.delta, allow_zero=True)
         if self.progress is not None and not isinstance(self.progress, (bool, np.bool_)):
             raise FactorGraphError(f"progress must be True, False or None, got "
@@ -652,7 +647,7 @@ class SequenceLabeler:
                     raise FactorGraphError(
                         f"each stage must be a pair (optimizer, n_epochs), got {stage!r}"
                     )
-            stages = [(opt, _check_count("n_epochs", n)) for opt, n in optimizer]
+            stages = [(opt, V.integer(n, "n_epochs", low=1)) for opt, n in optimizer]
         else:
             stages = [(optimizer, self.n_epochs)]
         resolved = []
@@ -679,7 +674,7 @@ class SequenceLabeler:
                     f"n_epochs) stages, got {opt!r}"
                 )
             n_epochs = _DEFAULT_EPOCHS[mode] if n_epochs is None else n_epochs
-            resolved.append((opt, mode, _check_count("n_epochs", n_epochs)))
+            resolved.append((opt, mode, V.integer(n_epochs, "n_epochs", low=1)))
         if any(mode == "online" for _, mode, _ in resolved) and (self.l2 or self.l1):
             raise FactorGraphError(
                 "the online perceptron has no L2 or L1 term; set l2=0 and l1=0, or give an "

@@ -41,6 +41,13 @@ __all__ = ["SGD", "Adam", "LBFGS", "History", "TrainResult", "fit", "predict", "
 
 
 # --------------------------------------------------------------------------- optimizers
+def _checked_fields(optimizer, **values) -> None:
+    """Store the checked values (Python ``int`` and ``float``, also for NumPy scalars
+    given) in the fields of a frozen optimizer dataclass."""
+    for name, value in values.items():
+        object.__setattr__(optimizer, name, value)
+
+
 @dataclass(frozen=True)
 class SGD:
     """Stochastic gradient descent with (heavy-ball) momentum:
@@ -58,8 +65,10 @@ class SGD:
     momentum: float = 0.9
 
     def __post_init__(self):
-        _check_number("SGD", "learning_rate", self.learning_rate)
-        _check_number("SGD", "momentum", self.momentum, allow_zero=True, below=1)
+        _checked_fields(self, learning_rate=_check_number("SGD", "learning_rate",
+                                                          self.learning_rate),
+                        momentum=_check_number("SGD", "momentum", self.momentum,
+                                               allow_zero=True, below=1))
 
     def stepper(self, n_params: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A fresh update function ``step(params, grad) -> new params`` with its own state."""
@@ -92,10 +101,13 @@ class Adam:
     eps: float = 1e-8
 
     def __post_init__(self):
-        _check_number("Adam", "learning_rate", self.learning_rate)
-        _check_number("Adam", "beta1", self.beta1, allow_zero=True, below=1)
-        _check_number("Adam", "beta2", self.beta2, allow_zero=True, below=1)
-        _check_number("Adam", "eps", self.eps)
+        _checked_fields(
+            self,
+            learning_rate=_check_number("Adam", "learning_rate", self.learning_rate),
+            beta1=_check_number("Adam", "beta1", self.beta1, allow_zero=True, below=1),
+            beta2=_check_number("Adam", "beta2", self.beta2, allow_zero=True, below=1),
+            eps=_check_number("Adam", "eps", self.eps),
+        )
 
     def stepper(self, n_params: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A fresh update function ``step(params, grad) -> new params`` with its own state."""
@@ -157,10 +169,13 @@ class LBFGS:
     period: int = 10
 
     def __post_init__(self):
-        _check_number("LBFGS", "tol", self.tol, allow_zero=True)
-        _check_number("LBFGS", "delta", self.delta, allow_zero=True)
-        for name in ("memory", "period"):
-            V.integer(getattr(self, name), f"the {name!r} parameter of LBFGS", low=1)
+        _checked_fields(
+            self,
+            tol=_check_number("LBFGS", "tol", self.tol, allow_zero=True),
+            delta=_check_number("LBFGS", "delta", self.delta, allow_zero=True),
+            **{name: V.integer(getattr(self, name), f"the {name!r} parameter of LBFGS", low=1)
+               for name in ("memory", "period")},
+        )
 
     def stalled(self, objective: Sequence[float]) -> bool:
         """Whether CRFsuite's rule stops at the last value of ``objective`` (per iteration)."""

@@ -509,6 +509,33 @@ def test_bad_optimizer_parameters(make, message):
         make()
 
 
+def test_optimizers_and_fit_take_numpy_scalars():
+    """NumPy integers and floats are numbers like any other: every optimizer and fit take
+    them (one validation, factorgraph_ebm._validation), and the optimizers keep Python
+    numbers; a bool is not an integer."""
+    lbfgs = LBFGS(tol=np.float32(1e-6), memory=np.int64(5), delta=np.int32(0),
+                  period=np.uint8(3))
+    sgd = SGD(learning_rate=np.float64(0.1), momentum=np.int64(0))
+    adam = Adam(learning_rate=np.int32(1), beta1=np.float16(0.5), eps=np.float64(1e-8))
+    assert (lbfgs.memory, lbfgs.period, sgd.momentum, adam.learning_rate) == (5, 3, 0.0, 1.0)
+    for value in (lbfgs.memory, lbfgs.period, lbfgs.delta, lbfgs.tol, sgd.learning_rate,
+                  sgd.momentum, adam.learning_rate, adam.beta1, adam.eps):
+        assert type(value) in (int, float)
+    assert lbfgs == LBFGS(tol=float(np.float32(1e-6)), memory=5, delta=0.0, period=3)
+    graph, names, model = chain_model()
+    samples = labeled_samples(2, 6, model, graph, names)
+    for optimizer in (lbfgs, sgd, adam):
+        loss = NLLLoss() if optimizer is lbfgs else HingeLoss()
+        result = fit(model, loss, samples, optimizer=optimizer, n_epochs=np.int64(2),
+                     batch_size=np.int32(2), progress=False)
+        assert len(result.history.loss) <= 2
+    with pytest.raises(fg.FactorGraphError, match="'memory' parameter of LBFGS must be an "
+                                                  "integer >= 1, got True"):
+        LBFGS(memory=True)
+    with pytest.raises(fg.FactorGraphError, match="n_epochs must be an integer >= 1"):
+        fit(model, HingeLoss(), samples, n_epochs=np.bool_(True), progress=False)
+
+
 def test_lbfgs_crfsuite_stopping_rule():
     rule = LBFGS(delta=0.1, period=2)
     assert not rule.stalled([10.0, 9.0])  # fewer than period + 1 values
