@@ -16,7 +16,11 @@ batches of tokens, inference runs on the trellis (:mod:`factorgraph_ebm.trellis`
 batches of sequences at once, and the gradient with respect to W is the sparse product
 ``X.T @ G`` (``G = dL/dU``, n_tokens x n_labels) restricted to W's pattern.
 
-Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6):
+Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6): every
+:class:`~factorgraph_ebm.losses.Loss`, evaluated by the loss itself on the chain backend
+(:class:`~factorgraph_ebm.chain_backend.ChainBatch`: the trellis kernels over a whole batch
+of sequences) and trained by the loop of :func:`factorgraph_ebm.train.fit`
+(:func:`factorgraph_ebm.train.minimize`), e.g.
 
 - :class:`~factorgraph_ebm.losses.PerceptronLoss` (Collins 2002): by default an online
   averaged perceptron (one update per sequence, learning rate 1, lazily averaged weights,
@@ -27,7 +31,7 @@ Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6
   ``hamming > 0`` (margin rescaling: ``E(Y) - hamming * Hamming(Y, Y^i)`` is minimized, the
   structured SVM of Taskar et al. 2003 / Tsochantaridis et al. 2005);
 - :class:`~factorgraph_ebm.losses.NLLLoss`: ``E(Y^i) - F_beta``, a linear-chain CRF (Lafferty
-  et al. 2001) at beta = 1.
+  et al. 2001) at beta = 1; :class:`~factorgraph_ebm.losses.MEELoss`, ``1 - P(Y^i)``.
 
 Training minimizes ``(1/N) sum_i L_i + l2/2 ||theta||^2 + l1 ||theta||_1`` over all
 parameters theta (W, A, s, e), as :func:`factorgraph_ebm.train.fit` does (the L1 term by
@@ -63,7 +67,7 @@ from .exceptions import FactorGraphError, NotFittedError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
 from .losses import Loss, PerceptronLoss, _check_number
 from .metrics import token_accuracy
-from .train import LBFGS, SGD, Adam, Session, minimize
+from .train import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
 from .trellis import _viterbi_seq, forward_backward, viterbi
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
@@ -418,18 +422,21 @@ class SequenceLabeler:
     Parameters
     ----------
     loss : Loss or str, default="nll"
-        A :class:`~factorgraph_ebm.losses.PerceptronLoss`, :class:`~factorgraph_ebm.losses.
-        NLLLoss` or :class:`~factorgraph_ebm.losses.MarginLoss` (``radius=0``), or a name:
+        Any :class:`~factorgraph_ebm.losses.Loss` (a margin loss with ``radius=0`` and no
+        ``distance``: sequence labels have no forbidden sphere), or a name:
         ``"perceptron"``, ``"hinge"`` (``HingeLoss(margin=1)``), ``"hinge_hamming"``
         (``HingeLoss(margin=0, hamming=1)``, the margin-rescaled structured SVM), ``"log"``
-        (``LogLoss()``), ``"nll"`` or ``"crf"`` (``NLLLoss(beta=1)``).
+        (``LogLoss()``), ``"lvq2"``, ``"mce"``, ``"square_square"``, ``"square_exp"``,
+        ``"energy"`` (those losses with their default parameters), ``"nll"`` or ``"crf"``
+        (``NLLLoss(beta=1)``), ``"mee"`` (``MEELoss(beta=1)``).
     optimizer : SGD, Adam, LBFGS or list of (optimizer, n_epochs), optional
         Mini-batch :class:`~factorgraph_ebm.train.SGD` or :class:`~factorgraph_ebm.train.Adam`
         (their ``stepper``), or full-batch :class:`~factorgraph_ebm.train.LBFGS` (smooth losses:
-        NLL). Default: L-BFGS for NLL, the online perceptron (no optimizer) for the perceptron
-        loss, ``Adam(learning_rate=0.01)`` otherwise. A list of stages runs them in turn,
-        each from where the last stopped, e.g. ``[(Adam(0.02), 3), (LBFGS(), 40)]``: a few
-        cheap stochastic epochs, then quasi-Newton iterations to the optimum.
+        NLL, MEE, energy). Default: the online perceptron (no optimizer) for the perceptron
+        loss, L-BFGS for the smooth losses, ``Adam(learning_rate=0.01)`` otherwise. A list of
+        stages runs them in turn, each from where the last stopped, e.g.
+        ``[(Adam(0.02), 3), (LBFGS(), 40)]``: a few cheap stochastic epochs, then
+        quasi-Newton iterations to the optimum.
     n_epochs : int, optional
         Passes over the data (L-BFGS: iterations at most). Default 100 for L-BFGS, 20 for the
         online perceptron, 10 for SGD/Adam. Leave None when ``optimizer`` is a list of
@@ -661,11 +668,7 @@ class SequenceLabeler:
                     opt, mode = Adam(learning_rate=0.01), "minibatch"
             elif isinstance(opt, LBFGS):
                 mode = "lbfgs"
-                if not loss.is_smooth():
-                    raise FactorGraphError(
-                        f"LBFGS needs a smooth loss, but {loss!r} has kinks where a minimizing "
-                        "answer changes; use SGD or Adam (or NLLLoss, MEELoss)"
-                    )
+                check_optimizer_for(opt, loss)
             elif isinstance(opt, (SGD, Adam)):
                 mode = "minibatch"
             else:

@@ -49,6 +49,7 @@ from .results import InferenceResult
 
 __all__ = [
     "EnergyLoss",
+    "Evaluation",
     "HingeLoss",
     "LVQ2Loss",
     "LogLoss",
@@ -63,6 +64,8 @@ __all__ = [
     "SquareExpLoss",
     "SquareSquareLoss",
     "TargetError",
+    "Term",
+    "hamming_energies",
     "most_offending",
     "value_distance",
 ]

@@ -37,7 +37,8 @@ from .exceptions import ConvergenceWarning, FactorGraphError
 from .inference import Options, checked_energy_vector, infer_checked
 from .losses import Loss, _check_number, _Sample
 
-__all__ = ["SGD", "Adam", "LBFGS", "History", "TrainResult", "fit", "predict", "score"]
+__all__ = ["SGD", "Adam", "LBFGS", "History", "Session", "TrainResult", "fit", "minimize",
+           "predict", "score"]
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -454,6 +455,23 @@ class Session:
         bar.close()
 
 
+def check_optimizer_for(optimizer, loss: Loss, *, has_latent: bool = False) -> None:
+    """Refuse L-BFGS for a loss that is not smooth (:meth:`Loss.is_smooth
+    <factorgraph_ebm.losses.Loss.is_smooth>`), whose kinks can stall its line search.
+
+    Raises
+    ------
+    FactorGraphError
+        "LBFGS needs a smooth loss, but ...".
+    """
+    if isinstance(optimizer, LBFGS) and not loss.is_smooth(has_latent):
+        raise FactorGraphError(
+            f"LBFGS needs a smooth loss, but {loss!r}"
+            + (" with latent variables" if has_latent else "")
+            + " has kinks where a minimizing answer changes; use SGD or Adam"
+        )
+
+
 def minimize(objective, params, optimizer, n_epochs, *, session: Session, rng,
              batch_size: int = 1, l2: float = 0.0, l1: float = 0.0):
     """The training loop: ``n_epochs`` epochs of SGD or Adam over mini-batches, or L-BFGS
@@ -625,12 +643,7 @@ def fit(
     if not samples:
         raise FactorGraphError("fit needs at least one (x, target) sample")
     latent = tuple(latent)
-    if isinstance(optimizer, LBFGS) and not loss.is_smooth(bool(latent)):
-        raise FactorGraphError(
-            f"LBFGS needs a smooth loss, but {loss!r}"
-            + (" with latent variables" if latent else "")
-            + " has kinks where a minimizing answer changes; use SGD or Adam"
-        )
+    check_optimizer_for(optimizer, loss, has_latent=bool(latent))
     rng = np.random.default_rng(seed)
     params = model.init_params(rng) if params is None else np.array(params, dtype=np.float64)
     if params.shape != (model.n_params,):
