@@ -28,6 +28,13 @@ marginals. Margin losses ``L = Q(E_C, E_I)`` share one code path with gradient
 Results are exact on forests (trees and chains), where belief propagation is exact. On loopy
 graphs the same recipes run on belief propagation's min-marginals, beliefs and Bethe free
 energy, and the results say ``exact=False``.
+
+Backends. A loss is its rule over the two terms (:meth:`Loss.rule`); where the terms come
+from is an inference backend's business (:meth:`Loss.evaluate`): the graph backend here
+(one sample, belief propagation or the junction tree, through the trusted inference entry
+:func:`~factorgraph_ebm.inference.infer_checked`), or the chain backend
+(:class:`~factorgraph_ebm.chain_backend.ChainBatch`: a batch of sequences on the trellis
+kernels). Loss augmentation is one function for both, :func:`hamming_energies`.
 """
 
 from __future__ import annotations
@@ -594,8 +601,11 @@ class Loss:
 
     Notes
     -----
-    A subclass implements ``_evaluate(sample)`` and, when its value is differentiable in the
-    energies, :meth:`is_smooth` (the trainer gives L-BFGS only smooth losses).
+    A loss is its rule over two energy terms: a subclass implements :meth:`terms` (which
+    terms it asks an inference backend for), :meth:`rule` (the loss and its derivatives in
+    the two energies, vectorized over a batch) and, when its value is differentiable in the
+    energies, :meth:`is_smooth` (the trainer gives L-BFGS only smooth losses). The same
+    code then runs on every backend (:meth:`evaluate`).
     """
 
     name: ClassVar[str]

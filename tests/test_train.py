@@ -509,6 +509,47 @@ def test_bad_optimizer_parameters(make, message):
         make()
 
 
+def test_fit_checks_options_once_and_energies_once_per_step(monkeypatch):
+    """Training enters inference through the trusted entry: the inference options are
+    checked once per fit, each step's energies once (not again inside every inference),
+    and the desired answer is clamped as an array of states, not a mapping."""
+    import factorgraph_ebm.inference as inference
+    import factorgraph_ebm.losses as losses
+
+    hidden = fg.FactorGraph()
+    hidden.add_variables(["a", "b", "h"], [2, 2, 3])
+    hidden.add_factor(["a", "h"], np.zeros((2, 3)))
+    hidden.add_factor(["h", "b"], np.zeros((3, 2)))
+    model = TableModel(hidden)
+    samples = [(None, {"a": 1, "b": 0}), (None, {"a": 0, "b": 1})]
+    counts = {"options": 0, "energies": 0, "observed": []}
+    checked, energies, entry = inference.Options.checked, losses.checked_energy_vector, \
+        losses.infer_checked
+
+    def count_options(**kwargs):
+        counts["options"] += 1
+        return checked(**kwargs)
+
+    def count_energies(*args):
+        counts["energies"] += 1
+        return energies(*args)
+
+    def record_entry(*args, observed=None, **kwargs):
+        counts["observed"].append(observed)
+        return entry(*args, observed=observed, **kwargs)
+
+    monkeypatch.setattr(inference.Options, "checked", staticmethod(count_options))
+    monkeypatch.setattr(losses, "checked_energy_vector", count_energies)
+    monkeypatch.setattr(losses, "infer_checked", record_entry)
+    fit(model, NLLLoss(), samples, latent=["h"], optimizer=SGD(0.1), n_epochs=3,
+        accuracy=False, progress=False, damping=0.1)
+    assert counts["options"] == 1
+    assert counts["energies"] == 3 * len(samples)
+    clamped = [o for o in counts["observed"] if o is not None]
+    assert len(clamped) == 3 * len(samples)  # E_C over the latent h: one clamped run a step
+    assert all(o.dtype == np.int64 and o.tolist() in ([1, 0, -1], [0, 1, -1]) for o in clamped)
+
+
 def test_optimizers_and_fit_take_numpy_scalars():
     """NumPy integers and floats are numbers like any other: every optimizer and fit take
     them (one validation, factorgraph_ebm._validation), and the optimizers keep Python
