@@ -679,7 +679,7 @@ class Loss:
         backend : object
             With ``correct(beta)``, ``lowest(beta)``, ``offending(radius, distance,
             hamming)`` (each a :class:`Term` over the batch), ``gradient([(term, coef),
-            ...])`` and ``has_latent``.
+            ...])``.
 
         Returns
         -------
