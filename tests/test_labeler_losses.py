@@ -8,21 +8,10 @@ import pytest
 from test_labeler import synthetic_tagging
 
 import factorgraph_ebm as fg
+from factorgraph_ebm import losses as L
 from factorgraph_ebm.chain_backend import ChainBatch
 from factorgraph_ebm.exceptions import FactorGraphError
 from factorgraph_ebm.labeler import SequenceLabeler
-from factorgraph_ebm.losses import (
-    EnergyLoss,
-    HingeLoss,
-    LogLoss,
-    LVQ2Loss,
-    MCELoss,
-    MEELoss,
-    NLLLoss,
-    PerceptronLoss,
-    SquareExpLoss,
-    SquareSquareLoss,
-)
 from factorgraph_ebm.train import Adam
 
 N_LABELS = 3
@@ -30,24 +19,24 @@ LENGTHS = np.array([3, 1, 4, 2], dtype=np.int64)
 
 #: Every loss class, with and without loss augmentation where the margin has it.
 ALL_LOSSES = [
-    EnergyLoss(),
-    PerceptronLoss(),
-    HingeLoss(margin=1.0),
-    HingeLoss(margin=0.5, hamming=1.0),
-    LogLoss(),
-    LogLoss(hamming=0.5),
-    LVQ2Loss(delta=2.0),
-    LVQ2Loss(delta=0.5, hamming=0.3),
-    MCELoss(),
-    MCELoss(hamming=0.3),
-    SquareSquareLoss(margin=2.0),
-    SquareSquareLoss(margin=8.0, hamming=0.5),  # E_I below the margin: pushed up
-    SquareExpLoss(gamma=0.7),
-    SquareExpLoss(gamma=1.0, hamming=0.5),
-    NLLLoss(1.0),
-    NLLLoss(2.5),
-    MEELoss(1.0),
-    MEELoss(0.5),
+    L.EnergyLoss(),
+    L.PerceptronLoss(),
+    L.HingeLoss(margin=1.0),
+    L.HingeLoss(margin=0.5, hamming=1.0),
+    L.LogLoss(),
+    L.LogLoss(hamming=0.5),
+    L.LVQ2Loss(delta=2.0),
+    L.LVQ2Loss(delta=0.5, hamming=0.3),
+    L.MCELoss(),
+    L.MCELoss(hamming=0.3),
+    L.SquareSquareLoss(margin=2.0),
+    L.SquareSquareLoss(margin=8.0, hamming=0.5),  # E_I below the margin: pushed up
+    L.SquareExpLoss(gamma=0.7),
+    L.SquareExpLoss(gamma=1.0, hamming=0.5),
+    L.NLLLoss(1.0),
+    L.NLLLoss(2.5),
+    L.MEELoss(1.0),
+    L.MEELoss(0.5),
 ]
 
 
@@ -152,7 +141,7 @@ def test_mee_weights_the_marginals_of_each_sequence():
     batch gradient is the sum of the single-sequence gradients (transition marginals
     included, which the trellis sums over a batch)."""
     unary, transition, start, end, target = energies(3)
-    loss = MEELoss(1.0)
+    loss = L.MEELoss(1.0)
     whole = loss.evaluate(ChainBatch(unary, transition, start, end, target, LENGTHS)).grad
     summed = np.zeros_like(transition)
     for first, length in zip(np.cumsum(LENGTHS) - LENGTHS, LENGTHS):
@@ -168,9 +157,9 @@ def test_a_forbidden_sphere_is_refused_on_a_chain():
     unary, transition, start, end, target = energies(0)
     batch = ChainBatch(unary, transition, start, end, target, LENGTHS)
     with pytest.raises(FactorGraphError, match="forbidden sphere"):
-        HingeLoss(radius=1.0).evaluate(batch)
+        L.HingeLoss(radius=1.0).evaluate(batch)
     with pytest.raises(FactorGraphError, match="forbidden sphere"):
-        SequenceLabeler(HingeLoss(radius=1.0)).fit([[{"w": "a"}]], [["A"]])
+        SequenceLabeler(L.HingeLoss(radius=1.0)).fit([[{"w": "a"}]], [["A"]])
 
 
 @pytest.fixture(scope="module")
