@@ -226,37 +226,125 @@ def belief_propagation(
     """
     started = time.perf_counter()
     temperature = _temperature(beta)
-    _check_options(schedule, max_iter, tol, damping)
-    _check_method(method, memory_limit)
-    n_threads = _check_threads(threads)
+    options = Options.checked(
+        method=method, memory_limit=memory_limit, schedule=schedule, max_iter=max_iter,
+        tol=tol, damping=damping, warn=warn, factor_beliefs=factor_beliefs,
+        free_energy=free_energy, check_sweep=check_sweep, threads=threads, absorb=absorb,
+        callback=callback,
+    )
     V.require_memory(graph.inference_bytes(), "inference on this graph (compiled arrays, "
                      "messages and beliefs)")
     cg = graph.compile()
     theta = checked_energy_vector(cg, energies)
     soft = checked_unary(graph, cg, unary)
-    unary = _evidence_unary(graph, cg, theta, evidence)
-    if soft is not None:
-        # Evidence adds 0 at observed states, so energies count the whole vector: +inf
-        # when soft +inf entries leave an observed variable no state (infeasible).
-        unary += soft
-        soft = unary
+    observed = _observed_states(graph, cg, evidence)
     if method == "trws" and temperature != 0.0:
         raise FactorGraphError(
             f"method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got "
             f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
         )
-    plan = _exact_plan_for(graph, cg, unary, method, memory_limit)
+    return infer_checked(graph, cg, theta, beta, options, observed=observed, unary=soft,
+                         init_messages=init_messages, messages_checked=False, started=started)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The inference options of :func:`belief_propagation` but the model's inputs (beta,
+    evidence, unary, energies, init_messages), checked once by :meth:`checked` and then
+    trusted by :func:`infer_checked` (e.g. through every step of training)."""
+
+    method: str = "auto"
+    memory_limit: float = X.DEFAULT_MAX_BYTES
+    schedule: str = "auto"
+    max_iter: int = 200
+    tol: float = 1e-9
+    damping: float = 0.0
+    warn: bool = True
+    factor_beliefs: bool = True
+    free_energy: bool = True
+    check_sweep: bool = True
+    threads: int | None = None
+    absorb: bool = True
+    callback: object = None
+
+    @classmethod
+    def checked(cls, **options) -> Options:
+        """The options, validated as :func:`belief_propagation` validates them.
+
+        Raises
+        ------
+        TypeError
+            An unknown option name (as for a function's unknown keyword argument).
+        FactorGraphError
+            An option of the wrong type or value.
+        """
+        made = cls(**options)
+        _check_options(made.schedule, made.max_iter, made.tol, made.damping)
+        _check_method(made.method, made.memory_limit)
+        return dataclasses.replace(made, max_iter=int(made.max_iter),
+                                   threads=_check_threads(made.threads))
+
+
+def infer_checked(graph, cg, theta, beta, options: Options, *, observed=None, unary=None,
+                  init_messages=None, messages_checked=True, started=None) -> InferenceResult:
+    """:func:`belief_propagation` on inputs that are already checked: the internal entry
+    of the package (the losses and training call it on every step).
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    cg : CompiledGraph
+        ``graph.compile()``.
+    theta : ndarray of shape (M,), float64
+        Energies as :func:`checked_energy_vector` returns them.
+    beta : float
+        A checked inverse temperature (``inf``: min-sum).
+    options : Options
+        From :meth:`Options.checked`.
+    observed : ndarray of shape (n_variables,), int64, optional
+        Evidence: the observed state of each variable, -1 where unobserved (each state
+        in range).
+    unary : ndarray of shape (S,), float64, optional
+        Soft evidence as :func:`checked_unary` returns it (a flat array of its own).
+    init_messages : ndarray, optional
+        Warm-start messages: with ``messages_checked``, the ``messages`` of a result on the
+        same graph (only copied: BP writes into its own); else any array, checked as
+        :func:`belief_propagation` checks it (against the graph BP runs on).
+    started : float, optional
+        ``time.perf_counter()`` at the start of the call, for ``result.seconds``.
+
+    Raises
+    ------
+    EvidenceError
+        Evidence that leaves some factor with only ``+inf`` energies.
+    FactorGraphError
+        As :func:`belief_propagation`, for what depends on the graph (``schedule="tree"``
+        on a loopy graph, a junction tree that does not fit ``method="exact"``).
+    """
+    started = time.perf_counter() if started is None else started
+    temperature = 0.0 if math.isinf(beta) else 1.0 / beta
+    soft = unary
+    unary = _evidence_unary(graph, cg, theta, observed)
+    if soft is not None:
+        # Evidence adds 0 at observed states, so energies count the whole vector: +inf
+        # when soft +inf entries leave an observed variable no state (infeasible).
+        unary += soft
+        soft = unary
+    method = options.method
+    plan = _exact_plan_for(graph, cg, unary, method, options.memory_limit)
     if plan is not None:
-        return _exact_result(graph, cg, theta, unary, soft, temperature, plan, factor_beliefs,
-                             free_energy, started)
+        return _exact_result(graph, cg, theta, unary, soft, temperature, plan,
+                             options.factor_beliefs, options.free_energy, started)
     if method == "trws" or (method == "auto" and temperature == 0.0 and not cg.is_forest):
-        return C.run_trws(graph, cg, theta, unary, soft, started, max_iter=max_iter, tol=tol,
-                          absorb=absorb, warn=warn)
-    bp = dict(schedule=schedule, max_iter=max_iter, tol=tol, damping=damping,
-              init_messages=init_messages, warn=warn, factor_beliefs=factor_beliefs,
-              free_energy=free_energy, check_sweep=check_sweep, n_threads=n_threads,
-              callback=callback)
-    reduction = reduce_factors(graph) if absorb else None
+        return C.run_trws(graph, cg, theta, unary, soft, started, max_iter=options.max_iter,
+                          tol=options.tol, absorb=options.absorb, warn=options.warn)
+    bp = dict(schedule=options.schedule, max_iter=options.max_iter, tol=options.tol,
+              damping=options.damping,
+              init_messages=init_messages, messages_checked=messages_checked,
+              warn=options.warn, factor_beliefs=options.factor_beliefs,
+              free_energy=options.free_energy, check_sweep=options.check_sweep,
+              n_threads=options.threads, callback=options.callback)
+    reduction = reduce_factors(graph) if options.absorb else None
     if reduction is None:
         return _run_bp(graph, cg, theta, unary, soft, temperature, started, **bp)
     # BP on the graph with repeated and nested scopes absorbed; the same variables, so the
@@ -286,8 +374,8 @@ def _energy(cg, theta, soft, assignment) -> float:
 
 
 def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, max_iter, tol,
-            damping, init_messages, warn, factor_beliefs, free_energy, check_sweep,
-            n_threads, callback) -> InferenceResult:
+            damping, init_messages, messages_checked, warn, factor_beliefs, free_energy,
+            check_sweep, n_threads, callback) -> InferenceResult:
     """Belief propagation on validated inputs (see :func:`belief_propagation`): ``unary``
     holds the evidence and the soft evidence; ``soft`` is ``unary`` when there is soft
     evidence (then counted in ``energy``), else None."""
@@ -303,8 +391,12 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             "schedule='tree' needs a forest, but this factor graph has a cycle; "
             "use 'parallel' or 'sequential'"
         )
-    f2v = _initial_messages(cg, init_messages)
-    v2f = np.zeros(len(f2v))
+    if (messages_checked and isinstance(init_messages, np.ndarray)
+            and init_messages.shape == (cg.n_message_entries,)):
+        f2v = np.array(init_messages, dtype=np.float64)  # BP's own: a copy, not re-checked
+    else:
+        f2v = _initial_messages(cg, init_messages)
+    v2f = np.zeros(len(f2v))  # np.zeros: pages untouched until the kernels write them
     # Messages and decoding run on the graph without its isolated variables when one of
     # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
     # messages. Beliefs and energies use the whole graph.
@@ -731,14 +823,21 @@ def _initial_messages(cg, init_messages) -> np.ndarray:
     return f2v
 
 
-def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
-    """Flat (S,) unary energies: 0, or +inf at every state but the observed one."""
-    unary = np.zeros(int(cg.state_offset[-1]))
+def _observed_states(graph: FactorGraph, cg, evidence) -> np.ndarray | None:
+    """Evidence (a mapping variable name -> state, or None) as int64 (n_variables,): the
+    observed state of each variable, -1 where unobserved; None without evidence.
+
+    Raises
+    ------
+    EvidenceError
+        Not a mapping, an unknown variable, a state that is not an integer in range.
+    """
     if evidence is None:
-        return unary
+        return None
     V.mapping(evidence, "evidence (variable name -> observed state)", EvidenceError)
     if not evidence:
-        return unary
+        return None
+    observed = np.full(cg.n_variables, -1, dtype=np.int64)
     for name, state in evidence.items():
         try:
             i = graph.index_of(name)
@@ -753,9 +852,27 @@ def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
                 f"evidence for variable {name!r}: state {state} is out of range "
                 f"0..{cg.n_states[i] - 1}"
             )
-        lo = cg.state_offset[i]
-        unary[lo : lo + cg.n_states[i]] = np.inf
-        unary[lo + state] = 0.0
+        observed[i] = state
+    return observed
+
+
+def _evidence_unary(graph: FactorGraph, cg, theta, observed) -> np.ndarray:
+    """Flat (S,) unary energies: 0, or +inf at every state of an observed variable but the
+    observed one (``observed`` int64 (n_variables,), -1 where unobserved, or None).
+
+    Raises
+    ------
+    EvidenceError
+        When the evidence leaves a factor only +inf energies (naming it).
+    """
+    unary = np.zeros(int(cg.state_offset[-1]))
+    if observed is None:
+        return unary
+    seen = np.flatnonzero(observed >= 0)
+    if not seen.size:
+        return unary
+    unary[_state_positions(cg, seen)] = np.inf
+    unary[cg.state_offset[seen] + observed[seen]] = 0.0
     blocked = K.infeasible_factors(cg, theta, unary)
     if blocked.any():
         # Factors infeasible only under the evidence (not +inf everywhere by themselves).
@@ -763,10 +880,11 @@ def _evidence_unary(graph: FactorGraph, cg, theta, evidence) -> np.ndarray:
     if blocked.any():
         bad = int(np.flatnonzero(blocked)[0])
         scope_vars = cg.scope_vars[cg.scope_ptr[bad] : cg.scope_ptr[bad + 1]]
-        scope = [graph.variables[v] for v in scope_vars]
-        observed = {v: evidence[v] for v in scope if v in evidence}
+        names = graph.variables
+        found = {names[v]: int(observed[v]) for v in scope_vars.tolist() if observed[v] >= 0}
         raise EvidenceError(
-            f"impossible evidence {observed}: factor {bad} (scope {tuple(scope)}) has "
-            "energy +inf for every configuration consistent with it"
+            f"impossible evidence {found}: factor {bad} (scope "
+            f"{tuple(names[v] for v in scope_vars.tolist())}) has energy +inf for every "
+            "configuration consistent with it"
         )
     return unary

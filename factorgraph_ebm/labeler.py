@@ -16,7 +16,11 @@ batches of tokens, inference runs on the trellis (:mod:`factorgraph_ebm.trellis`
 batches of sequences at once, and the gradient with respect to W is the sparse product
 ``X.T @ G`` (``G = dL/dU``, n_tokens x n_labels) restricted to W's pattern.
 
-Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6):
+Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6): every
+:class:`~factorgraph_ebm.losses.Loss`, evaluated by the loss itself on the chain backend
+(:class:`~factorgraph_ebm.chain_backend.ChainBatch`: the trellis kernels over a whole batch
+of sequences) and trained by the loop of :func:`factorgraph_ebm.train.fit`
+(:func:`factorgraph_ebm.train.minimize`), e.g.
 
 - :class:`~factorgraph_ebm.losses.PerceptronLoss` (Collins 2002): by default an online
   averaged perceptron (one update per sequence, learning rate 1, lazily averaged weights,
@@ -27,7 +31,7 @@ Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6
   ``hamming > 0`` (margin rescaling: ``E(Y) - hamming * Hamming(Y, Y^i)`` is minimized, the
   structured SVM of Taskar et al. 2003 / Tsochantaridis et al. 2005);
 - :class:`~factorgraph_ebm.losses.NLLLoss`: ``E(Y^i) - F_beta``, a linear-chain CRF (Lafferty
-  et al. 2001) at beta = 1.
+  et al. 2001) at beta = 1; :class:`~factorgraph_ebm.losses.MEELoss`, ``1 - P(Y^i)``.
 
 Training minimizes ``(1/N) sum_i L_i + l2/2 ||theta||^2 + l1 ||theta||_1`` over all
 parameters theta (W, A, s, e), as :func:`factorgraph_ebm.train.fit` does (the L1 term by
@@ -53,18 +57,18 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import scipy.sparse
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
+from . import _validation as V
 from . import losses as _losses
 from ._config import NJIT_OPTIONS, njit
 from ._pacing import paced
+from .chain_backend import ChainBatch, check_loss
 from .exceptions import FactorGraphError, NotFittedError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
-from .losses import Loss, MarginLoss, NLLLoss, PerceptronLoss, _check_number
+from .losses import Loss, PerceptronLoss, _check_number
 from .metrics import token_accuracy
-from .train import LBFGS, SGD, Adam, _end_bar, _train_lbfgs
-from .trellis import _viterbi_seq, best_incorrect, forward_backward, path_energy, viterbi
+from .train import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
+from .trellis import _viterbi_seq, forward_backward, viterbi
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
 
@@ -78,40 +82,34 @@ _LOSS_NAMES = {
     "hinge": lambda: _losses.HingeLoss(margin=1.0),
     "hinge_hamming": lambda: _losses.HingeLoss(margin=0.0, hamming=1.0),
     "log": lambda: _losses.LogLoss(),
-    "nll": lambda: NLLLoss(1.0),
-    "crf": lambda: NLLLoss(1.0),
+    "lvq2": lambda: _losses.LVQ2Loss(),
+    "mce": lambda: _losses.MCELoss(),
+    "square_square": lambda: _losses.SquareSquareLoss(),
+    "square_exp": lambda: _losses.SquareExpLoss(),
+    "energy": lambda: _losses.EnergyLoss(),
+    "nll": lambda: _losses.NLLLoss(1.0),
+    "crf": lambda: _losses.NLLLoss(1.0),
+    "mee": lambda: _losses.MEELoss(1.0),
 }
 _DEFAULT_EPOCHS = {"lbfgs": 100, "online": 20, "minibatch": 10}
 
 
-def _check_count(name, value) -> int:
-    """``int(value)`` after checking that it is an integer >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise FactorGraphError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _resolve_loss(loss) -> Loss:
-    """A Loss instance from a Loss or a short name (see :class:`SequenceLabeler`)."""
+    """A Loss instance from a Loss or a short name (see :class:`SequenceLabeler`); every
+    loss trains a labeler but a forbidden sphere, which sequence labels do not define."""
     if isinstance(loss, str):
         if loss not in _LOSS_NAMES:
             raise FactorGraphError(
                 f"unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a Loss instance"
             )
         return _LOSS_NAMES[loss]()
-    if isinstance(loss, MarginLoss):
-        if loss.radius != 0.0 or loss.distance is not None:
-            raise FactorGraphError(
-                f"{loss!r}: a forbidden sphere (radius > 0 or a distance) is not defined for "
-                "sequence labels; the labeler excludes only Y^i itself"
-            )
-        return loss
-    if isinstance(loss, (PerceptronLoss, NLLLoss)):
-        return loss
-    raise FactorGraphError(
-        f"SequenceLabeler supports PerceptronLoss, NLLLoss and the margin losses (HingeLoss, "
-        f"LogLoss, ...), or the names {sorted(_LOSS_NAMES)}; got {loss!r}"
-    )
+    if not isinstance(loss, Loss) or not hasattr(loss, "name"):  # a base class has none
+        raise FactorGraphError(
+            f"loss must be a Loss (factorgraph_ebm.losses) or one of the names "
+            f"{sorted(_LOSS_NAMES)}; got {loss!r}"
+        )
+    check_loss(loss)
+    return loss
 
 
 def _loss_state(loss: Loss) -> dict:
@@ -345,64 +343,31 @@ class _Chain:
         _weight_grad_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
                             self.w_label, grad_unary, out)
 
-    def path_grad(self, states, lengths, weights, grad_unary, grad):
-        """Add ``weights[i] * dE(states_i)/d(A, s, e)`` of every sequence i to ``grad`` (flat)
-        and ``weights[i] * onehot(states_i)`` to ``grad_unary`` (n_tokens, L), in place."""
-        k = self.n_labels
-        token_weight = np.repeat(weights, lengths)
-        np.add.at(grad_unary, (np.arange(len(states)), states), token_weight)
-        _, grad_a, grad_s, grad_e = self.unpack(grad)
-        ends = np.cumsum(lengths)
-        first, last = ends - lengths, ends - 1
-        inner = np.ones(len(states), dtype=bool)
-        inner[first] = False
-        pairs = states[:-1][inner[1:]] * k + states[1:][inner[1:]]
-        grad_a += np.bincount(pairs, token_weight[1:][inner[1:]], minlength=k * k).reshape(k, k)
+    def flat_grad(self, grad, design: _Design, rows) -> np.ndarray:
+        """The gradient with respect to theta (flat) of a
+        :class:`~factorgraph_ebm.chain_backend.ChainGradient` over the token rows ``rows``:
+        ``X[rows].T @ dL/dU`` at the stored weights, then A, s, e."""
+        flat = np.zeros(self.n_params)
+        _, grad_a, grad_s, grad_e = self.unpack(flat)
+        grad_a[...] = grad.transition
         if self.boundary:
-            grad_s += np.bincount(states[first], weights, minlength=k)
-            grad_e += np.bincount(states[last], weights, minlength=k)
+            grad_s[...] = grad.start
+            grad_e[...] = grad.end
+        self.add_weight_grad(design, rows, grad.unary, flat[: self.n_weights])
+        return flat
 
 
 def _value_and_grad(chain: _Chain, loss: Loss, theta, design: _Design, rows, y, lengths):
-    """Summed loss over a batch of sequences and its gradient with respect to theta (flat).
+    """Summed loss over a batch of sequences and its gradient with respect to theta (flat),
+    by the loss on the chain backend (:class:`~factorgraph_ebm.chain_backend.ChainBatch`).
 
     ``rows`` int64: the token rows of the batch's sequences in the design matrix, ``y`` int64
     their labels, ``lengths`` int64 (n_seq,) the sequence lengths.
     """
     a, s, e = chain.trellis_args(theta)
-    unary = chain.unary(theta, design, rows)
-    grad = np.zeros(chain.n_params)
-    grad_unary = np.zeros_like(unary)
-    n_seq = len(lengths)
-    correct = path_energy(unary, a, y, lengths, start=s, end=e)
-    if isinstance(loss, NLLLoss):
-        fb = forward_backward(unary, a, lengths, beta=loss.beta, start=s, end=e)
-        value = float(np.sum(correct - fb.free_energy))
-        chain.path_grad(y, lengths, np.ones(n_seq), grad_unary, grad)
-        grad_unary -= fb.marginals
-        _, grad_a, grad_s, grad_e = chain.unpack(grad)
-        grad_a -= fb.transition_marginals
-        if chain.boundary:
-            grad_s -= fb.start_marginals
-            grad_e -= fb.end_marginals
-    elif isinstance(loss, PerceptronLoss):
-        best = viterbi(unary, a, lengths, start=s, end=e)
-        value = float(np.sum(np.maximum(correct - best.energy, 0.0)))
-        chain.path_grad(y, lengths, np.ones(n_seq), grad_unary, grad)
-        chain.path_grad(best.states, lengths, -np.ones(n_seq), grad_unary, grad)
-    else:  # MarginLoss
-        scored = unary
-        if loss.hamming:
-            scored = unary - loss.hamming
-            scored[np.arange(len(y)), y] += loss.hamming
-        offending = best_incorrect(scored, a, y, lengths, start=s, end=e)
-        q = np.array([loss.q(c, i) for c, i in zip(correct.tolist(), offending.energy.tolist())])
-        value = float(q[:, 0].sum())
-        chain.path_grad(y, lengths, q[:, 1], grad_unary, grad)
-        push = np.where(np.isfinite(offending.energy), q[:, 2], 0.0)
-        chain.path_grad(offending.states, lengths, push, grad_unary, grad)
-    chain.add_weight_grad(design, rows, grad_unary, grad[: chain.n_weights])
-    return value, grad
+    batch = ChainBatch(chain.unary(theta, design, rows), a, s, e, y, lengths)
+    found = loss.evaluate(batch)
+    return float(np.sum(found.value)), chain.flat_grad(found.grad, design, rows)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -457,18 +422,21 @@ class SequenceLabeler:
     Parameters
     ----------
     loss : Loss or str, default="nll"
-        A :class:`~factorgraph_ebm.losses.PerceptronLoss`, :class:`~factorgraph_ebm.losses.
-        NLLLoss` or :class:`~factorgraph_ebm.losses.MarginLoss` (``radius=0``), or a name:
+        Any :class:`~factorgraph_ebm.losses.Loss` (a margin loss with ``radius=0`` and no
+        ``distance``: sequence labels have no forbidden sphere), or a name:
         ``"perceptron"``, ``"hinge"`` (``HingeLoss(margin=1)``), ``"hinge_hamming"``
         (``HingeLoss(margin=0, hamming=1)``, the margin-rescaled structured SVM), ``"log"``
-        (``LogLoss()``), ``"nll"`` or ``"crf"`` (``NLLLoss(beta=1)``).
+        (``LogLoss()``), ``"lvq2"``, ``"mce"``, ``"square_square"``, ``"square_exp"``,
+        ``"energy"`` (those losses with their default parameters), ``"nll"`` or ``"crf"``
+        (``NLLLoss(beta=1)``), ``"mee"`` (``MEELoss(beta=1)``).
     optimizer : SGD, Adam, LBFGS or list of (optimizer, n_epochs), optional
         Mini-batch :class:`~factorgraph_ebm.train.SGD` or :class:`~factorgraph_ebm.train.Adam`
         (their ``stepper``), or full-batch :class:`~factorgraph_ebm.train.LBFGS` (smooth losses:
-        NLL). Default: L-BFGS for NLL, the online perceptron (no optimizer) for the perceptron
-        loss, ``Adam(learning_rate=0.01)`` otherwise. A list of stages runs them in turn,
-        each from where the last stopped, e.g. ``[(Adam(0.02), 3), (LBFGS(), 40)]``: a few
-        cheap stochastic epochs, then quasi-Newton iterations to the optimum.
+        NLL, MEE, energy). Default: the online perceptron (no optimizer) for the perceptron
+        loss, L-BFGS for the smooth losses, ``Adam(learning_rate=0.01)`` otherwise. A list of
+        stages runs them in turn, each from where the last stopped, e.g.
+        ``[(Adam(0.02), 3), (LBFGS(), 40)]``: a few cheap stochastic epochs, then
+        quasi-Newton iterations to the optimum.
     n_epochs : int, optional
         Passes over the data (L-BFGS: iterations at most). Default 100 for L-BFGS, 20 for the
         online perceptron, 10 for SGD/Adam. Leave None when ``optimizer`` is a list of
@@ -666,8 +634,8 @@ class SequenceLabeler:
         loss = _resolve_loss(self.loss)
         _check_number("SequenceLabeler", "l2", self.l2, allow_zero=True)
         _check_number("SequenceLabeler", "l1", self.l1, allow_zero=True)
-        _check_count("batch_size", self.batch_size)
-        _check_count("period", self.period)
+        V.integer(self.batch_size, "batch_size", low=1)
+        V.integer(self.period, "period", low=1)
         _check_number("SequenceLabeler", "delta", self.delta, allow_zero=True)
         if self.progress is not None and not isinstance(self.progress, (bool, np.bool_)):
             raise FactorGraphError(f"progress must be True, False or None, got "
@@ -686,25 +654,21 @@ class SequenceLabeler:
                     raise FactorGraphError(
                         f"each stage must be a pair (optimizer, n_epochs), got {stage!r}"
                     )
-            stages = [(opt, _check_count("n_epochs", n)) for opt, n in optimizer]
+            stages = [(opt, V.integer(n, "n_epochs", low=1)) for opt, n in optimizer]
         else:
             stages = [(optimizer, self.n_epochs)]
         resolved = []
         for opt, n_epochs in stages:
             if opt is None:
                 if isinstance(loss, PerceptronLoss):
-                    mode = "online"
-                elif isinstance(loss, NLLLoss):
+                    mode = "online"  # Collins's algorithm, a kernel of its own
+                elif loss.is_smooth():
                     opt, mode = LBFGS(), "lbfgs"
                 else:
                     opt, mode = Adam(learning_rate=0.01), "minibatch"
             elif isinstance(opt, LBFGS):
                 mode = "lbfgs"
-                if not loss.is_smooth():
-                    raise FactorGraphError(
-                        f"LBFGS needs a smooth loss, but {loss!r} has kinks where a minimizing "
-                        "answer changes; use SGD or Adam (or NLLLoss)"
-                    )
+                check_optimizer_for(opt, loss)
             elif isinstance(opt, (SGD, Adam)):
                 mode = "minibatch"
             else:
@@ -713,7 +677,7 @@ class SequenceLabeler:
                     f"n_epochs) stages, got {opt!r}"
                 )
             n_epochs = _DEFAULT_EPOCHS[mode] if n_epochs is None else n_epochs
-            resolved.append((opt, mode, _check_count("n_epochs", n_epochs)))
+            resolved.append((opt, mode, V.integer(n_epochs, "n_epochs", low=1)))
         if any(mode == "online" for _, mode, _ in resolved) and (self.l2 or self.l1):
             raise FactorGraphError(
                 "the online perceptron has no L2 or L1 term; set l2=0 and l1=0, or give an "
@@ -875,82 +839,43 @@ class SequenceLabeler:
                    self._encode(y_dev, dev_design.lengths, fit=False, unknown=-1))
         rng = np.random.default_rng(self.seed)
         theta = np.zeros(chain.n_params)
-        self.history_ = {"loss": [], "seconds": []}
-        if dev is not None:
-            self.history_["dev_accuracy"] = []
-        self.n_epochs_ = 0
         self.stop_reason_ = None
-        bar = tqdm(total=sum(n for _, _, n in stages), desc=f"SequenceLabeler ({loss.name})",
-                   unit="epoch", disable=self._bar_disabled())
 
-        def end_epoch(_, params, mean_loss):
-            self.n_epochs_ += 1
-            self.history_["loss"].append(float(mean_loss))
-            self.history_["seconds"].append(time.perf_counter() - started)
-            shown = {"loss": f"{mean_loss:.4g}"}
-            if dev is not None:
-                dev_design, rows, dev_codes = dev
-                unary = chain.unary(params, dev_design, rows)
-                a, s, e = chain.trellis_args(params)
-                states = viterbi(unary, a, dev_design.lengths, start=s, end=e).states
-                accuracy = float(np.mean(states == dev_codes)) if len(states) else 0.0
-                self.history_["dev_accuracy"].append(accuracy)
-                shown["dev"] = f"{accuracy:.4f}"
-            bar.set_postfix(shown)
-            bar.update()
+        def dev_accuracy(params):
+            dev_design, rows, dev_codes = dev
+            unary = chain.unary(params, dev_design, rows)
+            a, s, e = chain.trellis_args(params)
+            states = viterbi(unary, a, dev_design.lengths, start=s, end=e).states
+            return float(np.mean(states == dev_codes)) if len(states) else 0.0
 
-        try:
-            with threadpool_limits(limits=1, user_api="blas"):  # see factorgraph_ebm.train
-                for optimizer, mode, n_epochs in stages:
-                    if mode == "online":
-                        theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
-                                                 end_epoch)
-                    elif mode == "lbfgs":
-                        theta, self.stop_reason_ = self._fit_lbfgs(
-                            chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch
-                        )
-                    else:
-                        theta = self._fit_minibatch(
-                            chain, loss, optimizer, design, codes, theta, n_epochs, rng,
-                            end_epoch
-                        )
-        finally:
-            _end_bar(bar, self.stop_reason_)
+        session = Session(total=sum(n for _, _, n in stages),
+                          desc=f"SequenceLabeler ({loss.name})", disable=self._bar_disabled(),
+                          metric=None if dev is None else dev_accuracy, metric_name="dev",
+                          started=started)
+        history = session.history
+        self.history_ = {"loss": history.loss, "seconds": history.seconds}
+        if dev is not None:
+            self.history_["dev_accuracy"] = history.accuracy
+
+        objective = _ChainObjective(chain, loss, design, codes)
+        with session:
+            for optimizer, mode, n_epochs in stages:
+                if mode == "online":
+                    theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
+                                             session.end_epoch)
+                    continue
+                if mode == "lbfgs":  # CRFsuite's stopping rule with this labeler's settings
+                    optimizer = dataclasses.replace(optimizer, delta=float(self.delta),
+                                                    period=int(self.period))
+                theta, self.stop_reason_ = minimize(
+                    objective, theta, optimizer, n_epochs, session=session, rng=rng,
+                    batch_size=int(self.batch_size), l2=float(self.l2),
+                    l1=float(self.l1) if mode == "lbfgs" else 0.0,
+                )
+                session.stop_reason = self.stop_reason_
+        self.n_epochs_ = len(history.loss)
         self._theta = np.array(theta, dtype=np.float64)
         return self
-
-    def _fit_lbfgs(self, chain, loss, optimizer, design, codes, theta, n_epochs, end_epoch):
-        """Full-batch L-BFGS, or OWL-QN with ``l1 > 0``
-        (:func:`factorgraph_ebm.train._train_lbfgs`), stopped by CRFsuite's rule with this
-        labeler's ``delta`` and ``period`` (:meth:`factorgraph_ebm.train.LBFGS.stalled`);
-        returns ``(theta, stop reason or None)``."""
-        optimizer = dataclasses.replace(
-            optimizer, delta=float(self.delta), period=int(self.period)
-        )
-        run = _FullBatch(chain, loss, design, codes, float(self.l2))
-        return _train_lbfgs(run, theta, optimizer, n_epochs, end_epoch, l1=float(self.l1))
-
-    def _fit_minibatch(self, chain, loss, optimizer, design, codes, theta, n_epochs, rng,
-                       end_epoch):
-        step = optimizer.stepper(chain.n_params)
-        n_seq = len(design.lengths)
-        l2 = float(self.l2)
-        for epoch in range(1, n_epochs + 1):
-            order = rng.permutation(n_seq)
-            total = 0.0
-            for first in range(0, n_seq, self.batch_size):
-                batch = order[first : first + self.batch_size]
-                rows = _token_rows(design.offsets, batch)
-                value, grad = _value_and_grad(
-                    chain, loss, theta, design, rows, codes[rows], design.lengths[batch]
-                )
-                total += value
-                grad /= len(batch)
-                if l2:
-                    grad += l2 * theta
-                theta = step(theta, grad)
-            end_epoch(epoch, theta, total / n_seq)
-        return theta
 
     def _fit_online(self, chain, design, codes, theta, n_epochs, rng, end_epoch):
         """The online (averaged) perceptron: each epoch a pass over the sequences in a new
@@ -1058,8 +983,8 @@ class SequenceLabeler:
         return self.predict([xseq])[0]
 
     def predict_marginals(self, X) -> list[np.ndarray]:
-        """Per-token label marginals ``P(y_t = l | x)`` at the loss's beta (that of an
-        NLLLoss, else 1), by forward-backward.
+        """Per-token label marginals ``P(y_t = l | x)`` at the loss's beta (that of a
+        free-energy loss, NLL or MEE; else 1), by forward-backward.
 
         Returns
         -------
@@ -1073,7 +998,8 @@ class SequenceLabeler:
             As :meth:`predict`.
         """
         unary, lengths, (a, s, e) = self._energies(X)
-        beta = self._loss.beta if isinstance(self._loss, NLLLoss) else 1.0
+        beta = getattr(self._loss, "beta", 1.0)
+        beta = beta if math.isfinite(beta) else 1.0
         fb = forward_backward(unary, a, lengths, beta=beta, start=s, end=e)
         return _split(fb.marginals, lengths)
 
@@ -1363,16 +1289,16 @@ def _is_known(label, code) -> bool:
         return False
 
 
-class _FullBatch:
-    """What :func:`factorgraph_ebm.train._train_lbfgs` needs: ``samples`` (their number),
-    ``l2``, and ``batch(theta, indices) -> (summed loss, summed gradient)`` over all
-    sequences."""
+class _ChainObjective:
+    """The labeler's objective for :func:`factorgraph_ebm.train.minimize`: ``n_samples``
+    sequences and ``batch(theta, indices) -> (summed loss, summed gradient)``, each batch
+    evaluated at once on the trellis (:func:`_value_and_grad`)."""
 
-    def __init__(self, chain, loss, design, codes, l2):
-        self.chain, self.loss, self.design, self.codes, self.l2 = chain, loss, design, codes, l2
-        self.samples = range(len(design.lengths))
-        self.rows = np.arange(len(codes), dtype=np.int64)
+    def __init__(self, chain, loss, design, codes):
+        self.chain, self.loss, self.design, self.codes = chain, loss, design, codes
+        self.n_samples = len(design.lengths)
 
     def batch(self, theta, indices):
-        return _value_and_grad(self.chain, self.loss, theta, self.design, self.rows,
-                               self.codes, self.design.lengths)
+        rows = _token_rows(self.design.offsets, indices)
+        return _value_and_grad(self.chain, self.loss, theta, self.design, rows,
+                               self.codes[rows], self.design.lengths[indices])

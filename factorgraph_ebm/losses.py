@@ -28,6 +28,13 @@ marginals. Margin losses ``L = Q(E_C, E_I)`` share one code path with gradient
 Results are exact on forests (trees and chains), where belief propagation is exact. On loopy
 graphs the same recipes run on belief propagation's min-marginals, beliefs and Bethe free
 energy, and the results say ``exact=False``.
+
+Backends. A loss is its rule over the two terms (:meth:`Loss.rule`); where the terms come
+from is an inference backend's business (:meth:`Loss.evaluate`): the graph backend here
+(one sample, belief propagation or the junction tree, through the trusted inference entry
+:func:`~factorgraph_ebm.inference.infer_checked`), or the chain backend
+(:class:`~factorgraph_ebm.chain_backend.ChainBatch`: a batch of sequences on the trellis
+kernels). Loss augmentation is one function for both, :func:`hamming_energies`.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -44,11 +51,12 @@ from .compiled import require_tables
 from .energy import energies_of, table_entries_of
 from .exceptions import EvidenceError, FactorGraphError, TargetError
 from .graph import FactorGraph
-from .inference import belief_propagation, checked_energy_vector
+from .inference import Options, checked_energy_vector, infer_checked
 from .results import InferenceResult
 
 __all__ = [
     "EnergyLoss",
+    "Evaluation",
     "HingeLoss",
     "LVQ2Loss",
     "LogLoss",
@@ -63,6 +71,8 @@ __all__ = [
     "SquareExpLoss",
     "SquareSquareLoss",
     "TargetError",
+    "Term",
+    "hamming_energies",
     "most_offending",
     "value_distance",
 ]
@@ -132,14 +142,94 @@ class MostOffending:
     exact: bool
 
 
-# --------------------------------------------------------------------------- one sample
+# --------------------------------------------------------------------------- backends
+class Term(NamedTuple):
+    """One energy term of a loss, per sample of a batch, as an inference backend gives it.
+
+    Attributes
+    ----------
+    energy : ndarray of shape (n,), dtype=float64
+        The term per sample: E(Y^i) (or its minimum / free energy over latent variables),
+        ``min_Y E``, the free energy F_beta, or the (loss-augmented) energy of Ybar
+        (``+inf`` where no incorrect answer is allowed).
+    grad : object
+        The backend's own form of d(energy)/d(energies), which only the backend's
+        ``gradient`` reads (the graph: a vector of shape (M,); the chain: a path or
+        marginals); None where nothing depends on the energies.
+    exact : bool
+        Whether the inference behind it was exact.
+    answer : ndarray or None
+        The configuration behind a min-sum term (Ybar, the lowest-energy answer), else None.
+    """
+
+    energy: np.ndarray
+    grad: object
+    exact: bool
+    answer: np.ndarray | None = None
+
+
+class Evaluation(NamedTuple):
+    """What :meth:`Loss.evaluate` returns for a batch of n samples.
+
+    Attributes
+    ----------
+    value : ndarray of shape (n,), dtype=float64
+        The loss of every sample.
+    grad : object
+        The gradient of the summed loss with respect to the energies, in the backend's
+        layout (the graph: ndarray (M,); the chain: see
+        :class:`~factorgraph_ebm.chain_backend.ChainBatch`).
+    correct : Term
+        E_C.
+    contrast : Term or None
+        The contrastive term (None for the energy loss).
+    """
+
+    value: np.ndarray
+    grad: object
+    correct: Term
+    contrast: Term | None
+
+    @property
+    def exact(self) -> bool:
+        return self.correct.exact and (self.contrast is None or self.contrast.exact)
+
+
+def hamming_energies(desired, state, hamming: float) -> np.ndarray:
+    """Per-state energies of loss augmentation: ``-hamming`` at every state of an output
+    variable but its desired one, 0 at the desired state and at latent variables (desired
+    state -1). Added to the energy, they make it ``E(Y) - hamming * Hamming(Y, Y^i)``
+    (margin rescaling, Taskar et al. 2003; Tsochantaridis et al. 2005). The one
+    implementation that the graph and the chain backends share.
+
+    Parameters
+    ----------
+    desired, state : array_like of int, broadcastable
+        The desired state of the variable of each entry (-1: latent), and the entry's state.
+    hamming : float
+        >= 0.
+
+    Returns
+    -------
+    ndarray of the broadcast shape, float64
+    """
+    desired, state = np.asarray(desired), np.asarray(state)
+    return np.where((desired >= 0) & (state != desired), -float(hamming), 0.0)
+
+
 class _Sample:
-    """A graph, its energies, a validated desired answer, and the inference settings.
+    """The graph backend: one sample (a graph, its energies, a validated desired answer and
+    the inference settings) as the losses see it, a batch of n = 1.
 
     ``desired`` is int64 (n_variables,): the desired state of each output variable, -1 at
     latent variables. ``messages`` is the caller's warm-start store (or None): it maps
     (kind, beta) to the factor-to-variable messages of the last run of that kind.
+    ``options`` are the inference options (a checked :class:`~factorgraph_ebm.inference.
+    Options`). Inference runs through the trusted entry :func:`~factorgraph_ebm.inference.
+    infer_checked`: theta and the options are validated once, here.
     """
+
+    has_latent: bool
 
     def __init__(self, graph, target, energies, latent, messages, options):
         if not isinstance(graph, FactorGraph):
@@ -149,10 +239,19 @@ class _Sample:
         self.cg = graph.compile()
         self.theta = checked_energy_vector(self.cg, energies)
         self.desired = _desired_states(graph, target, latent)
-        self.evidence = dict(target)
         self.messages = messages
+        if not isinstance(options, Options):  # else checked by the caller (training)
+            options = Options.checked(**options)
+            V.require_memory(graph.inference_bytes(), "inference on this graph (compiled "
+                             "arrays, messages and beliefs)")
         self.options = options
         self.has_latent = bool((self.desired < 0).any())
+
+    @property
+    def evidence(self) -> dict:
+        """The desired answer as a mapping (for messages)."""
+        names = self.graph.variables
+        return {names[i]: int(self.desired[i]) for i in self.outputs.tolist()}
 
     @property
     def outputs(self) -> np.ndarray:
@@ -169,40 +268,42 @@ class _Sample:
         propagation's ``result.energy`` is, so that tied answers get identical energies."""
         return float(energies_of(self.cg, self.theta, assignment[None])[0])
 
-    def infer(self, kind, beta, evidence=None, unary=None) -> InferenceResult:
+    def infer(self, kind, beta, observed=None, unary=None) -> InferenceResult:
+        """Inference of the given kind (the key of its warm-start messages); ``observed``
+        int64 (n_variables,) clamps the variables with a state >= 0."""
         key = (kind, beta)
         warm = None if self.messages is None else self.messages.get(key)
-        result = belief_propagation(
-            self.graph,
-            beta=beta,
-            energies=self.theta,
-            evidence=evidence,
-            unary=unary,
-            init_messages=warm,
-            **self.options,
-        )
+        result = infer_checked(self.graph, self.cg, self.theta, beta, self.options,
+                               observed=observed, unary=unary, init_messages=warm)
         if self.messages is not None:
             self.messages[key] = result.messages
         return result
 
-    def soft_min(self, beta, clamped):
-        """``(value, grad, result)``: the minimum (beta = inf) or free energy F_beta over the
-        free variables, of the graph clamped to Y^i (free: its latent variables) or of the
-        free graph; grad is one-hot (min) or the factor marginals (F_beta). ``result`` is
-        None when nothing was inferred (clamped without latent variables)."""
+    def _soft_min(self, beta, clamped) -> Term:
+        """The minimum (beta = inf) or free energy F_beta over the free variables of the
+        graph clamped to Y^i (free: its latent variables) or of the free graph; its gradient
+        is one-hot (min) or the factor marginals (F_beta)."""
         if clamped and not self.has_latent:
-            return self.energy_of(self.desired), self.parts(self.desired), None
-        result = self.infer(
-            "clamped" if clamped else "free", beta, evidence=self.evidence if clamped else None
-        )
+            return Term(np.array([self.energy_of(self.desired)]), self.parts(self.desired),
+                        True)
+        result = self.infer("clamped" if clamped else "free", beta,
+                            observed=self.desired if clamped else None)
         if math.isinf(beta):
-            return result.energy, self.parts(result.assignment), result
-        return result.free_energy, result.factor_beliefs.copy(), result
+            return Term(np.array([result.energy]), self.parts(result.assignment), result.exact,
+                        result.assignment)
+        return Term(np.array([result.free_energy]), result.factor_beliefs.copy(), result.exact)
 
-    def correct(self, beta):
-        """E_C and dE_C/d(theta) (see :meth:`soft_min`), with the exactness flag."""
+    def correct(self, beta) -> Term:
+        """E_C at inverse temperature beta (see :meth:`_soft_min`).
+
+        Raises
+        ------
+        TargetError
+            When E_C is +inf (a factor forbids the desired answer).
+        """
         try:
-            value, grad, result = self.soft_min(beta, clamped=True)
+            term = self._soft_min(beta, clamped=True)
+            value = term.energy[0]
         except EvidenceError:  # clamping to Y^i leaves some factor only +inf entries
             value = INF
         if value == INF:
@@ -210,7 +311,26 @@ class _Sample:
                 f"the desired answer {self.evidence} has energy +inf (a factor forbids it); "
                 "a loss needs a desired answer of finite energy"
             )
-        return value, grad, result is None or result.exact
+        return term
+
+    def lowest(self, beta) -> Term:
+        """``min_Y E`` (beta = inf, with the minimizer) or F_beta of the free graph."""
+        return self._soft_min(beta, clamped=False)
+
+    def offending(self, radius, distance, hamming) -> Term:
+        """The (loss-augmented) energy of the most offending incorrect answer
+        (:func:`most_offending`), ``+inf`` when none is allowed."""
+        found = _most_offending(self, radius, distance, hamming)
+        grad = None if found.assignment is None else self.parts(found.assignment)
+        return Term(np.array([found.augmented_energy]), grad, found.exact, found.assignment)
+
+    def gradient(self, pairs) -> np.ndarray:
+        """``sum coef * dTerm/d(theta)`` over ``(term, coef)`` pairs, coef of shape (1,)."""
+        grad = np.zeros(len(self.theta))
+        for term, coef in pairs:
+            if term.grad is not None and coef[0] != 0.0:
+                grad = grad + coef[0] * term.grad
+        return grad
 
 
 def _desired_states(graph, target, latent) -> np.ndarray:
@@ -407,8 +527,9 @@ def _most_offending(sample: _Sample, radius, distance, hamming) -> MostOffending
         if free.variable_beliefs[best] == INF:
             return MostOffending(None, INF, INF, exact)
         var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
-        clamp = {sample.graph.variables[var]: int(best - cg.state_offset[var])}
-        decoded = sample.infer("offending", math.inf, evidence=clamp, unary=unary)
+        clamp = np.full(cg.n_variables, -1, dtype=np.int64)
+        clamp[var] = best - cg.state_offset[var]
+        decoded = sample.infer("offending", math.inf, observed=clamp, unary=unary)
         assignment, exact = decoded.assignment, exact and decoded.exact
     energy = sample.energy_of(assignment)
     if energy == INF:
@@ -441,13 +562,12 @@ def _allowed_states(sample: _Sample, radius, distance) -> np.ndarray:
 
 
 def _hamming_unary(sample: _Sample, hamming) -> np.ndarray:
-    """(S,) per-state energies ``-hamming * [x != Y^i_j]`` over the states x of every output
-    variable j (0 at latent variables), so that E + unary = E - hamming * Hamming(Y, Y^i)."""
+    """(S,) per-state energies of loss augmentation (:func:`hamming_energies`) over the
+    states of every variable of the graph."""
     cg = sample.cg
     var_of_state = np.repeat(np.arange(cg.n_variables), cg.n_states)
     state = np.arange(len(var_of_state)) - cg.state_offset[var_of_state]
-    desired = sample.desired[var_of_state]
-    return np.where((desired >= 0) & (state != desired), -float(hamming), 0.0)
+    return hamming_energies(sample.desired[var_of_state], state, hamming)
 
 
 def expit(x: float) -> float:
@@ -481,8 +601,11 @@ class Loss:
 
     Notes
     -----
-    A subclass implements ``_evaluate(sample)`` and, when its value is differentiable in the
-    energies, :meth:`is_smooth` (the trainer gives L-BFGS only smooth losses).
+    A loss is its rule over two energy terms: a subclass implements :meth:`terms` (which
+    terms it asks an inference backend for), :meth:`rule` (the loss and its derivatives in
+    the two energies, vectorized over a batch) and, when its value is differentiable in the
+    energies, :meth:`is_smooth` (the trainer gives L-BFGS only smooth losses). The same
+    code then runs on every backend (:meth:`evaluate`).
     """
 
     name: ClassVar[str]
@@ -532,7 +655,53 @@ class Loss:
             Energies of the wrong shape or with NaN or -inf, bad BP options.
         """
         sample = _Sample(graph, target, energies, latent, messages, bp_options)
-        return self._evaluate(sample)
+        found = self.evaluate(sample)
+        contrast = found.contrast
+        return LossResult(
+            float(found.value[0]), found.grad, float(found.correct.energy[0]),
+            None if contrast is None else float(contrast.energy[0]),
+            None if contrast is None else contrast.answer, found.exact,
+        )
+
+    def evaluate(self, backend) -> Evaluation:
+        """The loss and its gradient on a batch of samples of an inference backend.
+
+        The loss asks the backend for its two terms (:meth:`terms`), applies its rule
+        (:meth:`rule`) sample by sample, and lets the backend combine the terms' gradients:
+        ``dL/d(theta) = dQ/dE_C dE_C/d(theta) + dQ/dE_X dE_X/d(theta)``. Two backends exist:
+        a factor graph by belief propagation or the junction tree (one sample,
+        :meth:`value_and_grad`), and batches of linear chains on the trellis
+        (:class:`~factorgraph_ebm.chain_backend.ChainBatch`, what
+        :class:`~factorgraph_ebm.labeler.SequenceLabeler` trains with).
+
+        Parameters
+        ----------
+        backend : object
+            With ``correct(beta)``, ``lowest(beta)``, ``offending(radius, distance,
+            hamming)`` (each a :class:`Term` over the batch), ``gradient([(term, coef),
+            ...])``.
+
+        Returns
+        -------
+        Evaluation
+        """
+        correct, contrast = self.terms(backend)
+        value, d_correct, d_contrast = self.rule(
+            correct.energy, None if contrast is None else contrast.energy
+        )
+        pairs = [(correct, d_correct)] + ([] if contrast is None else [(contrast, d_contrast)])
+        return Evaluation(np.asarray(value, dtype=np.float64), backend.gradient(pairs),
+                          correct, contrast)
+
+    def terms(self, backend) -> tuple[Term, Term | None]:
+        """``(E_C, contrastive term or None)`` from the backend (see :meth:`evaluate`)."""
+        raise NotImplementedError
+
+    def rule(self, correct: np.ndarray, contrast: np.ndarray | None):
+        """``(L, dL/dE_C, dL/dE_X)``, arrays of shape (n,), from the terms' energies (n,):
+        the loss as a function of the two energies (tutorial Table 1). ``dL/dE_X`` is
+        ignored for the energy loss, which has no contrastive term."""
+        raise NotImplementedError
 
     def is_smooth(self, has_latent: bool = False) -> bool:
         """Whether the loss is a differentiable function of the energies theta (under exact
@@ -551,9 +720,6 @@ class Loss:
             piecewise smooth, with kinks where the minimizer changes.
         """
         return False
-
-    def _evaluate(self, sample: _Sample) -> LossResult:
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -599,21 +765,24 @@ class EnergyLoss(Loss):
         """Smooth unless latent variables are minimized over (``beta=inf``)."""
         return not has_latent or math.isfinite(self.beta)
 
-    def _evaluate(self, sample):
-        value, grad, exact = sample.correct(self.beta)
-        return LossResult(value, grad, value, None, None, exact)
+    def terms(self, backend):
+        return backend.correct(self.beta), None
+
+    def rule(self, correct, contrast):
+        return correct, np.ones_like(correct), None
 
 
-def _free_energy_difference(sample: _Sample, beta):
-    """``E_C - F`` at inverse temperature beta, its gradient, F, the free graph's decoding
-    and exactness (the common core of the perceptron, NLL and MEE losses)."""
-    correct, grad_correct, exact = sample.correct(beta)
-    free, grad_free, result = sample.soft_min(beta, clamped=False)
-    contrast = result.assignment if math.isinf(beta) else None
-    return correct - free, grad_correct - grad_free, correct, free, contrast, exact and result.exact
+class _FreeEnergyDifference(Loss):
+    """The losses of ``E_C - F_beta``, F_beta the free energy of the free model at the
+    loss's beta (``min_Y E`` at beta = inf): perceptron, NLL, MEE."""
+
+    beta: float
+
+    def terms(self, backend):
+        return backend.correct(self.beta), backend.lowest(self.beta)
 
 
-class PerceptronLoss(Loss):
+class PerceptronLoss(_FreeEnergyDifference):
     """Generalized perceptron loss, ``L = E(Y^i) - min_Y E(Y)`` (tutorial sec. 2.2.2).
 
     Margin: 0 (Table 1). The loss is 0 exactly when Y^i is a lowest-energy answer; it never
@@ -643,15 +812,15 @@ class PerceptronLoss(Loss):
 
     name = "perceptron"
     margin_kind = "0"
+    beta = INF
 
-    def _evaluate(self, sample):
-        value, grad, correct, lowest, contrast, exact = _free_energy_difference(sample, INF)
-        if value < 0.0:
-            grad = np.zeros_like(grad)
-        return LossResult(max(value, 0.0), grad, correct, lowest, contrast, exact)
+    def rule(self, correct, contrast):
+        gap = correct - contrast
+        push = (gap >= 0.0).astype(np.float64)  # below 0: BP found nothing better than Y^i
+        return np.maximum(gap, 0.0), push, -push
 
 
-class NLLLoss(Loss):
+class NLLLoss(_FreeEnergyDifference):
     """Negative log-likelihood loss, ``L = E(Y^i) - F_beta`` with
     ``F_beta = -1/beta ln sum_Y exp(-beta E(Y))`` (tutorial sec. 2.2.4).
 
@@ -695,12 +864,11 @@ class NLLLoss(Loss):
         """Always smooth: free energies at finite beta are differentiable."""
         return True
 
-    def _evaluate(self, sample):
-        value, grad, correct, free, _, exact = _free_energy_difference(sample, self.beta)
-        return LossResult(value, grad, correct, free, None, exact)
+    def rule(self, correct, contrast):
+        return correct - contrast, np.ones_like(correct), -np.ones_like(correct)
 
 
-class MEELoss(Loss):
+class MEELoss(_FreeEnergyDifference):
     """Minimum empirical error loss, ``L = 1 - P_beta(Y^i)`` with
     ``P_beta(Y^i) = exp(-beta (E(Y^i) - F_beta))`` (Ljolje, Ephraim & Rabiner 1990; tutorial
     sec. 2.2.4, Table 1).
@@ -741,12 +909,9 @@ class MEELoss(Loss):
         """Always smooth: free energies at finite beta are differentiable."""
         return True
 
-    def _evaluate(self, sample):
-        nll, grad, correct, free, _, exact = _free_energy_difference(sample, self.beta)
-        probability = math.exp(-self.beta * nll)
-        return LossResult(
-            1.0 - probability, self.beta * probability * grad, correct, free, None, exact
-        )
+    def rule(self, correct, contrast):
+        probability = np.exp(-self.beta * (correct - contrast))
+        return 1.0 - probability, self.beta * probability, -self.beta * probability
 
 
 class MarginLoss(Loss):
@@ -788,18 +953,16 @@ class MarginLoss(Loss):
         """
         raise NotImplementedError
 
-    def _evaluate(self, sample):
-        correct, grad, exact = sample.correct(INF)
-        offending = _most_offending(sample, self.radius, self.distance, self.hamming)
-        incorrect = offending.augmented_energy
-        value, d_correct, d_incorrect = self.q(correct, incorrect)
-        grad = d_correct * grad
-        if offending.assignment is not None and d_incorrect != 0.0:  # no Ybar: no push up
-            grad = grad + d_incorrect * sample.parts(offending.assignment)
-        return LossResult(
-            float(value), grad, correct, incorrect, offending.assignment,
-            exact and offending.exact,
-        )
+    def terms(self, backend):
+        return (backend.correct(INF),
+                backend.offending(self.radius, self.distance, self.hamming))
+
+    def rule(self, correct, contrast):
+        """:meth:`q` sample by sample; no push up where no Ybar is allowed
+        (``E_I = +inf``)."""
+        q = np.array([self.q(c, i) for c, i in zip(correct.tolist(), contrast.tolist())],
+                     dtype=np.float64).reshape(-1, 3)
+        return q[:, 0], q[:, 1], np.where(np.isfinite(contrast), q[:, 2], 0.0)
 
 
 class HingeLoss(MarginLoss):

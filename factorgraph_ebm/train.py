@@ -34,13 +34,21 @@ import numpy as np
 
 from . import _validation as V
 from .exceptions import ConvergenceWarning, FactorGraphError
-from .inference import belief_propagation
-from .losses import Loss, _check_number
+from .inference import Options, checked_energy_vector, infer_checked
+from .losses import Loss, _check_number, _Sample
 
-__all__ = ["SGD", "Adam", "LBFGS", "History", "TrainResult", "fit", "predict", "score"]
+__all__ = ["SGD", "Adam", "LBFGS", "History", "Session", "TrainResult", "fit", "minimize",
+           "predict", "score"]
 
 
 # --------------------------------------------------------------------------- optimizers
+def _checked_fields(optimizer, **values) -> None:
+    """Store the checked values (Python ``int`` and ``float``, also for NumPy scalars
+    given) in the fields of a frozen optimizer dataclass."""
+    for name, value in values.items():
+        object.__setattr__(optimizer, name, value)
+
+
 @dataclass(frozen=True)
 class SGD:
     """Stochastic gradient descent with (heavy-ball) momentum:
@@ -58,8 +66,10 @@ class SGD:
     momentum: float = 0.9
 
     def __post_init__(self):
-        _check_number("SGD", "learning_rate", self.learning_rate)
-        _check_number("SGD", "momentum", self.momentum, allow_zero=True, below=1)
+        _checked_fields(self, learning_rate=_check_number("SGD", "learning_rate",
+                                                          self.learning_rate),
+                        momentum=_check_number("SGD", "momentum", self.momentum,
+                                               allow_zero=True, below=1))
 
     def stepper(self, n_params: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A fresh update function ``step(params, grad) -> new params`` with its own state."""
@@ -92,10 +102,13 @@ class Adam:
     eps: float = 1e-8
 
     def __post_init__(self):
-        _check_number("Adam", "learning_rate", self.learning_rate)
-        _check_number("Adam", "beta1", self.beta1, allow_zero=True, below=1)
-        _check_number("Adam", "beta2", self.beta2, allow_zero=True, below=1)
-        _check_number("Adam", "eps", self.eps)
+        _checked_fields(
+            self,
+            learning_rate=_check_number("Adam", "learning_rate", self.learning_rate),
+            beta1=_check_number("Adam", "beta1", self.beta1, allow_zero=True, below=1),
+            beta2=_check_number("Adam", "beta2", self.beta2, allow_zero=True, below=1),
+            eps=_check_number("Adam", "eps", self.eps),
+        )
 
     def stepper(self, n_params: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A fresh update function ``step(params, grad) -> new params`` with its own state."""
@@ -157,10 +170,13 @@ class LBFGS:
     period: int = 10
 
     def __post_init__(self):
-        _check_number("LBFGS", "tol", self.tol, allow_zero=True)
-        _check_number("LBFGS", "delta", self.delta, allow_zero=True)
-        for name in ("memory", "period"):
-            V.integer(getattr(self, name), f"the {name!r} parameter of LBFGS", low=1)
+        _checked_fields(
+            self,
+            tol=_check_number("LBFGS", "tol", self.tol, allow_zero=True),
+            delta=_check_number("LBFGS", "delta", self.delta, allow_zero=True),
+            **{name: V.integer(getattr(self, name), f"the {name!r} parameter of LBFGS", low=1)
+               for name in ("memory", "period")},
+        )
 
     def stalled(self, objective: Sequence[float]) -> bool:
         """Whether CRFsuite's rule stops at the last value of ``objective`` (per iteration)."""
@@ -220,12 +236,14 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- prediction
-def _predicted(model, params, x, messages, bp_options) -> np.ndarray:
-    """The min-sum assignment (int64, (n_variables,)) of the model's energies for ``x``."""
+def _predicted(model, params, x, messages, options: Options) -> np.ndarray:
+    """The min-sum assignment (int64, (n_variables,)) of the model's energies for ``x``
+    (the energies checked here, the options already)."""
     warm = None if messages is None else messages.get(("predict", math.inf))
-    result = belief_propagation(
-        model.graph, energies=model.energies(params, x), init_messages=warm, **bp_options
-    )
+    graph = model.graph
+    cg = graph.compile()
+    theta = checked_energy_vector(cg, model.energies(params, x))
+    result = infer_checked(graph, cg, theta, math.inf, options, init_messages=warm)
     if messages is not None:
         messages[("predict", math.inf)] = result.messages
     return result.assignment
@@ -278,7 +296,7 @@ def predict(model, params, x, *, latent: Iterable | None = None, **bp_options) -
     {'a': 2, 'b': 2}
     """
     params, latent, bp_options = _trained(params, latent, bp_options)
-    assignment = _predicted(model, params, x, None, bp_options)
+    assignment = _predicted(model, params, x, None, _checked_options(model, bp_options))
     hidden = set(latent)
     return {
         name: int(state)
@@ -287,13 +305,22 @@ def predict(model, params, x, *, latent: Iterable | None = None, **bp_options) -
     }
 
 
-def _accuracy(model, params, samples, outputs, stores, bp_options) -> float:
+def _checked_options(model, bp_options) -> Options:
+    """The inference options, checked, and the memory inference on the model's graph needs
+    (as :func:`~factorgraph_ebm.inference.belief_propagation` checks them)."""
+    options = Options.checked(**bp_options)
+    V.require_memory(model.graph.inference_bytes(), "inference on this graph (compiled "
+                     "arrays, messages and beliefs)")
+    return options
+
+
+def _accuracy(model, params, samples, outputs, stores, options) -> float:
     """Fraction of the output variables (indices ``outputs``) whose min-sum state equals the
     desired one, over ``samples``; ``stores`` holds each sample's warm-start messages."""
     names = model.graph.variables
     correct = 0
     for (x, target), store in zip(samples, stores):
-        assignment = _predicted(model, params, x, store, bp_options)
+        assignment = _predicted(model, params, x, store, options)
         correct += sum(int(assignment[i]) == target[names[i]] for i in outputs.tolist())
     return correct / max(1, len(outputs) * len(samples))
 
@@ -349,25 +376,154 @@ def score(model, params, samples, *, latent: Iterable | None = None, **bp_option
     params, latent, bp_options = _trained(params, latent, bp_options)
     samples = list(samples)
     return _accuracy(model, params, samples, _outputs(model.graph, latent),
-                     [None] * len(samples), bp_options)
+                     [None] * len(samples), _checked_options(model, bp_options))
 
 
-def _progress_bar(progress, **options):
-    """A tqdm bar: ``progress`` True shows it, False hides it, None shows it only when stderr
-    is a terminal (tqdm's ``disable=None``)."""
+def _bar_disable(progress):
+    """tqdm's ``disable`` for ``progress``: True shows the bar, False hides it, None shows it
+    only when stderr is a terminal (tqdm's ``disable=None``)."""
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise FactorGraphError(f"progress must be True, False or None, got {progress!r}")
-    from tqdm.auto import tqdm  # imported when training, not with the package
-
-    return tqdm(disable=None if progress is None else not progress, **options)
+    return None if progress is None else not progress
 
 
-def _end_bar(bar, stop_reason) -> None:
-    """Say on the bar why training stopped before its last epoch, then close it."""
-    if stop_reason is not None and not bar.disable:
-        shown = getattr(bar, "postfix", None)
-        bar.set_postfix_str(f"{shown}, {stop_reason}" if shown else stop_reason)
-    bar.close()
+class Session:
+    """The bookkeeping of one training run, whatever trains: the :class:`History`, a tqdm
+    progress bar, a per-epoch metric, a callback, and BLAS on one thread (see the module
+    docstring). A context manager: the bar is closed on leaving, saying why training
+    stopped early (``stop_reason``) if it did.
+
+    :func:`fit` runs one; :class:`~factorgraph_ebm.labeler.SequenceLabeler` runs one over
+    its stages (L-BFGS, SGD/Adam through :func:`minimize`, the online perceptron).
+
+    Parameters
+    ----------
+    total : int
+        Epochs expected (the bar's length).
+    desc : str
+        The bar's title.
+    disable : bool or None
+        tqdm's ``disable`` (None: only without a terminal).
+    metric : callable, optional
+        ``metric(params) -> float`` after every epoch, recorded in ``history.accuracy`` and
+        shown on the bar as ``metric_name``.
+    metric_name : str, default="accuracy"
+    callback : callable, optional
+        ``callback(epoch, params)`` after every epoch.
+    started : float, optional
+        ``time.perf_counter()`` when training started (``history.seconds`` count from it);
+        default now.
+    """
+
+    def __init__(self, *, total, desc, disable, metric=None, metric_name="accuracy",
+                 callback=None, started=None):
+        from tqdm.auto import tqdm  # imported when training, not with the package
+
+        self.history = History()
+        self.metric, self.metric_name, self.callback = metric, metric_name, callback
+        self.stop_reason = None
+        self.started = time.perf_counter() if started is None else started
+        self.bar = tqdm(total=total, desc=desc, unit="epoch", disable=disable)
+        self._blas = None
+
+    def end_epoch(self, epoch, params, mean_loss) -> None:
+        """Record an epoch's mean loss, time and metric; update the bar; call back."""
+        history = self.history
+        history.loss.append(float(mean_loss))
+        shown = {"loss": f"{mean_loss:.4g}"}
+        if self.metric is not None:
+            history.accuracy.append(float(self.metric(params)))
+            shown[self.metric_name] = f"{history.accuracy[-1]:.4f}"
+        history.seconds.append(time.perf_counter() - self.started)
+        self.bar.set_postfix(shown)
+        self.bar.update()
+        if self.callback is not None:
+            self.callback(epoch, params)
+
+    def __enter__(self) -> Session:
+        from threadpoolctl import threadpool_limits
+
+        self._blas = threadpool_limits(limits=1, user_api="blas")  # see the module docstring
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._blas.restore_original_limits()
+        bar = self.bar
+        if self.stop_reason is not None and not bar.disable:
+            shown = getattr(bar, "postfix", None)
+            bar.set_postfix_str(f"{shown}, {self.stop_reason}" if shown else self.stop_reason)
+        bar.close()
+
+
+def check_optimizer_for(optimizer, loss: Loss, *, has_latent: bool = False) -> None:
+    """Refuse L-BFGS for a loss that is not smooth (:meth:`Loss.is_smooth
+    <factorgraph_ebm.losses.Loss.is_smooth>`), whose kinks can stall its line search.
+
+    Raises
+    ------
+    FactorGraphError
+        "LBFGS needs a smooth loss, but ...".
+    """
+    if isinstance(optimizer, LBFGS) and not loss.is_smooth(has_latent):
+        raise FactorGraphError(
+            f"LBFGS needs a smooth loss, but {loss!r}"
+            + (" with latent variables" if has_latent else "")
+            + " has kinks where a minimizing answer changes; use SGD or Adam"
+        )
+
+
+def minimize(objective, params, optimizer, n_epochs, *, session: Session, rng,
+             batch_size: int = 1, l2: float = 0.0, l1: float = 0.0):
+    """The training loop: ``n_epochs`` epochs of SGD or Adam over mini-batches, or L-BFGS
+    iterations (OWL-QN with ``l1 > 0``) on the full batch, of
+    ``(1/N) sum_i L_i + l2/2 ||W||^2 (+ l1 ||W||_1)``.
+
+    Parameters
+    ----------
+    objective : object
+        ``n_samples`` (N) and ``batch(params, indices) -> (summed loss, summed dL/dW)``
+        over the samples ``indices`` (int64). :func:`fit` gives one over a model's factor
+        graphs, :class:`~factorgraph_ebm.labeler.SequenceLabeler` one over its sequences
+        on the trellis.
+    params : ndarray of shape (n_params,), float64
+        The start (not modified).
+    optimizer : SGD, Adam or LBFGS
+    n_epochs : int
+        Epochs (L-BFGS: iterations at most).
+    session : Session
+        Its ``end_epoch`` is called after every epoch.
+    rng : numpy.random.Generator
+        Shuffles the samples every SGD/Adam epoch.
+    batch_size : int, default=1
+        SGD/Adam: samples per step; the step follows the batch-mean gradient + l2 W.
+    l2, l1 : float, default=0.0
+        Regularization weights; ``l1 > 0`` needs :class:`LBFGS`.
+
+    Returns
+    -------
+    params : ndarray of shape (n_params,)
+    stop_reason : str or None
+        Why L-BFGS stopped before ``n_epochs`` (None when every epoch ran).
+    """
+    if isinstance(optimizer, LBFGS):
+        return _train_lbfgs(objective, params, optimizer, n_epochs, session.end_epoch,
+                            l2=l2, l1=l1)
+    if l1:
+        raise FactorGraphError(
+            f"l1 > 0 needs the LBFGS optimizer (it runs OWL-QN), got {optimizer!r}"
+        )
+    n = objective.n_samples
+    step = optimizer.stepper(len(params))
+    for epoch in range(1, n_epochs + 1):
+        order = rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
+            value, grad = objective.batch(params, batch)
+            total += value
+            params = step(params, grad / len(batch) + l2 * params)
+        session.end_epoch(epoch, params, total / n)
+    return params, None
 
 
 # --------------------------------------------------------------------------- training
@@ -487,98 +643,65 @@ def fit(
     if not samples:
         raise FactorGraphError("fit needs at least one (x, target) sample")
     latent = tuple(latent)
-    if isinstance(optimizer, LBFGS) and not loss.is_smooth(bool(latent)):
-        raise FactorGraphError(
-            f"LBFGS needs a smooth loss, but {loss!r}"
-            + (" with latent variables" if latent else "")
-            + " has kinks where a minimizing answer changes; use SGD or Adam"
-        )
+    check_optimizer_for(optimizer, loss, has_latent=bool(latent))
     rng = np.random.default_rng(seed)
     params = model.init_params(rng) if params is None else np.array(params, dtype=np.float64)
     if params.shape != (model.n_params,):
         raise FactorGraphError(
             f"params must have shape ({model.n_params},), got {params.shape}"
         )
-    run = _Run(model, loss, samples, latent, l2, warm_start, bp_options)
-    history = History()
-    started = time.perf_counter()
-    bar = _progress_bar(progress, total=n_epochs, desc=f"training ({loss.name})", unit="epoch")
-    stop_reason = None
-
-    def end_epoch(epoch, params, mean_loss):
-        history.loss.append(mean_loss)
-        if accuracy:
-            history.accuracy.append(run.accuracy(params))
-        history.seconds.append(time.perf_counter() - started)
-        shown = {"loss": f"{mean_loss:.4g}"}
-        if accuracy:
-            shown["accuracy"] = f"{history.accuracy[-1]:.3f}"
-        bar.set_postfix(shown)
-        bar.update()
-        if callback is not None:
-            callback(epoch, params)
-
-    from threadpoolctl import threadpool_limits
-
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):  # see the module docstring
-            if isinstance(optimizer, LBFGS):
-                params, stop_reason = _train_lbfgs(run, params, optimizer, n_epochs, end_epoch,
-                                                   l1=l1)
-            else:
-                step = optimizer.stepper(model.n_params)
-                for epoch in range(1, n_epochs + 1):
-                    order = rng.permutation(len(samples))
-                    total = 0.0
-                    for start in range(0, len(order), batch_size):
-                        batch = order[start : start + batch_size]
-                        value, grad = run.batch(params, batch)
-                        total += value
-                        params = step(params, grad / len(batch) + l2 * params)
-                    end_epoch(epoch, params, total / len(samples))
-    finally:
-        _end_bar(bar, stop_reason)
-    return TrainResult(params, history, dict(bp_options), latent, stop_reason)
+    run = _Run(model, loss, samples, latent, warm_start, bp_options)
+    session = Session(total=n_epochs, desc=f"training ({loss.name})",
+                      disable=_bar_disable(progress),
+                      metric=run.accuracy if accuracy else None, callback=callback)
+    with session:
+        params, session.stop_reason = minimize(run, params, optimizer, n_epochs,
+                                               session=session, rng=rng,
+                                               batch_size=batch_size, l2=l2, l1=l1)
+    return TrainResult(params, session.history, dict(bp_options), latent,
+                       session.stop_reason)
 
 
 class _Run:
-    """The fixed parts of one training run: model, loss, data, warm-start stores."""
+    """The objective of :func:`fit` (see :func:`minimize`): a model's factor graphs, one
+    per sample, with the graph backend of the losses. Inference options are checked once
+    here (:class:`~factorgraph_ebm.inference.Options`), then trusted at every step."""
 
-    def __init__(self, model, loss, samples, latent, l2, warm_start, bp_options):
+    def __init__(self, model, loss, samples, latent, warm_start, bp_options):
         self.model, self.loss, self.samples = model, loss, samples
-        self.latent, self.l2, self.bp_options = latent, l2, bp_options
+        self.latent, self.bp_options = latent, bp_options
+        self.options = _checked_options(model, bp_options)
         self.stores = [{} if warm_start else None for _ in samples]
         self.outputs = _outputs(model.graph, latent)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
 
     def batch(self, params, indices):
         """Summed loss and summed dL/dW over the samples ``indices``."""
         total, grad = 0.0, np.zeros(self.model.n_params)
         for i in indices:
             x, target = self.samples[i]
-            result = self.loss.value_and_grad(
-                self.model.graph,
-                target,
-                energies=self.model.energies(params, x),
-                latent=self.latent,
-                messages=self.stores[i],
-                **self.bp_options,
-            )
-            total += result.value
-            grad += self.model.backward(params, x, result.grad)
+            sample = _Sample(self.model.graph, target, self.model.energies(params, x),
+                             self.latent, self.stores[i], self.options)
+            found = self.loss.evaluate(sample)
+            total += float(found.value[0])
+            grad += self.model.backward(params, x, found.grad)
         return total, grad
 
     def accuracy(self, params) -> float:
         return _accuracy(self.model, params, self.samples, self.outputs, self.stores,
-                         self.bp_options)
+                         self.options)
 
 
-def _train_lbfgs(run, params, optimizer: LBFGS, n_epochs, end_epoch, *, l1: float = 0.0):
+def _train_lbfgs(run, params, optimizer: LBFGS, n_epochs, end_epoch, *, l2: float = 0.0,
+                 l1: float = 0.0):
     """Minimize the full-batch objective (mean loss + l2/2 ||W||^2 + l1 ||W||_1): scipy's
     L-BFGS-B, or :func:`_owlqn` when ``l1 > 0``, calling ``end_epoch(iteration, W, mean
     loss)`` after every iteration.
 
-    ``run`` has ``samples`` (their number), ``l2`` and ``batch(W, indices) -> (summed loss,
-    summed gradient)``.
+    ``run`` has ``n_samples`` and ``batch(W, indices) -> (summed loss, summed gradient)``.
 
     Returns
     -------
@@ -591,15 +714,15 @@ def _train_lbfgs(run, params, optimizer: LBFGS, n_epochs, end_epoch, *, l1: floa
     ConvergenceWarning
         When it stops early without converging (a failed line search).
     """
-    everything = np.arange(len(run.samples))
-    n = len(run.samples)
+    n = run.n_samples
+    everything = np.arange(n)
 
     def objective(w):  # the smooth part
         value, grad = run.batch(w, everything)
-        return value / n + 0.5 * run.l2 * w @ w, grad / n + run.l2 * w
+        return value / n + 0.5 * l2 * w @ w, grad / n + l2 * w
 
     def penalty(w):
-        return 0.5 * run.l2 * w @ w + (l1 * np.abs(w).sum() if l1 else 0.0)
+        return 0.5 * l2 * w @ w + (l1 * np.abs(w).sum() if l1 else 0.0)
 
     # The objective per iteration, from the start value as liblbfgs keeps it for the
     # delta/period rule (so it can stop at iteration `period`).

@@ -23,21 +23,9 @@ INF = math.inf
 
 # --------------------------------------------------------------------------- plain model
 def factor_table(graph, f):
-    """A copy of factor f's energy table, via the public ``factor_energies``.
-
-    Known engine bug (see tests/test_graph.py::test_factor_energies_of_constant_factor):
-    ``factor_energies`` raises ValueError for a factor with an empty scope (it tries to set
-    flags on a NumPy scalar). Until that is fixed, a constant factor's single energy is read
-    from the documented flat energy vector ``graph.compile().energies`` (tables
-    concatenated in factor order), which is data, not a kernel.
-    """
-    try:
-        return np.array(graph.factor_energies(f), dtype=np.float64)
-    except ValueError:
-        if graph.factor_scope(f):
-            raise
-        cg = graph.compile()
-        return np.array(cg.energies[cg.table_offset[f]], dtype=np.float64)
+    """A copy of factor f's energy table, via the public ``factor_energies`` (a 0-d array
+    for a constant factor)."""
+    return np.array(graph.factor_energies(f), dtype=np.float64)
 
 
 class Model:

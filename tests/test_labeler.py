@@ -19,11 +19,22 @@ from factorgraph_ebm.labeler import (
     FORMAT_NAME,
     SequenceLabeler,
     _Chain,
+    _ChainObjective,
     _Design,
-    _FullBatch,
     _value_and_grad,
 )
-from factorgraph_ebm.losses import HingeLoss, LogLoss, MCELoss, NLLLoss, PerceptronLoss
+from factorgraph_ebm.losses import (
+    EnergyLoss,
+    HingeLoss,
+    LogLoss,
+    LVQ2Loss,
+    MCELoss,
+    MEELoss,
+    NLLLoss,
+    PerceptronLoss,
+    SquareExpLoss,
+    SquareSquareLoss,
+)
 from factorgraph_ebm.train import LBFGS, SGD, Adam
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -37,6 +48,11 @@ LOSSES = [
     LogLoss(),
     LogLoss(hamming=0.5),
     MCELoss(),
+    MEELoss(1.0),
+    SquareSquareLoss(margin=2.0),
+    SquareExpLoss(),
+    LVQ2Loss(delta=2.0),
+    EnergyLoss(),
 ]
 
 
@@ -730,14 +746,14 @@ def test_blas_runs_on_one_thread_while_training(tagging, monkeypatch):
         pytest.skip("no BLAS library is loaded")
     (X, Y), _ = tagging
     seen = []
-    batch = _FullBatch.batch
+    batch = _ChainObjective.batch
 
     def recording(self, theta, indices):
         seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
                     if i["user_api"] == "blas")
         return batch(self, theta, indices)
 
-    monkeypatch.setattr(_FullBatch, "batch", recording)
+    monkeypatch.setattr(_ChainObjective, "batch", recording)
     before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
     SequenceLabeler("nll", LBFGS(), n_epochs=3, progress=False).fit(X, Y)
     assert seen and set(seen) == {1}

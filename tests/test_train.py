@@ -1,6 +1,7 @@
 """Training: optimizer updates in closed form, L-BFGS against scipy on a brute-force
 objective, learning on data labeled by brute force, seeding, history, progress bar, errors."""
 
+import dataclasses
 import itertools
 import re
 
@@ -10,6 +11,7 @@ import scipy.optimize
 from reference import BruteForce, logsumexp
 
 import factorgraph_ebm as fg
+from factorgraph_ebm.inference import Options, infer_checked
 from factorgraph_ebm.losses import (
     EnergyLoss,
     HingeLoss,
@@ -346,13 +348,13 @@ def test_predict_and_score_use_the_inference_options_of_training(monkeypatch):
                  progress=False, **options)
     assert result.bp_options == options and result.latent == ()
     calls = []
-    run = fg.belief_propagation
+    run = infer_checked
 
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        return run(*args, **kwargs)
+    def recording(graph, cg, theta, beta, checked, **kwargs):  # training's inference entry
+        calls.append(dataclasses.asdict(checked))
+        return run(graph, cg, theta, beta, checked, **kwargs)
 
-    monkeypatch.setattr("factorgraph_ebm.train.belief_propagation", recording)
+    monkeypatch.setattr("factorgraph_ebm.train.infer_checked", recording)
     assert predict(model, result, None) == target
     assert score(model, result, [(None, target)]) == 1.0
     assert score(model, result, [(None, {**target, "a": 0})]) == 0.75
@@ -362,7 +364,7 @@ def test_predict_and_score_use_the_inference_options_of_training(monkeypatch):
     predict(model, result, None, damping=0.0)
     assert calls[-1]["damping"] == 0.0 and calls[-1]["schedule"] == "parallel"
     predict(model, result.params, None)  # bare parameters: the defaults
-    assert "damping" not in calls[-1]
+    assert calls[-1] == dataclasses.asdict(Options())
     # latent variables of training stay out of the answer
     hidden = TrainResult(result.params, result.history, options, ("d",))
     assert predict(model, hidden, None) == {k: target[k] for k in "abc"}
@@ -505,6 +507,74 @@ def test_lbfgs_takes_only_smooth_losses():
 def test_bad_optimizer_parameters(make, message):
     with pytest.raises(fg.FactorGraphError, match=re.escape(message)):
         make()
+
+
+def test_fit_checks_options_once_and_energies_once_per_step(monkeypatch):
+    """Training enters inference through the trusted entry: the inference options are
+    checked once per fit, each step's energies once (not again inside every inference),
+    and the desired answer is clamped as an array of states, not a mapping."""
+    import factorgraph_ebm.inference as inference
+    import factorgraph_ebm.losses as losses
+
+    hidden = fg.FactorGraph()
+    hidden.add_variables(["a", "b", "h"], [2, 2, 3])
+    hidden.add_factor(["a", "h"], np.zeros((2, 3)))
+    hidden.add_factor(["h", "b"], np.zeros((3, 2)))
+    model = TableModel(hidden)
+    samples = [(None, {"a": 1, "b": 0}), (None, {"a": 0, "b": 1})]
+    counts = {"options": 0, "energies": 0, "observed": []}
+    checked, energies, entry = inference.Options.checked, losses.checked_energy_vector, \
+        losses.infer_checked
+
+    def count_options(**kwargs):
+        counts["options"] += 1
+        return checked(**kwargs)
+
+    def count_energies(*args):
+        counts["energies"] += 1
+        return energies(*args)
+
+    def record_entry(*args, observed=None, **kwargs):
+        counts["observed"].append(observed)
+        return entry(*args, observed=observed, **kwargs)
+
+    monkeypatch.setattr(inference.Options, "checked", staticmethod(count_options))
+    monkeypatch.setattr(losses, "checked_energy_vector", count_energies)
+    monkeypatch.setattr(losses, "infer_checked", record_entry)
+    fit(model, NLLLoss(), samples, latent=["h"], optimizer=SGD(0.1), n_epochs=3,
+        accuracy=False, progress=False, damping=0.1)
+    assert counts["options"] == 1
+    assert counts["energies"] == 3 * len(samples)
+    clamped = [o for o in counts["observed"] if o is not None]
+    assert len(clamped) == 3 * len(samples)  # E_C over the latent h: one clamped run a step
+    assert all(o.dtype == np.int64 and o.tolist() in ([1, 0, -1], [0, 1, -1]) for o in clamped)
+
+
+def test_optimizers_and_fit_take_numpy_scalars():
+    """NumPy integers and floats are numbers like any other: every optimizer and fit take
+    them (one validation, factorgraph_ebm._validation), and the optimizers keep Python
+    numbers; a bool is not an integer."""
+    lbfgs = LBFGS(tol=np.float32(1e-6), memory=np.int64(5), delta=np.int32(0),
+                  period=np.uint8(3))
+    sgd = SGD(learning_rate=np.float64(0.1), momentum=np.int64(0))
+    adam = Adam(learning_rate=np.int32(1), beta1=np.float16(0.5), eps=np.float64(1e-8))
+    assert (lbfgs.memory, lbfgs.period, sgd.momentum, adam.learning_rate) == (5, 3, 0.0, 1.0)
+    for value in (lbfgs.memory, lbfgs.period, lbfgs.delta, lbfgs.tol, sgd.learning_rate,
+                  sgd.momentum, adam.learning_rate, adam.beta1, adam.eps):
+        assert type(value) in (int, float)
+    assert lbfgs == LBFGS(tol=float(np.float32(1e-6)), memory=5, delta=0.0, period=3)
+    graph, names, model = chain_model()
+    samples = labeled_samples(2, 6, model, graph, names)
+    for optimizer in (lbfgs, sgd, adam):
+        loss = NLLLoss() if optimizer is lbfgs else HingeLoss()
+        result = fit(model, loss, samples, optimizer=optimizer, n_epochs=np.int64(2),
+                     batch_size=np.int32(2), progress=False)
+        assert len(result.history.loss) <= 2
+    with pytest.raises(fg.FactorGraphError, match="'memory' parameter of LBFGS must be an "
+                                                  "integer >= 1, got True"):
+        LBFGS(memory=True)
+    with pytest.raises(fg.FactorGraphError, match="n_epochs must be an integer >= 1"):
+        fit(model, HingeLoss(), samples, n_epochs=np.bool_(True), progress=False)
 
 
 def test_lbfgs_crfsuite_stopping_rule():

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import _validation as V
 from ..energy import energies_of
 from ..exceptions import FactorGraphError, NoFiniteAssignmentWarning
 from ..graph import FactorGraph
@@ -438,8 +439,7 @@ def _checked_order(cg, order) -> np.ndarray | None:
 
 def _check_options(max_iter, tol, time_limit, decode_budget, local_search,
                    bp_candidate) -> None:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise FactorGraphError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    V.integer(max_iter, "max_iter", low=1)
     if not (isinstance(tol, (int, float, np.floating)) and tol >= 0):
         raise FactorGraphError(f"tol must be a number >= 0, got {tol!r}")
     if time_limit is not None and not (
@@ -447,10 +447,7 @@ def _check_options(max_iter, tol, time_limit, decode_budget, local_search,
     ):
         raise FactorGraphError(f"time_limit must be None or a number of seconds > 0, got "
                                f"{time_limit!r}")
-    if (isinstance(decode_budget, bool) or not isinstance(decode_budget, (int, np.integer))
-            or decode_budget < 0):
-        raise FactorGraphError(f"decode_budget must be an integer >= 0, got "
-                               f"{decode_budget!r}")
+    V.integer(decode_budget, "decode_budget", low=0)
     for name, value in (("local_search", local_search), ("bp_candidate", bp_candidate)):
         if not isinstance(value, (bool, np.bool_)):
             raise FactorGraphError(f"{name} must be True or False, got {value!r}")
