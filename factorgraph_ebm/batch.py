@@ -804,20 +804,28 @@ def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature,
         K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], var_raw[b],
                  temperature, assignment[b], w)
         if tables:
-            raw = var_raw[b]
-            n_inf = fac_n_inf[b]
-            K.variable_totals(unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr,
-                              cg.var_edges, cg.msg_offset, np.int64(0),
-                              np.int64(len(cg.n_states)), f2v[b], raw, n_inf)
-            factor_part[b] = _factor_beliefs(
-                cg, theta, f2v[b], raw, n_inf, temperature if bethe else 0.0, store,
-                fac_raw[b], w.counter, fac_scratch[b], compact_beliefs[b], compact_table[b],
-                fac_incoming[b])
-            for s in range(len(raw)):
-                if n_inf[s] > 0:
-                    raw[s] = np.inf
+            factor_part[b] = _item_factor_beliefs(
+                cg, theta, unary[b], f2v[b], var_raw[b], fac_n_inf[b],
+                temperature if bethe else 0.0, store, fac_raw[b], w.counter, fac_scratch[b],
+                compact_beliefs[b], compact_table[b], fac_incoming[b])
         if bethe:
             var_part[b] = K.variable_bethe_terms(cg, unary[b], var_raw[b], temperature)
+
+
+@njit(**NJIT_OPTIONS)
+def _item_factor_beliefs(cg, theta, unary, f2v, raw, n_inf, temperature, store, out, counter,
+                         scratch, compact_beliefs, compact_table, incoming):
+    """One item's factor beliefs as ``inference._run_bp`` computes them: from the
+    variables' totals, which ``raw`` (the raw variable beliefs) holds meanwhile, then the
+    beliefs again, bit for bit. Returns the factors' Bethe terms (0.0 at T == 0)."""
+    K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
+                      cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v, raw, n_inf)
+    part = _factor_beliefs(cg, theta, f2v, raw, n_inf, temperature, store, out, counter,
+                           scratch, compact_beliefs, compact_table, incoming)
+    for s in range(len(raw)):
+        if n_inf[s] > 0:
+            raw[s] = np.inf
+    return part
 
 
 @njit(**PARALLEL_OPTIONS)
