@@ -11,11 +11,14 @@ exact free energy, which the test also shows). Skipped when PyTorch is not insta
 """
 
 import itertools
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from warmup import SUBPROCESS_TIMEOUT
 
 import factorgraph_ebm as fe
 from factorgraph_ebm.exceptions import FactorGraphError, TargetError
@@ -509,3 +512,22 @@ def test_chain_energy_model_learns_a_transition_rule():
     mask = np.arange(t)[None] < lengths[:, None]
     assert (predicted[mask] == labels[mask]).all()
     assert (predicted[~mask] == -1).all()
+
+
+# --------------------------------------------------------------------------- example
+CONLL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
+
+
+@pytest.mark.skipif(not (CONLL / "train.txt").is_file(), reason=f"no CoNLL-2000 at {CONLL}")
+def test_neural_chunker_quick_run():
+    """examples/neural_chunker.py --quick: the row format of chunking_conll2000.py and a
+    network that learned something in one epoch on 1,000 sentences."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "neural_chunker.py"
+    process = subprocess.run([sys.executable, str(example), "--quick", "--epochs", "1"],
+                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert process.returncode == 0, process.stderr
+    (only,) = json.loads(process.stdout.strip().splitlines()[-1])["rows"]
+    assert set(only) == {"system", "loss", "token_accuracy", "chunk_f1", "train_seconds",
+                         "epochs", "weights"}
+    assert only["epochs"] == 1 and only["weights"] > 0
+    assert only["chunk_f1"] > 0.5, only
