@@ -165,3 +165,30 @@ def test_quick_run(tmp_path, warm_kernels):
         assert cnn["accuracy_shifted"] > by_key["no-pose-cnn", "hinge"]["accuracy_shifted"]
     for name in ("invariant_references.png", "invariant_poses.png"):
         assert (tmp_path / name).stat().st_size > 5_000, name
+
+
+@pytest.mark.skipif(not ir.cnn_available(), reason="PyTorch is not installed (torch extra)")
+@pytest.mark.parametrize("max_shift", [0, 1, 4])
+def test_cnn_energy_table_is_a_squared_distance(max_shift):
+    """The CNN model's table (one cross-correlation) is 1/C ||G(X) - T_z R_y||^2 entry by
+    entry, in the pose order of PoseTemplateModel, poses beyond the margin included."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    numpy_model = ir.PoseTemplateModel(2, max_shift=max_shift)
+    network = ir.pose_template_cnn(2, max_shift, width=4, n_channels=3, seed=1)
+    with torch.no_grad():
+        network.references.normal_()
+    x = random_field(rng, numpy_model)
+    with torch.no_grad():
+        table = network(x[None]).double().numpy().reshape(ir.N_CATEGORIES, -1)
+        maps = network.features(x[None])[0].double().numpy()
+        refs = network.references.double().numpy()
+    assert table.shape == (26, numpy_model.n_poses)
+    s = max_shift
+    extended = np.pad(maps, ((0, 0), (s, s), (s, s)))
+    for z, (dy, dx) in enumerate(numpy_model.shifts):
+        placed = np.zeros((ir.N_CATEGORIES, *extended.shape))
+        placed[:, :, 2 + s + dy:18 + s + dy, 2 + s + dx:10 + s + dx] = refs
+        expected = ((extended[None] - placed) ** 2).sum((1, 2, 3)) / 3
+        np.testing.assert_allclose(table[:, z], expected, rtol=1e-4, atol=1e-4)
