@@ -8,9 +8,10 @@ from Scratch", sentence-level likelihood)::
     E(y, x) = sum_t U_W(x)[t, y_t] + sum_{t>=1} A[y_{t-1}, y_t] + s[y_0] + e[y_{T-1}]
 
 where U_W(x) (T, K) is a small network: embeddings of the lowercased word (words seen at
-least twice in training, others an "unknown" vector), of its POS tag and of its
-capitalization pattern, concatenated, then two 1-D convolutions over the sentence (window
-5, then 3; ReLU; dropout) and a linear layer to the K = 23 chunk tags; A, s and e are
+least twice in training, others an "unknown" vector), of its POS tag, of its
+capitalization pattern and of its last three letters (likewise), concatenated, then two
+1-D convolutions over the sentence (window 5, then 3; ReLU; dropout) and a linear layer to
+the K = 22 chunk tags of the training set; A, s and e are
 learned tables (:class:`~factorgraph_ebm.torch.ChainEnergyModel`). Training runs the
 trellis loss of the library in the forward pass (NLL by forward-backward, or the
 Hamming-augmented hinge by the most offending incorrect path) and its dL/d(energies) in the
@@ -73,50 +74,57 @@ def shape_of(word: str) -> int:
 
 
 class Vocabulary:
-    """Indices of lowercased words (seen ``min_count`` times in training; 1 = unknown, 0 =
-    padding), POS tags and chunk tags, from the training sentences."""
+    """Indices of lowercased words and of their last three letters (seen ``min_count``
+    times in training; 1 = unknown, 0 = padding), POS tags and chunk tags, from the training
+    sentences."""
 
     def __init__(self, sentences, min_count=2):
         counts = Counter(w.lower() for s in sentences for w in s.words)
         self.words = {w: i + 2 for i, w in enumerate(sorted(w for w, c in counts.items()
                                                              if c >= min_count))}
         self.pos = {p: i + 1 for i, p in enumerate(sorted({p for s in sentences for p in s.pos}))}
+        suffixes = Counter(w.lower()[-3:] for s in sentences for w in s.words)
+        self.suffixes = {x: i + 2 for i, x in enumerate(sorted(x for x, c in suffixes.items()
+                                                                if c >= min_count))}
         self.tags = sorted({t for s in sentences for t in s.chunks})
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
 
     def encode(self, sentences):
-        """Padded int64 arrays (n, T): words, POS, shapes, tags (-1 for unknown tags), and
-        the lengths."""
+        """Padded int64 arrays (n, T): words, POS, shapes, suffixes, tags, and the
+        lengths."""
         lengths = np.array([len(s.words) for s in sentences], dtype=np.int64)
         shape = (len(sentences), int(lengths.max(initial=1)))
-        words, pos, shapes, tags = (np.zeros(shape, dtype=np.int64) for _ in range(4))
+        words, pos, shapes, suffixes, tags = (np.zeros(shape, dtype=np.int64) for _ in range(5))
         for i, s in enumerate(sentences):
             n = len(s.words)
             words[i, :n] = [self.words.get(w.lower(), 1) for w in s.words]
             pos[i, :n] = [self.pos.get(p, 0) for p in s.pos]
             shapes[i, :n] = [shape_of(w) for w in s.words]
+            suffixes[i, :n] = [self.suffixes.get(w.lower()[-3:], 1) for w in s.words]
             tags[i, :n] = [self.tag_index.get(t, 0) for t in s.chunks]
-        return words, pos, shapes, tags, lengths
+        return (words, pos, shapes, suffixes), tags, lengths
 
 
 class Emitter(torch.nn.Module):
-    """(words, POS, shapes) (B, T) -> unary energies (B, T, K)."""
+    """(words, POS, shapes, suffixes) (B, T) -> unary energies (B, T, K)."""
 
-    def __init__(self, n_words, n_pos, n_tags, word_dim=64, pos_dim=24, hidden=192,
-                 dropout=0.3):
+    def __init__(self, n_words, n_pos, n_suffixes, n_tags, word_dim=64, pos_dim=24,
+                 suffix_dim=16, hidden=192, dropout=0.3):
         super().__init__()
         self.word = torch.nn.Embedding(n_words, word_dim, padding_idx=0)
         self.pos = torch.nn.Embedding(n_pos, pos_dim, padding_idx=0)
         self.shape = torch.nn.Embedding(4, 4)
-        width = word_dim + pos_dim + 4
+        self.suffix = torch.nn.Embedding(n_suffixes, suffix_dim, padding_idx=0)
+        width = word_dim + pos_dim + 4 + suffix_dim
         self.conv1 = torch.nn.Conv1d(width, hidden, 5, padding=2)
         self.conv2 = torch.nn.Conv1d(hidden, hidden, 3, padding=1)
         self.out = torch.nn.Linear(hidden, n_tags)
         self.drop = torch.nn.Dropout(dropout)
 
     def forward(self, inputs):
-        words, pos, shapes = (torch.as_tensor(a) for a in inputs)
-        x = torch.cat([self.word(words), self.pos(pos), self.shape(shapes)], dim=-1)
+        words, pos, shapes, suffixes = (torch.as_tensor(a) for a in inputs)
+        x = torch.cat([self.word(words), self.pos(pos), self.shape(shapes),
+                       self.suffix(suffixes)], dim=-1)
         h = self.drop(x).transpose(1, 2)                # (B, D, T)
         h = self.drop(torch.relu(self.conv1(h)))
         h = self.drop(torch.relu(self.conv2(h))).transpose(1, 2)
@@ -126,7 +134,7 @@ class Emitter(torch.nn.Module):
 def train(model, data, epochs, seed, learning_rate=2e-3, batch_size=32):
     """Adam on the mean loss per sentence, its step decayed to 0 on a cosine over the
     epochs; returns the seconds taken."""
-    words, pos, shapes, tags, lengths = data
+    inputs, tags, lengths = data
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     rng = np.random.default_rng(seed)
@@ -139,8 +147,8 @@ def train(model, data, epochs, seed, learning_rate=2e-3, batch_size=32):
             batch = np.sort(order[start:start + batch_size])
             t = int(lengths[batch].max(initial=1))
             optimizer.zero_grad()
-            value = model((words[batch, :t], pos[batch, :t], shapes[batch, :t]),
-                          tags[batch, :t], lengths[batch])
+            value = model(tuple(a[batch, :t] for a in inputs), tags[batch, :t],
+                          lengths[batch])
             value.mean().backward()
             optimizer.step()
             total += float(value.detach().sum())
@@ -152,14 +160,13 @@ def train(model, data, epochs, seed, learning_rate=2e-3, batch_size=32):
 
 def predict(model, data, vocabulary, batch_size=256):
     """Viterbi chunk tags of every sentence (lists of str)."""
-    words, pos, shapes, _, lengths = data
+    inputs, _, lengths = data
     model.eval()
     out = []
     for start in range(0, len(lengths), batch_size):
         part = slice(start, start + batch_size)
         t = int(lengths[part].max(initial=1))
-        states = model.predict((words[part, :t], pos[part, :t], shapes[part, :t]),
-                               lengths[part]).numpy()
+        states = model.predict(tuple(a[part, :t] for a in inputs), lengths[part]).numpy()
         out.extend([vocabulary.tags[k] for k in row[:n]] for row, n in
                    zip(states, lengths[part]))
     return out
@@ -223,7 +230,7 @@ def main(argv=None) -> dict:
         label, make_loss = LOSSES[name]
         torch.manual_seed(args.seed)
         emitter = Emitter(len(vocabulary.words) + 2, len(vocabulary.pos) + 1,
-                          len(vocabulary.tags))
+                          len(vocabulary.suffixes) + 2, len(vocabulary.tags))
         model = ChainEnergyModel(emitter, len(vocabulary.tags), make_loss(), boundary=True)
         seconds = train(model, train_data, epochs, args.seed)
         predicted = predict(model, test_data, vocabulary)
