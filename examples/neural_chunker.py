@@ -20,12 +20,12 @@ is Viterbi. Embeddings start random: no pretrained vectors, no other data.
 
 Protocol: the CoNLL-2000 training set (8,936 sentences) for training, the test set (2,012)
 for the scores, as ``examples/chunking_conll2000.py``; Adam (step 2e-3 decayed to 0 on a
-cosine, mini-batches of 32 sentences, ``--epochs``, default 12), seeded. Runs on one
+cosine, mini-batches of 32 sentences, ``--epochs``, default 20), seeded. Runs on one
 thread.
 
 Usage::
 
-    python examples/neural_chunker.py                    # NLL, 12 epochs
+    python examples/neural_chunker.py                    # NLL, 20 epochs
     python examples/neural_chunker.py --losses nll,hinge_hamming --epochs 5
     python examples/neural_chunker.py --quick            # small subset, seconds
 
@@ -201,7 +201,7 @@ def main(argv=None) -> dict:
                         help="directory with train.txt and test.txt (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="1,000 training and 300 test sentences, 2 epochs")
-    parser.add_argument("--epochs", type=int, default=None, help="default 12 (quick: 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="default 20 (quick: 2)")
     parser.add_argument("--losses", default="nll",
                         help="comma-separated subset of " + ",".join(LOSSES))
     parser.add_argument("--seed", type=int, default=0)
@@ -216,7 +216,7 @@ def main(argv=None) -> dict:
     test_sentences = read_conll2000(args.data / "test.txt")
     if args.quick:
         train_sentences, test_sentences = train_sentences[:1000], test_sentences[:300]
-    epochs = args.epochs if args.epochs is not None else (2 if args.quick else 12)
+    epochs = args.epochs if args.epochs is not None else (2 if args.quick else 20)
     vocabulary = Vocabulary(train_sentences)
     train_data = vocabulary.encode(train_sentences)
     test_data = vocabulary.encode(test_sentences)
