@@ -5,10 +5,12 @@ MODEL ?= examples/models/pdb1akg.uai
 
 .PHONY: run test lint docs clean
 
+# torch is pinned: an open range may fetch a multi-GB CUDA build; 2.13.0 is the CPU build
+# that lies on the CI machine's disk.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[dev,docs,convert,dask]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev,docs,convert,dask,torch]" "torch==2.13.0"
 	touch $@
 
 ## run: the main job, min-sum and sum-product BP on a real UAI model shipped in the repo

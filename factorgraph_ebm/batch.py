@@ -403,10 +403,15 @@ def _checked_unaries(graph, cg, thetas, rows, evidence, unary, n):
     units = np.empty((n, n_entries))
     for b in range(n):
         given = evidence[b] if per_item else evidence
-        units[b] = _item(b, single._evidence_unary, graph, cg, thetas[rows[b]], given)
+        units[b] = _item(b, _evidence_unary, graph, cg, thetas[rows[b]], given)
         if form != "none":
             units[b] += soft[b]
     return units, form != "none"
+
+
+def _evidence_unary(graph, cg, theta, evidence) -> np.ndarray:
+    """The flat unary energies of ``evidence`` (a mapping or None), as a single call's."""
+    return single._evidence_unary(graph, cg, theta, single._observed_states(graph, cg, evidence))
 
 
 def _item(b, check, *args):
@@ -478,7 +483,7 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
         # batched driver: the single calls' runner, item by item.
         return [single._run_bp(graph, cg, thetas[rows[b]], units[b], units[b] if has_soft else None,
                           temperature, started, schedule=schedule, max_iter=max_iter, tol=tol,
-                          damping=damping, init_messages=None, warn=warn,
+                          damping=damping, init_messages=None, messages_checked=False, warn=warn,
                           factor_beliefs=factor_beliefs, free_energy=free_energy,
                           check_sweep=check_sweep, n_threads=None, callback=None)
                 for b in range(n)]

@@ -10,6 +10,7 @@ NORMALIZE_WHITESPACE.
 
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 
 import pytest
@@ -66,10 +67,18 @@ MUST_HAVE_EXAMPLES = [
 ]
 
 
+#: Modules of optional extras, left out when their dependency is not installed.
+OPTIONAL = {"factorgraph_ebm.torch": "torch"}
+
+
 def package_modules():
-    """Every module of the package except ``__main__`` (importing it runs the CLI)."""
+    """Every module of the package except ``__main__`` (importing it runs the CLI) and
+    those of extras whose dependency is missing."""
     yield factorgraph_ebm
     for info in pkgutil.walk_packages(factorgraph_ebm.__path__, "factorgraph_ebm."):
+        needs = OPTIONAL.get(info.name)
+        if needs and importlib.util.find_spec(needs) is None:
+            continue
         if not info.name.endswith("__main__"):
             yield importlib.import_module(info.name)
 

@@ -1,7 +1,8 @@
 """examples/invariant_recognition.py: the pose-template model's hand-written backward pass
 against central finite differences, the library's min-sum over (category, pose) against
 brute force over the 26 x 25 energy table, the translation invariance the latent pose
-buys, and a --quick run on the OCR letters."""
+buys, and a --quick run on the OCR letters (with the PyTorch CNN rows when PyTorch is
+installed)."""
 
 import importlib.util
 import json
@@ -142,10 +143,12 @@ def test_quick_run(tmp_path, warm_kernels):
     report = json.loads(process.stdout.strip().splitlines()[-1])
     assert set(report) == {"rows"}
     rows = report["rows"]
-    assert {(row["model"], row["loss"]) for row in rows} == {
-        (model, loss) for model in ("latent-pose", "no-pose")
-        for loss in ("hinge", "nll", "square_square", "energy")
-    }
+    expected = {(model, loss) for model in ("latent-pose", "no-pose")
+                for loss in ("hinge", "nll", "square_square", "energy")}
+    if ir.cnn_available():  # the PyTorch rows (torch extra)
+        expected |= {(model, loss) for model in ("latent-pose-cnn", "no-pose-cnn")
+                     for loss in ("hinge", "nll")}
+    assert {(row["model"], row["loss"]) for row in rows} == expected
     for row in rows:
         assert set(row) == {"model", "loss", "accuracy", "accuracy_shifted", "train_seconds"}
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["accuracy_shifted"] <= 1.0
@@ -156,5 +159,36 @@ def test_quick_run(tmp_path, warm_kernels):
         assert latent["accuracy"] > 0.3, latent
         assert latent["accuracy_shifted"] > 0.3, latent
         assert latent["accuracy_shifted"] > by_key["no-pose", loss]["accuracy_shifted"], loss
+    if ir.cnn_available():  # trained end to end through factorgraph_ebm.torch
+        cnn = by_key["latent-pose-cnn", "hinge"]
+        assert cnn["accuracy_shifted"] > 0.2, cnn
+        assert cnn["accuracy_shifted"] > by_key["no-pose-cnn", "hinge"]["accuracy_shifted"]
     for name in ("invariant_references.png", "invariant_poses.png"):
         assert (tmp_path / name).stat().st_size > 5_000, name
+
+
+@pytest.mark.skipif(not ir.cnn_available(), reason="PyTorch is not installed (torch extra)")
+@pytest.mark.parametrize("max_shift", [0, 1, 4])
+def test_cnn_energy_table_is_a_squared_distance(max_shift):
+    """The CNN model's table (one cross-correlation) is 1/C ||G(X) - T_z R_y||^2 entry by
+    entry, in the pose order of PoseTemplateModel, poses beyond the margin included."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    numpy_model = ir.PoseTemplateModel(2, max_shift=max_shift)
+    network = ir.pose_template_cnn(2, max_shift, width=4, n_channels=3, seed=1)
+    with torch.no_grad():
+        network.references.normal_()
+    x = random_field(rng, numpy_model)
+    with torch.no_grad():
+        table = network(x[None]).double().numpy().reshape(ir.N_CATEGORIES, -1)
+        maps = network.features(x[None])[0].double().numpy()
+        refs = network.references.double().numpy()
+    assert table.shape == (26, numpy_model.n_poses)
+    s = max_shift
+    extended = np.pad(maps, ((0, 0), (s, s), (s, s)))
+    for z, (dy, dx) in enumerate(numpy_model.shifts):
+        placed = np.zeros((ir.N_CATEGORIES, *extended.shape))
+        placed[:, :, 2 + s + dy:18 + s + dy, 2 + s + dx:10 + s + dx] = refs
+        expected = ((extended[None] - placed) ** 2).sum((1, 2, 3)) / 3
+        np.testing.assert_allclose(table[:, z], expected, rtol=1e-4, atol=1e-4)

@@ -5,7 +5,8 @@ Each ```python block runs alone in a fresh namespace and a temporary working dir
 line that is an expression and whose comment starts with a Python literal, e.g.
 ``fe.predict(...)  # {0: 0, 1: 1}`` or ``best.energy, ...  # (0.0, {...}): the lowest
 energy``, is evaluated and compared with that literal (floats to 1e-9, relatively).
-The ```sh blocks are command synopses, not scripts, and are not run.
+The ```sh blocks are command synopses, not scripts, and are not run. A block that imports
+torch is skipped when PyTorch (the ``torch`` extra) is not installed.
 """
 
 import ast
@@ -96,6 +97,8 @@ def test_readme_has_python_blocks_with_checked_claims():
 
 @pytest.mark.parametrize("first_line, source", BLOCKS, ids=[f"line{n}" for n, _ in BLOCKS])
 def test_readme_block_runs_alone(first_line, source, tmp_path, monkeypatch):
+    if "import torch" in source:  # the PyTorch bridge's block needs the torch extra
+        pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra)")
     monkeypatch.chdir(tmp_path)
     run_block(source, first_line)
 
