@@ -175,13 +175,18 @@ def trws(
     >>> r.energy, r.lower_bound, r.optimal
     (1.0, 0.25, False)
     """
-    from ..inference import _evidence_unary, checked_energy_vector, checked_unary
+    from ..inference import (
+        _evidence_unary,
+        _observed_states,
+        checked_energy_vector,
+        checked_unary,
+    )
 
     started = time.perf_counter()
     cg = graph.compile()
     theta = checked_energy_vector(cg, energies)
     soft = checked_unary(graph, cg, unary)
-    per_state = _evidence_unary(graph, cg, theta, evidence)
+    per_state = _evidence_unary(graph, cg, theta, _observed_states(graph, cg, evidence))
     if soft is not None:
         per_state += soft
         soft = per_state
