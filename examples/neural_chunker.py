@@ -50,9 +50,11 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("examples/neural_chunker.py needs PyTorch: pip install 'factorgraph-ebm[torch]'")
 
+# The chunking example's row and table (run as a script, this folder is on sys.path).
+from chunking_conll2000 import markdown, row  # noqa: E402
+
 from factorgraph_ebm.datasets import read_conll2000
 from factorgraph_ebm.losses import HingeLoss, NLLLoss
-from factorgraph_ebm.metrics import chunk_scores, token_accuracy
 from factorgraph_ebm.torch import ChainEnergyModel
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
@@ -170,29 +172,6 @@ def predict(model, data, vocabulary, batch_size=256):
         out.extend([vocabulary.tags[k] for k in row[:n]] for row, n in
                    zip(states, lengths[part]))
     return out
-
-
-def row(system, loss, y_true, y_pred, seconds, epochs, weights) -> dict:
-    """A row in the format of examples/chunking_conll2000.py."""
-    return {
-        "system": system,
-        "loss": loss,
-        "token_accuracy": round(token_accuracy(y_true, y_pred), 5),
-        "chunk_f1": round(chunk_scores(y_true, y_pred).f1, 5),
-        "train_seconds": round(seconds, 2),
-        "epochs": int(epochs),
-        "weights": int(weights),
-    }
-
-
-def markdown(rows) -> str:
-    lines = ["| system | loss | token accuracy | chunk F1 | train s | epochs | weights |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['system']} | {r['loss']} | {100 * r['token_accuracy']:.2f} % | "
-                     f"{100 * r['chunk_f1']:.2f} | {r['train_seconds']:.1f} | {r['epochs']} | "
-                     f"{r['weights']:,} |")
-    return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
