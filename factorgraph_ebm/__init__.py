@@ -47,8 +47,9 @@ from .losses import (
     value_distance,
 )
 from .models import EnergyModel, LinearModel, TableModel
+from .optim import LBFGS, SGD, Adam, History
 from .results import InferenceResult
-from .train import LBFGS, SGD, Adam, History, TrainResult, fit, predict, score
+from .train import TrainResult, fit, predict, score
 from .trellis import best_incorrect, forward_backward, kbest, path_energy, viterbi
 
 # Sequence labeling pulls in scipy.sparse and tqdm: loaded on first use, not with the package.

@@ -445,7 +445,7 @@ def _warmup_steps() -> list:
 
     from . import FactorGraph, TableModel, belief_propagation, fit, losses, trellis
     from .labeler import SequenceLabeler
-    from .train import Adam
+    from .optim import Adam
 
     rng = np.random.default_rng(0)
     threads = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]

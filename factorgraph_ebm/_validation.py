@@ -90,6 +90,14 @@ def number(value, what: str, *, allow_zero: bool = False, allow_inf: bool = Fals
     return as_float
 
 
+def parameter(owner: str, name: str, value, *, allow_zero: bool = False,
+              allow_inf: bool = False, below=None) -> float:
+    """:func:`number` for parameter ``name`` of ``owner``, e.g. "the 'beta' parameter of
+    NLLLoss must be a number > 0, got 0.0"."""
+    return number(value, f"the {name!r} parameter of {owner}", allow_zero=allow_zero,
+                  allow_inf=allow_inf, below=below)
+
+
 def inverse_temperature(beta, what: str = "beta", error=FactorGraphError) -> float:
     """``beta`` as a float in [:data:`MIN_BETA`, inf] (inf: min-sum).
 

@@ -20,7 +20,7 @@ Losses (LeCun et al. 2006, "A Tutorial on Energy-Based Learning", sec. 2.2 and 6
 :class:`~factorgraph_ebm.losses.Loss`, evaluated by the loss itself on the chain backend
 (:class:`~factorgraph_ebm.chain_backend.ChainBatch`: the trellis kernels over a whole batch
 of sequences) and trained by the loop of :func:`factorgraph_ebm.train.fit`
-(:func:`factorgraph_ebm.train.minimize`), e.g.
+(:func:`factorgraph_ebm.optim.minimize`), e.g.
 
 - :class:`~factorgraph_ebm.losses.PerceptronLoss` (Collins 2002): by default an online
   averaged perceptron (one update per sequence, learning rate 1, lazily averaged weights,
@@ -65,9 +65,9 @@ from ._pacing import paced
 from .chain_backend import ChainBatch, check_loss
 from .exceptions import FactorGraphError, NotFittedError, TargetError
 from .features import AttributeIndexer, AttributeMatrix
-from .losses import Loss, PerceptronLoss, _check_number
+from .losses import Loss, PerceptronLoss
 from .metrics import token_accuracy
-from .train import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
+from .optim import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
 from .trellis import _viterbi_seq, forward_backward, viterbi
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
@@ -430,8 +430,8 @@ class SequenceLabeler:
         ``"energy"`` (those losses with their default parameters), ``"nll"`` or ``"crf"``
         (``NLLLoss(beta=1)``), ``"mee"`` (``MEELoss(beta=1)``).
     optimizer : SGD, Adam, LBFGS or list of (optimizer, n_epochs), optional
-        Mini-batch :class:`~factorgraph_ebm.train.SGD` or :class:`~factorgraph_ebm.train.Adam`
-        (their ``stepper``), or full-batch :class:`~factorgraph_ebm.train.LBFGS` (smooth losses:
+        Mini-batch :class:`~factorgraph_ebm.optim.SGD` or :class:`~factorgraph_ebm.optim.Adam`
+        (their ``stepper``), or full-batch :class:`~factorgraph_ebm.optim.LBFGS` (smooth losses:
         NLL, MEE, energy). Default: the online perceptron (no optimizer) for the perceptron
         loss, L-BFGS for the smooth losses, ``Adam(learning_rate=0.01)`` otherwise. A list of
         stages runs them in turn, each from where the last stopped, e.g.
@@ -448,7 +448,7 @@ class SequenceLabeler:
         ``l2 N / 2``). The online perceptron takes none.
     l1 : float, default=0.0
         L1 weight: ``l1 ||theta||_1`` is added to the objective (CRFsuite's ``c1`` is
-        ``l1 N``), minimized by OWL-QN (:class:`~factorgraph_ebm.train.LBFGS`), which sets
+        ``l1 N``), minimized by OWL-QN (:class:`~factorgraph_ebm.optim.LBFGS`), which sets
         weights exactly to 0. Needs a last stage of L-BFGS; earlier SGD/Adam stages are a
         warm start that leaves the L1 term out.
     averaging : bool, default=True
@@ -465,7 +465,7 @@ class SequenceLabeler:
         CRFsuite's stopping rule for L-BFGS: stop when the objective improved by at most
         ``delta`` (relative to its value) over the last ``period`` iterations; ``delta=0``
         runs the ``n_epochs`` iterations (or to scipy's own tolerances). These replace the
-        ``delta``/``period`` of an :class:`~factorgraph_ebm.train.LBFGS` optimizer given here.
+        ``delta``/``period`` of an :class:`~factorgraph_ebm.optim.LBFGS` optimizer given here.
     min_freq : int, default=1
         Attributes seen in fewer training tokens are dropped
         (:class:`~factorgraph_ebm.features.AttributeIndexer`).
@@ -632,11 +632,11 @@ class SequenceLabeler:
         """Validated ``(loss, stages)``: stages is a list of ``(optimizer or None, mode,
         n_epochs)``, mode "online", "lbfgs" or "minibatch"."""
         loss = _resolve_loss(self.loss)
-        _check_number("SequenceLabeler", "l2", self.l2, allow_zero=True)
-        _check_number("SequenceLabeler", "l1", self.l1, allow_zero=True)
+        V.parameter("SequenceLabeler", "l2", self.l2, allow_zero=True)
+        V.parameter("SequenceLabeler", "l1", self.l1, allow_zero=True)
         V.integer(self.batch_size, "batch_size", low=1)
         V.integer(self.period, "period", low=1)
-        _check_number("SequenceLabeler", "delta", self.delta, allow_zero=True)
+        V.parameter("SequenceLabeler", "delta", self.delta, allow_zero=True)
         if self.progress is not None and not isinstance(self.progress, (bool, np.bool_)):
             raise FactorGraphError(f"progress must be True, False or None, got "
                                    f"{self.progress!r}")
@@ -1290,7 +1290,7 @@ def _is_known(label, code) -> bool:
 
 
 class _ChainObjective:
-    """The labeler's objective for :func:`factorgraph_ebm.train.minimize`: ``n_samples``
+    """The labeler's objective for :func:`factorgraph_ebm.optim.minimize`: ``n_samples``
     sequences and ``batch(theta, indices) -> (summed loss, summed gradient)``, each batch
     evaluated at once on the trellis (:func:`_value_and_grad`)."""
 

@@ -505,8 +505,8 @@ def most_offending(
     >>> bad.assignment.tolist(), bad.energy, bad.augmented_energy   # 2 - 1.5 * 1
     ([1, 0], 2.0, 0.5)
     """
-    radius = _check_number("most_offending", "radius", radius, allow_zero=True)
-    hamming = _check_number("most_offending", "hamming", hamming, allow_zero=True)
+    radius = V.parameter("most_offending", "radius", radius, allow_zero=True)
+    hamming = V.parameter("most_offending", "hamming", hamming, allow_zero=True)
     sample = _Sample(graph, target, energies, latent, messages, bp_options)
     return _most_offending(sample, radius, distance, hamming)
 
@@ -580,13 +580,6 @@ def expit(x: float) -> float:
 
 
 # --------------------------------------------------------------------------- losses
-def _check_number(owner, name, value, *, allow_zero=False, allow_inf=False, below=None):
-    """:func:`factorgraph_ebm._validation.number` for parameter ``name`` of ``owner``, e.g.
-    "the 'beta' parameter of NLLLoss must be a number > 0, got 0.0"."""
-    return V.number(value, f"the {name!r} parameter of {owner}", allow_zero=allow_zero,
-                    allow_inf=allow_inf, below=below)
-
-
 class Loss:
     """Base class of the per-sample losses: ``value_and_grad`` for one sample.
 
@@ -759,7 +752,7 @@ class EnergyLoss(Loss):
     margin_kind = "none"
 
     def __init__(self, beta: float = INF):
-        self.beta = _check_number("EnergyLoss", "beta", beta, allow_inf=True)
+        self.beta = V.parameter("EnergyLoss", "beta", beta, allow_inf=True)
 
     def is_smooth(self, has_latent=False):
         """Smooth unless latent variables are minimized over (``beta=inf``)."""
@@ -858,7 +851,7 @@ class NLLLoss(_FreeEnergyDifference):
     margin_kind = ">0"
 
     def __init__(self, beta: float = 1.0):
-        self.beta = _check_number("NLLLoss", "beta", beta)
+        self.beta = V.parameter("NLLLoss", "beta", beta)
 
     def is_smooth(self, has_latent=False):
         """Always smooth: free energies at finite beta are differentiable."""
@@ -903,7 +896,7 @@ class MEELoss(_FreeEnergyDifference):
     margin_kind = ">0"
 
     def __init__(self, beta: float = 1.0):
-        self.beta = _check_number("MEELoss", "beta", beta)
+        self.beta = V.parameter("MEELoss", "beta", beta)
 
     def is_smooth(self, has_latent=False):
         """Always smooth: free energies at finite beta are differentiable."""
@@ -941,9 +934,9 @@ class MarginLoss(Loss):
         self, *, radius: float = 0.0, distance: Callable | None = None, hamming: float = 0.0
     ):
         owner = type(self).__name__
-        self.radius = _check_number(owner, "radius", radius, allow_zero=True)
+        self.radius = V.parameter(owner, "radius", radius, allow_zero=True)
         self.distance = distance
-        self.hamming = _check_number(owner, "hamming", hamming, allow_zero=True)
+        self.hamming = V.parameter(owner, "hamming", hamming, allow_zero=True)
 
     def q(self, correct: float, incorrect: float) -> tuple[float, float, float]:
         """``(Q, dQ/dE_C, dQ/dE_I)`` at ``E_C = correct``, ``E_I = incorrect``.
@@ -1002,7 +995,7 @@ class HingeLoss(MarginLoss):
 
     def __init__(self, margin: float = 1.0, **offending):
         super().__init__(**offending)
-        self.margin = _check_number("HingeLoss", "margin", margin, allow_zero=True)
+        self.margin = V.parameter("HingeLoss", "margin", margin, allow_zero=True)
 
     def q(self, correct, incorrect):
         gap = self.margin + correct - incorrect
@@ -1075,7 +1068,7 @@ class LVQ2Loss(MarginLoss):
 
     def __init__(self, delta: float = 1.0, **offending):
         super().__init__(**offending)
-        self.delta = _check_number("LVQ2Loss", "delta", delta)
+        self.delta = V.parameter("LVQ2Loss", "delta", delta)
 
     def q(self, correct, incorrect):
         if correct <= incorrect:
@@ -1155,7 +1148,7 @@ class SquareSquareLoss(MarginLoss):
 
     def __init__(self, margin: float = 1.0, **offending):
         super().__init__(**offending)
-        self.margin = _check_number("SquareSquareLoss", "margin", margin)
+        self.margin = V.parameter("SquareSquareLoss", "margin", margin)
 
     def q(self, correct, incorrect):
         short = max(0.0, self.margin - incorrect)
@@ -1195,7 +1188,7 @@ class SquareExpLoss(MarginLoss):
 
     def __init__(self, gamma: float = 1.0, **offending):
         super().__init__(**offending)
-        self.gamma = _check_number("SquareExpLoss", "gamma", gamma)
+        self.gamma = V.parameter("SquareExpLoss", "gamma", gamma)
 
     def q(self, correct, incorrect):
         push = self.gamma * math.exp(-incorrect)

@@ -35,7 +35,7 @@ from factorgraph_ebm.losses import (
     SquareExpLoss,
     SquareSquareLoss,
 )
-from factorgraph_ebm.train import LBFGS, SGD, Adam
+from factorgraph_ebm.optim import LBFGS, SGD, Adam
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -13,7 +13,7 @@ from test_labeler import synthetic_tagging
 from factorgraph_ebm.exceptions import FactorGraphError, NotFittedError
 from factorgraph_ebm.labeler import SequenceLabeler
 from factorgraph_ebm.metrics import token_accuracy
-from factorgraph_ebm.train import LBFGS
+from factorgraph_ebm.optim import LBFGS
 
 sklearn = pytest.importorskip(
     "sklearn", minversion="1.6",

@@ -22,7 +22,8 @@ from factorgraph_ebm.losses import (
     PerceptronLoss,
 )
 from factorgraph_ebm.models import LinearModel, TableModel
-from factorgraph_ebm.train import LBFGS, SGD, Adam, TrainResult, _owlqn, fit, predict, score
+from factorgraph_ebm.optim import LBFGS, SGD, Adam, _owlqn
+from factorgraph_ebm.train import TrainResult, fit, predict, score
 
 N_VARS, N_STATES, N_FEATURES = 3, 2, 2
 
