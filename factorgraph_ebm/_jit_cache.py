@@ -444,8 +444,8 @@ def _warmup_steps() -> list:
     import numpy as np
 
     from . import FactorGraph, TableModel, belief_propagation, fit, losses, trellis
-    from .labeler import SequenceLabeler
     from .optim import Adam
+    from .sequence.labeler import SequenceLabeler
 
     rng = np.random.default_rng(0)
     threads = [1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]

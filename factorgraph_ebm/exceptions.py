@@ -40,7 +40,7 @@ class NotFittedError(FactorGraphError, AttributeError):
 
     Like scikit-learn's ``sklearn.exceptions.NotFittedError`` it is both a ``ValueError`` and
     an ``AttributeError`` (so ``hasattr(estimator, "weights_")`` is False before ``fit``);
-    :class:`~factorgraph_ebm.labeler.SequenceLabeler` raises a subclass of scikit-learn's
+    :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` raises a subclass of scikit-learn's
     class once scikit-learn is imported, so ``except NotFittedError`` works with either.
     """
 

@@ -665,7 +665,7 @@ class Loss:
         a factor graph by belief propagation or the junction tree (one sample,
         :meth:`value_and_grad`), and batches of linear chains on the trellis
         (:class:`~factorgraph_ebm.chain_backend.ChainBatch`, what
-        :class:`~factorgraph_ebm.labeler.SequenceLabeler` trains with).
+        :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` trains with).
 
         Parameters
         ----------

@@ -3,11 +3,11 @@ L1 term), the epoch loop :func:`minimize` and its bookkeeping (:class:`Session`,
 
 What trains is an *objective*: ``n_samples`` and ``batch(params, indices) -> (summed loss,
 summed dL/dW)``. :func:`factorgraph_ebm.train.fit` gives one over a model's factor graphs,
-:class:`~factorgraph_ebm.labeler.SequenceLabeler` one over its sequences on the trellis; any
-other object with those two members (a data-parallel sum over workers, say) trains the same
-way. The loop minimizes the regularized empirical loss (LeCun et al. 2006, "A Tutorial on
-Energy-Based Learning", eq. 1 with R(W) = l2/2 ||W||^2, plus ``l1 ||W||_1`` with
-:class:`LBFGS`)
+:class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` one over its sequences on the
+trellis; any other object with those two members (a data-parallel sum over workers, say)
+trains the same way. The loop minimizes the regularized empirical loss (LeCun et al. 2006,
+"A Tutorial on Energy-Based Learning", eq. 1 with R(W) = l2/2 ||W||^2, plus ``l1 ||W||_1``
+with :class:`LBFGS`)
 
     (1/N) sum_i L(W, Y^i, X^i) + l2/2 ||W||^2.
 
@@ -130,7 +130,7 @@ class LBFGS:
     one L-BFGS iteration.
 
     With an L1 term (``l1 > 0`` in :func:`fit` or
-    :class:`~factorgraph_ebm.labeler.SequenceLabeler`) the same iterations run as OWL-QN
+    :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler`) the same iterations run as OWL-QN
     (Andrew & Gao 2007, "Scalable training of L1-regularized log-linear models"; CRFsuite's
     ``c1``): L-BFGS on the orthant of the current iterate, steered by the pseudo-gradient of
     ``f + l1 ||W||_1``, with a backtracking line search projected onto that orthant, so
@@ -211,7 +211,7 @@ class Session:
     docstring). A context manager: the bar is closed on leaving, saying why training
     stopped early (``stop_reason``) if it did.
 
-    :func:`fit` runs one; :class:`~factorgraph_ebm.labeler.SequenceLabeler` runs one over
+    :func:`fit` runs one; :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` runs one over
     its stages (L-BFGS, SGD/Adam through :func:`minimize`, the online perceptron).
 
     Parameters
@@ -301,7 +301,7 @@ def minimize(objective, params, optimizer, n_epochs, *, session: Session, rng,
     objective : object
         ``n_samples`` (N) and ``batch(params, indices) -> (summed loss, summed dL/dW)``
         over the samples ``indices`` (int64). :func:`fit` gives one over a model's factor
-        graphs, :class:`~factorgraph_ebm.labeler.SequenceLabeler` one over its sequences
+        graphs, :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` one over its sequences
         on the trellis.
     params : ndarray of shape (n_params,), float64
         The start (not modified).

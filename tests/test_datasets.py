@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factorgraph_ebm.datasets import OCR_ALPHABET, load_ocr_letters, read_conll2000
 from factorgraph_ebm.io import ModelFileError
+from factorgraph_ebm.sequence.datasets import OCR_ALPHABET, load_ocr_letters, read_conll2000
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -265,8 +265,8 @@ def test_ctrl_c_stops_a_long_trellis_batch(warm_kernels, call):
 PERCEPTRON_DATA = textwrap.dedent("""
     import numpy as np
     import scipy.sparse
-    from factorgraph_ebm import labeler as L
-    from factorgraph_ebm.features import AttributeMatrix
+    from factorgraph_ebm.sequence import labeler as L
+    from factorgraph_ebm.sequence.features import AttributeMatrix
 
     def perceptron_problem(n_seq, n_labels, length=20, n_features=1000, seed=0):
         # A labeler, its chain and design for n_seq random sequences: the arguments of

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factorgraph_ebm.datasets import ConllSentence, read_conll2000
 from factorgraph_ebm.exceptions import FactorGraphError
-from factorgraph_ebm.features import (
+from factorgraph_ebm.sequence.datasets import ConllSentence, read_conll2000
+from factorgraph_ebm.sequence.features import (
     CHUNKING_TEMPLATES,
     AttributeIndexer,
     crfsuite_chunking_attributes,

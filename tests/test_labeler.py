@@ -14,15 +14,6 @@ import pytest
 import scipy.sparse
 
 from factorgraph_ebm.exceptions import FactorGraphError, TargetError
-from factorgraph_ebm.features import AttributeMatrix
-from factorgraph_ebm.labeler import (
-    FORMAT_NAME,
-    SequenceLabeler,
-    _Chain,
-    _ChainObjective,
-    _Design,
-    _value_and_grad,
-)
 from factorgraph_ebm.losses import (
     EnergyLoss,
     HingeLoss,
@@ -36,6 +27,15 @@ from factorgraph_ebm.losses import (
     SquareSquareLoss,
 )
 from factorgraph_ebm.optim import LBFGS, SGD, Adam
+from factorgraph_ebm.sequence.features import AttributeMatrix
+from factorgraph_ebm.sequence.labeler import (
+    FORMAT_NAME,
+    SequenceLabeler,
+    _Chain,
+    _ChainObjective,
+    _Design,
+    _value_and_grad,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -681,8 +681,8 @@ def test_l1_matches_python_crfsuite_c1_on_conll2000():
     possible_transitions, no start/end energies), c1 = 0.5, c2 = 0.01 on the summed NLL.
     Its weights, read back from its model, give our objective the same value as ours."""
     pycrfsuite = pytest.importorskip("pycrfsuite", reason="python-crfsuite is not installed")
-    from factorgraph_ebm.datasets import read_conll2000
-    from factorgraph_ebm.features import crfsuite_chunking_attributes
+    from factorgraph_ebm.sequence.datasets import read_conll2000
+    from factorgraph_ebm.sequence.features import crfsuite_chunking_attributes
 
     path = DATA / "conll2000" / "train.txt"
     if not path.exists():

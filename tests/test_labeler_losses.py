@@ -11,8 +11,8 @@ import factorgraph_ebm as fg
 from factorgraph_ebm import losses as L
 from factorgraph_ebm.chain_backend import ChainBatch
 from factorgraph_ebm.exceptions import FactorGraphError
-from factorgraph_ebm.labeler import SequenceLabeler
 from factorgraph_ebm.optim import Adam
+from factorgraph_ebm.sequence.labeler import SequenceLabeler
 
 N_LABELS = 3
 LENGTHS = np.array([3, 1, 4, 2], dtype=np.int64)

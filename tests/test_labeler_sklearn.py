@@ -11,9 +11,9 @@ import pytest
 from test_labeler import synthetic_tagging
 
 from factorgraph_ebm.exceptions import FactorGraphError, NotFittedError
-from factorgraph_ebm.labeler import SequenceLabeler
-from factorgraph_ebm.metrics import token_accuracy
 from factorgraph_ebm.optim import LBFGS
+from factorgraph_ebm.sequence.labeler import SequenceLabeler
+from factorgraph_ebm.sequence.metrics import token_accuracy
 
 sklearn = pytest.importorskip(
     "sklearn", minversion="1.6",

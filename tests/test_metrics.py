@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factorgraph_ebm.datasets import read_conll2000
 from factorgraph_ebm.exceptions import FactorGraphError
-from factorgraph_ebm.metrics import chunk_scores, chunks, token_accuracy
+from factorgraph_ebm.sequence.datasets import read_conll2000
+from factorgraph_ebm.sequence.metrics import chunk_scores, chunks, token_accuracy
 
 try:
     from seqeval import scheme as seqeval_scheme

@@ -43,8 +43,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-from . import _validation as V
-from .exceptions import FactorGraphError
+from ..exceptions import FactorGraphError
+from .. import _validation as V
 
 __all__ = [
     "CHUNKING_TEMPLATES",
@@ -461,7 +461,8 @@ def crfsuite_chunking_attributes(sentence) -> list[dict]:
     Parameters
     ----------
     sentence : ConllSentence or object with ``words`` and ``pos``
-        Equally long sequences of str (see :func:`~factorgraph_ebm.datasets.read_conll2000`).
+        Equally long sequences of str (see
+        :func:`~factorgraph_ebm.sequence.datasets.read_conll2000`).
 
     Returns
     -------

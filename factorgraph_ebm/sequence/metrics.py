@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .exceptions import FactorGraphError
+from ..exceptions import FactorGraphError
 
 __all__ = ["CHUNK_MODES", "CHUNK_SCHEMES", "ChunkScores", "chunk_scores", "chunks",
            "token_accuracy"]
@@ -203,7 +203,7 @@ def chunks(tags: Sequence[str], mode: str = "conlleval",
     tags : sequence of str
         Chunk tags of one sentence (``"B-NP"``, ``"I-NP"``, ``"O"``, ...).
     mode : {"conlleval", "strict"}, default="conlleval"
-        How chunks are read (see :mod:`factorgraph_ebm.metrics`).
+        How chunks are read (see :mod:`factorgraph_ebm.sequence.metrics`).
     scheme : {"IOB2", "IOBES"}, optional
         The tagging scheme; needed by ``mode="strict"`` only.
 
@@ -275,7 +275,7 @@ def chunk_scores(y_true, y_pred, mode: str = "conlleval",
     mode : {"conlleval", "strict"}, default="conlleval"
         "conlleval": the script's lenient reading of IOB1/IOB2/IOE1/IOE2, with exact
         ``E``/``S`` boundaries (IOBES); "strict": only chunks well formed in ``scheme``
-        (see :mod:`factorgraph_ebm.metrics`).
+        (see :mod:`factorgraph_ebm.sequence.metrics`).
     scheme : {"IOB2", "IOBES"}, optional
         Needed by ``mode="strict"`` (and refused by "conlleval").
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .io._text import ModelFileError
+from ..io._text import ModelFileError
 
 __all__ = ["ConllSentence", "OcrWords", "load_ocr_letters", "read_conll2000"]
 

@@ -3,7 +3,7 @@ of energy-based learning.
 
 The energy of a label sequence ``y = (y_0, ..., y_{T-1})`` for an input sequence of attribute
 vectors ``x_0, ..., x_{T-1}`` (rows of a sparse design matrix, see
-:mod:`factorgraph_ebm.features`) is
+:mod:`factorgraph_ebm.sequence.features`) is
 
     E(y, x) = sum_t x_t . W[:, y_t] + sum_{t>=1} A[y_{t-1}, y_t] + s[y_0] + e[y_{T-1}]
 
@@ -58,17 +58,17 @@ import numba
 import numpy as np
 import scipy.sparse
 
-from . import _validation as V
-from . import losses as _losses
-from ._config import NJIT_OPTIONS, njit
-from ._pacing import paced
-from .chain_backend import ChainBatch, check_loss
-from .exceptions import FactorGraphError, NotFittedError, TargetError
+from .._config import NJIT_OPTIONS, njit
+from .._pacing import paced
+from ..chain_backend import ChainBatch, check_loss
+from ..exceptions import FactorGraphError, NotFittedError, TargetError
+from ..losses import Loss, PerceptronLoss
+from ..optim import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
+from ..trellis import _viterbi_seq, forward_backward, viterbi
+from .. import _validation as V
+from .. import losses as _losses
 from .features import AttributeIndexer, AttributeMatrix
-from .losses import Loss, PerceptronLoss
 from .metrics import token_accuracy
-from .optim import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
-from .trellis import _viterbi_seq, forward_backward, viterbi
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
 
@@ -468,7 +468,7 @@ class SequenceLabeler:
         ``delta``/``period`` of an :class:`~factorgraph_ebm.optim.LBFGS` optimizer given here.
     min_freq : int, default=1
         Attributes seen in fewer training tokens are dropped
-        (:class:`~factorgraph_ebm.features.AttributeIndexer`).
+        (:class:`~factorgraph_ebm.sequence.features.AttributeIndexer`).
     n_features : int, optional
         Hash attributes into this many columns instead of fitting a vocabulary.
     labels : sequence of str or int, optional
@@ -520,12 +520,13 @@ class SequenceLabeler:
     Notes
     -----
     X is a list of sequences; a sequence is either a list of items (attribute dicts or lists
-    of attribute names, as in sklearn-crfsuite and python-crfsuite: nested dicts, list values
-    and bytes are read as python-crfsuite reads them, see :mod:`factorgraph_ebm.features`) or
-    a 2-D array of numeric features of shape (T, n_features) (e.g. pixels). y is a list of
-    label sequences (str or int labels) of the same lengths. A sequence may be empty: it
-    contributes nothing to training (the model is the one trained without it), and its
-    prediction is ``[]``; training data without any token is an error.
+    of attribute names, as in sklearn-crfsuite and python-crfsuite: nested dicts, list
+    values and bytes are read as python-crfsuite reads them, see
+    :mod:`factorgraph_ebm.sequence.features`) or a 2-D array of numeric features of shape
+    (T, n_features) (e.g. pixels). y is a list of label sequences (str or int labels) of the
+    same lengths. A sequence may be empty: it contributes nothing to training (the model is
+    the one trained without it), and its prediction is ``[]``; training data without any
+    token is an error.
 
     The fitted attributes raise :class:`~factorgraph_ebm.exceptions.NotFittedError` (an
     ``AttributeError``) before ``fit``, so ``hasattr(labeler, "weights_")`` is False.
@@ -1005,7 +1006,7 @@ class SequenceLabeler:
 
     def score(self, X, y) -> float:
         """Token accuracy of :meth:`predict` on X against y (see
-        :func:`~factorgraph_ebm.metrics.token_accuracy`); labels outside ``classes_`` count
+        :func:`~factorgraph_ebm.sequence.metrics.token_accuracy`); labels outside ``classes_`` count
         as errors."""
         return token_accuracy(y, self.predict(X))
 
