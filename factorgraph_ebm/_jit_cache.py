@@ -546,12 +546,14 @@ def _warmup_steps() -> list:
         trellis.path_energy_kernel(unary[:3], shared, np.zeros(3), np.zeros(3), states)
 
     def parallel_chains():
-        threshold = trellis.PARALLEL_WORK
-        trellis.PARALLEL_WORK = 0  # the parallel variants of the batch kernels too
+        from .trellis import _batch
+
+        threshold = _batch.PARALLEL_WORK
+        _batch.PARALLEL_WORK = 0  # the parallel variants of the batch kernels too
         try:
             chains()
         finally:
-            trellis.PARALLEL_WORK = threshold
+            _batch.PARALLEL_WORK = threshold
 
     def labeler():
         words = [[{"w=a": 1.0}, {"w=b": 1.0}], [{"w=b": 1.0}, {"w=c": 1.0}, {"w=a": 1.0}]]

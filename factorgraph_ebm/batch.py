@@ -257,7 +257,7 @@ free_energy, check_sweep, absorb
     [0.6265, 0.3537, 1.1006]
     """
     started = time.perf_counter()
-    temperature = single._temperature(beta)
+    temperature = single.temperature_of(beta)
     single._check_options(schedule, max_iter, tol, damping)
     single._check_method(method, memory_limit)
     n_threads = single._check_threads(threads)

@@ -832,23 +832,24 @@ class FactorGraph:
         """Whether the bipartite factor graph has no cycle (every component is a tree).
 
         Belief propagation is exact on forests. Two factors sharing two variables form a
-        cycle.
+        cycle. Read off the compiled graph's breadth-first schedule
+        (:attr:`CompiledGraph.is_forest <factorgraph_ebm.compiled.CompiledGraph>`), which
+        the engine uses to choose its method.
         """
-        import networkx as nx
-
-        return nx.is_forest(self.to_networkx()) if self.n_variables else True
+        return self.compile().is_forest
 
     def connected_components(self) -> list[set]:
-        """Connected components as sets of variable names (constant factors excluded)."""
-        import networkx as nx
+        """Connected components as sets of variable names (constant factors excluded), in
+        the order of their first variable.
 
-        graph = self.to_networkx()
-        components = []
-        for nodes in nx.connected_components(graph):
-            variables = {n for n in nodes if not isinstance(n, FactorNode)}
-            if variables:
-                components.append(variables)
-        return components
+        Read off the compiled graph's breadth-first schedule: each root variable
+        (``var_parent_edge == -1``) starts the run of ``var_order`` that is its component.
+        """
+        cg = self.compile()
+        order = cg.var_order
+        roots = np.flatnonzero(cg.var_parent_edge[order] < 0)
+        names = self._names
+        return [{names[int(v)] for v in block} for block in np.split(order, roots[1:])]
 
     def __repr__(self) -> str:
         return f"FactorGraph(n_variables={self.n_variables}, n_factors={self.n_factors})"

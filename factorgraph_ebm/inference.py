@@ -225,7 +225,7 @@ def belief_propagation(
     ('bp', 'sequential', False, True)
     """
     started = time.perf_counter()
-    temperature = _temperature(beta)
+    temperature = temperature_of(beta)
     options = Options.checked(
         method=method, memory_limit=memory_limit, schedule=schedule, max_iter=max_iter,
         tol=tol, damping=damping, warn=warn, factor_beliefs=factor_beliefs,
@@ -659,7 +659,9 @@ def checked_beta(beta) -> float:
     return V.inverse_temperature(beta)
 
 
-def _temperature(beta) -> float:
+def temperature_of(beta) -> float:
+    """The temperature T = 1/beta the kernels take (0.0 for min-sum, ``beta=inf``), from a
+    ``beta`` checked by :func:`checked_beta`."""
     beta = checked_beta(beta)
     return 0.0 if math.isinf(beta) else 1.0 / beta
 

@@ -221,9 +221,9 @@ def test_trellis_batches_in_chunks_change_nothing(monkeypatch, threaded, wide):
     answers of one call for all, bit for bit."""
     batch = _trellis_batch(5, wide)
     if threaded:
-        monkeypatch.setattr(tr, "PARALLEL_WORK", 0)
+        monkeypatch.setattr(tr._batch, "PARALLEL_WORK", 0)
     with monkeypatch.context() as m:
-        m.setattr(tr, "paced", lambda n, first=1: iter([(0, n)]))
+        m.setattr(tr._batch, "paced", lambda n, first=1: iter([(0, n)]))
         whole = _trellis_answers(*batch)
     monkeypatch.setattr(_pacing, "CHUNK_SECONDS", 0.0)  # one item per call
     single = _trellis_answers(*batch)

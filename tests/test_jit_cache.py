@@ -174,7 +174,7 @@ def test_every_kernel_has_the_package_cache():
 
     # A kernel caches in the cache directory, under the path of its module's folder.
     for kernel, folder in ((messages.factor_sweep, "messages"), (messages.flood_phase, "messages"),
-                           (trellis.viterbi_kernel, ".")):
+                           (trellis.viterbi_kernel, "trellis")):
         assert isinstance(kernel._cache, _jit_cache._PackageCache)
         assert Path(kernel._cache.cache_path) == _jit_cache.cache_dir() / folder
     assert _jit_cache.cache_dir().name == _jit_cache.source_key()

@@ -817,7 +817,7 @@ def test_parallel_and_serial_kernels_agree(monkeypatch):
         )
 
     serial = run()
-    monkeypatch.setattr(tr, "PARALLEL_WORK", 0)
+    monkeypatch.setattr(tr._batch, "PARALLEL_WORK", 0)
     parallel = run()
     for a, b in zip(serial, parallel):
         for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):

@@ -43,8 +43,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-from ..exceptions import FactorGraphError
 from .. import _validation as V
+from ..exceptions import FactorGraphError
 
 __all__ = [
     "CHUNKING_TEMPLATES",

@@ -58,15 +58,16 @@ import numba
 import numpy as np
 import scipy.sparse
 
+from .. import _validation as V
+from .. import losses as _losses
 from .._config import NJIT_OPTIONS, njit
 from .._pacing import paced
 from ..chain_backend import ChainBatch, check_loss
 from ..exceptions import FactorGraphError, NotFittedError, TargetError
 from ..losses import Loss, PerceptronLoss
 from ..optim import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
-from ..trellis import _viterbi_seq, forward_backward, viterbi
-from .. import _validation as V
-from .. import losses as _losses
+from ..trellis import forward_backward, viterbi
+from ..trellis.paths import _viterbi_seq
 from .features import AttributeIndexer, AttributeMatrix
 from .metrics import token_accuracy
 
