@@ -36,6 +36,7 @@ Dask is an optional dependency: ``pip install "factorgraph-ebm[dask]"``.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 
@@ -129,7 +130,10 @@ class _Partition:
 
 
 def _node_sums(partition, params, indices):  # a module-level function: Dask ships it by name
-    return partition.node_sums(params, indices)
+    """``(seconds spent, node sums)`` of a partition, run on its worker."""
+    started = time.perf_counter()
+    nodes = partition.node_sums(params, indices)
+    return time.perf_counter() - started, nodes
 
 
 class DataParallelObjective:
@@ -158,6 +162,9 @@ class DataParallelObjective:
         Bytes of parameters sent to the workers and of gradients received, over all
         evaluations so far (the array payloads; Dask's framing not counted).
     evaluations : int
+    worker_seconds : float
+        Time the workers spent computing (summed over workers and evaluations): the rest of
+        an evaluation's wall time is communication, scheduling and the client's work.
 
     Raises
     ------
@@ -183,6 +190,7 @@ class DataParallelObjective:
         self.edges = _block_edges(self.n_samples, self.n_blocks)
         self.client = client
         self.bytes_sent = self.bytes_received = self.evaluations = 0
+        self.worker_seconds = 0.0
         self._parts = []  # (first sample, stop, worker address, future)
         if client is not None:
             self._scatter()
@@ -235,7 +243,7 @@ class DataParallelObjective:
         out = []
         for start, stop, address, future in futures:
             try:
-                out.extend(future.result())
+                seconds, nodes = future.result()
             except (FactorGraphError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # a lost worker raises CancelledError, a BaseException
@@ -248,6 +256,8 @@ class DataParallelObjective:
                     + ("; the worker was lost with its partition, so training stops (start "
                        "it again on a healthy cluster)" if lost else "")
                 ) from exc
+            out.extend(nodes)
+            self.worker_seconds += seconds
         return out
 
     def close(self):
