@@ -22,6 +22,7 @@ On a real cluster::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import traceback
@@ -231,9 +232,19 @@ def _dask():
     return distributed
 
 
-def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce, read_options):
-    """The items on a Dask client, yielded as they finish; a cluster or client started
-    here is closed at the end (also when the caller stops early)."""
+@contextlib.contextmanager
+def connected(client=None, scheduler=None, n_jobs=None, processes=True):
+    """A Dask client: ``client`` itself, one connected to ``scheduler``, or one on a
+    :class:`~distributed.LocalCluster` of ``n_jobs`` workers (one thread each; in processes,
+    or threads of this one); what is started here is closed on leaving.
+
+    Raises
+    ------
+    FactorGraphError
+        ``n_jobs`` not an integer >= 1.
+    ImportError
+        Dask is not installed.
+    """
     distributed = _dask()
     cluster = None
     own = client is None
@@ -249,6 +260,19 @@ def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce, read_
     elif scheduler is not None:
         client = distributed.Client(scheduler)
     try:
+        yield client
+    finally:
+        if own and client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce, read_options):
+    """The items on a Dask client, yielded as they finish; a cluster or client started
+    here is closed at the end (also when the caller stops early)."""
+    distributed = _dask()
+    with connected(client, scheduler, n_jobs, processes) as client:
         # A graph in many items (a batch of evidence sets): sent to every worker once.
         uses = Counter(id(m) for m, _, _ in items if isinstance(m, FactorGraph))
         shared = {}
@@ -272,8 +296,3 @@ def _on_dask(items, client, scheduler, n_jobs, processes, options, reduce, read_
                 outcome = Outcome(index, key, None, problem)
             future.release()
             yield outcome
-    finally:
-        if own:
-            client.close()
-        if cluster is not None:
-            cluster.close()

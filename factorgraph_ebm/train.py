@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validation as V
+from .data_parallel import data_parallel
 from .exceptions import FactorGraphError
 from .inference import Options, checked_energy_vector, infer_checked
 from .losses import Loss, _Sample
@@ -226,6 +227,8 @@ def fit(
     warm_start: bool = True,
     progress: bool | None = None,
     callback: Callable[[int, np.ndarray], None] | None = None,
+    client=None,
+    n_jobs: int | None = None,
     **bp_options,
 ) -> TrainResult:
     """Train a model's parameters by minimizing a loss over samples.
@@ -272,6 +275,15 @@ def fit(
         is a terminal (tqdm's ``disable=None``). A bar that stops early says why.
     callback : callable, optional
         ``callback(epoch, params)`` after every epoch (epoch counts from 1).
+    client : distributed.Client or str, optional
+        Data-parallel training on Dask: the samples are partitioned over this client's
+        workers (or those of the scheduler at this address) once, and every step sums the
+        workers' losses and gradients
+        (:class:`~factorgraph_ebm.data_parallel.DataParallelObjective`: the same weights
+        for any number of workers; within rounding of a run without workers).
+    n_jobs : int, optional
+        The same on a :class:`~distributed.LocalCluster` of this many worker processes,
+        started and closed by ``fit``.
     **bp_options
         ``schedule``, ``max_iter``, ``tol``, ``damping``, ``warn`` for
         :func:`~factorgraph_ebm.inference.belief_propagation`.
@@ -336,8 +348,8 @@ def fit(
     session = Session(total=n_epochs, desc=f"training ({loss.name})",
                       disable=_bar_disable(progress),
                       metric=run.accuracy if accuracy else None, callback=callback)
-    with session:
-        params, session.stop_reason = minimize(run, params, optimizer, n_epochs,
+    with data_parallel(run, client, n_jobs) as objective, session:
+        params, session.stop_reason = minimize(objective, params, optimizer, n_epochs,
                                                session=session, rng=rng,
                                                batch_size=batch_size, l2=l2, l1=l1)
     return TrainResult(params, session.history, dict(bp_options), latent,
@@ -359,6 +371,11 @@ class _Run:
     @property
     def n_samples(self) -> int:
         return len(self.samples)
+
+    def partition(self, start, stop) -> _Run:
+        """The objective over samples ``start .. stop - 1`` (for a data-parallel worker)."""
+        return _Run(self.model, self.loss, self.samples[start:stop], self.latent,
+                    self.stores[0] is not None, self.bp_options)
 
     def batch(self, params, indices):
         """Summed loss and summed dL/dW over the samples ``indices``."""

@@ -63,6 +63,7 @@ from .. import losses as _losses
 from .._config import NJIT_OPTIONS, njit
 from .._pacing import paced
 from ..chain_backend import ChainBatch, check_loss
+from ..data_parallel import data_parallel
 from ..exceptions import FactorGraphError, NotFittedError, TargetError
 from ..losses import Loss, PerceptronLoss
 from ..optim import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
@@ -793,7 +794,8 @@ class SequenceLabeler:
             ) from error
 
     # ----------------------------------------------------------------- training
-    def fit(self, X, y, X_dev=None, y_dev=None) -> SequenceLabeler:
+    def fit(self, X, y, X_dev=None, y_dev=None, *, client=None,
+            n_jobs: int | None = None) -> SequenceLabeler:
         """Train on sequences X with label sequences y.
 
         Parameters
@@ -806,6 +808,14 @@ class SequenceLabeler:
         X_dev, y_dev : optional
             A held-out set whose token accuracy is recorded after every epoch
             (``history_["dev_accuracy"]``); labels outside ``classes_`` count as errors.
+        client : distributed.Client or str, optional
+            Data-parallel training on Dask (L-BFGS, SGD, Adam; the online perceptron runs
+            here): the sequences are partitioned over this client's workers (or those of the
+            scheduler at this address) once, and each evaluation sums their losses and
+            gradients (:class:`~factorgraph_ebm.data_parallel.DataParallelObjective`: the
+            same weights for any number of workers).
+        n_jobs : int, optional
+            The same on a :class:`~distributed.LocalCluster` of this many worker processes.
 
         Returns
         -------
@@ -860,7 +870,7 @@ class SequenceLabeler:
             self.history_["dev_accuracy"] = history.accuracy
 
         objective = _ChainObjective(chain, loss, design, codes)
-        with session:
+        with data_parallel(objective, client, n_jobs) as objective, session:
             for optimizer, mode, n_epochs in stages:
                 if mode == "online":
                     theta = self._fit_online(chain, design, codes, theta, n_epochs, rng,
@@ -1299,6 +1309,15 @@ class _ChainObjective:
     def __init__(self, chain, loss, design, codes):
         self.chain, self.loss, self.design, self.codes = chain, loss, design, codes
         self.n_samples = len(design.lengths)
+
+    def partition(self, start, stop) -> _ChainObjective:
+        """The objective over sequences ``start .. stop - 1`` (for a data-parallel worker)."""
+        d = self.design
+        first, last = int(d.offsets[start]), int(d.offsets[stop])
+        lo, hi = int(d.indptr[first]), int(d.indptr[last])
+        part = _Design(d.indptr[first : last + 1] - lo, d.indices[lo:hi], d.data[lo:hi],
+                       d.lengths[start:stop], d.offsets[start : stop + 1] - first)
+        return _ChainObjective(self.chain, self.loss, part, self.codes[first:last])
 
     def batch(self, theta, indices):
         rows = _token_rows(self.design.offsets, indices)
