@@ -44,9 +44,10 @@ import numpy as np
 
 from factorgraph_ebm.data_parallel import DataParallelObjective, _assemble
 from factorgraph_ebm.optim import LBFGS
+from factorgraph_ebm.sequence.chain import _ChainObjective, _Design
 from factorgraph_ebm.sequence.datasets import read_conll2000
 from factorgraph_ebm.sequence.features import crfsuite_chunking_attributes
-from factorgraph_ebm.sequence.labeler import SequenceLabeler, _ChainObjective, _Design
+from factorgraph_ebm.sequence.labeler import SequenceLabeler
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2000"
 

@@ -197,7 +197,7 @@ def test_labeler_partition_sums_bit_for_bit(clients):
     X, y = zip(*[(xs, ys) for xs, ys in zip(X, y) if xs])  # fit drops empty sequences
     X, y = list(X[:50]), list(y[:50])
     labeler = SequenceLabeler("nll", fe.LBFGS(), n_epochs=2, progress=False).fit(X, y)
-    from factorgraph_ebm.sequence.labeler import _ChainObjective, _Design
+    from factorgraph_ebm.sequence.chain import _ChainObjective, _Design
 
     design = _Design.of(labeler._design(X, fit=False))
     codes = labeler._encode(y, design.lengths, fit=False)

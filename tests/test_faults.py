@@ -265,7 +265,7 @@ def test_ctrl_c_stops_a_long_trellis_batch(warm_kernels, call):
 PERCEPTRON_DATA = textwrap.dedent("""
     import numpy as np
     import scipy.sparse
-    from factorgraph_ebm.sequence import labeler as L
+    from factorgraph_ebm.sequence import chain as C, labeler as L
     from factorgraph_ebm.sequence.features import AttributeMatrix
 
     def perceptron_problem(n_seq, n_labels, length=20, n_features=1000, seed=0):
@@ -279,9 +279,9 @@ PERCEPTRON_DATA = textwrap.dedent("""
             shape=(n, n_features))
         attributes = AttributeMatrix(matrix, lengths)
         codes = rng.integers(0, n_labels, n)
-        chain = L._Chain.for_data(attributes, codes, n_labels, True, True)
+        chain = C._Chain.for_data(attributes, codes, n_labels, True, True)
         model = L.SequenceLabeler("perceptron", progress=False)
-        return model, chain, L._Design.of(attributes), codes, np.zeros(chain.n_params)
+        return model, chain, C._Design.of(attributes), codes, np.zeros(chain.n_params)
 """)
 
 

@@ -27,15 +27,9 @@ from factorgraph_ebm.losses import (
     SquareSquareLoss,
 )
 from factorgraph_ebm.optim import LBFGS, SGD, Adam
+from factorgraph_ebm.sequence.chain import _Chain, _ChainObjective, _Design, _value_and_grad
 from factorgraph_ebm.sequence.features import AttributeMatrix
-from factorgraph_ebm.sequence.labeler import (
-    FORMAT_NAME,
-    SequenceLabeler,
-    _Chain,
-    _ChainObjective,
-    _Design,
-    _value_and_grad,
-)
+from factorgraph_ebm.sequence.labeler import FORMAT_NAME, SequenceLabeler
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -52,324 +52,37 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
 
-import numba
 import numpy as np
 import scipy.sparse
 
 from .. import _validation as V
-from .. import losses as _losses
-from .._config import NJIT_OPTIONS, njit
 from .._pacing import paced
-from ..chain_backend import ChainBatch, check_loss
 from ..data_parallel import data_parallel
 from ..exceptions import FactorGraphError, NotFittedError, TargetError
-from ..losses import Loss, PerceptronLoss
+from ..losses import PerceptronLoss
 from ..optim import LBFGS, SGD, Adam, Session, check_optimizer_for, minimize
 from ..trellis import forward_backward, viterbi
-from ..trellis.paths import _viterbi_seq
+from .chain import _Chain, _ChainObjective, _Design, _perceptron_epoch
 from .features import AttributeIndexer, AttributeMatrix
 from .metrics import token_accuracy
+from .persistence import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    _check_labels,
+    _checked_header,
+    _loss_state,
+    _read_archive,
+    _resolve_loss,
+)
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SequenceLabeler"]
 
-#: The ``format`` field of the JSON header of a saved model.
-FORMAT_NAME = "factorgraph_ebm.SequenceLabeler"
-#: The newest file format version this module writes and reads.
-FORMAT_VERSION = 1
 
-_LOSS_NAMES = {
-    "perceptron": lambda: PerceptronLoss(),
-    "hinge": lambda: _losses.HingeLoss(margin=1.0),
-    "hinge_hamming": lambda: _losses.HingeLoss(margin=0.0, hamming=1.0),
-    "log": lambda: _losses.LogLoss(),
-    "lvq2": lambda: _losses.LVQ2Loss(),
-    "mce": lambda: _losses.MCELoss(),
-    "square_square": lambda: _losses.SquareSquareLoss(),
-    "square_exp": lambda: _losses.SquareExpLoss(),
-    "energy": lambda: _losses.EnergyLoss(),
-    "nll": lambda: _losses.NLLLoss(1.0),
-    "crf": lambda: _losses.NLLLoss(1.0),
-    "mee": lambda: _losses.MEELoss(1.0),
-}
 _DEFAULT_EPOCHS = {"lbfgs": 100, "online": 20, "minibatch": 10}
 
 
-def _resolve_loss(loss) -> Loss:
-    """A Loss instance from a Loss or a short name (see :class:`SequenceLabeler`); every
-    loss trains a labeler but a forbidden sphere, which sequence labels do not define."""
-    if isinstance(loss, str):
-        if loss not in _LOSS_NAMES:
-            raise FactorGraphError(
-                f"unknown loss {loss!r}; use one of {sorted(_LOSS_NAMES)} or a Loss instance"
-            )
-        return _LOSS_NAMES[loss]()
-    if not isinstance(loss, Loss) or not hasattr(loss, "name"):  # a base class has none
-        raise FactorGraphError(
-            f"loss must be a Loss (factorgraph_ebm.losses) or one of the names "
-            f"{sorted(_LOSS_NAMES)}; got {loss!r}"
-        )
-    check_loss(loss)
-    return loss
-
-
-def _loss_state(loss: Loss) -> dict:
-    """JSON-able ``{"class", "params"}`` of a loss (rebuilt by :meth:`SequenceLabeler.load`)."""
-    params = {k: v for k, v in vars(loss).items() if k != "distance"}
-    return {"class": type(loss).__name__, "params": params}
-
-
-# --------------------------------------------------------------------------- kernels
-# The trainable weights of W (n_features, L) are its entries in a fixed sparsity pattern,
-# in CSR form: for attribute a, the entries w_ptr[a] .. w_ptr[a + 1] - 1 of (w_label,
-# w_value) are its labels and weights. With all_possible_states=False only the (attribute,
-# label) pairs seen in training are entries (CRFsuite's default feature set); the others are
-# fixed at 0. The products with the design matrix read the stored entries only: no dense
-# (n_features, L) copy of W exists (2,715,110 attributes x 2,242 labels would be 45 GiB).
-
-
-@njit(parallel=True, **NJIT_OPTIONS)
-def _unary_kernel(indptr, indices, data, rows, w_ptr, w_label, w_value, out):
-    """``out[r] += X[rows[r]] @ W`` for every r: design-matrix rows (CSR) times W's stored
-    entries (CSR, see above), in parallel over rows."""
-    for r in numba.prange(rows.shape[0]):
-        row = rows[r]
-        for p in range(indptr[row], indptr[row + 1]):
-            a = indices[p]
-            x = data[p]
-            for q in range(w_ptr[a], w_ptr[a + 1]):
-                out[r, w_label[q]] += x * w_value[q]
-
-
-@njit(**NJIT_OPTIONS)
-def _weight_grad_kernel(indptr, indices, data, rows, w_ptr, w_label, grad_unary, out):
-    """``out[q] += (X[rows].T @ grad_unary)[a, w_label[q]]`` for every stored entry q of W
-    (attribute a), summed token by token in row order: only the attributes present are
-    visited."""
-    for r in range(rows.shape[0]):
-        row = rows[r]
-        for p in range(indptr[row], indptr[row + 1]):
-            a = indices[p]
-            x = data[p]
-            for q in range(w_ptr[a], w_ptr[a + 1]):
-                out[q] += x * grad_unary[r, w_label[q]]
-
-
-@njit(**NJIT_OPTIONS)
-def _find_entry(w_ptr, w_label, a, label):
-    """The entry of W at (attribute a, label), or -1 when it is not stored."""
-    for q in range(w_ptr[a], w_ptr[a + 1]):
-        if w_label[q] == label:
-            return q
-    return -1
-
-
-@njit(**NJIT_OPTIONS)
-def _perceptron_epoch(
-    indptr, indices, data, y, offsets, order, w_ptr, w_label, w_value, transitions, start, end,
-    sum_value, sum_transition, sum_start, sum_end, count, boundary, total_loss, unary,
-    predicted, score, back,
-):  # pragma: no cover - compiled
-    """A pass of the (averaged) structured perceptron over the sequences ``order`` (the
-    online trainer calls it on paced chunks of an epoch's order, see ``_fit_online``).
-
-    For each sequence: unary energies from its CSR rows, Viterbi, and when the lowest-energy
-    labeling ``p`` differs from ``y``, the update ``theta -= onehot(y) - onehot(p)`` (only
-    the entries where they differ change; weights that are not stored stay 0). ``sum_*``
-    accumulate ``count * update`` for lazy averaging (averaged theta = theta - sum / count;
-    Daume III 2006, sec. 2.1.1). Returns ``(total_loss + summed perceptron loss
-    E(y) - E(p), new count)``.
-
-    ``transitions`` is the transition matrix as a (1, L, L) view of theta, updated in place
-    (Viterbi reads it as it is: no copy per sequence). Scratch, from the caller: ``unary``
-    (T, L), ``predicted`` (T,) int64, ``score`` (2, L) and ``back`` (T, L) int32, with T the
-    longest sequence.
-    """
-    transition = transitions[0]
-    zero = np.int64(0)  # not a literal: the specialization of the trellis batch kernels
-    for s in order:
-        first = offsets[s]
-        length = offsets[s + 1] - first
-        u = unary[:length]
-        u[:] = 0.0
-        for t in range(length):
-            row = first + t
-            for p in range(indptr[row], indptr[row + 1]):
-                a = indices[p]
-                x = data[p]
-                for q in range(w_ptr[a], w_ptr[a + 1]):
-                    u[t, w_label[q]] += x * w_value[q]
-        path = predicted[:length]
-        lowest = _viterbi_seq(u, transitions, zero, zero, start, end, path, score, back)
-        correct = start[y[first]] + end[y[first + length - 1]]
-        differs = False
-        for t in range(length):
-            correct += u[t, y[first + t]]
-            if t > 0:
-                correct += transition[y[first + t - 1], y[first + t]]
-            if path[t] != y[first + t]:
-                differs = True
-        if differs:
-            total_loss += correct - lowest
-            for t in range(length):
-                good = y[first + t]
-                bad = path[t]
-                if good != bad:
-                    row = first + t
-                    for p in range(indptr[row], indptr[row + 1]):
-                        a = indices[p]
-                        x = data[p]
-                        q = _find_entry(w_ptr, w_label, a, good)
-                        if q >= 0:
-                            w_value[q] -= x
-                            sum_value[q] -= count * x
-                        q = _find_entry(w_ptr, w_label, a, bad)
-                        if q >= 0:
-                            w_value[q] += x
-                            sum_value[q] += count * x
-                if t > 0:
-                    good_prev = y[first + t - 1]
-                    bad_prev = path[t - 1]
-                    if good_prev != bad_prev or good != bad:
-                        transition[good_prev, good] -= 1.0
-                        transition[bad_prev, bad] += 1.0
-                        sum_transition[good_prev, good] -= count
-                        sum_transition[bad_prev, bad] += count
-            if boundary:
-                if y[first] != path[0]:
-                    start[y[first]] -= 1.0
-                    start[path[0]] += 1.0
-                    sum_start[y[first]] -= count
-                    sum_start[path[0]] += count
-                last = first + length - 1
-                if y[last] != path[length - 1]:
-                    end[y[last]] -= 1.0
-                    end[path[length - 1]] += 1.0
-                    sum_end[y[last]] -= count
-                    sum_end[path[length - 1]] += count
-        count += 1
-    return total_loss, count
-
-
 # --------------------------------------------------------------------------- data
-class _Design(NamedTuple):
-    """A design matrix as the kernels take it: CSR arrays (int64 indices), lengths and the
-    first row of each sequence."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    data: np.ndarray
-    lengths: np.ndarray
-    offsets: np.ndarray
-
-    @classmethod
-    def of(cls, attributes: AttributeMatrix) -> _Design:
-        m = attributes.matrix
-        return cls(m.indptr.astype(np.int64), m.indices.astype(np.int64),
-                   np.ascontiguousarray(m.data, dtype=np.float64), attributes.lengths,
-                   attributes.offsets)
-
-
-def _token_rows(offsets: np.ndarray, sequences: np.ndarray) -> np.ndarray:
-    """int64: the token rows of the given sequences, concatenated in their order."""
-    lengths = offsets[sequences + 1] - offsets[sequences]
-    starts = np.repeat(offsets[sequences] - np.cumsum(lengths) + lengths, lengths)
-    return starts + np.arange(lengths.sum(), dtype=np.int64)
-
-
-class _Chain:
-    """The layout of the flat parameter vector and the energy computations.
-
-    theta = [w_value (n_weights), A.ravel() (L * L), s (L), e (L)], float64; the stored
-    weights' pattern is (w_ptr, w_label) (CSR of W, see the kernels). No dense
-    (n_features, L) array is ever built, except by :meth:`dense_weights` when asked.
-    """
-
-    def __init__(self, w_ptr, w_label, n_labels: int, boundary: bool):
-        self.w_ptr = np.asarray(w_ptr, dtype=np.int64)
-        self.w_label = np.asarray(w_label, dtype=np.int64)
-        self.n_features = len(self.w_ptr) - 1
-        self.n_weights = len(self.w_label)
-        self.n_labels, self.boundary = n_labels, boundary
-        self.n_params = self.n_weights + n_labels * n_labels + 2 * n_labels
-        #: flat index of every stored weight in the dense (n_features, L) array
-        self.w_flat = (np.repeat(np.arange(self.n_features, dtype=np.int64),
-                                 np.diff(self.w_ptr)) * n_labels + self.w_label)
-
-    @classmethod
-    def for_data(cls, attributes: AttributeMatrix, codes, n_labels, boundary, all_states):
-        """All (attribute, label) pairs, or those seen in the training data."""
-        n_features = attributes.matrix.shape[1]
-        if all_states:
-            w_ptr = np.arange(n_features + 1, dtype=np.int64) * n_labels
-            w_label = np.tile(np.arange(n_labels, dtype=np.int64), n_features)
-        else:
-            onehot = scipy.sparse.csr_matrix(
-                (np.ones(len(codes)), (np.arange(len(codes)), codes)),
-                shape=(len(codes), n_labels),
-            )
-            seen = (abs(attributes.matrix).T @ onehot).tocsr()
-            seen.sort_indices()
-            w_ptr, w_label = seen.indptr, seen.indices
-        return cls(w_ptr, w_label, n_labels, boundary)
-
-    def unpack(self, theta):
-        """Views ``(w_value (n_weights,), A (L, L), s (L,), e (L,))`` into theta."""
-        n, k = self.n_weights, self.n_labels
-        return (theta[:n], theta[n : n + k * k].reshape(k, k), theta[n + k * k : n + k * k + k],
-                theta[n + k * k + k :])
-
-    def trellis_args(self, theta):
-        _, a, s, e = self.unpack(theta)
-        return a, (s if self.boundary else None), (e if self.boundary else None)
-
-    def dense_weights(self, theta) -> np.ndarray:
-        """W as a dense (n_features, L) array (zeros where no weight is stored)."""
-        w = np.zeros((self.n_features, self.n_labels))
-        w.ravel()[self.w_flat] = theta[: self.n_weights]
-        return w
-
-    def unary(self, theta, design: _Design, rows=None) -> np.ndarray:
-        """Unary energies (len(rows), L) of the given token rows (default all): X[rows] @ W,
-        from W's stored entries."""
-        if rows is None:
-            rows = np.arange(len(design.indptr) - 1, dtype=np.int64)
-        out = np.zeros((len(rows), self.n_labels))
-        _unary_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
-                      self.w_label, np.ascontiguousarray(theta[: self.n_weights]), out)
-        return out
-
-    def add_weight_grad(self, design: _Design, rows, grad_unary, out):
-        """``out += (X[rows].T @ grad_unary)`` at the stored weights' entries, (n_weights,)."""
-        _weight_grad_kernel(design.indptr, design.indices, design.data, rows, self.w_ptr,
-                            self.w_label, grad_unary, out)
-
-    def flat_grad(self, grad, design: _Design, rows) -> np.ndarray:
-        """The gradient with respect to theta (flat) of a
-        :class:`~factorgraph_ebm.chain_backend.ChainGradient` over the token rows ``rows``:
-        ``X[rows].T @ dL/dU`` at the stored weights, then A, s, e."""
-        flat = np.zeros(self.n_params)
-        _, grad_a, grad_s, grad_e = self.unpack(flat)
-        grad_a[...] = grad.transition
-        if self.boundary:
-            grad_s[...] = grad.start
-            grad_e[...] = grad.end
-        self.add_weight_grad(design, rows, grad.unary, flat[: self.n_weights])
-        return flat
-
-
-def _value_and_grad(chain: _Chain, loss: Loss, theta, design: _Design, rows, y, lengths):
-    """Summed loss over a batch of sequences and its gradient with respect to theta (flat),
-    by the loss on the chain backend (:class:`~factorgraph_ebm.chain_backend.ChainBatch`).
-
-    ``rows`` int64: the token rows of the batch's sequences in the design matrix, ``y`` int64
-    their labels, ``lengths`` int64 (n_seq,) the sequence lengths.
-    """
-    a, s, e = chain.trellis_args(theta)
-    batch = ChainBatch(chain.unary(theta, design, rows), a, s, e, y, lengths)
-    found = loss.evaluate(batch)
-    return float(np.sum(found.value)), chain.flat_grad(found.grad, design, rows)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -389,20 +102,6 @@ def _not_fitted_error() -> NotFittedError:
     if sklearn_exceptions is not None:
         cls = _with_base(sklearn_exceptions.NotFittedError)
     return cls("this SequenceLabeler is not fitted yet; call fit(X, y) first")
-
-
-def _check_labels(labels) -> list:
-    """The sorted distinct labels (str, or int as Python int); TargetError for other types
-    or a mix."""
-    distinct = set(labels)
-    for label in distinct:
-        if not isinstance(label, (str, int, np.integer)) or isinstance(label, (bool, np.bool_)):
-            raise TargetError(f"labels must be str or int, got {label!r}")
-    try:
-        ordered = sorted(distinct)
-    except TypeError:
-        raise TargetError("labels must all be str or all be int") from None
-    return [c if isinstance(c, str) else int(c) for c in ordered]
 
 
 def _split(flat: np.ndarray, lengths: np.ndarray) -> list:
@@ -1131,150 +830,6 @@ class SequenceLabeler:
         return f"SequenceLabeler({', '.join(shown)})"
 
 
-def _read_archive(path: str) -> dict:
-    """Every array of the ``.npz`` file ``path``, read with ``allow_pickle=False``; the file
-    is closed in every case (``np.load`` of a path leaves it open when the archive is
-    truncated)."""
-    try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except MemoryError:
-        raise FactorGraphError(f"{path}: its arrays do not fit in memory") from None
-    except Exception as error:  # noqa: BLE001 - the zip and npy readers raise many kinds
-        # (OSError, EOFError, zipfile.BadZipFile, NotImplementedError, zlib.error,
-        # ValueError, ...): every one means this is not a readable model file.
-        raise FactorGraphError(f"{path}: not a SequenceLabeler .npz file, or a damaged one "
-                               f"({type(error).__name__}: {error})") from None
-
-
-def _checked_header(path: str, arrays: dict) -> dict:
-    """The JSON header of a saved model, every field checked (see
-    :meth:`SequenceLabeler.save` for the format), and its arrays checked against it.
-    Returns the header with three more keys: ``loss`` (the Loss), ``indexer`` (the
-    AttributeIndexer, None for numeric features) and ``n_features``.
-
-    Raises
-    ------
-    FactorGraphError
-        "<path>: <what is wrong>", for the first problem found.
-    """
-    def bad(problem: str) -> FactorGraphError:
-        return FactorGraphError(f"{path}: {problem}")
-
-    blob = arrays.get("header")
-    if blob is None or blob.dtype != np.uint8 or blob.ndim != 1:
-        raise bad("no 'header' array (uint8 JSON bytes); not a SequenceLabeler file")
-    try:
-        header = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise bad(f"unreadable JSON header ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        found = header.get("format") if isinstance(header, dict) else None
-        raise bad(f"format {found!r}, expected {FORMAT_NAME!r}")
-    version = header.get("version")
-    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
-        raise bad(f"file format version {version!r}; this factorgraph_ebm reads versions "
-                  f"1..{FORMAT_VERSION} (a newer version needs a newer factorgraph_ebm)")
-
-    def field(where: dict, key: str, name: str, check, expected: str, default=...):
-        if key not in where:
-            if default is not ...:
-                return default
-            raise bad(f"header field {name!r} is missing")
-        value = where[key]
-        if not check(value):
-            raise bad(f"header field {name!r} must be {expected}, got {value!r}")
-        return value
-
-    def is_int(value, low=0):
-        return type(value) is int and value >= low
-
-    def is_weight(value):
-        return type(value) in (int, float) and math.isfinite(value) and value >= 0
-
-    labels = field(header, "labels", "labels", lambda v: isinstance(v, list) and v,
-                   "a non-empty list")
-    try:
-        ordered = _check_labels(labels)
-    except (TargetError, TypeError) as error:
-        raise bad(f"header field 'labels': {error}") from None
-    if ordered != labels:
-        raise bad(f"header field 'labels' must list distinct labels in sorted order (as "
-                  f"save writes classes_), got {labels!r}")
-    features = field(header, "features", "features", lambda v: isinstance(v, dict),
-                     "an object")
-    kind = field(features, "kind", "features.kind",
-                 lambda v: v in ("numeric", "attributes"), "'numeric' or 'attributes'")
-    if kind == "numeric":
-        indexer = None
-        n_features = field(features, "n_features", "features.n_features",
-                           lambda v: is_int(v, 1), "an integer >= 1")
-    else:
-        field(features, "min_freq", "features.min_freq", lambda v: is_int(v, 1),
-              "an integer >= 1")
-        field(features, "n_features", "features.n_features",
-              lambda v: v is None or is_int(v, 1), "null or an integer >= 1")
-        field(features, "attributes", "features.attributes",
-              lambda v: v is None or (isinstance(v, list)
-                                      and all(isinstance(a, str) for a in v)),
-              "null or a list of strings")
-        try:
-            indexer = AttributeIndexer.from_state(features)
-        except FactorGraphError as error:
-            raise bad(f"header field 'features': {error}") from None
-        n_features = indexer.n_features_
-    options = field(header, "options", "options", lambda v: isinstance(v, dict), "an object")
-    state = field(options, "loss", "options.loss",
-                  lambda v: (isinstance(v, dict) and isinstance(v.get("class"), str)
-                             and isinstance(v.get("params"), dict)),
-                  'an object {"class": name, "params": {...}}')
-    loss_class = getattr(_losses, state["class"], None)
-    if not (isinstance(loss_class, type) and issubclass(loss_class, Loss)):
-        raise bad(f"header field 'options.loss' names an unknown loss class "
-                  f"{state['class']!r}")
-    try:
-        loss = _resolve_loss(loss_class(**state["params"]))
-    except (FactorGraphError, TypeError, ValueError) as error:
-        raise bad(f"header field 'options.loss' ({state['class']}): {error}") from None
-    for key in ("l2", "l1"):
-        field(options, key, f"options.{key}", is_weight, "a finite number >= 0",
-              default=0.0 if key == "l1" else ...)
-    for key in ("boundary", "all_possible_states", "averaging"):
-        field(options, key, f"options.{key}", lambda v: type(v) is bool, "true or false")
-    field(options, "seed", "options.seed", lambda v: v is None or is_int(v), "null or an "
-          "integer >= 0")
-    field(options, "labels", "options.labels", lambda v: v is None or v == labels,
-          "null or the header's labels", default=None)
-    field(options, "n_epochs_", "options.n_epochs_", is_int, "an integer >= 0", default=0)
-
-    k = len(labels)
-    n_weights = arrays["weight_label"].shape if "weight_label" in arrays else None
-    expected = {"weight_ptr": ((n_features + 1,), "iu"), "weight_label": (n_weights, "iu"),
-                "weight_value": (n_weights, "f"), "transition": ((k, k), "f"),
-                "start": ((k,), "f"), "end": ((k,), "f")}
-    for name, (shape, kinds) in expected.items():
-        got = arrays.get(name)
-        want = "integers" if kinds == "iu" else "floats"
-        if got is None or shape is None:
-            raise bad(f"array {name!r} is missing")
-        if got.shape != shape or got.dtype.kind not in kinds:
-            raise bad(f"array {name!r} has shape {got.shape} and dtype {got.dtype}, expected "
-                      f"{want} of shape {shape}")
-        if kinds == "f" and not np.isfinite(got).all():
-            raise bad(f"array {name!r} has entries that are not finite")
-    ptr, lab = arrays["weight_ptr"], arrays["weight_label"]
-    valid = ptr[0] == 0 and ptr[-1] == len(lab) and (np.diff(ptr) >= 0).all()
-    if valid:
-        same_row = np.ones(len(lab), dtype=bool)  # entry j is in the row of entry j - 1
-        same_row[ptr[:-1][ptr[:-1] < ptr[1:]]] = False
-        valid = (not ((lab < 0) | (lab >= k)).any()
-                 and not (np.diff(lab)[same_row[1:]] <= 0).any())
-    if not valid:
-        raise bad(f"weight_ptr/weight_label are not a CSR pattern of {n_features} x {k} "
-                  "weights (labels in 0..L-1, increasing within each attribute)")
-    return {**header, "loss": loss, "indexer": indexer, "n_features": n_features}
-
-
 def _same(value, default) -> bool:
     """Whether a parameter equals its default (arrays and other odd values never do)."""
     if value is default:
@@ -1301,25 +856,3 @@ def _is_known(label, code) -> bool:
         return False
 
 
-class _ChainObjective:
-    """The labeler's objective for :func:`factorgraph_ebm.optim.minimize`: ``n_samples``
-    sequences and ``batch(theta, indices) -> (summed loss, summed gradient)``, each batch
-    evaluated at once on the trellis (:func:`_value_and_grad`)."""
-
-    def __init__(self, chain, loss, design, codes):
-        self.chain, self.loss, self.design, self.codes = chain, loss, design, codes
-        self.n_samples = len(design.lengths)
-
-    def partition(self, start, stop) -> _ChainObjective:
-        """The objective over sequences ``start .. stop - 1`` (for a data-parallel worker)."""
-        d = self.design
-        first, last = int(d.offsets[start]), int(d.offsets[stop])
-        lo, hi = int(d.indptr[first]), int(d.indptr[last])
-        part = _Design(d.indptr[first : last + 1] - lo, d.indices[lo:hi], d.data[lo:hi],
-                       d.lengths[start:stop], d.offsets[start : stop + 1] - first)
-        return _ChainObjective(self.chain, self.loss, part, self.codes[first:last])
-
-    def batch(self, theta, indices):
-        rows = _token_rows(self.design.offsets, indices)
-        return _value_and_grad(self.chain, self.loss, theta, self.design, rows,
-                               self.codes[rows], self.design.lengths[indices])
