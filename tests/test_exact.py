@@ -169,12 +169,11 @@ def test_cached_plans_follow_every_change_of_the_graph(data):
     theta[rng.random(theta.shape) < 0.1] = np.inf
     check(_rebuilt(graph, theta=theta), energies=theta)
     assert graph.compile() is cg and len(seen) >= 1
-    names = graph.variables
+    names, cards = graph.variables, graph.n_states.tolist()
     graph.add_variable("new", 3)
-    graph.add_factor(["new", names[1]], rng.normal(size=(3, graph.n_states[1])))
+    graph.add_factor(["new", names[1]], rng.normal(size=(3, cards[1])))
     check(graph, {"new": 2})
-    graph.add_factor([names[0], names[-1]], rng.normal(
-        size=(graph.n_states[0], graph.n_states[-1])))
+    graph.add_factor([names[0], names[-1]], rng.normal(size=(cards[0], cards[-1])))
     check(graph)
     assert graph.compile() is not cg
 
