@@ -15,6 +15,7 @@ needs is estimated by :func:`inference_bytes` and compared with the machine's me
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import os
 from collections.abc import Hashable, Mapping
@@ -83,7 +84,7 @@ def number(value, what: str, *, allow_zero: bool = False, allow_inf: bool = Fals
         except OverflowError:  # an int beyond the float64 range
             as_float = np.inf if value > 0 else -np.inf
         ok = as_float >= 0 if allow_zero else as_float > 0
-        ok = ok and (allow_inf or np.isfinite(as_float)) and (below is None or as_float < below)
+        ok = ok and (allow_inf or math.isfinite(as_float)) and (below is None or as_float < below)
     if not ok:
         bound = (">= 0" if allow_zero else "> 0") + ("" if below is None else f" and < {below}")
         raise error(f"{what} must be {expected or 'a number ' + bound}, got {value!r}")

@@ -141,105 +141,83 @@ def _compile(n_states: np.ndarray, blocks) -> CompiledGraph:
     """:func:`compile_graph` but for returning the free heap."""
     n_states = np.ascontiguousarray(n_states, dtype=np.int64)
     n_vars = len(n_states)
-    # Per block, plain Python ints and lists: a model read from a file has one block per
-    # factor, and NumPy calls per block made this 3 ms for pdb2fdn's 94 factors. The edge
-    # strides of a block of many factors are tiled by NumPy instead (a Python list of the
-    # 2000 x 2000 grid's 2 * 10**7 strides took 160 MB and a second to convert).
-    counts, arities, block_sizes, kinds, scope_chunks = [], [], [], [], []
-    stride_chunks, strides = [], []
+    # Per block, plain Python ints: a model read from a file has one block per factor, and
+    # NumPy calls per block or per array made compiling bn_cancer's 5 factors ~0.1 ms; the
+    # per-edge and per-factor arrays are then filled by one kernel (_fill_layout).
+    counts, arities, block_sizes, scope_chunks = [], [], [], []
+    n_edges = n_table = n_message = 0
     for block in blocks:
         n, arity = block.scopes.shape
-        shape = [int(k) for k in block.shape]
+        shape = [int(k) for k in block.shape]  # the scope's cardinalities (validated)
+        size = 0 if block.compact else math.prod(shape)
         counts.append(n)
         arities.append(arity)
-        block_sizes.append(0 if getattr(block, "compact", False) else math.prod(shape))
-        kinds.append(getattr(block, "kind", 0))
+        block_sizes.append(size)
         scope_chunks.append(block.scopes.reshape(-1))
-        block_strides = [1] * arity
-        for j in range(arity - 2, -1, -1):
-            block_strides[j] = block_strides[j + 1] * shape[j + 1]
-        if n > 1:
-            stride_chunks += [np.array(strides, dtype=np.int64),
-                              np.tile(np.array(block_strides, dtype=np.int64), n)]
-            strides = []
-        else:
-            strides.extend(block_strides * n)
-    stride_chunks.append(np.array(strides, dtype=np.int64))
-    counts = np.array(counts, dtype=np.int64)
-    sizes = np.array(block_sizes, dtype=np.int64)
-    scope_vars = np.concatenate(scope_chunks) if blocks else np.zeros(0, dtype=np.int64)
-    degree = np.bincount(scope_vars, minlength=n_vars)
-    largest = max(n_vars, int(counts.sum()), len(scope_vars), int(n_states.sum()),
-                  int(degree @ n_states), int(counts @ sizes))
+        n_edges += n * arity
+        n_table += n * size
+        n_message += n * sum(shape)
+    n_factors = sum(counts)
+    largest = max(n_vars, n_factors, n_edges, int(n_states.sum()), n_message, n_table)
     ix = np.int32 if largest < INT32_LIMIT else np.int64
-    scope_vars = scope_vars.astype(ix)
-
-    arity = np.repeat(np.array(arities, dtype=ix), counts)
-    scope_ptr = _prefix_sum(arity, ix)
+    scope_vars = (np.concatenate(scope_chunks, dtype=ix, casting="same_kind") if blocks
+                  else np.zeros(0, dtype=ix))
+    block_info = np.array([counts, arities, block_sizes], dtype=np.int64).reshape(3, -1)
+    state_offset = np.empty(n_vars + 1, dtype=ix)
+    scope_ptr = np.empty(n_factors + 1, dtype=ix)
+    table_offset = np.empty(n_factors + 1, dtype=ix)
+    edge_factor = np.empty(n_edges, dtype=ix)
+    edge_stride = np.empty(n_edges, dtype=ix)
+    edge_partner = np.empty(n_edges, dtype=ix)
+    msg_offset = np.empty(n_edges + 1, dtype=ix)
+    var_edge_ptr = np.empty(n_vars + 1, dtype=ix)
+    var_edges = np.empty(n_edges, dtype=ix)
+    var_order = np.empty(n_vars, dtype=ix)
+    var_parent = np.empty(n_vars, dtype=ix)
+    factor_order = np.empty(n_factors, dtype=ix)
+    factor_parent = np.empty(n_factors, dtype=ix)
+    n_components, is_forest = _fill_layout(
+        n_states, block_info, scope_vars, state_offset, scope_ptr, table_offset, edge_factor,
+        edge_stride, edge_partner, msg_offset, var_edge_ptr, var_edges, var_order, var_parent,
+        factor_order, factor_parent)
     # The blocks keep views of scope_vars instead of their own int64 scopes (152 MiB on
-    # the 2000 x 2000 grid), as their tables become views of theta below.
+    # the 2000 x 2000 grid), as their tables become views of theta below; not small blocks
+    # (see REPOINT_ENTRIES).
     for block in blocks:
         n, k = block.scopes.shape
-        if n and k:
+        if n * k >= REPOINT_ENTRIES:
             start = int(scope_ptr[block.first])
             view = scope_vars[start : start + n * k].reshape(n, k)
             view.flags.writeable = False
             block.scopes = view
-    table_offset = _prefix_sum(np.repeat(sizes, counts), ix)
-    edge_stride = np.concatenate(stride_chunks).astype(ix)
     # Zeros written only where a block is structured: pages never written take no physical
     # memory, so a graph of dense factors keeps neither array resident (229 MiB on the
     # 2000 x 2000 grid).
-    factor_kind = np.zeros(len(arity), dtype=ix)
-    for block, kind in zip(blocks, kinds):
-        if kind:
-            factor_kind[block.first : block.first + len(block.scopes)] = kind
-    factor_param = np.zeros((len(arity), 2))
+    factor_kind = np.zeros(n_factors, dtype=ix)
+    factor_param = np.zeros((n_factors, 2))
     # One allocation for theta, each block copied (or broadcast, for a shared table) into
     # place; the block then keeps a view of it instead of its own copy.
-    energies = np.empty(int(table_offset[-1]))
+    energies = np.empty(n_table)
+    start = 0
     for block, size in zip(blocks, block_sizes):
         first, n = block.first, len(block.scopes)
-        params = getattr(block, "params", None)
-        if params is not None:
-            factor_param[first : first + n] = params
-        if getattr(block, "compact", False):
+        if block.kind:
+            factor_kind[first : first + n] = block.kind
+        if block.params is not None:
+            factor_param[first : first + n] = block.params
+        if block.compact:
             continue
-        start = int(table_offset[first])
         place = energies[start : start + n * size].reshape((n, *block.shape))
+        start += n * size
         place[...] = block.tables
-        if n and block.tables.strides[0] != 0:  # not a shared (broadcast) table
+        # not a shared (broadcast) table, nor a small one
+        if n * size >= REPOINT_ENTRIES and block.tables.strides[0] != 0:
             view = place.view()
             view.flags.writeable = False
             block.tables = view
-    n_factors = len(arity)
-    edge_factor = np.repeat(np.arange(n_factors, dtype=ix), arity)
-    msg_offset = _prefix_sum(n_states[scope_vars], ix)
-    edge_partner = np.full(len(scope_vars), -1, dtype=ix)
-    edge_arity = np.repeat(arity, arity)
-    unary = np.flatnonzero(edge_arity == 1).astype(ix)
-    edge_partner[unary] = unary
-    pair_first = np.flatnonzero(edge_arity == 2)[::2].astype(ix)
-    del edge_arity, unary
-    edge_partner[pair_first] = pair_first + 1
-    edge_partner[pair_first + 1] = pair_first
-    del pair_first
-    var_edges = np.argsort(scope_vars, kind="stable").astype(ix)
-    var_edge_ptr = _prefix_sum(degree, ix)
-
-    # Allocated here, not in the kernel (see factorgraph_ebm.messages: kernels allocate nothing).
-    var_order = np.empty(n_vars, dtype=ix)
-    var_parent = np.full(n_vars, -1, dtype=ix)
-    factor_order = np.empty(n_factors, dtype=ix)
-    factor_parent = np.full(n_factors, -1, dtype=ix)
-    n_components, is_forest = _breadth_first_schedule(
-        scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges, var_order, var_parent,
-        factor_order, factor_parent, np.zeros(n_vars, dtype=np.bool_),
-        np.zeros(n_factors, dtype=np.bool_),
-    )
     arrays = dict(
         n_states=n_states,
-        state_offset=_prefix_sum(n_states, ix),
+        state_offset=state_offset,
         scope_ptr=scope_ptr,
         scope_vars=scope_vars,
         edge_factor=edge_factor,
@@ -262,11 +240,74 @@ def _compile(n_states: np.ndarray, blocks) -> CompiledGraph:
     return CompiledGraph(
         **arrays,
         max_states=int(n_states.max(initial=1)),
-        max_arity=int(arity.max(initial=0)),
+        max_arity=max(arities, default=0),
         n_components=int(n_components),
         is_forest=bool(is_forest),
     )
 
+
+@njit(**NJIT_OPTIONS)
+def _fill_layout(n_states, block_info, scope_vars, state_offset, scope_ptr, table_offset,
+                 edge_factor, edge_stride, edge_partner, msg_offset, var_edge_ptr, var_edges,
+                 var_order, var_parent, factor_order, factor_parent):
+    """Fill the index arrays of :func:`compile_graph` (see the module docstring) from the
+    factor blocks' counts, arities and table sizes (``block_info`` rows), in one pass per
+    array; then the breadth-first schedule. Returns (components, is_forest)."""
+    n_vars = len(n_states)
+    state_offset[0] = 0
+    for v in range(n_vars):
+        state_offset[v + 1] = state_offset[v] + n_states[v]
+    a = 0
+    e = 0
+    scope_ptr[0] = 0
+    table_offset[0] = 0
+    msg_offset[0] = 0
+    for b in range(block_info.shape[1]):
+        arity = block_info[1, b]
+        size = block_info[2, b]
+        for _ in range(block_info[0, b]):
+            scope_ptr[a + 1] = scope_ptr[a] + arity
+            table_offset[a + 1] = table_offset[a] + size
+            stride = 1
+            for j in range(arity - 1, -1, -1):
+                edge_stride[e + j] = stride
+                stride *= n_states[scope_vars[e + j]]
+            for j in range(arity):
+                edge_factor[e + j] = a
+                edge_partner[e + j] = e + j if arity == 1 else (e + 1 - j if arity == 2
+                                                                else -1)
+                msg_offset[e + j + 1] = msg_offset[e + j] + n_states[scope_vars[e + j]]
+            e += arity
+            a += 1
+    # The edges of each variable, in edge order (a counting sort).
+    for v in range(n_vars + 1):
+        var_edge_ptr[v] = 0
+    for e in range(len(scope_vars)):
+        var_edge_ptr[scope_vars[e] + 1] += 1
+    for v in range(n_vars):
+        var_edge_ptr[v + 1] += var_edge_ptr[v]
+    for v in range(n_vars):
+        var_parent[v] = var_edge_ptr[v]  # the next free slot of v, before the search
+    for e in range(len(scope_vars)):
+        v = scope_vars[e]
+        var_edges[var_parent[v]] = e
+        var_parent[v] += 1
+    for v in range(n_vars):
+        var_parent[v] = -1
+    for a in range(len(factor_parent)):
+        factor_parent[a] = -1
+    return _breadth_first_schedule(
+        scope_ptr, scope_vars, edge_factor, var_edge_ptr, var_edges, var_order, var_parent,
+        factor_order, factor_parent, np.zeros(n_vars, dtype=np.bool_),
+        np.zeros(len(factor_parent), dtype=np.bool_),
+    )
+
+
+#: Blocks of fewer scope entries (or table entries) keep their own arrays at compile instead
+#: of views of the compiled ones: the memory saved is nothing, and the three NumPy calls per
+#: block were a quarter of compiling a model read from a file (one block per factor: pdb1akg,
+#: 25 factors, ~35 of 118 us).
+REPOINT_ENTRIES = 4096
 
 #: Graphs of at least this many edges return the free heap after compiling.
 TRIM_EDGES = 2**20

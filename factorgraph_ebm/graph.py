@@ -39,7 +39,8 @@ class _FactorBlock:
     """Factors added in one call: ``scopes`` int64 (n, arity) and ``tables`` float64
     (n, K_1, ..., K_arity) (a read-only broadcast view when one table is shared) of shape
     ``(n, *shape)``, both re-pointed to read-only views of the compiled arrays by
-    :func:`~factorgraph_ebm.compiled.compile_graph` (the scopes then of its index dtype);
+    :func:`~factorgraph_ebm.compiled.compile_graph` (the scopes then of its index dtype)
+    when the block has :data:`~factorgraph_ebm.compiled.REPOINT_ENTRIES` entries or more;
     ``first`` is the index of the block's first factor; ``kind`` and ``params`` (n, 2)
     (weight, truncation) describe structured pairwise factors (see :mod:`.messages`);
     ``compact`` blocks (structured factors added with ``dense=False``) keep no tables at all

@@ -13,7 +13,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from reference import BruteForce
 from strategies import describe, evidence_for, loopy_graphs, trees
@@ -96,6 +96,86 @@ def test_sum_product_matches_brute_force(data, beta):
     for f in range(graph.n_factors):
         np.testing.assert_allclose(result.factor_belief(f), bf.factor_marginals(f, beta),
                                    rtol=0, atol=TOL)
+
+
+def _rebuilt(graph, theta=None, unary=None):
+    """A new graph with ``graph``'s variables and factors, the energies ``theta`` (flat, as
+    ``energies=`` takes them; None: the graph's) and the per-state energies ``unary`` (flat;
+    None: none) as unary factors: the model a call with those options answers for."""
+    g = fe.FactorGraph()
+    for name, k in zip(graph.variables, graph.n_states.tolist()):
+        g.add_variable(name, k)
+    cg = graph.compile()
+    for a in range(graph.n_factors):
+        table = graph.factor_energies(a)
+        if theta is not None:
+            table = theta[cg.table_offset[a] : cg.table_offset[a + 1]].reshape(table.shape)
+        g.add_factor(graph.factor_scope(a), table)
+    if unary is not None:
+        for i, name in enumerate(graph.variables):
+            g.add_factor([name], unary[cg.state_offset[i] : cg.state_offset[i + 1]])
+    return g
+
+
+def _assert_exact(graph, reference, evidence=None, **options):
+    """Min-sum and sum-product (beta = 1) on ``graph`` with ``options``, against brute force
+    on ``reference`` (the model they answer for)."""
+    bf = BruteForce(reference, evidence)
+    low = fe.min_sum(graph, evidence=evidence, method="exact", **options)
+    soft = fe.sum_product(graph, evidence=evidence, method="exact", **options)
+    assert math.isclose(low.energy, bf.min_energy, abs_tol=TOL) or (
+        low.energy == bf.min_energy == math.inf)
+    if not bf.feasible:
+        assert soft.log_partition == -math.inf
+        return
+    for mine, theirs in zip(low.min_marginals, bf.min_marginals(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL)
+    assert math.isclose(soft.log_partition, bf.log_z(1.0), rel_tol=TOL, abs_tol=TOL)
+    for mine, theirs in zip(soft.marginals, bf.marginals(1.0), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL)
+    for f in range(graph.n_factors):
+        np.testing.assert_allclose(soft.factor_belief(f), bf.factor_marginals(f, 1.0),
+                                   rtol=0, atol=TOL)
+
+
+@settings(max_examples=25)  # ~30 exact calls each
+@given(st.data())
+def test_cached_plans_follow_every_change_of_the_graph(data):
+    """The junction-tree plan and its layout are cached on the graph (per compiled graph and
+    clamped set): calls on one graph that change the evidence, the energies, the soft
+    evidence, then the graph itself (a factor, a variable) get the fresh exact answer."""
+    graph = data.draw(loopy_graphs(max_variables=5, max_configs=300, max_extra_factors=4))
+    note(describe(graph))
+    seen = set()
+
+    def check(reference, evidence=None, **options):
+        if evidence and not _evidence_ok(graph, evidence):
+            return
+        _assert_exact(graph, reference, evidence, **options)
+        _assert_exact(graph, reference, evidence, **options)  # from the cache
+        seen.update(k for k in graph.__dict__["_exact_plans"] if k != "cg")
+
+    # Each change clamps other variables than the call before (a plan made for more
+    # clamped variables than a call has is wrong for it; one made for fewer is not).
+    check(graph, data.draw(evidence_for(graph)))
+    check(graph, data.draw(evidence_for(graph)))
+    check(graph)
+    cg = graph.compile()
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    unary = rng.normal(size=int(cg.state_offset[-1]))
+    unary[rng.random(unary.shape) < 0.4] = np.inf  # clamps some variables, empties others
+    check(_rebuilt(graph, unary=unary), unary=unary)
+    theta = rng.normal(size=cg.n_energy_entries)
+    theta[rng.random(theta.shape) < 0.1] = np.inf
+    check(_rebuilt(graph, theta=theta), energies=theta)
+    assert graph.compile() is cg and len(seen) >= 1
+    names, cards = graph.variables, graph.n_states.tolist()
+    graph.add_variable("new", 3)
+    graph.add_factor(["new", names[1]], rng.normal(size=(3, cards[1])))
+    check(graph, {"new": 2})
+    graph.add_factor([names[0], names[-1]], rng.normal(size=(cards[0], cards[-1])))
+    check(graph)
+    assert graph.compile() is not cg
 
 
 def _bands(n, width, states, seed):

@@ -217,6 +217,45 @@ def test_compiled_message_layout_is_factor_by_factor_in_scope_order(graph):
     np.testing.assert_array_equal(cg.energies, flat)
 
 
+@given(any_graph, st.booleans())
+def test_compiled_index_arrays_match_their_definitions(graph, structured):
+    """Every index array of the compiled graph, against its definition (module docstring of
+    factorgraph_ebm.compiled) written out from the graph's factors one by one."""
+    note(describe(graph))
+    if structured and graph.n_variables >= 2:  # a compact block (no table) among the others
+        k = int(graph.n_states[0])
+        same = [v for v in range(1, graph.n_variables) if graph.n_states[v] == k]
+        if same:
+            graph.add_potts_factors([[0, same[0]]], 0.5, by_index=True, dense=False)
+    cg = graph.compile()
+    names = graph.variables
+    scopes = [[names.index(v) for v in graph.factor_scope(a)] for a in range(graph.n_factors)]
+    cards = graph.n_states.tolist()
+    compact = set(cg.compact_factors().tolist())
+    edges = [(a, v) for a, scope in enumerate(scopes) for v in scope]
+    np.testing.assert_array_equal(cg.state_offset, np.cumsum([0] + cards))
+    np.testing.assert_array_equal(cg.scope_ptr, np.cumsum([0] + [len(s) for s in scopes]))
+    np.testing.assert_array_equal(cg.scope_vars, [v for _, v in edges])
+    np.testing.assert_array_equal(cg.edge_factor, [a for a, _ in edges])
+    sizes = [0 if a in compact else int(np.prod([cards[v] for v in s])) for a, s in
+             enumerate(scopes)]
+    np.testing.assert_array_equal(cg.table_offset, np.cumsum([0] + sizes))
+    strides = [int(np.prod([cards[w] for w in s[j + 1:]])) for s in scopes for j in range(len(s))]
+    np.testing.assert_array_equal(cg.edge_stride, strides)
+    partner, e = [], 0
+    for s in scopes:
+        partner += ([e] if len(s) == 1 else [e + 1, e] if len(s) == 2 else [-1] * len(s))
+        e += len(s)
+    np.testing.assert_array_equal(cg.edge_partner, partner)
+    for v in range(graph.n_variables):
+        mine = cg.var_edges[cg.var_edge_ptr[v] : cg.var_edge_ptr[v + 1]].tolist()
+        assert mine == [e for e, (_, w) in enumerate(edges) if w == v]
+    assert cg.max_arity == max(map(len, scopes), default=0)
+    for array in cg[:-4]:
+        assert array.flags.c_contiguous and not array.flags.writeable
+    assert {cg.scope_ptr.dtype, cg.var_edges.dtype, cg.msg_offset.dtype} == {np.dtype(np.int32)}
+
+
 def test_compile_is_cached_until_the_graph_changes():
     g = fg.FactorGraph()
     g.add_variables(["a", "b"], 2)

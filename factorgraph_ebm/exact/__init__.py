@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
+from .._config import NJIT_OPTIONS, njit
 from ..structured import dense_tables
 from . import kernels
 from .junction_tree import JunctionTree, build_junction_tree
@@ -97,14 +99,24 @@ def clamped_states(cg, unary) -> np.ndarray:
     -------
     ndarray of shape (V,), dtype=int64
     """
-    finite = np.isfinite(unary)
-    owner = np.repeat(np.arange(cg.n_variables), cg.n_states)
-    counts = np.bincount(owner[finite], minlength=cg.n_variables)
-    clamped = np.full(cg.n_variables, -1, dtype=np.int64)
-    single = counts == 1
-    where = np.flatnonzero(finite & single[owner])
-    clamped[owner[where]] = where - cg.state_offset[owner[where]]
+    clamped = np.empty(cg.n_variables, dtype=np.int64)
+    _clamped_states(unary, cg.state_offset, clamped)
     return clamped
+
+
+@njit(**NJIT_OPTIONS)
+def _clamped_states(unary, state_offset, out):
+    """:func:`clamped_states` into ``out``; in Numba, as it runs on every call (seven NumPy
+    calls took 10-15 us on a 5-variable model)."""
+    for v in range(len(out)):
+        state = -1
+        for x in range(state_offset[v], state_offset[v + 1]):
+            if np.isfinite(unary[x]):
+                if state != -1:
+                    state = -1
+                    break
+                state = x - state_offset[v]
+        out[v] = state
 
 
 def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES,
@@ -137,10 +149,11 @@ def exact_plan(graph, cg, unary, max_bytes: float = DEFAULT_MAX_BYTES,
         return cache[key]
     n_extra = _dense_table_entries(cg) + int(cg.state_offset[-1])
     budget = max(max_bytes / 8.0 - n_extra, 0.0)
-    elimination = plan_elimination(cg.n_states, cg.scope_ptr, cg.scope_vars, clamped < 0,
+    free = clamped < 0
+    elimination = plan_elimination(cg.n_states, cg.scope_ptr, cg.scope_vars, free,
                                    max_entries=budget, max_work=max_work)
     memory = elimination.memory_bytes(n_extra)
-    if len(elimination.order) < int((clamped < 0).sum()):
+    if len(elimination.order) < int(np.count_nonzero(free)):
         # A search stopped early: merging non-maximal cliques could at most halve what
         # it found, so half of it is what the whole tree needs at least.
         memory = (memory - 8.0 * n_extra) / 2.0 + 8.0 * n_extra
@@ -223,21 +236,19 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
         ``variable_beliefs`` (S,) and ``factor_beliefs`` (M,): absolute min-marginals at
         T = 0, probabilities at T > 0.
     """
-    tree, constant_factors, constant_base = _tree_of(cg, plan)
-    dense = _dense_energies(cg, theta)
-    offsets = _dense_offsets(cg)
+    layout = _layout_of(cg, plan)
+    tree = layout.tree
+    # theta itself unless compact factors' tables are to be appended
+    dense = theta if layout.n_dense_entries == len(theta) else _dense_energies(cg, theta)
     psi = np.zeros(int(tree.table_offset[-1]))
     up = np.empty(int(tree.sep_offset[-1]))
     kernels.collect(tree, dense, unary, cg.state_offset, temperature, psi, up)
 
     clamped = plan.clamped
-    fixed = np.flatnonzero(clamped >= 0)
-    constant = float(dense[constant_base].sum() + unary[cg.state_offset[fixed] + clamped[fixed]]
-                     .sum())
-    roots = tree.sep_offset[np.flatnonzero(tree.parent < 0)]
-    free = constant + float(up[roots].sum())
+    constant = float(dense[layout.constant_base].sum() + unary[layout.clamped_positions].sum())
+    free = constant + float(up[layout.roots].sum())
 
-    assignment = np.where(clamped >= 0, clamped, 0).astype(np.int64)
+    assignment = np.maximum(clamped, 0)  # the clamped states, 0 where free (decode's)
     kernels.decode(tree, psi, temperature, assignment)
 
     n_states_total = int(cg.state_offset[-1])
@@ -249,18 +260,18 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
 
     # What a root's belief lacks: at T = 0 the whole free energy (the constant and the
     # other components' minima); at T > 0 nothing (its probability is exp(-psi / T)).
-    up[roots] = free if temperature == 0.0 else 1.0
+    up[layout.roots] = free if temperature == 0.0 else 1.0
     certain = free if temperature == 0.0 else 1.0  # a clamped state, a constant factor
     var_out = np.empty(n_states_total)
-    fac = np.full(int(offsets[-1]) if factor_beliefs else 0, sure)
+    fac = np.full(layout.n_dense_entries if factor_beliefs else 0, sure)
     kernels.distribute(tree, temperature, psi, up, cg.state_offset, var_out, fac,
                        factor_beliefs)
     del psi, up
-    if len(fixed):
-        var_out[np.repeat(clamped >= 0, cg.n_states)] = sure
-        var_out[cg.state_offset[fixed] + clamped[fixed]] = certain
+    if len(layout.clamped_positions):
+        var_out[layout.clamped_states_mask] = sure
+        var_out[layout.clamped_positions] = certain
     if factor_beliefs:
-        fac[constant_base] = certain
+        fac[layout.constant_base] = certain
         fac = fac[: cg.n_energy_entries]
     else:
         fac = None
@@ -271,11 +282,34 @@ def run_exact(cg, theta, unary, temperature: float, plan: ExactPlan,
     return ExactAnswer(assignment, free, var_out, fac)
 
 
-def _tree_of(cg, plan: ExactPlan):
-    """The junction tree of ``plan`` (built once per plan)."""
-    cached = plan.__dict__.get("_tree")
-    if cached is None:
-        cached = build_junction_tree(cg, plan.elimination, _dense_offsets(cg), plan.clamped)
-        object.__setattr__(plan, "_tree", cached)
-    return cached
+class _Layout(NamedTuple):
+    """What :func:`run_exact` needs of a plan besides the energies, built once per plan."""
 
+    tree: JunctionTree
+    constant_base: np.ndarray  # theta index of each constant factor's entry (clamped)
+    roots: np.ndarray  # positions of the roots' separators (one entry each) in ``up``
+    clamped_positions: np.ndarray  # flat state index of each clamped variable's state
+    clamped_states_mask: np.ndarray  # (S,) bool: every state of a clamped variable
+    n_dense_entries: int  # theta's entries with the compact factors' tables appended
+
+
+def _layout_of(cg, plan: ExactPlan) -> _Layout:
+    """The junction tree of ``plan`` and the clamped variables' positions (built once per
+    plan, which is cached per graph: a repeated call skips all of it)."""
+    cached = plan.__dict__.get("_layout")
+    if cached is None:
+        offsets = _dense_offsets(cg)
+        tree, _, constant_base = build_junction_tree(cg, plan.elimination, offsets,
+                                                     plan.clamped)
+        clamped = plan.clamped
+        fixed = np.flatnonzero(clamped >= 0)
+        cached = _Layout(
+            tree=tree,
+            constant_base=constant_base,
+            roots=tree.sep_offset[np.flatnonzero(tree.parent < 0)],
+            clamped_positions=cg.state_offset[fixed] + clamped[fixed],
+            clamped_states_mask=np.repeat(clamped >= 0, cg.n_states),
+            n_dense_entries=int(offsets[-1]),
+        )
+        object.__setattr__(plan, "_layout", cached)
+    return cached

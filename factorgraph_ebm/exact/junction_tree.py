@@ -37,13 +37,11 @@ Factor ``j``'s map is ``m = j``; clique ``c``'s message map is ``m = A + c``.
 
 from __future__ import annotations
 
-import functools
-import itertools
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from .._config import NJIT_OPTIONS, njit
 from .kernels import MAP_BLOCK, MAP_FIXED, MAP_ROW
 
 #: Entries of a clique table walked at once (whole rows, at least one): 8192 float64 are
@@ -82,66 +80,6 @@ class JunctionTree(NamedTuple):
     max_block: int
 
 
-def _prefix(sizes) -> np.ndarray:
-    """The offsets ``[0, s0, s0 + s1, ...]`` of a list of sizes (int64). In Python: 3 us
-    against NumPy's 10 for the short lists of small models, where this layout's NumPy calls
-    were most of its time."""
-    return np.array([0, *itertools.accumulate(sizes)], dtype=np.int64)
-
-
-def _c_strides(cards: list[int]) -> list[int]:
-    """Strides of a C-order table of shape ``cards``: ``prod(cards[j+1:])`` for axis j."""
-    strides = [1] * len(cards)
-    for j in range(len(cards) - 2, -1, -1):
-        strides[j] = strides[j + 1] * cards[j + 1]
-    return strides
-
-
-@functools.lru_cache(maxsize=4096)
-def merged_axes(cards: tuple[int, ...], strides: tuple[int, ...]):
-    """The axes of a C-order table of shape ``cards`` walked with ``strides`` into another
-    table, merged where possible, with the longest axis last (the kernels' inner loop).
-
-    Axis j joins the axes after it when stepping it equals stepping past all of them in
-    the other table (``strides[j] == stride * card`` of the merged group; in the table
-    itself it always does), and one-state axes are dropped. Returns (cards, strides, self
-    strides), tuples of at least one axis. Cached: the factors of a model repeat a few
-    shapes (grid4x4's 51 maps: 3 -> 0.5 us each).
-    """
-    out_cards: list[int] = []
-    out_strides: list[int] = []
-    out_self: list[int] = []
-    own = 1
-    for card, stride in zip(reversed(cards), reversed(strides)):
-        if card == 1:
-            continue
-        if out_cards and stride == out_strides[-1] * out_cards[-1]:
-            out_cards[-1] *= card
-        else:
-            out_cards.append(card)
-            out_strides.append(stride)
-            out_self.append(own)
-        own *= card
-    if not out_cards:
-        return (1,), (0,), (0,)
-    longest = out_cards.index(max(out_cards))  # innermost after the reversal below
-    for axis in (out_cards, out_strides, out_self):
-        axis[0], axis[longest] = axis[longest], axis[0]
-    return tuple(out_cards[::-1]), tuple(out_strides[::-1]), tuple(out_self[::-1])
-
-
-def block_split(cards: list[int], n_elim: int, block_entries: int) -> tuple[int, int]:
-    """(number of high axes, entries of a block) of a clique table of shape ``cards``: the
-    longest run of last axes with at most ``block_entries`` entries, but always the
-    ``n_elim`` row axes."""
-    n_high = len(cards) - n_elim
-    size = math.prod(cards[n_high:])
-    while n_high > 0 and size * cards[n_high - 1] <= block_entries:
-        n_high -= 1
-        size *= cards[n_high]
-    return n_high, size
-
-
 def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
     """Lay out the junction tree of ``plan`` for compiled graph ``cg``.
 
@@ -167,115 +105,250 @@ def build_junction_tree(cg, plan, table_offset, clamped, block_entries=None):
     constant_base : ndarray of int64
         The theta index of each constant factor's one entry consistent with the clamps.
     """
-    # Plain Python ints and lists throughout: the tables here are a few entries each, and
-    # NumPy's per-call overhead made this layout cost 3x the planning on tb2_network.
     if block_entries is None:
         block_entries = BLOCK_ENTRIES
-    n_states = cg.n_states.tolist()
-    n_elim = plan.n_elim.tolist()
-    cliques = [c.tolist() for c in plan.cliques]
-    n_cliques = len(cliques)
-    clique_cards = [[n_states[v] for v in c] for c in cliques]
-    table_sizes = [math.prod(k) for k in clique_cards]
-    rows = [math.prod(k[len(k) - e:]) for k, e in zip(clique_cards, n_elim)]
-    splits = [block_split(k, e, block_entries) for k, e in zip(clique_cards, n_elim)]
-    n_high = [h for h, _ in splits]
-    # The clique that eliminates each free variable.
-    clique_of = [n_cliques] * len(n_states)
-    for c, (clique, e) in enumerate(zip(cliques, n_elim)):
-        for v in clique[len(clique) - e:]:
-            clique_of[v] = c
+    sizes = [len(c) for c in plan.cliques]
+    clique_ptr = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=clique_ptr[1:])
+    clique_vars = (np.concatenate(plan.cliques) if sizes else np.zeros(0, dtype=np.int64))
+    *arrays, constant_factors, constant_base, max_axes, max_row, max_block = _layout(
+        np.ascontiguousarray(cg.n_states, dtype=np.int64), clique_ptr,
+        clique_vars.astype(np.int64, copy=False),
+        np.ascontiguousarray(plan.n_elim, dtype=np.int64),
+        np.ascontiguousarray(plan.parent, dtype=np.int64),
+        np.ascontiguousarray(cg.scope_ptr, dtype=np.int64),
+        np.ascontiguousarray(cg.scope_vars, dtype=np.int64),
+        np.ascontiguousarray(cg.edge_stride, dtype=np.int64),
+        np.ascontiguousarray(table_offset, dtype=np.int64),
+        np.ascontiguousarray(clamped, dtype=np.int64), int(block_entries))
+    tree = JunctionTree(*arrays, max_axes=max_axes, max_row=max_row, max_block=max_block)
+    return tree, constant_factors, constant_base
 
-    def split_map(c, strides):
-        """(high strides, merged axes of a block or of a row, kind) of clique c's table
-        walked into another table with ``strides``."""
-        cards = clique_cards[c]
-        h = n_high[c]
-        r = len(cards) - n_elim[c]
-        if not any(strides[h:r]):
-            kind, walked = MAP_ROW, r
-        elif h and not any(strides[:h]):
-            kind, walked = MAP_FIXED, h
-        else:
-            kind, walked = MAP_BLOCK, h
-        return ((strides[:h],) + merged_axes(tuple(cards[walked:]), tuple(strides[walked:]))
-                + (kind,))
 
-    # Factors: the clique that eliminates the first free variable of the scope.
-    scope_ptr = cg.scope_ptr.tolist()
-    scope_vars = cg.scope_vars.tolist()
-    edge_stride = cg.edge_stride.tolist()
-    states = clamped.tolist()
-    offsets = table_offset.tolist()
-    assigned, ids, bases, factor_maps = [], [], [], []
-    constant_factors, constant_base = [], []
-    for a in range(cg.n_factors):
-        base = offsets[a]
-        lookup = {}
+@njit(**NJIT_OPTIONS)
+def _layout(n_states, clique_ptr, clique_vars, n_elim, parent, scope_ptr, scope_vars,
+            edge_stride, table_offset, clamped, block_entries):
+    """:func:`build_junction_tree` on flat arrays (the cliques in CSR form). In Numba: the
+    same in Python, per factor and per clique, was the largest part of a cold call on a
+    small model (bn_cancer 62 us, pdb1akg 153 us of 0.26 and 0.48 ms).
+
+    Returns the :class:`JunctionTree` arrays in field order, then the constant factors,
+    their bases, ``max_axes``, ``max_row`` and ``max_block``.
+    """
+    n_cliques = len(n_elim)
+    n_vars = len(n_states)
+    n_factors = len(scope_ptr) - 1
+    scope_card = np.empty(len(clique_vars), dtype=np.int64)
+    for k in range(len(clique_vars)):
+        scope_card[k] = n_states[clique_vars[k]]
+    table_off = np.zeros(n_cliques + 1, dtype=np.int64)
+    sep_off = np.zeros(n_cliques + 1, dtype=np.int64)
+    row = np.empty(n_cliques, dtype=np.int64)
+    n_high = np.empty(n_cliques, dtype=np.int64)
+    block = np.empty(n_cliques, dtype=np.int64)
+    clique_of = np.full(n_vars, n_cliques, dtype=np.int64)  # who eliminates each variable
+    max_axes = 1
+    for c in range(n_cliques):
+        lo, hi = clique_ptr[c], clique_ptr[c + 1]
+        size = 1
+        for k in range(lo, hi):
+            size *= scope_card[k]
+        r = 1
+        for k in range(hi - n_elim[c], hi):
+            r *= scope_card[k]
+            clique_of[clique_vars[k]] = c
+        row[c] = r
+        table_off[c + 1] = table_off[c] + size
+        sep_off[c + 1] = sep_off[c] + size // r
+        # The block: the longest run of last axes within block_entries, at least the row.
+        h = hi - lo - n_elim[c]
+        b = r
+        while h > 0 and b * scope_card[lo + h - 1] <= block_entries:
+            h -= 1
+            b *= scope_card[lo + h]
+        n_high[c] = h
+        block[c] = b
+        max_axes = max(max_axes, h)
+
+    # Factors: the clique that eliminates the first free variable of the scope, and the
+    # table's offset plus the clamped variables' part of the index.
+    assigned = np.full(n_factors, -1, dtype=np.int64)
+    base = np.empty(n_factors, dtype=np.int64)
+    n_constant = 0
+    for a in range(n_factors):
+        base[a] = table_offset[a]
         for e in range(scope_ptr[a], scope_ptr[a + 1]):
             v = scope_vars[e]
-            if states[v] >= 0:
-                base += edge_stride[e] * states[v]
-            else:
-                lookup[v] = edge_stride[e]
-        if not lookup:
-            constant_factors.append(a)
-            constant_base.append(base)
-            continue
-        c = min(clique_of[v] for v in lookup)
-        factor_maps.append(split_map(c, [lookup.get(v, 0) for v in cliques[c]]))
-        assigned.append(c)
-        ids.append(a)
-        bases.append(base)
-    order = sorted(range(len(assigned)), key=assigned.__getitem__)
-    counts = [0] * n_cliques
-    for c in assigned:
-        counts[c] += 1
-    factor_ptr = _prefix(counts)
-    maps = [factor_maps[i] for i in order]
-
-    # Messages: each separator is inside the parent clique.
-    parent = plan.parent.tolist()
-    children: list[list[int]] = [[] for _ in range(n_cliques)]
+            if clamped[v] >= 0:
+                base[a] += edge_stride[e] * clamped[v]
+            elif assigned[a] < 0 or clique_of[v] < assigned[a]:
+                assigned[a] = clique_of[v]
+        if assigned[a] < 0:
+            n_constant += 1
+    constant_factors = np.empty(n_constant, dtype=np.int64)
+    constant_base = np.empty(n_constant, dtype=np.int64)
+    factor_ptr = np.zeros(n_cliques + 1, dtype=np.int64)
+    j = 0
+    for a in range(n_factors):
+        if assigned[a] < 0:
+            constant_factors[j] = a
+            constant_base[j] = base[a]
+            j += 1
+        else:
+            factor_ptr[assigned[a] + 1] += 1
     for c in range(n_cliques):
-        p = parent[c]
-        if p < 0:
-            maps.append(([], (1,), (0,), (0,), MAP_BLOCK))  # unused
+        factor_ptr[c + 1] += factor_ptr[c]
+    n_assigned = factor_ptr[n_cliques]
+    factor_id = np.empty(n_assigned, dtype=np.int64)
+    fill = factor_ptr[:-1].copy()
+    for a in range(n_factors):  # by clique, in factor order within a clique
+        if assigned[a] >= 0:
+            factor_id[fill[assigned[a]]] = a
+            fill[assigned[a]] += 1
+    factor_base = np.empty(n_assigned, dtype=np.int64)
+    for i in range(n_assigned):
+        factor_base[i] = base[factor_id[i]]
+
+    # Maps: factor i's is map i, clique c's message map is n_assigned + c.
+    n_maps = n_assigned + n_cliques
+    room = 1
+    for i in range(n_assigned):
+        c = assigned[factor_id[i]]
+        room += clique_ptr[c + 1] - clique_ptr[c]
+    for c in range(n_cliques):
+        if parent[c] >= 0:
+            room += clique_ptr[parent[c] + 1] - clique_ptr[parent[c]]
+        else:
+            room += 1
+    high_ptr = np.zeros(n_maps + 1, dtype=np.int64)
+    map_ptr = np.zeros(n_maps + 1, dtype=np.int64)
+    high_stride = np.empty(room, dtype=np.int64)
+    map_card = np.empty(room, dtype=np.int64)
+    map_stride = np.empty(room, dtype=np.int64)
+    map_self = np.empty(room, dtype=np.int64)
+    map_kind = np.empty(n_maps, dtype=np.int64)
+    stride_of = np.zeros(n_vars, dtype=np.int64)  # into the other table; 0: not in it
+    strides = np.empty(max(1, len(clique_vars)), dtype=np.int64)
+    for m in range(n_maps):
+        if m < n_assigned:
+            a = factor_id[m]
+            c = assigned[a]
+            for e in range(scope_ptr[a], scope_ptr[a + 1]):
+                if clamped[scope_vars[e]] < 0:
+                    stride_of[scope_vars[e]] = edge_stride[e]
+        else:
+            child = m - n_assigned
+            c = parent[child]
+            if c < 0:  # a root sends no message: an unused map of one empty axis
+                high_ptr[m + 1] = high_ptr[m]
+                map_card[map_ptr[m]] = 1
+                map_stride[map_ptr[m]] = 0
+                map_self[map_ptr[m]] = 0
+                map_ptr[m + 1] = map_ptr[m] + 1
+                map_kind[m] = MAP_BLOCK
+                continue
+            # The child's separator, a C-order table, is inside the parent clique.
+            stride = 1
+            for k in range(clique_ptr[child + 1] - n_elim[child] - 1, clique_ptr[child] - 1,
+                           -1):
+                stride_of[clique_vars[k]] = stride
+                stride *= scope_card[k]
+        lo, hi = clique_ptr[c], clique_ptr[c + 1]
+        for k in range(lo, hi):
+            strides[k - lo] = stride_of[clique_vars[k]]
+        if m < n_assigned:  # stride_of back to zeros
+            for e in range(scope_ptr[a], scope_ptr[a + 1]):
+                stride_of[scope_vars[e]] = 0
+        else:
+            for k in range(clique_ptr[child], clique_ptr[child + 1] - n_elim[child]):
+                stride_of[clique_vars[k]] = 0
+        n_axes = _split_map(scope_card[lo:hi], strides[: hi - lo], n_high[c], n_elim[c],
+                            m, high_ptr, high_stride, map_ptr, map_card, map_stride,
+                            map_self, map_kind)
+        max_axes = max(max_axes, n_axes)
+
+    child_ptr = np.zeros(n_cliques + 1, dtype=np.int64)
+    for c in range(n_cliques):
+        if parent[c] >= 0:
+            child_ptr[parent[c] + 1] += 1
+    for c in range(n_cliques):
+        child_ptr[c + 1] += child_ptr[c]
+    child_id = np.empty(child_ptr[n_cliques], dtype=np.int64)
+    fill = child_ptr[:-1].copy()
+    for c in range(n_cliques):
+        if parent[c] >= 0:
+            child_id[fill[parent[c]]] = c
+            fill[parent[c]] += 1
+    return (parent.copy(), child_ptr, child_id, clique_ptr.copy(), clique_vars.copy(),
+            scope_card, n_elim.copy(), row, table_off, sep_off, block, n_high, factor_ptr,
+            factor_id, factor_base, high_ptr, high_stride[: high_ptr[n_maps]].copy(),
+            map_ptr, map_card[: map_ptr[n_maps]].copy(), map_stride[: map_ptr[n_maps]].copy(),
+            map_self[: map_ptr[n_maps]].copy(), map_kind, constant_factors, constant_base,
+            max_axes, max(1, row.max()) if n_cliques else 1,
+            max(1, block.max()) if n_cliques else 1)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _split_map(cards, strides, h, n_elim, m, high_ptr, high_stride, map_ptr, map_card,
+               map_stride, map_self, map_kind):
+    """Map ``m``: a clique table of shape ``cards`` (``h`` high axes, ``n_elim`` row axes)
+    walked with ``strides`` into another table. Its kind: MAP_ROW when the other table
+    depends on the block only through the row, MAP_FIXED when not on the high axes (the
+    same for every block), else MAP_BLOCK; the high axes' strides; then the axes walked
+    (the row's for MAP_ROW, the block's otherwise), merged wherever the other table steps
+    through them as through one axis (axis j joins the axes after it when its stride is
+    the merged group's stride times its cardinality; one-state axes are dropped), the
+    longest moved innermost (last), as ``map_card``, ``map_stride`` and ``map_self`` (the
+    stride in the clique's own block). Returns the number of axes walked."""
+    r = len(cards) - n_elim
+    kind = MAP_ROW
+    for k in range(h, r):
+        if strides[k] != 0:
+            kind = MAP_BLOCK
+    walked = r
+    if kind == MAP_BLOCK:
+        walked = h
+        fixed = h > 0
+        for k in range(h):
+            if strides[k] != 0:
+                fixed = False
+        if fixed:
+            kind = MAP_FIXED
+    map_kind[m] = kind
+    lo = high_ptr[m]
+    for k in range(h):
+        high_stride[lo + k] = strides[k]
+    high_ptr[m + 1] = lo + h
+    # Merged axes, innermost first, written at the map's end of the buffers and reversed.
+    start = map_ptr[m]
+    n = 0
+    own = 1
+    for k in range(len(cards) - 1, walked - 1, -1):
+        card = cards[k]
+        if card == 1:
             continue
-        children[p].append(c)
-        separator = cliques[c][:len(cliques[c]) - n_elim[c]]
-        sep_strides = dict(zip(separator, _c_strides([n_states[v] for v in separator])))
-        maps.append(split_map(p, [sep_strides.get(v, 0) for v in cliques[p]]))
-
-    def flat(i):
-        return np.array([x for m in maps for x in m[i]], dtype=np.int64)
-
-    tree = JunctionTree(
-        parent=np.array(parent, dtype=np.int64),
-        child_ptr=_prefix([len(k) for k in children]),
-        child_id=np.array([q for k in children for q in k], dtype=np.int64),
-        scope_ptr=_prefix([len(c) for c in cliques]),
-        scope_vars=np.array([v for c in cliques for v in c], dtype=np.int64),
-        scope_card=np.array([k for c in clique_cards for k in c], dtype=np.int64),
-        n_elim=np.array(n_elim, dtype=np.int64),
-        row=np.array(rows, dtype=np.int64),
-        table_offset=_prefix(table_sizes),
-        sep_offset=_prefix([t // r for t, r in zip(table_sizes, rows)]),
-        block=np.array([b for _, b in splits], dtype=np.int64),
-        n_high=np.array(n_high, dtype=np.int64),
-        factor_ptr=factor_ptr,
-        factor_id=np.array([ids[i] for i in order], dtype=np.int64),
-        factor_base=np.array([bases[i] for i in order], dtype=np.int64),
-        high_ptr=_prefix([len(m[0]) for m in maps]),
-        high_stride=flat(0),
-        map_ptr=_prefix([len(m[1]) for m in maps]),
-        map_card=flat(1),
-        map_stride=flat(2),
-        map_self=flat(3),
-        map_kind=np.array([m[4] for m in maps], dtype=np.int64),
-        max_axes=max([len(m[1]) for m in maps] + n_high + [1]),
-        max_row=max(rows, default=1),
-        max_block=max([b for _, b in splits], default=1),
-    )
-    return (tree, np.array(constant_factors, dtype=np.int64),
-            np.array(constant_base, dtype=np.int64))
+        if n and strides[k] == map_stride[start + n - 1] * map_card[start + n - 1]:
+            map_card[start + n - 1] *= card
+        else:
+            map_card[start + n] = card
+            map_stride[start + n] = strides[k]
+            map_self[start + n] = own
+            n += 1
+        own *= card
+    if n == 0:
+        map_card[start] = 1
+        map_stride[start] = 0
+        map_self[start] = 0
+        n = 1
+    else:
+        longest = 0
+        for i in range(1, n):
+            if map_card[start + i] > map_card[start + longest]:
+                longest = i
+        for axis in (map_card, map_stride, map_self):
+            axis[start], axis[start + longest] = axis[start + longest], axis[start]
+            for i in range(n // 2):
+                axis[start + i], axis[start + n - 1 - i] = (axis[start + n - 1 - i],
+                                                            axis[start + i])
+    map_ptr[m + 1] = start + n
+    return n

@@ -146,7 +146,8 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
         return _gave_up()
     order, clique_ptr, clique_vars, entries, status = _greedy_order(
         n_states, scope_ptr, scope_vars, free, float(max_entries), float(max_work))
-    width = int(np.diff(clique_ptr).max(initial=0)) - 1
+    sizes = np.diff(clique_ptr).tolist()
+    width = max(sizes, default=0) - 1
     if status != _DONE:
         return EliminationPlan(
             order=order,
@@ -159,26 +160,19 @@ def plan_elimination(n_states, scope_ptr, scope_vars, free, max_entries: float =
             fits=False,
             gave_up=status == _GAVE_UP,
         )
-    position = np.full(len(n_states), len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
-    # Each clique's parent: the clique of the first of its separator's variables to be
-    # eliminated (each clique's last variable is its own; position[-1] marks the ends).
-    steps = position[clique_vars].copy()
-    steps[clique_ptr[1:] - 1] = len(order)
-    parent = np.minimum.reduceat(steps, clique_ptr[:-1]) if len(order) else steps
-    parent[parent == len(order)] = -1
-    # The factors of each clique: the clique of the first of their variables eliminated.
-    first = np.full(len(scope_ptr) - 1, len(order), dtype=np.int64)
-    nonempty = np.flatnonzero(np.diff(scope_ptr) > 0)
-    if len(nonempty):
-        first[nonempty] = np.minimum.reduceat(position[scope_vars], scope_ptr[nonempty])
-    n_factors_of = np.bincount(first[first < len(order)], minlength=len(order))
-    bounds = clique_ptr.tolist()
-    members = clique_vars.tolist()
-    cliques = [sorted(members[bounds[c]:bounds[c + 1] - 1]) + [members[bounds[c + 1] - 1]]
-               for c in range(len(order))]
-    plan = _merge_nonmaximal(order, cliques, parent.tolist(), n_states.tolist(),
-                             n_factors_of.tolist(), width)
+    ptr, members, parent, n_elim, entries, rows = _merge_nonmaximal(
+        len(n_states), n_states, order, clique_ptr, clique_vars, scope_ptr, scope_vars)
+    bounds = ptr.tolist()
+    plan = EliminationPlan(
+        order=order,
+        cliques=[members[bounds[c] : bounds[c + 1]] for c in range(len(parent))],
+        parent=parent,
+        table_entries=entries,
+        separator_entries=entries / rows,
+        induced_width=width,
+        fits=True,
+        n_elim=n_elim,
+    )
     if plan.total_entries > max_entries:
         plan = dataclasses.replace(plan, fits=False)
     return plan
@@ -414,65 +408,121 @@ def _greedy_order(n_states, scope_ptr, scope_vars, free, max_entries, max_work):
             entries[:n_order], status)
 
 
-def _merge_nonmaximal(order, cliques, parent, n_states, n_factors_of, width):
-    """The elimination tree with each non-maximal clique merged into the child that
-    contains it, where that saves work.
+@njit(**NJIT_OPTIONS)
+def _merge_nonmaximal(n_vars, n_states, order, clique_ptr, clique_vars, scope_ptr, scope_vars):
+    """The elimination tree of :func:`_greedy_order`'s cliques (in CSR form, separator in no
+    order then the eliminated variable), with each non-maximal clique merged into the child
+    that contains it where that saves work.
 
-    A clique ``p`` is non-maximal when its scope is its child ``c``'s separator: then
-    ``c`` can eliminate ``p``'s variable too, right after its own, and ``p``'s table,
-    ``c``'s message and their passes disappear; but ``p``'s factors and other children's
-    messages then meet a table ``row(c)`` times larger. The merge is made when
-    (factors + other children of ``p``) x (``row(c)`` - 1) <= :data:`MERGE_WORK`, and the
-    merged clique's row stays within :data:`MAX_MERGED_ROW` entries.
+    Each clique's parent is the clique of the first of its separator's variables to be
+    eliminated; each factor goes to the clique of the first of its variables eliminated. A
+    clique ``p`` is non-maximal when its scope is its child ``c``'s separator: then ``c``
+    can eliminate ``p``'s variable too, right after its own, and ``p``'s table, ``c``'s
+    message and their passes disappear; but ``p``'s factors and other children's messages
+    then meet a table ``row(c)`` times larger. The merge (of the child with the smallest
+    row, the first such) is made when (factors + other children of ``p``) x (``row(c)`` -
+    1) <= :data:`MERGE_WORK`, and the merged clique's row stays within
+    :data:`MAX_MERGED_ROW` entries. In Numba: in Python, with NumPy for the links, this
+    was most of the planning of a small model (bn_cancer: ~25 of 30 us).
 
-    ``cliques`` (lists of variables, one per eliminated variable, separator ascending
-    then the variable), ``parent``, ``n_states`` and ``n_factors_of`` (factors assigned
-    to each clique) are plain lists: per-clique NumPy calls cost more than the work here.
+    Returns (ptr, members, parent, n_elim, entries, rows) of the cliques kept: their
+    variables ``members[ptr[c]:ptr[c+1]]`` (separator ascending, then the variables
+    eliminated, the last eliminated first), parent (-1 at roots), variables eliminated,
+    table entries and row entries (float64).
     """
-    n = len(cliques)
-    cards = n_states
-    scope = list(cliques)  # per group, keyed by its top clique
-    n_elim = [1] * n
-    row = [cards[clique[-1]] for clique in scope]
-    children: list[list[int]] = [[] for _ in range(n)]
+    n = len(order)
+    position = np.full(n_vars, n, dtype=np.int64)
     for c in range(n):
+        position[order[c]] = c
+    parent = np.full(n, -1, dtype=np.int64)
+    n_children = np.zeros(n + 1, dtype=np.int64)
+    for c in range(n):
+        clique_vars[clique_ptr[c] : clique_ptr[c + 1] - 1].sort()  # the separator
+        best = n
+        for k in range(clique_ptr[c], clique_ptr[c + 1] - 1):
+            best = min(best, position[clique_vars[k]])
+        if best < n:
+            parent[c] = best
+            n_children[best + 1] += 1
+    n_factors_of = np.zeros(n, dtype=np.int64)
+    for a in range(len(scope_ptr) - 1):
+        first = n
+        for e in range(scope_ptr[a], scope_ptr[a + 1]):
+            first = min(first, position[scope_vars[e]])
+        if first < n:
+            n_factors_of[first] += 1
+    child_ptr = np.cumsum(n_children)
+    children = np.empty(max(n, 1), dtype=np.int64)
+    fill = child_ptr[:-1].copy()
+    for c in range(n):  # each clique's children in increasing order
         if parent[c] >= 0:
-            children[parent[c]].append(c)
-    members = [[c] for c in range(n)]
-    owner = list(range(n))
+            children[fill[parent[c]]] = c
+            fill[parent[c]] += 1
+    size = np.empty(n, dtype=np.int64)
+    n_elim = np.ones(n, dtype=np.int64)
+    row = np.empty(n, dtype=np.int64)
+    for c in range(n):
+        size[c] = clique_ptr[c + 1] - clique_ptr[c]
+        row[c] = n_states[order[c]]
+    merged_into = np.full(n, -1, dtype=np.int64)
+    merged_child = np.full(n, -1, dtype=np.int64)
     for p in range(n):
-        size = len(scope[p])
-        candidates = [c for c in children[p] if len(scope[c]) - n_elim[c] == size]
-        if not candidates:
+        c = -1
+        for i in range(child_ptr[p], child_ptr[p + 1]):
+            q = children[i]
+            if size[q] - n_elim[q] == size[p] and (c < 0 or row[q] < row[c]):
+                c = q
+        if c < 0:
             continue
-        c = min(candidates, key=lambda g: row[g])
-        k = cards[scope[p][-1]]
-        if (row[c] * k > MAX_MERGED_ROW
-                or (n_factors_of[p] + len(children[p]) - 1) * (row[c] - 1) > MERGE_WORK):
+        k = n_states[order[p]]
+        n_others = n_factors_of[p] + child_ptr[p + 1] - child_ptr[p] - 1
+        if row[c] * k > MAX_MERGED_ROW or n_others * (row[c] - 1) > MERGE_WORK:
             continue
-        scope[p] = scope[p] + scope[c][len(scope[c]) - n_elim[c]:]
+        merged_into[c] = p
+        merged_child[p] = c
+        size[p] += n_elim[c]
         n_elim[p] = n_elim[c] + 1
         row[p] = row[c] * k
-        children[p] = [q for q in children[p] if q != c] + children[c]
-        for m in members[c]:
-            owner[m] = p
-        members[p] += members[c]
-        members[c] = []
-    tops = [t for t in range(n) if members[t]]
-    index = {t: i for i, t in enumerate(tops)}
-    entries = np.array([float(math.prod(cards[v] for v in scope[t])) for t in tops])
-    rows = np.array([float(row[t]) for t in tops])
-    return EliminationPlan(
-        order=order,
-        cliques=[np.array(scope[t], dtype=np.int64) for t in tops],
-        parent=np.array([index[owner[parent[t]]] if parent[t] >= 0 else -1 for t in tops],
-                        dtype=np.int64),
-        table_entries=entries,
-        separator_entries=entries / rows,
-        induced_width=width,
-        fits=True,
-        n_elim=np.array([n_elim[t] for t in tops], dtype=np.int64),
-    )
+    index = np.full(n, -1, dtype=np.int64)
+    n_kept = 0
+    total = 0
+    for t in range(n):
+        if merged_into[t] < 0:
+            index[t] = n_kept
+            n_kept += 1
+            total += size[t]
+    ptr = np.zeros(n_kept + 1, dtype=np.int64)
+    members = np.empty(total, dtype=np.int64)
+    out_parent = np.full(n_kept, -1, dtype=np.int64)
+    out_elim = np.empty(n_kept, dtype=np.int64)
+    entries = np.empty(n_kept, dtype=np.float64)
+    rows = np.empty(n_kept, dtype=np.float64)
+    for t in range(n):
+        if merged_into[t] >= 0:
+            continue
+        j = index[t]
+        at = ptr[j]
+        table = 1.0
+        for k in range(clique_ptr[t], clique_ptr[t + 1]):  # its own clique
+            members[at] = clique_vars[k]
+            table *= n_states[clique_vars[k]]
+            at += 1
+        c = merged_child[t]
+        while c >= 0:  # then the variables of the children merged into it
+            members[at] = order[c]
+            table *= n_states[order[c]]
+            at += 1
+            c = merged_child[c]
+        ptr[j + 1] = at
+        q = parent[t]
+        while q >= 0 and merged_into[q] >= 0:  # the group that holds the parent
+            q = merged_into[q]
+        if q >= 0:
+            out_parent[j] = index[q]
+        out_elim[j] = n_elim[t]
+        entries[j] = table
+        rows[j] = row[t]
+    return ptr, members, out_parent, out_elim, entries, rows
 
 
 def _gave_up() -> EliminationPlan:
