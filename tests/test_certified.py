@@ -24,6 +24,7 @@ from factorgraph_ebm.certified.consistency import (
     initial_domains,
     scratch_for,
 )
+from factorgraph_ebm.certified.expansion import make_expansion
 from factorgraph_ebm.certified.problem import build_problem
 from factorgraph_ebm.certified.trws import dual_bound, dual_pass
 from factorgraph_ebm.exceptions import EvidenceError, FactorGraphError
@@ -310,6 +311,59 @@ def test_chains_are_induced_paths_and_their_moves_exact(graph, data, farthest):
         assert reached <= graph.energy(start)
         if len(chain) >= 2 and math.isfinite(low):
             assert reached == pytest.approx(low, rel=1e-9, abs=1e-9)
+
+
+@given(st.integers(3, 7), st.integers(2, 3), st.booleans(), st.data())
+def test_expansion_moves_lower_the_energy_to_an_expansion_minimum(n, k, potts, data):
+    # Potts factors make every move's binary problem submodular: the cut is then the best
+    # move (up to the rounding of energies to 2^-24 of the largest term), so no expansion
+    # of the result lowers its energy. Dense random tables: the energy never rises.
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    g = fe.FactorGraph()
+    g.add_variables(range(n), k)
+    pairs = [(v, (v + 1) % n) for v in range(n)] + [
+        (a, b) for a, b in itertools.combinations(range(n), 2) if rng.random() < 0.3]
+    pairs = sorted({tuple(sorted(p)) for p in pairs})
+    if potts:
+        g.add_potts_factors(np.array(pairs), rng.random(len(pairs)), by_index=True,
+                            dense=False)
+    else:
+        g.add_factors(pairs, rng.random((len(pairs), k, k)), by_index=True)
+    g.add_factors([[v] for v in range(n)], rng.random((n, k)), by_index=True)
+    cg = g.compile()
+    problem = build_problem(cg, cg.energies, np.zeros(int(cg.state_offset[-1])))
+    expand = make_expansion(cg, cg.energies, problem.node_energy)
+    start = rng.integers(0, k, n)
+    after = start.copy()
+    moves, finished = expand(after)
+    assert finished and g.energy(after) <= g.energy(start)
+    assert moves == 0 or g.energy(after) < g.energy(start)
+    if not potts:
+        return
+    reached = g.energy(after)
+    for alpha in range(k):
+        for switch in itertools.product([False, True], repeat=n):
+            moved = np.where(switch, alpha, after)
+            assert g.energy(moved) >= reached - 1e-5 * (1 + abs(reached))
+    assert _local_search(cg, cg.energies, problem)(after) is True
+
+
+def test_expansion_is_offered_only_on_pairwise_models_without_hard_constraints():
+    g = fe.FactorGraph()
+    g.add_variables(range(3), 2)
+    g.add_factor([0, 1], [[0.0, math.inf], [1.0, 0.0]])
+    cg = g.compile()
+    node = np.zeros(6)
+    assert make_expansion(cg, cg.energies, node) is None
+    h = fe.FactorGraph()
+    h.add_variables(range(3), 2)
+    h.add_factor([0, 1, 2], np.zeros((2, 2, 2)))
+    assert make_expansion(h.compile(), h.compile().energies, node) is None
+    u = fe.FactorGraph()
+    u.add_variables(range(2), 2)
+    u.add_factor([0], [math.inf, 0.0])  # a unary +inf is fine
+    u.add_factor([0, 1], [[0.0, 1.0], [1.0, 0.0]])
+    assert make_expansion(u.compile(), u.compile().energies, np.zeros(4)) is not None
 
 
 # --------------------------------------------------------------------------- API

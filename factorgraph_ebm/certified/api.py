@@ -363,6 +363,7 @@ def _local_search(cg, theta, problem):
     SEARCH_SLICE variables, and none starts after ``deadline`` (``time.perf_counter()``
     seconds). It returns False when the deadline stopped it, else True."""
     from .chains import build_chains, chain_icm
+    from .expansion import make_expansion
 
     params = cg.factor_param
     coupling = (problem.coupling_ptr, problem.coupling_edges)
@@ -411,7 +412,9 @@ def _local_search(cg, theta, problem):
                                lo, hi, assignment)
         return moves
 
-    def improve(assignment, deadline=math.inf) -> bool:
+    expand = make_expansion(cg, theta, problem.node_energy)
+
+    def descend(assignment, deadline):
         for _ in range(SEARCH_ROUNDS):
             moves = sweeps(assignment, deadline)
             if moves is None:
@@ -419,6 +422,14 @@ def _local_search(cg, theta, problem):
             if moves == 0:
                 break
         return True
+
+    def improve(assignment, deadline=math.inf) -> bool:
+        if not descend(assignment, deadline):
+            return False
+        if expand is None:
+            return True
+        moves, finished = expand(assignment, deadline)
+        return finished and (moves == 0 or descend(assignment, deadline))
 
     return improve
 
