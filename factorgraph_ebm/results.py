@@ -90,6 +90,10 @@ class InferenceResult:
         Whether the gap closed: ``gap <= OPTIMALITY_ATOL + OPTIMALITY_RTOL * |energy|``
         (:mod:`factorgraph_ebm.certified`; 1e-6 and 1e-9), a certificate that ``energy`` is
         the minimum. None when ``lower_bound`` is.
+    time_limited : bool or None
+        TRW-S: whether ``time_limit`` stopped some stage (the iterations, the local search,
+        the BP candidate) before its end; the answer is then still a full assignment with
+        its bound. None for the other methods.
 
     Examples
     --------
@@ -129,6 +133,7 @@ class InferenceResult:
     lower_bound: float | None = None
     gap: float | None = None
     optimal: bool | None = None
+    time_limited: bool | None = None
 
     @property
     def is_min_sum(self) -> bool:

@@ -16,13 +16,15 @@ from strategies import describe, evidence_for, loopy_graphs, trees
 
 import factorgraph_ebm as fe
 from factorgraph_ebm.certified import OPTIMALITY_ATOL, OPTIMALITY_RTOL, trws
-from factorgraph_ebm.certified.api import _local_search
+from factorgraph_ebm.certified.api import _bp_assignment, _local_search
+from factorgraph_ebm.certified.chains import build_chains, chain_icm
 from factorgraph_ebm.certified.consistency import (
     edge_values,
     enforce_all,
     initial_domains,
     scratch_for,
 )
+from factorgraph_ebm.certified.expansion import make_expansion
 from factorgraph_ebm.certified.problem import build_problem
 from factorgraph_ebm.certified.trws import dual_bound, dual_pass
 from factorgraph_ebm.exceptions import EvidenceError, FactorGraphError
@@ -263,11 +265,105 @@ def test_local_search_only_lowers_the_energy(graph, data):
     blocks = [[i] for i in range(graph.n_variables)] + [
         cg.scope_vars[cg.scope_ptr[a]:cg.scope_ptr[a + 1]].tolist()
         for a in range(cg.n_factors) if cg.scope_ptr[a + 1] - cg.scope_ptr[a] >= 2]
+    for farthest in (False, True):  # and no chain move either
+        ptr, members, _ = build_chains(cg, problem.coupling_ptr, problem.coupling_edges,
+                                       problem.order, problem.rank, farthest)
+        blocks += [members[lo:hi].tolist() for lo, hi in zip(ptr[:-1], ptr[1:])]
     for block in blocks:
         for states in itertools.product(*[range(graph.n_states[v]) for v in block]):
             moved = after.copy()
             moved[block] = states
             assert graph.energy(moved) >= reached - 1e-9 * (1 + abs(reached))
+
+
+@given(loopy_graphs(max_variables=7, max_configs=3000), st.data(), st.booleans())
+def test_chains_are_induced_paths_and_their_moves_exact(graph, data, farthest):
+    cg = graph.compile()
+    problem = build_problem(cg, cg.energies, np.zeros(int(cg.state_offset[-1])))
+    ptr, members, links = build_chains(cg, problem.coupling_ptr, problem.coupling_edges,
+                                       problem.order, problem.rank, farthest)
+    assert sorted(members.tolist()) == list(range(graph.n_variables))
+    scopes = [set(cg.scope_vars[cg.scope_ptr[a]:cg.scope_ptr[a + 1]].tolist())
+              for a in range(cg.n_factors)]
+    for c in range(len(ptr) - 1):
+        chain = members[ptr[c]:ptr[c + 1]].tolist()
+        assert links[ptr[c]] == -1
+        for t in range(1, len(chain)):  # each link: a pairwise factor on the two neighbours
+            e = links[ptr[c] + t]
+            assert cg.scope_vars[e] == chain[t]
+            assert scopes[cg.edge_factor[e]] == {chain[t - 1], chain[t]}
+        shared = [s for s in scopes if len(s & set(chain)) >= 2]  # induced: links only
+        assert len(shared) == len(chain) - 1
+        # The move: the chain's lowest energy given the rest (brute force over its states).
+        start = np.array([data.draw(st.integers(0, k - 1)) for k in graph.n_states.tolist()],
+                         dtype=np.int64)
+        moved = start.copy()
+        chain_icm(cg, cg.energies, cg.factor_param, problem.node_energy,
+                  problem.coupling_ptr, problem.coupling_edges, ptr, members, links, c, c + 1,
+                  moved)
+        assert np.array_equal(np.delete(moved, chain), np.delete(start, chain))
+        low = math.inf
+        for states in itertools.product(*[range(graph.n_states[v]) for v in chain]):
+            trial = start.copy()
+            trial[chain] = states
+            low = min(low, graph.energy(trial))
+        reached = graph.energy(moved)
+        assert reached <= graph.energy(start)
+        if len(chain) >= 2 and math.isfinite(low):
+            assert reached == pytest.approx(low, rel=1e-9, abs=1e-9)
+
+
+@given(st.integers(3, 7), st.integers(2, 3), st.booleans(), st.data())
+def test_expansion_moves_lower_the_energy_to_an_expansion_minimum(n, k, potts, data):
+    # Potts factors make every move's binary problem submodular: the cut is then the best
+    # move (up to the rounding of energies to 2^-24 of the largest term), so no expansion
+    # of the result lowers its energy. Dense random tables: the energy never rises.
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    g = fe.FactorGraph()
+    g.add_variables(range(n), k)
+    pairs = [(v, (v + 1) % n) for v in range(n)] + [
+        (a, b) for a, b in itertools.combinations(range(n), 2) if rng.random() < 0.3]
+    pairs = sorted({tuple(sorted(p)) for p in pairs})
+    if potts:
+        g.add_potts_factors(np.array(pairs), rng.random(len(pairs)), by_index=True,
+                            dense=False)
+    else:
+        g.add_factors(pairs, rng.random((len(pairs), k, k)), by_index=True)
+    g.add_factors([[v] for v in range(n)], rng.random((n, k)), by_index=True)
+    cg = g.compile()
+    problem = build_problem(cg, cg.energies, np.zeros(int(cg.state_offset[-1])))
+    expand = make_expansion(cg, cg.energies, problem.node_energy)
+    start = rng.integers(0, k, n)
+    after = start.copy()
+    moves, finished = expand(after)
+    assert finished and g.energy(after) <= g.energy(start)
+    assert moves == 0 or g.energy(after) < g.energy(start)
+    if not potts:
+        return
+    reached = g.energy(after)
+    for alpha in range(k):
+        for switch in itertools.product([False, True], repeat=n):
+            moved = np.where(switch, alpha, after)
+            assert g.energy(moved) >= reached - 1e-5 * (1 + abs(reached))
+    assert _local_search(cg, cg.energies, problem)(after) is True
+
+
+def test_expansion_is_offered_only_on_pairwise_models_without_hard_constraints():
+    g = fe.FactorGraph()
+    g.add_variables(range(3), 2)
+    g.add_factor([0, 1], [[0.0, math.inf], [1.0, 0.0]])
+    cg = g.compile()
+    node = np.zeros(6)
+    assert make_expansion(cg, cg.energies, node) is None
+    h = fe.FactorGraph()
+    h.add_variables(range(3), 2)
+    h.add_factor([0, 1, 2], np.zeros((2, 2, 2)))
+    assert make_expansion(h.compile(), h.compile().energies, node) is None
+    u = fe.FactorGraph()
+    u.add_variables(range(2), 2)
+    u.add_factor([0], [math.inf, 0.0])  # a unary +inf is fine
+    u.add_factor([0, 1], [[0.0, 1.0], [1.0, 0.0]])
+    assert make_expansion(u.compile(), u.compile().energies, np.zeros(4)) is not None
 
 
 # --------------------------------------------------------------------------- API
@@ -283,6 +379,7 @@ def test_result_fields_and_defaults():
     assert result.factor_beliefs is None and result.messages is None
     assert result.log_partition is None and result.free_energy == result.energy
     assert len(result.residuals) == result.n_iter
+    assert result.time_limited is False
 
 
 @pytest.mark.parametrize("options, message", [
@@ -358,6 +455,29 @@ def test_time_limit_stops_after_the_first_iteration():
     g.add_factor([0], [0.0, 0.5])
     result = run(g, time_limit=1e-9, max_iter=50, tol=0.0)
     assert result.n_iter == 1 and not result.converged
+    assert result.time_limited and not result.optimal
+    assert result.feasible and result.energy == g.energy(result.assignment)
+
+
+def test_time_limit_stops_local_search_and_bp_inside_their_rounds():
+    # The deadline passed already: nothing of either starts, and both say so (no wall
+    # clock is compared: a deadline of -inf has always passed).
+    g = fe.FactorGraph()
+    g.add_variables(range(9), 3)
+    g.add_factors([[v, v + 1] for v in range(8)] + [[0, 8], [2, 6]],
+                  np.random.default_rng(1).random((10, 3, 3)), by_index=True)
+    cg = g.compile()
+    problem = build_problem(cg, cg.energies, np.zeros(int(cg.state_offset[-1])))
+    improve = _local_search(cg, cg.energies, problem)
+    start = np.arange(9, dtype=np.int64) % 3
+    stopped = start.copy()
+    assert improve(stopped, -math.inf) is False
+    assert stopped.tolist() == start.tolist()
+    assert improve(stopped) is True and g.energy(stopped) <= g.energy(start)
+    assert _bp_assignment(g, cg.energies, np.zeros(int(cg.state_offset[-1])), 50,
+                          -math.inf) == (None, False)
+    assignment, finished = _bp_assignment(g, cg.energies, np.zeros(27), 50, math.inf)
+    assert finished and assignment.shape == (9,)
 
 
 def test_one_state_variables_and_all_evidence():

@@ -7,7 +7,10 @@ and the gap between them.
   the dual bound;
 - :mod:`.consistency`: arc consistency over ``+inf`` energies, with a trail;
 - :mod:`.decode`: decoding with clamping, propagation and bounded backtracking;
-- :mod:`.local_search`: iterated conditional modes;
+- :mod:`.local_search`: iterated conditional modes, one variable or one factor's scope at a
+  time;
+- :mod:`.chains`: exact moves of whole chains of variables (Viterbi on induced paths);
+- :mod:`.expansion`: expansion moves by a minimum cut (SciPy's maximum flow);
 - :mod:`.api`: :func:`trws`, which puts them together.
 """
 

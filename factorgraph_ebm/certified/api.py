@@ -37,8 +37,11 @@ DECODE_START = 1000
 TRWS_SHARE = 0.6
 #: Sweeps of the BP candidate per call (each call also decodes, about one sweep's work).
 BP_CHUNK = 20
-#: Rounds of local search at most (a round: ICM sweeps, then block-ICM sweeps).
-SEARCH_ROUNDS = 20
+#: Rounds of local search at most (a round: a sweep of ICM, of chain moves, of block ICM).
+SEARCH_ROUNDS = 50
+#: Variables (or blocks) per kernel call of a local-search sweep, between which the
+#: deadline is checked: about 1-10 ms of work on grids.
+SEARCH_SLICE = 1 << 13
 #: Block ICM tries every joint state of a coupling factor's scope when the factor has at
 #: most BLOCK_MAX_ENTRIES entries, and only while one sweep over all such blocks costs at
 #: most BLOCK_MAX_WORK entry evaluations (table entries times the factors they touch).
@@ -92,15 +95,20 @@ def trws(
         Stop when an iteration raised the bound by at most ``tol * max(1, |bound|)``.
     time_limit : float, optional
         Seconds after which no new iteration starts (TRW-S's stop at 60% of them when a BP
-        candidate follows) and no round of local search but the first.
+        candidate follows), nor any slice of about 8000 variables of a local-search sweep,
+        nor any chunk of BP sweeps (1, 2, 4, ... up to 20). The first iteration and its
+        decoding always run whole, so that there is an assignment: the call may overrun the
+        limit by one iteration, one slice and one chunk. ``time_limited`` in the result says
+        whether the limit stopped anything.
     decode_budget : int, default=100000
         Dead ends that one decoding may meet before it finishes greedily (decodings start
         with 1000 and allow four times more each time, up to this, until one finds a
         finite-energy assignment).
     local_search : bool, default=True
-        Improve the best decoded assignment by local search
-        (:mod:`factorgraph_ebm.certified.local_search`: ICM, and ICM over the joint states
-        of each coupling factor's scope), which only lowers its energy.
+        Improve the best decoded assignment by local search, which only lowers its energy:
+        ICM, exact moves of whole chains of variables (rows and columns on a grid,
+        :mod:`factorgraph_ebm.certified.chains`), and ICM over the joint states of each
+        coupling factor's scope (:mod:`factorgraph_ebm.certified.local_search`).
     bp_candidate : bool, default=True
         When the gap did not close, also decode sequential min-sum BP (from zero messages,
         ``max_iter`` sweeps or until it converges, on the same graph) and keep its
@@ -126,9 +134,10 @@ def trws(
         and ``optimal`` (see :data:`OPTIMALITY_ATOL`); ``variable_beliefs``: per state, a
         lower bound on the min-marginal (the lowest energy with ``y_i = x``); ``residuals``:
         the bound's rise per iteration; ``converged``: the gap closed or the bound stopped
-        rising (within ``tol``); ``exact=False``; ``factor_beliefs`` and ``messages`` are
-        None. A model proven infeasible has ``feasible=False`` and energy, bound ``+inf``,
-        gap 0 and ``optimal=True``.
+        rising (within ``tol``); ``time_limited``: ``time_limit`` stopped the iterations,
+        the local search or the BP candidate before their end; ``exact=False``;
+        ``factor_beliefs`` and ``messages`` are None. A model proven infeasible has
+        ``feasible=False`` and energy, bound ``+inf``, gap 0 and ``optimal=True``.
 
     Raises
     ------
@@ -248,6 +257,7 @@ def run_trws(graph, cg, theta, unary, soft, started, *, max_iter=200, tol=1e-9,
         lower_bound=bound,
         gap=gap,
         optimal=gap == 0.0 or _certified(energy, bound),
+        time_limited=answer["time_limited"],
     )
 
 
@@ -298,6 +308,7 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
     budget = min(DECODE_START, decode_budget)
     bounds = []
     converged = False
+    cut = False  # some stage stopped at the time limit
     for _ in range(max_iter):
         dual_pass(*args, *passes, True, sc, theta_i)
         bound = problem.constant + dual_pass(*args, *passes, False, sc, theta_i)
@@ -315,6 +326,7 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
             converged = True
             break
         if time.perf_counter() > iterations_end:
+            cut = len(bounds) < max_iter
             break
     if best_energy == math.inf and hard and budget < decode_budget:
         status, energy = decode(decode_budget)  # a last decoding with the whole budget
@@ -324,30 +336,35 @@ def _solve(graph, theta, unary, order, *, max_iter, tol, time_limit, decode_budg
             best, best_energy = assignment.copy(), energy
     bound = problem.constant + dual_bound(*args, problem.node_energy, problem.is_coupling,
                                           *coupling, alive, v2f, sc, theta_i)
-    improve = _local_search(cg, theta, problem) if local_search else (lambda *_: None)
+    improve = _local_search(cg, theta, problem) if local_search else (lambda *_: True)
     if not _certified(best_energy, bound):
-        improve(best, deadline)
+        cut |= not improve(best, deadline)
         best_energy = _energy(cg, theta, unary, best)
-        if (bp_candidate and not _certified(best_energy, bound)
-                and time.perf_counter() < deadline):
-            other = _bp_assignment(graph, theta, unary, max_iter, deadline)
-            improve(other, deadline)
-            energy = _energy(cg, theta, unary, other)
-            if energy < best_energy:
-                best, best_energy = other, energy
+        if bp_candidate and not _certified(best_energy, bound):
+            other, finished = _bp_assignment(graph, theta, unary, max_iter, deadline)
+            cut |= not finished
+            if other is not None:
+                cut |= not improve(other, deadline)
+                energy = _energy(cg, theta, unary, other)
+                if energy < best_energy:
+                    best, best_energy = other, energy
     beliefs = np.empty(len(alive))
     min_marginal_bounds(*args, problem.node_energy, *coupling, alive, v2f, bound, sc, beliefs)
     history = np.asarray(bounds)
     return dict(assignment=best, bound=bound, beliefs=beliefs, converged=converged,
                 n_iter=len(bounds), residuals=np.diff(history, prepend=history[:1]),
-                feasible=None)
+                feasible=None, time_limited=cut)
 
 
 def _local_search(cg, theta, problem):
-    """A function ``improve(assignment, deadline)`` that improves an assignment in place:
-    rounds of ICM and block ICM (:mod:`.local_search`) until neither moves, at most
-    SEARCH_ROUNDS, and none started after ``deadline`` (``time.perf_counter()`` seconds)
-    but the first."""
+    """A function ``improve(assignment, deadline)`` that improves an assignment in place by
+    rounds of ICM, chain moves and block ICM (:mod:`.local_search`, :mod:`.chains`), until a
+    round makes no move, at most SEARCH_ROUNDS; each sweep runs in slices of about
+    SEARCH_SLICE variables, and none starts after ``deadline`` (``time.perf_counter()``
+    seconds). It returns False when the deadline stopped it, else True."""
+    from .chains import build_chains, chain_icm
+    from .expansion import make_expansion
+
     params = cg.factor_param
     coupling = (problem.coupling_ptr, problem.coupling_edges)
     arity = np.diff(cg.scope_ptr)
@@ -361,42 +378,87 @@ def _local_search(cg, theta, problem):
     work = float((np.exp(log_sizes[blocks]) * (touched[blocks] + arity[blocks])).sum())
     if work > BLOCK_MAX_WORK:
         blocks = blocks[:0]
+    chain_sets = []
+    for farthest in (False, True):
+        ptr, members, links = build_chains(cg, *coupling, problem.order, problem.rank,
+                                           farthest)
+        if (np.diff(ptr) >= 2).any():
+            # Slices of whole chains of about SEARCH_SLICE variables each.
+            ends = np.unique(np.searchsorted(ptr, np.arange(SEARCH_SLICE, ptr[-1],
+                                                            SEARCH_SLICE)))
+            cuts = np.unique(np.concatenate([[0], ends, [len(ptr) - 1]]))
+            chain_sets.append(((ptr, members, links), cuts))
+    icm_cuts = np.unique(np.r_[np.arange(0, cg.n_variables, SEARCH_SLICE), cg.n_variables])
+    block_cuts = np.unique(np.r_[np.arange(0, len(blocks), SEARCH_SLICE), len(blocks)])
 
-    def improve(assignment, deadline=math.inf):
-        for round_ in range(SEARCH_ROUNDS):
-            if round_ and time.perf_counter() > deadline:
-                break
-            moves = icm(cg, theta, params, problem.node_energy, problem.order, *coupling,
-                        assignment, SEARCH_ROUNDS)
-            if blocks.size:
-                moves += block_icm(cg, theta, params, problem.node_energy, *coupling, blocks,
-                                   assignment, 1)
+    def sweeps(assignment, deadline):
+        """One round; None when the deadline stopped it, else the number of moves."""
+        moves = 0
+        for lo, hi in zip(icm_cuts[:-1], icm_cuts[1:]):
+            if time.perf_counter() > deadline:
+                return None
+            moves += icm(cg, theta, params, problem.node_energy, problem.order, lo, hi,
+                         *coupling, assignment)
+        for chains, cuts in chain_sets:
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                if time.perf_counter() > deadline:
+                    return None
+                moves += chain_icm(cg, theta, params, problem.node_energy, *coupling,
+                                   *chains, lo, hi, assignment)
+        for lo, hi in zip(block_cuts[:-1], block_cuts[1:]):
+            if time.perf_counter() > deadline:
+                return None
+            moves += block_icm(cg, theta, params, problem.node_energy, *coupling, blocks,
+                               lo, hi, assignment)
+        return moves
+
+    expand = make_expansion(cg, theta, problem.node_energy)
+
+    def descend(assignment, deadline):
+        for _ in range(SEARCH_ROUNDS):
+            moves = sweeps(assignment, deadline)
+            if moves is None:
+                return False
             if moves == 0:
                 break
+        return True
+
+    def improve(assignment, deadline=math.inf) -> bool:
+        if not descend(assignment, deadline):
+            return False
+        if expand is None:
+            return True
+        moves, finished = expand(assignment, deadline)
+        return finished and (moves == 0 or descend(assignment, deadline))
 
     return improve
 
 
-def _bp_assignment(graph, theta, unary, max_iter, deadline) -> np.ndarray:
+def _bp_assignment(graph, theta, unary, max_iter, deadline):
     """The assignment that sequential min-sum BP decodes on ``graph`` with energies
     ``theta`` and per-state energies ``unary`` after ``max_iter`` sweeps (or convergence),
-    run in chunks of BP_CHUNK sweeps, each warm-started from the last one's messages (the
-    same sweeps as one call), so that no chunk starts after ``deadline``
-    (``time.perf_counter()`` seconds)."""
+    and whether it ran them all: in chunks of 1, 2, 4, ... up to BP_CHUNK sweeps, each
+    warm-started from the last one's messages (the same sweeps as one call), none started
+    after ``deadline`` (``time.perf_counter()`` seconds); (None, False) when the deadline
+    has passed before the first."""
     from ..inference import belief_propagation
 
     cg = graph.compile()
     options = dict(unary=unary, energies=None if theta is cg.energies else theta,
                    method="bp", schedule="sequential", absorb=False, warn=False,
                    factor_beliefs=False)
-    done, messages = 0, None
-    while True:
-        chunk = min(BP_CHUNK, max_iter - done)
+    done, messages, assignment, chunk = 0, None, None, 1
+    while done < max_iter:
+        if time.perf_counter() > deadline:
+            return assignment, False
+        chunk = min(chunk, max_iter - done)
         result = belief_propagation(graph, max_iter=chunk, init_messages=messages, **options)
         done += chunk
-        messages = result.messages
-        if result.converged or done >= max_iter or time.perf_counter() > deadline:
-            return result.assignment.copy()
+        messages, assignment = result.messages, result.assignment.copy()
+        if result.converged:
+            break
+        chunk = min(2 * chunk, BP_CHUNK)
+    return assignment, True
 
 
 def _infeasible(cg, node_energy, n_iter=0) -> dict:
@@ -405,7 +467,7 @@ def _infeasible(cg, node_energy, n_iter=0) -> dict:
                            zip(cg.state_offset[:-1], cg.state_offset[1:])], dtype=np.int64)
     return dict(assignment=assignment, bound=math.inf,
                 beliefs=np.full(len(node_energy), math.inf), converged=True, n_iter=n_iter,
-                residuals=np.zeros(max(n_iter, 1)), feasible=False)
+                residuals=np.zeros(max(n_iter, 1)), feasible=False, time_limited=False)
 
 
 def _energy(cg, theta, soft, assignment) -> float:

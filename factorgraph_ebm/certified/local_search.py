@@ -21,10 +21,10 @@ INF = np.inf
 
 @njit(**NJIT_OPTIONS)
 def conditional_energies(cg, energies, params, node_energy, coupling_ptr, coupling_edges,
-                         assignment, i, out, exclude=-1):
+                         assignment, i, out, exclude=-1, exclude2=-1):
     """``out[x]`` = the energy terms that depend on y_i, at y_i = x, with every other
     variable at its state in ``assignment``; without the factors that contain variable
-    ``exclude`` (when >= 0)."""
+    ``exclude`` or ``exclude2`` (each when >= 0)."""
     n = cg.n_states[i]
     soff = cg.state_offset[i]
     for x in range(n):
@@ -32,7 +32,8 @@ def conditional_energies(cg, energies, params, node_energy, coupling_ptr, coupli
     for q in range(coupling_ptr[i], coupling_ptr[i + 1]):
         e = coupling_edges[q]
         a = cg.edge_factor[e]
-        if exclude >= 0 and _contains(cg, a, exclude):
+        if (exclude >= 0 and _contains(cg, a, exclude)) or (
+                exclude2 >= 0 and _contains(cg, a, exclude2)):
             continue
         toff = cg.table_offset[a]
         if cg.table_offset[a + 1] == toff:  # compact pairwise
@@ -59,33 +60,32 @@ def _contains(cg, a, v):
 
 
 @njit(**NJIT_OPTIONS)
-def icm(cg, energies, params, node_energy, order, coupling_ptr, coupling_edges, assignment,
-        max_sweeps):
-    """Iterated conditional modes in ``order``, in place on ``assignment``; returns the
-    number of moves made."""
+def icm(cg, energies, params, node_energy, order, lo, hi, coupling_ptr, coupling_edges,
+        assignment):
+    """One sweep of iterated conditional modes over ``order[lo:hi]``, in place on
+    ``assignment``; returns the number of moves made. (A sweep in slices lets the caller
+    check a deadline between them.)"""
     cond = np.empty(cg.max_states)
     moves = 0
-    for _ in range(max_sweeps):
-        moved = False
-        for k in range(len(order)):
-            i = order[k]
-            conditional_energies(cg, energies, params, node_energy, coupling_ptr,
-                                 coupling_edges, assignment, i, cond)
-            current = cond[assignment[i]]
-            best = assignment[i]
-            for x in range(cg.n_states[i]):
-                if cond[x] < cond[best]:
-                    best = x
-            # A strict gain beyond rounding, so that moves cannot cycle.
-            if best != assignment[i] and (
-                current == INF or cond[best] < current - 1e-12 * (1.0 + abs(current))
-            ):
-                assignment[i] = best
-                moved = True
-                moves += 1
-        if not moved:
-            break
+    for k in range(lo, hi):
+        i = order[k]
+        conditional_energies(cg, energies, params, node_energy, coupling_ptr,
+                             coupling_edges, assignment, i, cond)
+        current = cond[assignment[i]]
+        best = assignment[i]
+        for x in range(cg.n_states[i]):
+            if cond[x] < cond[best]:
+                best = x
+        if best != assignment[i] and _strictly_lower(cond[best], current):
+            assignment[i] = best
+            moves += 1
     return moves
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _strictly_lower(new, current):
+    """A strict gain beyond rounding, so that moves cannot cycle."""
+    return new < current and (current == INF or new < current - 1e-12 * (1.0 + abs(current)))
 
 
 @njit(**NJIT_OPTIONS)
@@ -126,12 +126,12 @@ def _block_energy(cg, energies, params, node_energy, coupling_ptr, coupling_edge
 
 
 @njit(**NJIT_OPTIONS)
-def block_icm(cg, energies, params, node_energy, coupling_ptr, coupling_edges, blocks,
-              assignment, max_sweeps):
-    """ICM over blocks: for each factor a of ``blocks`` in turn, the joint states of a's
-    scope of lowest energy given all other variables (every configuration of the scope is
-    tried), taken when strictly lower than the current ones. In place on ``assignment``;
-    returns the number of moves."""
+def block_icm(cg, energies, params, node_energy, coupling_ptr, coupling_edges, blocks, lo, hi,
+              assignment):
+    """One sweep of ICM over blocks ``blocks[lo:hi]``: for each factor a in turn, the joint
+    states of a's scope of lowest energy given all other variables (every configuration of
+    the scope is tried), taken when strictly lower than the current ones. In place on
+    ``assignment``; returns the number of moves."""
     position = np.full(len(cg.n_states), -1, dtype=np.int64)
     arity_max = max(cg.max_arity, 1)
     old = np.empty(arity_max, dtype=np.int64)
@@ -139,59 +139,49 @@ def block_icm(cg, energies, params, node_energy, coupling_ptr, coupling_edges, b
     k = cg.max_states
     cond_i, cond_j, joint = np.empty(k), np.empty(k), np.empty(k * k)
     moves = 0
-    for _ in range(max_sweeps):
-        moved = False
-        for k in range(len(blocks)):
-            a = blocks[k]
-            first = cg.scope_ptr[a]
-            arity = cg.scope_ptr[a + 1] - first
-            if arity == 2:
-                outcome = _pair_move(cg, energies, params, node_energy, coupling_ptr,
-                                     coupling_edges, a, assignment, cond_i, cond_j, joint)
-                if outcome == 1:
-                    moved = True
-                    moves += 1
-                if outcome >= 0:
-                    continue
-            for q in range(arity):
+    for k in range(lo, hi):
+        a = blocks[k]
+        first = cg.scope_ptr[a]
+        arity = cg.scope_ptr[a + 1] - first
+        if arity == 2:
+            outcome = _pair_move(cg, energies, params, node_energy, coupling_ptr,
+                                 coupling_edges, a, assignment, cond_i, cond_j, joint)
+            moves += outcome == 1
+            if outcome >= 0:
+                continue
+        for q in range(arity):
+            v = cg.scope_vars[first + q]
+            position[v] = q
+            old[q] = assignment[v]
+            best_states[q] = old[q]
+        current = _block_energy(cg, energies, params, node_energy, coupling_ptr,
+                                coupling_edges, a, position, assignment)
+        best = current
+        for q in range(arity):
+            assignment[cg.scope_vars[first + q]] = 0
+        while True:
+            energy = _block_energy(cg, energies, params, node_energy, coupling_ptr,
+                                   coupling_edges, a, position, assignment)
+            if energy < best:
+                best = energy
+                for q in range(arity):
+                    best_states[q] = assignment[cg.scope_vars[first + q]]
+            q = arity - 1  # the next configuration, last variable fastest
+            while q >= 0:
                 v = cg.scope_vars[first + q]
-                position[v] = q
-                old[q] = assignment[v]
-                best_states[q] = old[q]
-            current = _block_energy(cg, energies, params, node_energy, coupling_ptr,
-                                    coupling_edges, a, position, assignment)
-            best = current
-            for q in range(arity):
-                assignment[cg.scope_vars[first + q]] = 0
-            while True:
-                energy = _block_energy(cg, energies, params, node_energy, coupling_ptr,
-                                       coupling_edges, a, position, assignment)
-                if energy < best:
-                    best = energy
-                    for q in range(arity):
-                        best_states[q] = assignment[cg.scope_vars[first + q]]
-                q = arity - 1  # the next configuration, last variable fastest
-                while q >= 0:
-                    v = cg.scope_vars[first + q]
-                    assignment[v] += 1
-                    if assignment[v] < cg.n_states[v]:
-                        break
-                    assignment[v] = 0
-                    q -= 1
-                if q < 0:
+                assignment[v] += 1
+                if assignment[v] < cg.n_states[v]:
                     break
-            # A strict gain beyond rounding, so that moves cannot cycle.
-            gain = best < current and (current == INF or
-                                       best < current - 1e-12 * (1.0 + abs(current)))
-            for q in range(arity):
-                v = cg.scope_vars[first + q]
-                position[v] = -1
-                assignment[v] = best_states[q] if gain else old[q]
-            if gain:
-                moved = True
-                moves += 1
-        if not moved:
-            break
+                assignment[v] = 0
+                q -= 1
+            if q < 0:
+                break
+        gain = _strictly_lower(best, current)
+        for q in range(arity):
+            v = cg.scope_vars[first + q]
+            position[v] = -1
+            assignment[v] = best_states[q] if gain else old[q]
+        moves += gain
     return moves
 
 
@@ -240,9 +230,7 @@ def _pair_move(cg, energies, params, node_energy, coupling_ptr, coupling_edges, 
     for c in range(ni * nj):
         if joint[c] < joint[best]:
             best = c
-    if best == assignment[i] * nj + assignment[j] or not (
-        current == INF or joint[best] < current - 1e-12 * (1.0 + abs(current))
-    ):
+    if best == assignment[i] * nj + assignment[j] or not _strictly_lower(joint[best], current):
         return 0
     assignment[i] = best // nj
     assignment[j] = best % nj

@@ -44,11 +44,42 @@ finite-energy assignment), so Phi stays a bound.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import binding as _llvm
+from llvmlite import ir as _ir
+from numba import types as _types
+from numba.core import cgutils as _cgutils
+from numba.extending import intrinsic as _intrinsic
 
 from .._config import NJIT_OPTIONS, njit
 from ..messages import edge_message, generic_message, pair_message
+from ..structured import KIND_DENSE
 
 INF = np.inf
+#: The passes prefetch the tables of the variable this many steps ahead, at most
+#: PREFETCH_LINES cache lines of each (see :func:`dual_pass`).
+PREFETCH_AHEAD = 4
+PREFETCH_LINES = 16
+_PREFETCH = "llvm.prefetch.p0" if _llvm.llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
+
+
+@_intrinsic
+def _prefetch(typingctx, array, index):
+    """A hint that ``array[index]`` will be read soon (LLVM's prefetch: read, keep in
+    all cache levels); no effect on any value."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = _cgutils.get_item_pointer(context, builder, array_type, view, [args[1]])
+        byte_pointer = _ir.IntType(8).as_pointer()
+        i32 = _ir.IntType(32)
+        function = _cgutils.get_or_insert_function(
+            builder.module, _ir.FunctionType(_ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            _PREFETCH)
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), _ir.Constant(i32, 0),
+                                _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return _types.void(array, index), codegen
 
 
 @njit(**NJIT_OPTIONS)
@@ -78,6 +109,18 @@ def dual_pass(cg, energies, kinds, params, node_energy, order, coupling_ptr, cou
     kept = 0.0
     for k in range(n_vars):
         i = order[k] if forward else order[n_vars - 1 - k]
+        if k + PREFETCH_AHEAD < n_vars:
+            # The tables that a pass will read in a few steps: the backward pass walks them
+            # downwards in memory, which the hardware prefetcher does not follow (300x300
+            # K=8 dense grid, one thread, load 8: 416 ms per backward pass against 189
+            # forward; with this, 240 and 183).
+            j = order[k + PREFETCH_AHEAD] if forward else order[n_vars - 1 - k - PREFETCH_AHEAD]
+            for q in range(coupling_ptr[j], coupling_ptr[j + 1]):
+                a = edge_factor[coupling_edges[q]]
+                start = table_offset[a]
+                stop = min(table_offset[a + 1], start + 8 * PREFETCH_LINES)
+                for t in range(start, stop, 8):
+                    _prefetch(energies, t)
         n = n_states[i]
         soff = state_offset[i]
         first = coupling_ptr[i]
@@ -91,11 +134,17 @@ def dual_pass(cg, energies, kinds, params, node_energy, order, coupling_ptr, cou
             other = edge_partner[e]
             if other >= 0:
                 toff = table_offset[a]
-                pair_message(
-                    energies, toff, table_offset[a + 1] > toff, edge_stride[e],
-                    edge_stride[other], n, n_states[scope_vars[other]], v2f, msg_offset[other],
-                    kinds[a], params[a, 0], params[a, 1], 0.0, out, 0, env_v, env_z,
-                )
+                if kinds[a] == KIND_DENSE and table_offset[a + 1] > toff:
+                    _dense_pair_message(energies, toff, edge_stride[e], edge_stride[other], n,
+                                        n_states[scope_vars[other]], v2f, msg_offset[other],
+                                        out)
+                else:
+                    pair_message(
+                        energies, toff, table_offset[a + 1] > toff, edge_stride[e],
+                        edge_stride[other], n,
+                        n_states[scope_vars[other]], v2f, msg_offset[other], kinds[a],
+                        params[a, 0], params[a, 1], 0.0, out, 0, env_v, env_z,
+                    )
             else:
                 generic_message(
                     energies, n_states, cg.scope_ptr, scope_vars, msg_offset, table_offset,
@@ -129,6 +178,51 @@ def dual_pass(cg, energies, kinds, params, node_energy, order, coupling_ptr, cou
                     v2f[moff + x] += w * theta_i[x]
         kept += (1.0 - n_sent * w) * low
     return kept
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _dense_pair_message(energies, toff, s_t, s_o, n_t, n_o, v2f, m_o, out):
+    """``out[x] = min_y energies[toff + x*s_t + y*s_o] + v2f[m_o + y]`` (the min-sum message
+    of a dense pairwise table) with the table read row by row: to the second variable
+    (``s_t == 1``) as a running minimum over rows, which compiles to vector instructions,
+    to the first (``s_o == 1``) four rows at a time (independent minimum chains). The same
+    numbers as :func:`~factorgraph_ebm.messages.table_pair_message` (a minimum does not
+    depend on the order); 300x300 K=8 dense grid, one thread, load 7: a forward and a
+    backward pass 9% faster than with that function (interleaved, best of 7)."""
+    if s_t == 1:
+        for x in range(n_t):
+            out[x] = INF
+        for y in range(n_o):
+            z = v2f[m_o + y]
+            base = toff + y * s_o
+            for x in range(n_t):
+                out[x] = min(out[x], energies[base + x] + z)
+        return
+    x = 0
+    while x + 4 <= n_t:
+        b0 = toff + x * s_t
+        r0 = INF
+        r1 = INF
+        r2 = INF
+        r3 = INF
+        for y in range(n_o):
+            z = v2f[m_o + y]
+            r0 = min(r0, energies[b0 + y * s_o] + z)
+            r1 = min(r1, energies[b0 + s_t + y * s_o] + z)
+            r2 = min(r2, energies[b0 + 2 * s_t + y * s_o] + z)
+            r3 = min(r3, energies[b0 + 3 * s_t + y * s_o] + z)
+        out[x] = r0
+        out[x + 1] = r1
+        out[x + 2] = r2
+        out[x + 3] = r3
+        x += 4
+    while x < n_t:
+        b0 = toff + x * s_t
+        r0 = INF
+        for y in range(n_o):
+            r0 = min(r0, energies[b0 + y * s_o] + v2f[m_o + y])
+        out[x] = r0
+        x += 1
 
 
 @njit(**NJIT_OPTIONS)
