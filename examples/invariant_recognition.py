@@ -319,14 +319,17 @@ def cnn_available() -> bool:
 
 
 def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
-                      n_channels: int = 32, seed: int = 0):
+                      n_channels: int = 32, seed: int = 0, n_templates: int = 1):
     """A :class:`torch.nn.Module` mapping fields (n, H, W) to the energy tables
     E(Y, Z, X) = 1/C ||G_W(X) - T_Z R_Y||^2, flattened to (n, 26 * n_poses) in the layout of
     :func:`pose_graph` (poses in :class:`PoseTemplateModel`'s order).
 
     G_W: three zero-padded 'same' convolutions without bias (1 -> width, 5 x 5, ReLU;
     width -> width, 3 x 3, ReLU; width -> C, 3 x 3, tanh): zero on blank pixels and
-    equivariant to translations. R (26, C, 16, 8) is a parameter. With the feature map
+    equivariant to translations. R (26 * n_templates, C, 16, 8) is a parameter: each
+    category has ``n_templates`` references, and the latent variable "pose" runs over
+    (template, translation) pairs, template-major (``n_templates * (2 max_shift + 1)**2``
+    states), so one category's energy is its minimum over both. With the feature map
     zero-padded by ``max_shift - margin`` pixels, ``conv2d(G, R)`` gives <S_z, R_y> for every
     pose window S_z at once.
     """
@@ -337,13 +340,14 @@ def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
             super().__init__()
             torch.manual_seed(seed)
             self.n_channels, self.max_shift, self.margin = n_channels, max_shift, margin
-            self.n_poses = (2 * max_shift + 1) ** 2
+            self.n_templates = n_templates
+            self.n_poses = n_templates * (2 * max_shift + 1) ** 2
             self.conv = torch.nn.ModuleList([
                 torch.nn.Conv2d(1, width, 5, padding=2, bias=False),
                 torch.nn.Conv2d(width, width, 3, padding=1, bias=False),
                 torch.nn.Conv2d(width, n_channels, 3, padding=1, bias=False)])
-            self.references = torch.nn.Parameter(torch.zeros(N_CATEGORIES, n_channels,
-                                                             *OCR_SHAPE))
+            self.references = torch.nn.Parameter(
+                torch.zeros(N_CATEGORIES * n_templates, n_channels, *OCR_SHAPE))
 
         def features(self, fields):
             x = torch.as_tensor(np.asarray(fields), dtype=torch.float32)[:, None]
@@ -363,28 +367,46 @@ def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
                 padded = torch.nn.functional.pad(g, (pad,) * 4)
             else:
                 padded = g[:, :, -pad:pad, -pad:pad]
-            cross = torch.nn.functional.conv2d(padded, self.references)  # (n, 26, side, side)
+            cross = torch.nn.functional.conv2d(padded, self.references)  # (n, 26 K, s, s)
             refs = self.references.pow(2).sum((1, 2, 3))
             table = (g.pow(2).sum((1, 2, 3))[:, None, None, None] - 2.0 * cross
                      + refs[None, :, None, None]) / self.n_channels
-            return table.reshape(len(g), -1)
+            return table.reshape(len(g), -1)  # (category, template, dy, dx), C order
 
     return PoseTemplateCNN()
 
 
+def init_references(network, images, labels, seed):
+    """References at the identity-pose feature windows of each category: their mean (one
+    template, as the NumPy model), or the centroids of a seeded k-means
+    (:func:`scipy.cluster.vq.kmeans2`, k-means++) with several templates."""
+    import torch
+    from scipy.cluster.vq import kmeans2
+
+    k = network.n_templates
+    with torch.no_grad():
+        windows = network.windows_at_identity(images).double().numpy()
+        refs = network.references.view(N_CATEGORIES, k, *windows.shape[1:])
+        for y in range(N_CATEGORIES):
+            mine = windows[labels == y].reshape(int((labels == y).sum()), -1)
+            if len(mine) == 0:
+                continue
+            if k == 1 or len(mine) < k:
+                centres = np.repeat(mine.mean(0)[None], k, axis=0)
+            else:
+                centres, _ = kmeans2(mine, k, minit="++", seed=seed + y)
+            refs[y] = torch.as_tensor(centres.reshape(k, *windows.shape[1:]))
+
+
 def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_size=16):
-    """End-to-end training through the bridge: references start at the class means of the
-    identity-pose feature windows (as the NumPy model); returns (model, seconds)."""
+    """End-to-end training through the bridge, references from :func:`init_references`;
+    returns (model, seconds)."""
     import torch
 
     from factorgraph_ebm.torch import GraphEnergyModel
 
     torch.set_num_threads(1)
-    with torch.no_grad():
-        windows = network.windows_at_identity(images)
-        for y in range(N_CATEGORIES):
-            if (labels == y).any():
-                network.references[y] = windows[torch.as_tensor(labels == y)].mean(0)
+    init_references(network, images, labels, seed)
     model = GraphEnergyModel(network, pose_graph(network.n_poses), loss, latent=["pose"])
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
