@@ -427,6 +427,19 @@ def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_
     return model, time.perf_counter() - started
 
 
+def cnn_row(model_name, loss_name, seeds, runs):
+    """The JSON row of a CNN model over training seeds: ``runs`` (n_seeds, 3) holds
+    (accuracy, shifted accuracy, seconds) per seed; accuracies are the means over seeds,
+    ``*_sd`` their sample standard deviations (0 for one seed)."""
+    sd = runs.std(0, ddof=1) if len(runs) > 1 else np.zeros(3)
+    return {"model": model_name, "loss": loss_name, "seeds": list(seeds),
+            "accuracy": round(float(runs[:, 0].mean()), 4),
+            "accuracy_sd": round(float(sd[0]), 4),
+            "accuracy_shifted": round(float(runs[:, 1].mean()), 4),
+            "accuracy_shifted_sd": round(float(sd[1]), 4),
+            "train_seconds": round(float(runs[:, 2].mean()), 1)}
+
+
 def infer_cnn(model, images, chunk=256):
     """Min-sum by the library on the (category, pose) graph: (categories, poses) int64."""
     import torch
@@ -568,6 +581,11 @@ def main(argv=None):
                         help="channels of the first two convolutions (default 32; quick: 8)")
     parser.add_argument("--cnn-channels", type=int, default=None,
                         help="feature channels C of G_W(X) (default 32; quick: 8)")
+    parser.add_argument("--cnn-templates", type=int, default=1,
+                        help="reference templates per category (default 1)")
+    parser.add_argument("--cnn-seeds", default=None,
+                        help="comma-separated training seeds of the CNN rows, averaged "
+                             "(default: --seed); the test letters stay those of --seed")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -618,21 +636,22 @@ def main(argv=None):
         width = args.cnn_width or (8 if args.quick else 32)
         channels = args.cnn_channels or (8 if args.quick else 32)
         cnn_epochs = args.cnn_epochs or (2 if args.quick else 8)
+        seeds = ([args.seed] if args.cnn_seeds is None
+                 else [int(seed) for seed in args.cnn_seeds.split(",")])
         for loss_name in [name for name in args.losses.split(",") if name in CNN_LOSSES]:
             for model_name, max_shift in (("latent-pose-cnn", args.cnn_max_shift),
                                           ("no-pose-cnn", 0)):
-                network = pose_template_cnn(args.margin, max_shift, width, channels, args.seed)
-                model, seconds = train_cnn(network, LOSSES[loss_name](), train_x, train_y,
-                                           cnn_epochs, args.seed, args.cnn_lr)
-                predicted = infer_cnn(model, test_x)[0]
-                predicted_shifted = infer_cnn(model, shifted_x)[0]
-                row = {"model": model_name, "loss": loss_name,
-                       "accuracy": round(float(np.mean(predicted == test_y)), 4),
-                       "accuracy_shifted": round(float(np.mean(predicted_shifted == test_y)), 4),
-                       "train_seconds": round(seconds, 1)}
-                rows.append(row)
-                print(f"{model_name:15s} {loss_name:11s} {row['accuracy']:.3f} "
-                      f"{row['accuracy_shifted']:.3f} {seconds:6.1f}s", file=sys.stderr)
+                runs = []
+                for seed in seeds:
+                    network = pose_template_cnn(args.margin, max_shift, width, channels, seed,
+                                                args.cnn_templates)
+                    model, seconds = train_cnn(network, LOSSES[loss_name](), train_x,
+                                               train_y, cnn_epochs, seed, args.cnn_lr)
+                    runs.append((np.mean(infer_cnn(model, test_x)[0] == test_y),
+                                 np.mean(infer_cnn(model, shifted_x)[0] == test_y), seconds))
+                    print(f"{model_name:15s} {loss_name:11s} seed {seed}: {runs[-1][0]:.3f} "
+                          f"{runs[-1][1]:.3f} {seconds:6.1f}s", file=sys.stderr)
+                rows.append(cnn_row(model_name, loss_name, seeds, np.array(runs)))
     model, params, predicted_shifted, poses = figure_run
     plot_references(model, params, out / "invariant_references.png")
     plot_poses(shifted_x, test_shifts, test_y, predicted_shifted, poses, model,
