@@ -388,9 +388,9 @@ def init_references(network, images, labels, seed):
         windows = network.windows_at_identity(images).double().numpy()
         refs = network.references.view(N_CATEGORIES, k, *windows.shape[1:])
         for y in range(N_CATEGORIES):
-            mine = windows[labels == y].reshape(int((labels == y).sum()), -1)
-            if len(mine) == 0:
+            if not (labels == y).any():
                 continue
+            mine = windows[labels == y].reshape(int((labels == y).sum()), -1)
             if k == 1 or len(mine) < k:
                 centres = np.repeat(mine.mean(0)[None], k, axis=0)
             else:
