@@ -385,17 +385,18 @@ def init_references(network, images, labels, seed):
 
     k = network.n_templates
     with torch.no_grad():
-        windows = network.windows_at_identity(images).double().numpy()
+        windows = network.windows_at_identity(images)
         refs = network.references.view(N_CATEGORIES, k, *windows.shape[1:])
         for y in range(N_CATEGORIES):
-            if not (labels == y).any():
+            mine = windows[torch.as_tensor(labels == y)]
+            if len(mine) == 0:
                 continue
-            mine = windows[labels == y].reshape(int((labels == y).sum()), -1)
             if k == 1 or len(mine) < k:
-                centres = np.repeat(mine.mean(0)[None], k, axis=0)
+                refs[y] = mine.mean(0)
             else:
-                centres, _ = kmeans2(mine, k, minit="++", seed=seed + y)
-            refs[y] = torch.as_tensor(centres.reshape(k, *windows.shape[1:]))
+                centres, _ = kmeans2(mine.reshape(len(mine), -1).double().numpy(), k,
+                                     minit="++", seed=seed + y)
+                refs[y] = torch.as_tensor(centres).reshape(k, *windows.shape[1:])
 
 
 def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_size=16):
