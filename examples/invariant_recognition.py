@@ -60,15 +60,21 @@ dL/d(energies) in the backward pass, autograd for the rest) with Adam (step ``--
 never supervised, same losses (hinge, NLL), same data, same test. Its poses are the 81
 translations -4..4 (``--cnn-max-shift``): the learned references settle off-centre as in
 the NumPy model, and one more pixel of pose range keeps the test shifts of 2 in range. Rows
-"latent-pose-cnn" and "no-pose-cnn" (the identity pose only).
+"latent-pose-cnn" and "no-pose-cnn" (the identity pose only). ``--cnn-templates K`` gives
+each category K references (initialized at the k-means centroids of its identity windows),
+the latent variable then running over (template, translation); ``--cnn-seeds 0,1,2`` trains
+each CNN row once per seed (network initialization and batch order; the test letters stay
+those of ``--seed``) and reports the mean.
 
 Run ``python examples/invariant_recognition.py [--quick] [--out DIR]``: it saves
 ``invariant_references.png`` (the learned references, per category and channel) and
 ``invariant_poses.png`` (shifted test letters with the inferred pose drawn on them) and
 prints one JSON line ``{"rows": [{"model", "loss", "accuracy", "accuracy_shifted",
 "train_seconds"}, ...]}`` (``model`` is "latent-pose", "no-pose", "latent-pose-cnn" or
-"no-pose-cnn"; the CNN rows for the hinge and NLL losses only). Progress and the mean
-spread max - min of the energy table (near 0: a collapsed, flat energy) go to stderr.
+"no-pose-cnn"; the CNN rows for the hinge and NLL losses only, with ``"seeds"`` and the
+sample standard deviations ``"accuracy_sd"`` and ``"accuracy_shifted_sd"`` over them, the
+accuracies and ``train_seconds`` being means). Progress and the mean spread max - min of
+the energy table (near 0: a collapsed, flat energy) go to stderr.
 """
 
 from __future__ import annotations
