@@ -60,15 +60,21 @@ dL/d(energies) in the backward pass, autograd for the rest) with Adam (step ``--
 never supervised, same losses (hinge, NLL), same data, same test. Its poses are the 81
 translations -4..4 (``--cnn-max-shift``): the learned references settle off-centre as in
 the NumPy model, and one more pixel of pose range keeps the test shifts of 2 in range. Rows
-"latent-pose-cnn" and "no-pose-cnn" (the identity pose only).
+"latent-pose-cnn" and "no-pose-cnn" (the identity pose only). ``--cnn-templates K`` gives
+each category K references (initialized at the k-means centroids of its identity windows),
+the latent variable then running over (template, translation); ``--cnn-seeds 0,1,2`` trains
+each CNN row once per seed (network initialization and batch order; the test letters stay
+those of ``--seed``) and reports the mean.
 
 Run ``python examples/invariant_recognition.py [--quick] [--out DIR]``: it saves
 ``invariant_references.png`` (the learned references, per category and channel) and
 ``invariant_poses.png`` (shifted test letters with the inferred pose drawn on them) and
 prints one JSON line ``{"rows": [{"model", "loss", "accuracy", "accuracy_shifted",
 "train_seconds"}, ...]}`` (``model`` is "latent-pose", "no-pose", "latent-pose-cnn" or
-"no-pose-cnn"; the CNN rows for the hinge and NLL losses only). Progress and the mean
-spread max - min of the energy table (near 0: a collapsed, flat energy) go to stderr.
+"no-pose-cnn"; the CNN rows for the hinge and NLL losses only, with ``"seeds"`` and the
+sample standard deviations ``"accuracy_sd"`` and ``"accuracy_shifted_sd"`` over them, the
+accuracies and ``train_seconds`` being means). Progress and the mean spread max - min of
+the energy table (near 0: a collapsed, flat energy) go to stderr.
 """
 
 from __future__ import annotations
@@ -319,14 +325,17 @@ def cnn_available() -> bool:
 
 
 def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
-                      n_channels: int = 32, seed: int = 0):
+                      n_channels: int = 32, seed: int = 0, n_templates: int = 1):
     """A :class:`torch.nn.Module` mapping fields (n, H, W) to the energy tables
     E(Y, Z, X) = 1/C ||G_W(X) - T_Z R_Y||^2, flattened to (n, 26 * n_poses) in the layout of
     :func:`pose_graph` (poses in :class:`PoseTemplateModel`'s order).
 
     G_W: three zero-padded 'same' convolutions without bias (1 -> width, 5 x 5, ReLU;
     width -> width, 3 x 3, ReLU; width -> C, 3 x 3, tanh): zero on blank pixels and
-    equivariant to translations. R (26, C, 16, 8) is a parameter. With the feature map
+    equivariant to translations. R (26 * n_templates, C, 16, 8) is a parameter: each
+    category has ``n_templates`` references, and the latent variable "pose" runs over
+    (template, translation) pairs, template-major (``n_templates * (2 max_shift + 1)**2``
+    states), so one category's energy is its minimum over both. With the feature map
     zero-padded by ``max_shift - margin`` pixels, ``conv2d(G, R)`` gives <S_z, R_y> for every
     pose window S_z at once.
     """
@@ -337,13 +346,14 @@ def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
             super().__init__()
             torch.manual_seed(seed)
             self.n_channels, self.max_shift, self.margin = n_channels, max_shift, margin
-            self.n_poses = (2 * max_shift + 1) ** 2
+            self.n_templates = n_templates
+            self.n_poses = n_templates * (2 * max_shift + 1) ** 2
             self.conv = torch.nn.ModuleList([
                 torch.nn.Conv2d(1, width, 5, padding=2, bias=False),
                 torch.nn.Conv2d(width, width, 3, padding=1, bias=False),
                 torch.nn.Conv2d(width, n_channels, 3, padding=1, bias=False)])
-            self.references = torch.nn.Parameter(torch.zeros(N_CATEGORIES, n_channels,
-                                                             *OCR_SHAPE))
+            self.references = torch.nn.Parameter(
+                torch.zeros(N_CATEGORIES * n_templates, n_channels, *OCR_SHAPE))
 
         def features(self, fields):
             x = torch.as_tensor(np.asarray(fields), dtype=torch.float32)[:, None]
@@ -363,28 +373,47 @@ def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
                 padded = torch.nn.functional.pad(g, (pad,) * 4)
             else:
                 padded = g[:, :, -pad:pad, -pad:pad]
-            cross = torch.nn.functional.conv2d(padded, self.references)  # (n, 26, side, side)
+            cross = torch.nn.functional.conv2d(padded, self.references)  # (n, 26 K, s, s)
             refs = self.references.pow(2).sum((1, 2, 3))
             table = (g.pow(2).sum((1, 2, 3))[:, None, None, None] - 2.0 * cross
                      + refs[None, :, None, None]) / self.n_channels
-            return table.reshape(len(g), -1)
+            return table.reshape(len(g), -1)  # (category, template, dy, dx), C order
 
     return PoseTemplateCNN()
 
 
+def init_references(network, images, labels, seed):
+    """References at the identity-pose feature windows of each category: their mean (one
+    template, as the NumPy model), or the centroids of a seeded k-means
+    (:func:`scipy.cluster.vq.kmeans2`, k-means++) with several templates."""
+    import torch
+    from scipy.cluster.vq import kmeans2
+
+    k = network.n_templates
+    with torch.no_grad():
+        windows = network.windows_at_identity(images)
+        refs = network.references.view(N_CATEGORIES, k, *windows.shape[1:])
+        for y in range(N_CATEGORIES):
+            mine = windows[torch.as_tensor(labels == y)]
+            if len(mine) == 0:
+                continue
+            if k == 1 or len(mine) < k:
+                refs[y] = mine.mean(0)
+            else:
+                centres, _ = kmeans2(mine.reshape(len(mine), -1).double().numpy(), k,
+                                     minit="++", seed=seed + y)
+                refs[y] = torch.as_tensor(centres).reshape(k, *windows.shape[1:])
+
+
 def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_size=16):
-    """End-to-end training through the bridge: references start at the class means of the
-    identity-pose feature windows (as the NumPy model); returns (model, seconds)."""
+    """End-to-end training through the bridge, references from :func:`init_references`;
+    returns (model, seconds)."""
     import torch
 
     from factorgraph_ebm.torch import GraphEnergyModel
 
     torch.set_num_threads(1)
-    with torch.no_grad():
-        windows = network.windows_at_identity(images)
-        for y in range(N_CATEGORIES):
-            if (labels == y).any():
-                network.references[y] = windows[torch.as_tensor(labels == y)].mean(0)
+    init_references(network, images, labels, seed)
     model = GraphEnergyModel(network, pose_graph(network.n_poses), loss, latent=["pose"])
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
@@ -403,6 +432,19 @@ def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_
         schedule.step()
         print(f"  epoch {epoch + 1}: mean loss {total / len(images):.4f}", file=sys.stderr)
     return model, time.perf_counter() - started
+
+
+def cnn_row(model_name, loss_name, seeds, runs):
+    """The JSON row of a CNN model over training seeds: ``runs`` (n_seeds, 3) holds
+    (accuracy, shifted accuracy, seconds) per seed; accuracies are the means over seeds,
+    ``*_sd`` their sample standard deviations (0 for one seed)."""
+    sd = runs.std(0, ddof=1) if len(runs) > 1 else np.zeros(3)
+    return {"model": model_name, "loss": loss_name, "seeds": list(seeds),
+            "accuracy": round(float(runs[:, 0].mean()), 4),
+            "accuracy_sd": round(float(sd[0]), 4),
+            "accuracy_shifted": round(float(runs[:, 1].mean()), 4),
+            "accuracy_shifted_sd": round(float(sd[1]), 4),
+            "train_seconds": round(float(runs[:, 2].mean()), 1)}
 
 
 def infer_cnn(model, images, chunk=256):
@@ -546,6 +588,11 @@ def main(argv=None):
                         help="channels of the first two convolutions (default 32; quick: 8)")
     parser.add_argument("--cnn-channels", type=int, default=None,
                         help="feature channels C of G_W(X) (default 32; quick: 8)")
+    parser.add_argument("--cnn-templates", type=int, default=1,
+                        help="reference templates per category (default 1)")
+    parser.add_argument("--cnn-seeds", default=None,
+                        help="comma-separated training seeds of the CNN rows, averaged "
+                             "(default: --seed); the test letters stay those of --seed")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -596,21 +643,22 @@ def main(argv=None):
         width = args.cnn_width or (8 if args.quick else 32)
         channels = args.cnn_channels or (8 if args.quick else 32)
         cnn_epochs = args.cnn_epochs or (2 if args.quick else 8)
+        seeds = ([args.seed] if args.cnn_seeds is None
+                 else [int(seed) for seed in args.cnn_seeds.split(",")])
         for loss_name in [name for name in args.losses.split(",") if name in CNN_LOSSES]:
             for model_name, max_shift in (("latent-pose-cnn", args.cnn_max_shift),
                                           ("no-pose-cnn", 0)):
-                network = pose_template_cnn(args.margin, max_shift, width, channels, args.seed)
-                model, seconds = train_cnn(network, LOSSES[loss_name](), train_x, train_y,
-                                           cnn_epochs, args.seed, args.cnn_lr)
-                predicted = infer_cnn(model, test_x)[0]
-                predicted_shifted = infer_cnn(model, shifted_x)[0]
-                row = {"model": model_name, "loss": loss_name,
-                       "accuracy": round(float(np.mean(predicted == test_y)), 4),
-                       "accuracy_shifted": round(float(np.mean(predicted_shifted == test_y)), 4),
-                       "train_seconds": round(seconds, 1)}
-                rows.append(row)
-                print(f"{model_name:15s} {loss_name:11s} {row['accuracy']:.3f} "
-                      f"{row['accuracy_shifted']:.3f} {seconds:6.1f}s", file=sys.stderr)
+                runs = []
+                for seed in seeds:
+                    network = pose_template_cnn(args.margin, max_shift, width, channels, seed,
+                                                args.cnn_templates)
+                    model, seconds = train_cnn(network, LOSSES[loss_name](), train_x,
+                                               train_y, cnn_epochs, seed, args.cnn_lr)
+                    runs.append((np.mean(infer_cnn(model, test_x)[0] == test_y),
+                                 np.mean(infer_cnn(model, shifted_x)[0] == test_y), seconds))
+                    print(f"{model_name:15s} {loss_name:11s} seed {seed}: {runs[-1][0]:.3f} "
+                          f"{runs[-1][1]:.3f} {seconds:6.1f}s", file=sys.stderr)
+                rows.append(cnn_row(model_name, loss_name, seeds, np.array(runs)))
     model, params, predicted_shifted, poses = figure_run
     plot_references(model, params, out / "invariant_references.png")
     plot_poses(shifted_x, test_shifts, test_y, predicted_shifted, poses, model,

@@ -66,10 +66,11 @@ class ChainBatch:
         Shared transition energies ``A[previous, next]``.
     start, end : ndarray of shape (L,), float64, or None
         Energies of the first and last label of each sequence (None: none).
-    target : ndarray of shape (n_tokens,), int64
-        The desired labels Y^i, in 0..L-1.
+    target : ndarray of shape (n_tokens,), int64, or None
+        The desired labels Y^i, in 0..L-1 (None: only :meth:`lowest` is available).
     lengths : ndarray of shape (n_seq,), int64
-        Sequence lengths, > 0, summing to n_tokens.
+        Sequence lengths, >= 0, summing to n_tokens (an empty sequence has energy 0 and no
+        incorrect answer).
 
     Notes
     -----
@@ -148,16 +149,21 @@ class ChainBatch:
         lengths = self.lengths
         token_weight = np.repeat(weights, lengths)
         np.add.at(grad.unary, (np.arange(len(states)), states), token_weight)
-        ends = np.cumsum(lengths)
-        first, last = ends - lengths, ends - 1
+        first, last, nonempty = self._bounds()
         inner = np.ones(len(states), dtype=bool)
         inner[first] = False
         pairs = states[:-1][inner[1:]] * k + states[1:][inner[1:]]
         grad.transition[...] += np.bincount(pairs, token_weight[1:][inner[1:]],
                                             minlength=k * k).reshape(k, k)
         if self.start is not None:
-            grad.start[...] += np.bincount(states[first], weights, minlength=k)
-            grad.end[...] += np.bincount(states[last], weights, minlength=k)
+            grad.start[...] += np.bincount(states[first], weights[nonempty], minlength=k)
+            grad.end[...] += np.bincount(states[last], weights[nonempty], minlength=k)
+
+    def _bounds(self):
+        """(first token, last token) of every nonempty sequence, and the nonempty mask."""
+        ends = np.cumsum(self.lengths)
+        nonempty = self.lengths > 0
+        return (ends - self.lengths)[nonempty], ends[nonempty] - 1, nonempty
 
     def _add_marginals(self, fb, beta, weights, grad: ChainGradient) -> None:
         """Add ``weights[i] * dF_i/d(U, A, s, e)``: the marginals of sequence i."""
@@ -172,11 +178,12 @@ class ChainBatch:
         # Weights that differ per sequence (MEE): the summed transition marginals do not
         # serve; per-position ones, chunk by chunk of sequences, do.
         grad.unary[...] += np.repeat(weights, self.lengths)[:, None] * fb.marginals
-        ends = np.cumsum(self.lengths)
-        first, last = ends - self.lengths, ends - 1
+        first, last, nonempty = self._bounds()
         if self.start is not None:
-            grad.start[...] += weights @ fb.marginals[first]
-            grad.end[...] += weights @ fb.marginals[last]
+            grad.start[...] += weights[nonempty] @ fb.marginals[first]
+            grad.end[...] += weights[nonempty] @ fb.marginals[last]
+        ends = np.cumsum(self.lengths)
+        first = ends - self.lengths
         k = self.unary.shape[1]
         per_chunk = max(1, _CHUNK_ENTRIES // (k * k))
         lo = 0
@@ -186,13 +193,13 @@ class ChainBatch:
             hi = max(hi, lo + 1)
             rows = slice(int(first[lo]), int(ends[hi - 1]))
             lengths = self.lengths[lo:hi]
-            n_pairs = int(lengths.sum() - len(lengths))
+            n_pairs = int(np.maximum(lengths - 1, 0).sum())
             if n_pairs:
                 xi = forward_backward(
                     self.unary[rows], np.broadcast_to(self.transition, (n_pairs, k, k)),
                     lengths, beta=beta, start=self.start, end=self.end,
                 ).transition_marginals
-                pair_weight = np.repeat(weights[lo:hi], lengths - 1)
+                pair_weight = np.repeat(weights[lo:hi], np.maximum(lengths - 1, 0))
                 grad.transition[...] += np.tensordot(pair_weight, xi, axes=1)
             lo = hi
 

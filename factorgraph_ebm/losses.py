@@ -678,13 +678,35 @@ class Loss:
         -------
         Evaluation
         """
+        value, pairs = self.linearize(backend)
+        contrast = pairs[1][0] if len(pairs) > 1 else None
+        return Evaluation(value, backend.gradient(pairs), pairs[0][0], contrast)
+
+    def linearize(self, backend) -> tuple[np.ndarray, list[tuple[Term, np.ndarray]]]:
+        """The loss on a batch of an inference backend and its derivatives in the terms,
+        before the backend assembles a gradient (what :meth:`evaluate` does with weights
+        one; the PyTorch bridge weighs them by the incoming gradient).
+
+        Parameters
+        ----------
+        backend : object
+            As in :meth:`evaluate`.
+
+        Returns
+        -------
+        value : ndarray of shape (n,), float64
+            The loss of every sample.
+        pairs : list of (Term, ndarray of shape (n,))
+            ``[(E_C, dL/dE_C), (contrastive term, dL/dE_X)]`` (one pair for the energy
+            loss): ``backend.gradient([(term, w * coef) for term, coef in pairs])`` is the
+            gradient of ``sum_i w_i L_i``.
+        """
         correct, contrast = self.terms(backend)
         value, d_correct, d_contrast = self.rule(
             correct.energy, None if contrast is None else contrast.energy
         )
         pairs = [(correct, d_correct)] + ([] if contrast is None else [(contrast, d_contrast)])
-        return Evaluation(np.asarray(value, dtype=np.float64), backend.gradient(pairs),
-                          correct, contrast)
+        return np.asarray(value, dtype=np.float64), pairs
 
     def terms(self, backend) -> tuple[Term, Term | None]:
         """``(E_C, contrastive term or None)`` from the backend (see :meth:`evaluate`)."""

@@ -17,8 +17,10 @@ losses and whose backward pass returns the library's own dL/d(energies):
 - on chains (:mod:`factorgraph_ebm.trellis`), from padded unary energies ``(B, T, K)`` with
   sequence lengths and a transition table ``(K, K)`` (optional start and end energies
   ``(K,)``): :func:`chain_min_energy` (Viterbi), :func:`chain_free_energy`
-  (forward-backward) and :func:`chain_loss` (NLL, perceptron, energy and every margin loss,
-  Hamming-augmented or not), the whole batch in one call of the trellis kernels.
+  (forward-backward) and :func:`chain_loss` (every loss of the chain backend
+  :class:`~factorgraph_ebm.chain_backend.ChainBatch`: energy, NLL, MEE, perceptron and the
+  margin losses, Hamming-augmented or not; a forbidden sphere is graph-only), the whole
+  batch in one call of the trellis kernels.
 
 :class:`GraphEnergyModel` and :class:`ChainEnergyModel` (:class:`torch.nn.Module`) make an
 energy network plus a factor graph (or a chain with a learned transition table) a trainable
@@ -59,13 +61,14 @@ except ImportError as _error:  # pragma: no cover - exercised in a subprocess by
 
 import numpy as np
 
+from .chain_backend import ChainBatch, check_loss
 from .compiled import require_tables
 from .energy import table_entries_of
 from .exceptions import FactorGraphError, TargetError
 from .graph import FactorGraph
 from .inference import belief_propagation, checked_beta
-from .losses import EnergyLoss, Loss, MarginLoss, NLLLoss, PerceptronLoss
-from .trellis import best_incorrect, forward_backward, path_energy, viterbi
+from .losses import Loss
+from .trellis import viterbi
 
 __all__ = [
     "ChainEnergyModel",
@@ -454,86 +457,30 @@ class _Chains:
             )
         return flat
 
-    def path_grads(self, states, weights, boundary):
-        """``sum_b weights[b] dE(path_b)/d(unary, transition, start, end)`` for flat state
-        paths (n_tokens,): (padded unary grad, (K, K), (K,) or None, (K,) or None)."""
-        k = self.shape[2]
-        token_weight = np.repeat(weights, self.lengths)
-        grad_unary = np.zeros((len(states), k))
-        grad_unary[np.arange(len(states)), states] = token_weight
-        ends = np.cumsum(self.lengths)
-        nonempty = self.lengths > 0
-        first, last = (ends - self.lengths)[nonempty], ends[nonempty] - 1
-        inner = np.ones(len(states), dtype=bool)
-        inner[first] = False
-        pairs = states[:-1][inner[1:]] * k + states[1:][inner[1:]]
-        grad_trans = np.bincount(pairs, token_weight[1:][inner[1:]], minlength=k * k)
-        grad_start = grad_end = None
-        if boundary:
-            grad_start = np.bincount(states[first], weights[nonempty], minlength=k)
-            grad_end = np.bincount(states[last], weights[nonempty], minlength=k)
-        return self.padded(grad_unary), grad_trans.reshape(k, k), grad_start, grad_end
+    def batch(self, unary, transition, start, end, labels=None) -> ChainBatch:
+        """The chain backend of the losses on the float64 arrays of the padded batch."""
+        return ChainBatch(self.flat(unary), transition, start, end, labels, self.lengths)
 
     def apply(self, compute, unary, transition, start, end):
         values = _Bridge.apply(compute, unary, unary, transition, start, end)
         return values[0] if self.single else values
 
-
-def _combine(*parts):
-    """Sum of gradient tuples, entry by entry (None is zero)."""
-    out = []
-    for entries in zip(*parts):
-        present = [e for e in entries if e is not None]
-        out.append(sum(present[1:], present[0]) if present else None)
-    return tuple(out)
-
-
-def _scaled(parts, factor):
-    return tuple(None if p is None else factor * p for p in parts)
+    def backward(self, batch: ChainBatch, pairs, g):
+        """vjp: ``sum_b g_b sum_(term, coef) coef_b dTerm_b/d(unary, transition, start,
+        end)`` by the backend (:meth:`ChainBatch.gradient`); a term of energy ``+inf`` (no
+        path, or no incorrect path) is constant: it contributes nothing."""
+        grad = batch.gradient([(term, np.where(np.isfinite(term.energy), g * coef, 0.0))
+                               for term, coef in pairs])
+        boundary = batch.start is not None
+        return (self.padded(grad.unary), grad.transition,
+                grad.start if boundary else None, grad.end if boundary else None)
 
 
-def _minimum(chains, unary, trans, start, end):
-    """(energies (B,), vjp) of the Viterbi paths."""
-    best = viterbi(chains.flat(unary), trans, chains.lengths, start=start, end=end)
-
-    def vjp(g):
-        return chains.path_grads(best.states, np.where(np.isfinite(best.energy), g, 0.0),
-                                 start is not None)
-
-    return best.energy, vjp
-
-
-def _free(chains, unary, trans, start, end, beta):
-    """(free energies (B,), vjp) by forward-backward. The trellis sums the pairwise
-    marginals over the batch; a gradient that weighs the sequences differently reruns
-    forward-backward once per distinct weight."""
-    flat = chains.flat(unary)
-    fb = forward_backward(flat, trans, chains.lengths, beta=beta, start=start, end=end)
-    boundary = start is not None
-
-    def pairwise(result, weight):
-        return (weight * result.transition_marginals,
-                weight * result.start_marginals if boundary else None,
-                weight * result.end_marginals if boundary else None)
-
-    def vjp(g):
-        g = np.where(np.isfinite(fb.free_energy), g, 0.0)
-        grad_unary = chains.padded(np.repeat(g, chains.lengths)[:, None] * fb.marginals)
-        weights = np.unique(g)
-        if len(weights) == 1:
-            return (grad_unary, *pairwise(fb, weights[0]))
-        offsets = np.concatenate([[0], np.cumsum(chains.lengths)])
-        parts = []
-        for w in weights[weights != 0.0]:
-            chosen = np.flatnonzero(g == w)
-            tokens = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
-            sub = forward_backward(flat[tokens], trans, chains.lengths[chosen], beta=beta,
-                                   start=start, end=end)
-            parts.append(pairwise(sub, w))
-        return (grad_unary, *_combine(*parts)) if parts else (grad_unary, 0 * trans,
-                                                              None, None)
-
-    return fb.free_energy, vjp
+def _lowest(chains, beta, unary, trans, start, end):
+    """(``min_y E`` or F_beta per sequence, vjp) by the chain backend."""
+    batch = chains.batch(unary, trans, start, end)
+    term = batch.lowest(beta)
+    return term.energy, lambda g: chains.backward(batch, [(term, 1.0)], g)
 
 
 def chain_min_energy(
@@ -591,7 +538,7 @@ def chain_min_energy(
     [[2.0, 0.0], [0.0, 1.0]]
     """
     chains = _Chains(unary, transition, lengths, start, end)
-    return chains.apply(lambda u, a, s, e: _minimum(chains, u, a, s, e),
+    return chains.apply(lambda u, a, s, e: _lowest(chains, math.inf, u, a, s, e),
                         chains.unary, transition, start, end)
 
 
@@ -640,51 +587,21 @@ def chain_free_energy(
     if math.isinf(beta):
         return chain_min_energy(unary, transition, lengths, start=start, end=end)
     chains = _Chains(unary, transition, lengths, start, end)
-    return chains.apply(lambda u, a, s, e: _free(chains, u, a, s, e, beta),
+    return chains.apply(lambda u, a, s, e: _lowest(chains, beta, u, a, s, e),
                         chains.unary, transition, start, end)
 
 
 def _chain_loss_value(chains, loss, labels, unary, trans, start, end):
-    """(losses (B,), vjp) of ``loss`` on every sequence."""
-    flat = chains.flat(unary)
-    boundary = start is not None
-    correct = path_energy(flat, trans, labels, chains.lengths, start=start, end=end)
-    forbidden = np.flatnonzero(np.isinf(correct))
+    """(losses (B,), vjp) of ``loss`` on every sequence, by the chain backend."""
+    batch = chains.batch(unary, trans, start, end, labels)
+    value, pairs = loss.linearize(batch)
+    forbidden = np.flatnonzero(np.isinf(pairs[0][0].energy))
     if forbidden.size:
         raise TargetError(
             f"the desired labels of sequence {forbidden[0]} have energy +inf (a forbidden "
             "state or transition); a loss needs a desired answer of finite energy"
         )
-
-    def desired(weights):
-        return chains.path_grads(labels, weights, boundary)
-
-    if isinstance(loss, EnergyLoss):
-        return correct, lambda g: desired(g)
-    if isinstance(loss, NLLLoss):
-        free, free_vjp = _free(chains, unary, trans, start, end, loss.beta)
-        return correct - free, lambda g: _combine(desired(g), _scaled(free_vjp(g), -1.0))
-    if isinstance(loss, PerceptronLoss):
-        low, low_vjp = _minimum(chains, unary, trans, start, end)
-        gap = correct - low
-        active = gap > 0.0
-        return (np.maximum(gap, 0.0),
-                lambda g: _combine(desired(g * active), _scaled(low_vjp(g * active), -1.0)))
-    # A margin loss: the most offending incorrect path, loss-augmented.
-    scored = flat
-    if loss.hamming:
-        scored = flat - loss.hamming
-        scored[np.arange(len(labels)), labels] += loss.hamming
-    offending = best_incorrect(scored, trans, labels, chains.lengths, start=start, end=end)
-    q = np.array([loss.q(c, i) for c, i in zip(correct.tolist(), offending.energy.tolist())])
-    q = q.reshape(-1, 3)
-    push = np.where(np.isfinite(offending.energy), q[:, 2], 0.0)
-
-    def vjp(g):
-        return _combine(desired(g * q[:, 1]),
-                        chains.path_grads(offending.states, g * push, boundary))
-
-    return q[:, 0], vjp
+    return value, lambda g: chains.backward(batch, pairs, g)
 
 
 def chain_loss(
@@ -698,8 +615,10 @@ def chain_loss(
     end: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A loss of energy-based learning on every sequence of a padded batch, differentiable
-    in the energies: the trellis form of :func:`graph_loss`, in one call of the trellis
-    kernels for the whole batch.
+    in the energies: the trellis form of :func:`graph_loss`, the whole batch in one call of
+    the chain backend of the losses (:class:`~factorgraph_ebm.chain_backend.ChainBatch`,
+    the one that :class:`~factorgraph_ebm.sequence.SequenceLabeler` trains with: the loss's
+    own rule over energy terms that the trellis kernels compute).
 
     Parameters
     ----------
@@ -708,14 +627,17 @@ def chain_loss(
     labels : array_like or torch.Tensor of int, shape (B, T) or (T,)
         The desired state of every token (padding ignored).
     loss : Loss
+        Any loss the chain backend evaluates:
+        :class:`~factorgraph_ebm.losses.EnergyLoss` (``E(Y^i)``),
         :class:`~factorgraph_ebm.losses.NLLLoss` (``E(Y^i) - F_beta``, forward-backward),
-        :class:`~factorgraph_ebm.losses.PerceptronLoss` (``E(Y^i) - min_Y E``, Viterbi),
-        :class:`~factorgraph_ebm.losses.EnergyLoss` (``E(Y^i)``) or any
-        :class:`~factorgraph_ebm.losses.MarginLoss` (``Q(E(Y^i), E_I)`` with the most
-        offending incorrect path from :func:`~factorgraph_ebm.trellis.best_incorrect`;
-        ``hamming > 0`` subtracts ``hamming`` per token that differs from Y^i, the
-        margin-rescaled structured hinge). Its value rule is the loss's own (``q`` of a
-        margin loss).
+        :class:`~factorgraph_ebm.losses.MEELoss` (``1 - exp(-beta (E(Y^i) - F_beta))``),
+        :class:`~factorgraph_ebm.losses.PerceptronLoss` (``E(Y^i) - min_Y E``, Viterbi) and
+        every :class:`~factorgraph_ebm.losses.MarginLoss` (hinge, log, LVQ2, MCE,
+        square-square, square-exp: ``Q(E(Y^i), E_I)`` with the most offending incorrect
+        path from :func:`~factorgraph_ebm.trellis.best_incorrect`; ``hamming > 0``
+        subtracts ``hamming`` per token that differs from Y^i, the margin-rescaled
+        structured hinge). A margin loss with a forbidden sphere (``radius > 0`` or a
+        ``distance``) is graph-only: use :func:`graph_loss` on the chain's factor graph.
 
     Returns
     -------
@@ -727,8 +649,9 @@ def chain_loss(
     TargetError
         Labels of the wrong shape, out of range, or of energy ``+inf``.
     FactorGraphError
-        As :func:`chain_min_energy`; a loss this function does not support (MEE, or a
-        margin loss with a forbidden sphere: ``radius > 0`` or a ``distance``).
+        As :func:`chain_min_energy`; a loss that is not a
+        :class:`~factorgraph_ebm.losses.Loss`, or a margin loss with a forbidden sphere
+        (:func:`~factorgraph_ebm.chain_backend.check_loss`).
 
     Examples
     --------
@@ -747,17 +670,9 @@ def chain_loss(
     >>> unary.grad.tolist()    # onehot(1, 1) - onehot(0, 0)
     [[-1.0, 1.0], [-1.0, 1.0]]
     """
-    if not isinstance(loss, (EnergyLoss, NLLLoss, PerceptronLoss, MarginLoss)):
-        raise FactorGraphError(
-            f"chain_loss supports NLLLoss, PerceptronLoss, EnergyLoss and the margin losses, "
-            f"got {type(loss).__name__}"
-        )
-    if isinstance(loss, MarginLoss) and (loss.radius or loss.distance is not None):
-        raise FactorGraphError(
-            f"chain_loss: the trellis finds the most offending path among all Y != Y^i; "
-            f"{type(loss).__name__} with a forbidden sphere (radius={loss.radius}, "
-            f"distance={loss.distance!r}) needs graph_loss"
-        )
+    if not isinstance(loss, Loss):
+        raise FactorGraphError(f"loss must be a Loss, got {type(loss).__name__}")
+    check_loss(loss)
     chains = _Chains(unary, transition, lengths, start, end)
     flat_labels = chains.labels(labels)
     return chains.apply(

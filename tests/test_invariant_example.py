@@ -150,7 +150,11 @@ def test_quick_run(tmp_path, warm_kernels):
                      for loss in ("hinge", "nll")}
     assert {(row["model"], row["loss"]) for row in rows} == expected
     for row in rows:
-        assert set(row) == {"model", "loss", "accuracy", "accuracy_shifted", "train_seconds"}
+        keys = {"model", "loss", "accuracy", "accuracy_shifted", "train_seconds"}
+        if "cnn" in row["model"]:  # averaged over training seeds (one in quick mode)
+            keys |= {"seeds", "accuracy_sd", "accuracy_shifted_sd"}
+            assert row["seeds"] == [0] and row["accuracy_sd"] == 0.0
+        assert set(row) == keys
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["accuracy_shifted"] <= 1.0
         assert row["train_seconds"] > 0.0
     by_key = {(row["model"], row["loss"]): row for row in rows}
@@ -168,27 +172,62 @@ def test_quick_run(tmp_path, warm_kernels):
 
 
 @pytest.mark.skipif(not ir.cnn_available(), reason="PyTorch is not installed (torch extra)")
-@pytest.mark.parametrize("max_shift", [0, 1, 4])
-def test_cnn_energy_table_is_a_squared_distance(max_shift):
-    """The CNN model's table (one cross-correlation) is 1/C ||G(X) - T_z R_y||^2 entry by
-    entry, in the pose order of PoseTemplateModel, poses beyond the margin included."""
+@pytest.mark.parametrize(("max_shift", "n_templates"), [(0, 1), (1, 1), (4, 1), (1, 3)])
+def test_cnn_energy_table_is_a_squared_distance(max_shift, n_templates):
+    """The CNN model's table (one cross-correlation) is 1/C ||G(X) - T_z R_y,k||^2 entry by
+    entry, in the pose order of PoseTemplateModel (template-major with several templates),
+    poses beyond the margin included."""
     import torch
 
     rng = np.random.default_rng(4)
     numpy_model = ir.PoseTemplateModel(2, max_shift=max_shift)
-    network = ir.pose_template_cnn(2, max_shift, width=4, n_channels=3, seed=1)
+    network = ir.pose_template_cnn(2, max_shift, width=4, n_channels=3, seed=1,
+                                   n_templates=n_templates)
     with torch.no_grad():
         network.references.normal_()
     x = random_field(rng, numpy_model)
     with torch.no_grad():
-        table = network(x[None]).double().numpy().reshape(ir.N_CATEGORIES, -1)
+        table = network(x[None]).double().numpy().reshape(ir.N_CATEGORIES, n_templates, -1)
         maps = network.features(x[None])[0].double().numpy()
-        refs = network.references.double().numpy()
-    assert table.shape == (26, numpy_model.n_poses)
+        refs = network.references.double().numpy().reshape(ir.N_CATEGORIES, n_templates,
+                                                           3, 16, 8)
+    assert network.n_poses == n_templates * numpy_model.n_poses
+    assert table.shape == (26, n_templates, numpy_model.n_poses)
     s = max_shift
     extended = np.pad(maps, ((0, 0), (s, s), (s, s)))
-    for z, (dy, dx) in enumerate(numpy_model.shifts):
-        placed = np.zeros((ir.N_CATEGORIES, *extended.shape))
-        placed[:, :, 2 + s + dy:18 + s + dy, 2 + s + dx:10 + s + dx] = refs
-        expected = ((extended[None] - placed) ** 2).sum((1, 2, 3)) / 3
-        np.testing.assert_allclose(table[:, z], expected, rtol=1e-4, atol=1e-4)
+    for k in range(n_templates):
+        for z, (dy, dx) in enumerate(numpy_model.shifts):
+            placed = np.zeros((ir.N_CATEGORIES, *extended.shape))
+            placed[:, :, 2 + s + dy:18 + s + dy, 2 + s + dx:10 + s + dx] = refs[:, k]
+            expected = ((extended[None] - placed) ** 2).sum((1, 2, 3)) / 3
+            np.testing.assert_allclose(table[:, k, z], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not ir.cnn_available(), reason="PyTorch is not installed (torch extra)")
+def test_cnn_references_start_at_class_means_or_kmeans_centroids():
+    """One template: each category's mean identity window; two: k-means centroids, whose
+    mean weighted by cluster sizes is the class mean (each point goes to its nearest
+    centroid, which is the mean of its cluster)."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    images = (rng.random((60, 20, 12)) < 0.3).astype(np.uint8)
+    images[:, :2] = images[:, -2:] = images[:, :, :2] = images[:, :, -2:] = 0
+    labels = np.arange(60) % 26
+    for k in (1, 2):
+        network = ir.pose_template_cnn(2, 1, width=4, n_channels=3, seed=1, n_templates=k)
+        ir.init_references(network, images, labels, seed=0)
+        with torch.no_grad():
+            windows = network.windows_at_identity(images).double().numpy()
+            refs = network.references.double().numpy().reshape(26, k, -1)
+        for y in range(26):
+            mine = windows[labels == y].reshape(int((labels == y).sum()), -1)
+            if k == 1 or len(mine) < k:
+                np.testing.assert_allclose(refs[y], mine.mean(0)[None].repeat(k, 0),
+                                           atol=1e-5)
+                continue
+            nearest = ((mine[:, None] - refs[y][None]) ** 2).sum(-1).argmin(1)
+            for c in range(k):
+                if (nearest == c).any():
+                    np.testing.assert_allclose(refs[y, c], mine[nearest == c].mean(0),
+                                               atol=1e-5)
