@@ -520,7 +520,8 @@ def flood_sweeps(
     first whose largest message change (``residuals[t]``) is at most ``tol``. Returns
     (iterations done, converged). The variable-to-factor messages are not written (phase 2,
     once after the last call). The set-up (chunks, totals, scratch) is
-    :class:`~factorgraph_ebm.messages.schedules.Threaded`'s."""
+    :class:`~factorgraph_ebm.messages.schedules.Threaded`'s. Undamped, the unary class is
+    emptied in ``classes`` after the first iteration (see :func:`flood_unary`)."""
     n_chunks = len(changes)
     # Plain int64s, not literals: a literal argument would compile flood_phase once per value.
     totals = np.int64(0)
