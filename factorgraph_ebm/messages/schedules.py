@@ -42,16 +42,16 @@ THREADED_ENTRIES = 2**14
 
 
 class Sequential:
-    """The sequential schedule: factors in breadth-first order, each sending all its
+    """The sequential schedule: factors in :func:`sequential_order`, each sending all its
     messages from its variables' current totals minus its own messages, the totals then
-    updated with its new messages (:func:`.sweeps.factor_sweep`, mode
+    updated with its new messages (:func:`.sweeps.sequential_sweep`, mode
     :data:`.sweeps.MODE_SEQUENTIAL`); the totals are summed afresh at the start of each
     iteration (:func:`~.variables.variable_totals`), so that rounding never accumulates
     over iterations and the messages alone are the state between them.
 
     A Python loop of kernel calls: a compiled loop would take the whole of
-    :func:`~factorgraph_ebm.messages.factor_sweep` into its own compilation again (seconds
-    on first use) to save microseconds per iteration.
+    :func:`~factorgraph_ebm.messages.sequential_sweep` into its own compilation again
+    (seconds on first use) to save microseconds per iteration.
     """
 
     def __init__(self, cg, energies, kinds, params, unary, f2v, v2f, temperature, damping,
