@@ -493,9 +493,9 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
     f2v, v2f = np.zeros((n, e)), np.zeros((n, e))
     work = K.scratch(cg, rows=n)
     free = K.unclamped(cg)
-    flooding = schedule == "parallel" or (schedule == "tree" and check_sweep)
-    total = np.empty((n, s) if flooding else (n, 0))
-    n_inf = np.empty((n, s) if flooding else (n, 0), dtype=np.int32)
+    totals = schedule in ("parallel", "sequential") or (schedule == "tree" and check_sweep)
+    total = np.empty((n, s) if totals else (n, 0))
+    n_inf = np.empty((n, s) if totals else (n, 0), dtype=np.int32)
     common = (cg, thetas, rows, kinds, cg.factor_param, units, f2v, v2f, temperature)
     limit = numba.config.NUMBA_NUM_THREADS
     if threads is None:  # the threshold of single calls' flooding, over the whole batch
@@ -611,10 +611,10 @@ def _kinds_rows(cg, thetas):
 
 def _orders(cg, kinds, n_rows, temperature, sequential):
     """The factor order of each energy row, (R, F) read-only, and its flooding classes
-    (R, 4) (:func:`~factorgraph_ebm.schedules.flood_order`)."""
+    (R, 5) (:func:`~factorgraph_ebm.schedules.flood_order`)."""
     if sequential:
-        orders = np.broadcast_to(cg.factor_order, (n_rows, cg.n_factors)).copy()
-        classes = np.zeros((n_rows, 4), dtype=np.int64)
+        orders = np.broadcast_to(S.sequential_order(cg), (n_rows, cg.n_factors)).copy()
+        classes = np.zeros((n_rows, 5), dtype=np.int64)
     else:
         pairs = [S.flood_order(cg, None if kinds is None else kinds[r], temperature)
                  for r in range(n_rows)]
@@ -635,11 +635,10 @@ def _iterate(common, free, work, sequential, orders, classes, total, n_inf, damp
     n_iter = np.zeros(n, dtype=np.int64)
     kept: list[list] = [[] for _ in range(n)]
     n_kept = np.zeros(n, dtype=np.int64)
-    empty = (np.empty(0), np.empty(0, dtype=np.int32), np.empty(0))
     for lo, hi in paced(max_iter, first=_first(1, n * common[0].n_message_entries)):
         residuals = np.empty((n, hi - lo))
         _loopy_items(*common, damping, tol, sequential, orders, classes, free, work, total,
-                     n_inf, *empty, active, done, residuals)
+                     n_inf, active, done, residuals)
         for b in np.flatnonzero(done):
             kept[b].append(residuals[b, : done[b]])
             n_kept[b] += done[b]
@@ -748,12 +747,12 @@ def _tree_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, f
 
 @njit(**PARALLEL_OPTIONS)
 def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, damping, tol,
-                 sequential, orders, classes, free, work, total, n_inf, no_total, no_n_inf,
-                 no_inc, active, done, residuals):
+                 sequential, orders, classes, free, work, total, n_inf, active, done,
+                 residuals):
     """Up to ``residuals.shape[1]`` iterations of every active item (``active[b]``), each
     stopping after its first iteration whose largest message change (``residuals[b, t]``)
     is at most ``tol`` (then ``active[b] = False``); ``done[b]``: its iterations in this
-    call. Sequential: :func:`messages.factor_sweep` in fresh mode, as
+    call. Sequential: :func:`messages.sequential_sweep` from fresh totals, as
     :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
     :class:`~factorgraph_ebm.schedules.Flooding`."""
     n_steps = residuals.shape[1]
@@ -768,13 +767,17 @@ def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, 
         order = orders[r]
         for it in range(n_steps):
             if sequential:
-                change = K.factor_sweep(
+                n_infinite = K.variable_totals(
+                    unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
+                    cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v[b], total[b],
+                    n_inf[b],
+                )
+                change = K.sequential_sweep(
                     theta, k, params, unary[b], cg.n_states, cg.state_offset, cg.scope_ptr,
                     cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
-                    cg.var_edge_ptr, cg.var_edges, order, np.int64(0), np.int64(len(order)),
-                    np.int64(K.MODE_FRESH), f2v[b], v2f[b], no_total, no_n_inf, temperature,
-                    damping, free, w.counter, w.lowest, w.new, no_inc, w.env_v, w.env_z,
-                    w.lows,
+                    cg.var_edge_ptr, cg.var_edges, order, f2v[b], v2f[b], total[b], n_inf[b],
+                    n_infinite == 0, temperature, damping, free, w.counter, w.lowest, w.new,
+                    w.inc, w.env_v, w.env_z, w.lows,
                 )
             else:
                 change = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],

