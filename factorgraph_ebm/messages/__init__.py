@@ -69,6 +69,8 @@ Modules, each importing only those before it:
 """
 
 from .beliefs import (
+    belief_totals,
+    beliefs_from_totals,
     factor_beliefs,
     normalize_segments,
     variable_beliefs,
@@ -78,7 +80,7 @@ from .decode import decode, infeasible_factors
 from .factor import edge_message, store_message
 from .generic import generic_message
 from .pairwise import pair_message, table_pair_message
-from .scratch import Scratch, scratch, unclamped
+from .scratch import Scratch, scratch, unclamped, untouched_zeros
 from .sweeps import (
     MODE_FRESH,
     MODE_FUSED,
@@ -96,11 +98,11 @@ from .sweeps import (
 from .variables import variable_message, variable_messages, variable_sweep, variable_totals
 
 __all__ = [
-    "MODE_FRESH", "MODE_FUSED", "MODE_FUSED_FINITE", "MODE_READ", "PARALLEL_OPTIONS", "Scratch",
+    "MODE_FRESH", "MODE_FUSED", "belief_totals", "beliefs_from_totals", "MODE_FUSED_FINITE", "MODE_READ", "PARALLEL_OPTIONS", "Scratch",
     "decode", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
     "flood_factors", "flood_phase", "flood_sweeps", "flood_unary", "generic_message",
     "infeasible_factors", "normalize_segments", "pair_message", "run_two_pass", "scratch",
     "store_message", "table_pair_message", "unclamped", "variable_beliefs",
     "variable_bethe_terms", "variable_message", "variable_messages", "variable_sweep",
-    "variable_totals",
+    "variable_totals", "untouched_zeros",
 ]

@@ -30,16 +30,63 @@ def variable_beliefs(cg, unary, f2v, out):
                 out[soff + x] += f2v[moff + x]
 
 
-def factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out):
-    """Unnormalized energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j),
-    with each variable-to-factor message made from the factor-to-variable messages ``f2v``
-    and the variables' totals of :func:`variable_totals` (``var_total``, ``n_inf``; the
-    rule of :func:`incoming_from_totals`), so that the variable-to-factor buffer can be
-    freed first (305 MiB of the peak on a 2000 x 2000 binary grid; the same beliefs up to
-    rounding, after normalization). Written into ``out`` (flat (M,), the layout of
-    ``energies``) when ``store``, and, when T > 0, the factors' part of the Bethe free
-    energy, sum_a <b_a, E_a> - T H(b_a), which this returns (0.0 at T == 0; +inf when some
-    factor's belief is +inf everywhere).
+@njit(**NJIT_OPTIONS)
+def belief_totals(cg, unary, f2v, total, n_inf):
+    """Per variable and state, the sum of the finite terms among U_i and the incoming
+    factor messages (``total``, flat (S,) float64) and the number of +inf terms, saturated
+    at 2 (``n_inf``, flat (S,) int8): the rule of :func:`~.variables.variable_totals`, whose
+    readers (:func:`~.variables.incoming_from_totals`) only ask whether that number is 0 or
+    1, so int8 is exact for any degree (8 instead of 31 MiB at the peak of a 2000 x 2000
+    binary grid). ``total`` is the raw belief of :func:`variable_beliefs` where ``n_inf``
+    is 0, bit for bit (the same terms in the same order)."""
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    msg_offset = cg.msg_offset
+    for i in range(len(n_states)):
+        n = n_states[i]
+        soff = state_offset[i]
+        for x in range(n):
+            u = unary[soff + x]
+            if u < INF:
+                total[soff + x] = u
+                n_inf[soff + x] = 0
+            else:
+                total[soff + x] = 0.0
+                n_inf[soff + x] = 1
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            moff = msg_offset[var_edges[k]]
+            for x in range(n):
+                m = f2v[moff + x]
+                if m < INF:
+                    total[soff + x] += m
+                elif n_inf[soff + x] < 2:
+                    n_inf[soff + x] += 1
+
+
+@njit(**NJIT_OPTIONS)
+def beliefs_from_totals(total, n_inf):
+    """The raw variable beliefs from :func:`belief_totals`, in place: +inf where a term
+    is +inf."""
+    for s in range(len(total)):
+        if n_inf[s] > 0:
+            total[s] = INF
+
+
+def factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, store, out,
+                   normalize=False, shift=0.0):
+    """Energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j), with each
+    variable-to-factor message made from the factor-to-variable messages ``f2v`` and the
+    variables' totals (``var_total``, ``n_inf``: :func:`belief_totals`, or
+    :func:`~.variables.variable_totals`; the rule of :func:`incoming_from_totals`), so that
+    the variable-to-factor buffer can be freed first (305 MiB of the peak on a 2000 x 2000
+    binary grid; the same beliefs up to rounding, after normalization). Written into
+    ``out`` (flat (M,), the layout of ``energies``) when ``store``: raw, or with
+    ``normalize`` as :func:`normalize_segments` at ``temperature`` with ``shift`` leaves
+    them, bit for bit, in the same pass over each table. With ``bethe`` (and T > 0) this
+    returns the factors' part of the Bethe free energy, sum_a <b_a, E_a> - T H(b_a) (+inf
+    when some factor's belief is +inf everywhere); else 0.0.
 
     Without ``store`` only one table-sized scratch array is used. Compact factors (no
     table in ``energies``) get their beliefs in scratch: they count in the free energy but
@@ -50,16 +97,17 @@ def factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out)
     largest_compact = int((cg.n_states[cg.scope_vars[first]]
                            * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
     return _factor_beliefs(
-        cg, energies, f2v, var_total, n_inf, temperature, store, out,
-        np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
+        cg, energies, f2v, var_total, n_inf, temperature, bethe, store, normalize,
+        float(shift), out, np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
         np.empty(largest_compact), np.empty(largest_compact),
         np.empty(max(cg.max_arity, 1) * cg.max_states),
     )
 
 
 @njit(**NJIT_OPTIONS)
-def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out, counter,
-                    scratch, compact_beliefs, compact_table, incoming):
+def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, store,
+                    normalize, shift, out, counter, scratch, compact_beliefs, compact_table,
+                    incoming):
     """:func:`factor_beliefs` with its scratch: ``scratch`` as large as the largest table
     (without ``store``), ``compact_beliefs`` and ``compact_table`` as the largest compact
     factor's table, ``incoming`` (max_arity * max_states) one factor's incoming messages
@@ -74,12 +122,14 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out
     n_factors = len(scope_ptr) - 1
     kinds = cg.factor_kind
     params = cg.factor_param
+    entropy = bethe and temperature > 0.0
     total = 0.0
     for a in range(n_factors):
         first = scope_ptr[a]
         arity = scope_ptr[a + 1] - first
         toff = table_offset[a]
         size = table_offset[a + 1] - toff
+        stored = store and size > 0
         buf = out[toff : toff + size] if store else scratch[:size]
         table = energies
         for q in range(arity):
@@ -114,9 +164,47 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out
                         z += incoming[q * k + counter[q]]
                 buf[flat] = z
                 _advance(n_states, scope_vars, first, arity, counter)
-        if temperature > 0.0 and total < INF:
-            total += _entropy_term(buf, table[toff : toff + size], 0, size, 1.0, temperature)
+        if stored and normalize:
+            term = _normalize_table(buf, table, toff, size, temperature, shift, entropy)
+        elif entropy and total < INF:
+            term = _entropy_term(buf, table[toff : toff + size], 0, size, 1.0, temperature)
+        else:
+            term = 0.0
+        if entropy and total < INF:
+            total += term
     return total
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _normalize_table(buf, table, toff, size, temperature, shift, entropy):
+    """One factor's raw beliefs ``buf[:size]`` normalized in place as
+    :func:`normalize_segments` does, and, with ``entropy`` (T > 0), their Bethe term as
+    :func:`_entropy_term` computes it (``table[toff:toff + size]`` their energies), from
+    the same exponentials: two per entry instead of three."""
+    low = INF
+    for j in range(size):
+        if buf[j] < low:
+            low = buf[j]
+    if temperature == 0.0:
+        for j in range(size):
+            buf[j] = buf[j] - low + shift if low < INF else INF
+        return 0.0
+    if low == INF:
+        for j in range(size):
+            buf[j] = 0.0
+        return INF
+    z = 0.0
+    for j in range(size):
+        z += np.exp(-(buf[j] - low) / temperature)
+    t_log_z = temperature * np.log(z)
+    term = 0.0
+    for j in range(size):
+        b = np.exp(-(buf[j] - low) / temperature) / z
+        if entropy and b > 0.0:
+            t_log_b = -(buf[j] - low) - t_log_z
+            term += b * (table[toff + j] + 1.0 * t_log_b)
+        buf[j] = b
+    return term
 
 
 @njit(**NJIT_OPTIONS)
