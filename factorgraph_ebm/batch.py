@@ -807,7 +807,7 @@ def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature,
                              np.int64(len(cg.n_states)), f2v[b], v2f[b], w.lowest)
         K.variable_beliefs(cg, unary[b], f2v[b], var_raw[b])
         K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], f2v[b],
-                 temperature, assignment[b], w)
+                 cg.var_order, temperature, assignment[b], w)
         if tables:
             factor_part[b] = _item_factor_beliefs(
                 cg, theta, unary[b], f2v[b], var_raw[b], fac_n_inf[b],

@@ -396,7 +396,9 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         f2v = np.array(init_messages, dtype=np.float64)  # BP's own: a copy, not re-checked
     else:
         f2v = _initial_messages(cg, init_messages)
-    v2f = np.zeros(len(f2v))  # np.zeros: pages untouched until the kernels write them
+    # Untouched until a kernel writes it: flooding on a pairwise graph never does (the
+    # sequential schedule uses it as scratch; decoding, some factors' messages).
+    v2f = K.untouched_zeros(len(f2v))
     # Messages and decoding run on the graph without its isolated variables when one of
     # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
     # messages. Beliefs and energies use the whole graph.
@@ -411,12 +413,14 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             # One flooding sweep from the two-pass fixed point measures how fixed it is.
             sweep = S.schedule("parallel", *messages, threads=n_threads)
             sweep.run(residuals)
-            sweep.finish()
             del sweep
         n_iter, converged = 1, True
     else:
         sweeps = S.schedule(schedule, *messages, damping, tol, n_threads)
-        n_iter, converged, residuals = S.iterate(sweeps, int(max_iter), callback)
+        # No final variable sweep: decoding makes the variable-to-factor messages it
+        # reads (messages.decode).
+        n_iter, converged, residuals = S.iterate(sweeps, int(max_iter), callback,
+                                                 finish=False)
         del sweeps  # its scratch, before the beliefs are allocated
         if not converged and warn:
             warnings.warn(
@@ -432,11 +436,13 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     # Decoding first, while the variable-to-factor messages exist; the beliefs after,
     # from f2v alone, so that no two message-sized buffers and the beliefs coexist.
     assignment = np.empty(cg.n_variables, dtype=np.int64)
+    order = _decode_order(graph, cg, mp)
     if kept is None:
-        K.decode(cg, theta, kinds, params, unary, v2f, f2v, temperature, assignment, work)
+        K.decode(cg, theta, kinds, params, unary, v2f, f2v, order, temperature, assignment,
+                 work)
     else:
         part = np.empty(len(kept), dtype=np.int64)
-        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, temperature, part, work)
+        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, order, temperature, part, work)
         assignment[kept] = part
         # An isolated variable's belief is its unary energy: decoding takes its lowest.
         isolated = np.setdiff1d(np.arange(cg.n_variables), kept)
@@ -511,6 +517,17 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         feasible=feasible,
         **_exact_certificate(temperature, exact, energy),
     )
+
+
+def _decode_order(graph, cg, mp) -> np.ndarray:
+    """:func:`messages.decode_order` of ``mp`` (``cg``, or ``cg`` without its isolated
+    variables: :func:`compiled.drop_isolated`), cached on the graph for ``cg``."""
+    cached = graph.__dict__.get("_decode_order")
+    if cached is not None and cached[0] is cg:
+        return cached[1]
+    order = K.decode_order(mp)
+    graph.__dict__["_decode_order"] = (cg, order)
+    return order
 
 
 def _state_positions(cg, variables: np.ndarray) -> np.ndarray:

@@ -76,7 +76,7 @@ from .beliefs import (
     variable_beliefs,
     variable_bethe_terms,
 )
-from .decode import decode, infeasible_factors
+from .decode import decode, decode_order, infeasible_factors
 from .factor import edge_message, store_message
 from .generic import generic_message
 from .pairwise import pair_message, table_pair_message
@@ -99,7 +99,7 @@ from .variables import variable_message, variable_messages, variable_sweep, vari
 
 __all__ = [
     "MODE_FRESH", "MODE_FUSED", "belief_totals", "beliefs_from_totals", "MODE_FUSED_FINITE", "MODE_READ", "PARALLEL_OPTIONS", "Scratch",
-    "decode", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
+    "decode", "decode_order", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
     "flood_factors", "flood_phase", "flood_sweeps", "flood_unary", "generic_message",
     "infeasible_factors", "normalize_segments", "pair_message", "run_two_pass", "scratch",
     "store_message", "table_pair_message", "unclamped", "variable_beliefs",
