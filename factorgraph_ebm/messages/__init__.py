@@ -98,11 +98,12 @@ from .sweeps import (
 from .variables import variable_message, variable_messages, variable_sweep, variable_totals
 
 __all__ = [
-    "MODE_FRESH", "MODE_FUSED", "belief_totals", "beliefs_from_totals", "MODE_FUSED_FINITE", "MODE_READ", "PARALLEL_OPTIONS", "Scratch",
-    "decode", "decode_order", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
-    "flood_factors", "flood_phase", "flood_sweeps", "flood_unary", "generic_message",
-    "infeasible_factors", "normalize_segments", "pair_message", "run_two_pass", "scratch",
-    "store_message", "table_pair_message", "unclamped", "variable_beliefs",
+    "MODE_FRESH", "MODE_FUSED", "MODE_FUSED_FINITE", "MODE_READ", "PARALLEL_OPTIONS", "Scratch",
+    "belief_totals", "beliefs_from_totals", "decode", "decode_order", "edge_message",
+    "factor_beliefs", "factor_sweep", "flood_dense_min_sum", "flood_factors", "flood_phase",
+    "flood_sweeps", "flood_unary", "generic_message", "infeasible_factors",
+    "normalize_segments", "pair_message", "run_two_pass", "scratch", "store_message",
+    "table_pair_message", "unclamped", "untouched_zeros", "variable_beliefs",
     "variable_bethe_terms", "variable_message", "variable_messages", "variable_sweep",
-    "variable_totals", "untouched_zeros",
+    "variable_totals",
 ]

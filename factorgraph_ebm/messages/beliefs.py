@@ -130,7 +130,9 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, sto
         toff = table_offset[a]
         size = table_offset[a + 1] - toff
         stored = store and size > 0
-        buf = out[toff : toff + size] if store else scratch[:size]
+        # The beliefs go to buf[boff:boff + size], the energies are read from table[toff:].
+        buf = out if store else scratch
+        boff = toff if store else 0
         table = energies
         for q in range(arity):
             v = scope_vars[first + q]
@@ -141,7 +143,8 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, sto
             n1 = n_states[scope_vars[first + 1]]
             if size == 0:  # compact: the table and the beliefs in scratch
                 size = n0 * n1
-                buf = compact_beliefs[:size]
+                buf = compact_beliefs
+                boff = 0
                 table = compact_table
                 toff = 0
                 for x in range(n0):
@@ -149,11 +152,18 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, sto
                         table[x * n1 + y] = pair_entry(kinds[a], params[a, 0], params[a, 1], x, y)
             for x in range(n0):
                 in0 = incoming[x]
+                row = x * n1
                 for y in range(n1):
-                    z = table[toff + x * n1 + y]
+                    z = table[toff + row + y]
                     if z < INF:
                         z += in0 + incoming[k + y]
-                    buf[x * n1 + y] = z
+                    buf[boff + row + y] = z
+        elif arity == 1:
+            for x in range(size):
+                z = energies[toff + x]
+                if z < INF:
+                    z += incoming[x]
+                buf[boff + x] = z
         else:
             for q in range(arity):
                 counter[q] = 0
@@ -162,48 +172,52 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, sto
                 if z < INF:
                     for q in range(arity):
                         z += incoming[q * k + counter[q]]
-                buf[flat] = z
+                buf[boff + flat] = z
                 _advance(n_states, scope_vars, first, arity, counter)
+        term = 0.0
         if stored and normalize:
-            term = _normalize_table(buf, table, toff, size, temperature, shift, entropy)
+            term = _normalize_table(buf, boff, table, toff, size, temperature, shift, entropy)
         elif entropy and total < INF:
-            term = _entropy_term(buf, table[toff : toff + size], 0, size, 1.0, temperature)
-        else:
-            term = 0.0
+            if boff == toff:
+                term = _entropy_term(buf, table, boff, boff + size, 1.0, temperature)
+            else:
+                term = _entropy_term(buf, table[toff - boff :], boff, boff + size, 1.0,
+                                     temperature)
         if entropy and total < INF:
             total += term
     return total
 
 
 @njit(inline="always", **NJIT_OPTIONS)
-def _normalize_table(buf, table, toff, size, temperature, shift, entropy):
-    """One factor's raw beliefs ``buf[:size]`` normalized in place as
+def _normalize_table(buf, boff, table, toff, size, temperature, shift, entropy):
+    """One factor's raw beliefs ``buf[boff:boff + size]`` normalized in place as
     :func:`normalize_segments` does, and, with ``entropy`` (T > 0), their Bethe term as
     :func:`_entropy_term` computes it (``table[toff:toff + size]`` their energies), from
     the same exponentials: two per entry instead of three."""
     low = INF
-    for j in range(size):
+    for j in range(boff, boff + size):
         if buf[j] < low:
             low = buf[j]
     if temperature == 0.0:
-        for j in range(size):
+        for j in range(boff, boff + size):
             buf[j] = buf[j] - low + shift if low < INF else INF
         return 0.0
     if low == INF:
-        for j in range(size):
+        for j in range(boff, boff + size):
             buf[j] = 0.0
         return INF
     z = 0.0
-    for j in range(size):
+    for j in range(boff, boff + size):
         z += np.exp(-(buf[j] - low) / temperature)
     t_log_z = temperature * np.log(z)
     term = 0.0
     for j in range(size):
-        b = np.exp(-(buf[j] - low) / temperature) / z
+        belief = buf[boff + j]
+        b = np.exp(-(belief - low) / temperature) / z
         if entropy and b > 0.0:
-            t_log_b = -(buf[j] - low) - t_log_z
+            t_log_b = -(belief - low) - t_log_z
             term += b * (table[toff + j] + 1.0 * t_log_b)
-        buf[j] = b
+        buf[boff + j] = b
     return term
 
 
