@@ -41,10 +41,11 @@ from bpbench.report import machine  # noqa: E402
 #: The functions timed by ``--stages``, by module (a subset of ``memory.STAGES``).
 STAGES = {
     "factorgraph_ebm.inference": ("_evidence_unary", "reduce_factors", "_initial_messages",
-                                  "factor_kinds", "drop_isolated", "_energy"),
+                                  "factor_kinds", "drop_isolated", "_decode_order",
+                                  "_energy"),
     "factorgraph_ebm.messages": ("scratch", "variable_beliefs", "decode", "variable_totals",
-                                 "factor_beliefs", "normalize_segments",
-                                 "variable_bethe_terms"),
+                                 "belief_totals", "factor_beliefs", "beliefs_from_totals",
+                                 "normalize_segments", "variable_bethe_terms"),
     "factorgraph_ebm.messages.schedules": ("schedule", "iterate"),
 }
 

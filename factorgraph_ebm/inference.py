@@ -391,6 +391,16 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             "schedule='tree' needs a forest, but this factor graph has a cycle; "
             "use 'parallel' or 'sequential'"
         )
+    # Messages and decoding run on the graph without its isolated variables when one of
+    # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
+    # messages. Beliefs and energies use the whole graph. The decoding order is made (or
+    # found in the cache) before the messages exist: its transient arrays are no peak.
+    mp, kept = drop_isolated(cg)
+    order = _decode_order(graph, cg, mp)
+    if cg.n_edges >= TRIM_EDGES:
+        # The free heap of the set-up (reduce_factors' temporaries: 77 MiB on a 2000 x 2000
+        # grid, resident through the call) before the messages are allocated.
+        release_free_heap()
     if (messages_checked and isinstance(init_messages, np.ndarray)
             and init_messages.shape == (cg.n_message_entries,)):
         f2v = np.array(init_messages, dtype=np.float64)  # BP's own: a copy, not re-checked
@@ -399,10 +409,6 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     # Untouched until a kernel writes it: flooding on a pairwise graph never does (the
     # sequential schedule uses it as scratch; decoding, some factors' messages).
     v2f = K.untouched_zeros(len(f2v))
-    # Messages and decoding run on the graph without its isolated variables when one of
-    # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
-    # messages. Beliefs and energies use the whole graph.
-    mp, kept = drop_isolated(cg)
     mp_unary = unary if kept is None else unary[_state_positions(cg, kept)]
     work = K.scratch(mp)
     messages = (mp, theta, kinds, params, mp_unary, f2v, v2f, temperature)
@@ -436,7 +442,6 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     # Decoding first, while the variable-to-factor messages exist; the beliefs after,
     # from f2v alone, so that no two message-sized buffers and the beliefs coexist.
     assignment = np.empty(cg.n_variables, dtype=np.int64)
-    order = _decode_order(graph, cg, mp)
     if kept is None:
         K.decode(cg, theta, kinds, params, unary, v2f, f2v, order, temperature, assignment,
                  work)
