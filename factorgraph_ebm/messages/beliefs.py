@@ -89,13 +89,17 @@ def factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, stor
     when some factor's belief is +inf everywhere); else 0.0.
 
     Without ``store`` only one table-sized scratch array is used. Compact factors (no
-    table in ``energies``) get their beliefs in scratch: they count in the free energy but
-    are not stored. The scratch is allocated here, in Python (:class:`Scratch`).
+    table in ``energies``) get their beliefs in scratch, and only for the Bethe free
+    energy: they count in it but are not stored (before, min-sum made them too, for
+    nothing: 2 x 7.2 GB of scratch for one K = 30,000 Potts factor). The scratch is
+    allocated here, in Python (:class:`Scratch`).
     """
     largest = 0 if store else int(np.diff(cg.table_offset).max(initial=0))
-    first = cg.scope_ptr[cg.compact_factors()]
-    largest_compact = int((cg.n_states[cg.scope_vars[first]]
-                           * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+    largest_compact = 0
+    if bethe and temperature > 0.0:  # else compact factors are skipped
+        first = cg.scope_ptr[cg.compact_factors()]
+        largest_compact = int((cg.n_states[cg.scope_vars[first]]
+                               * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
     return _factor_beliefs(
         cg, energies, f2v, var_total, n_inf, temperature, bethe, store, normalize,
         float(shift), out, np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
@@ -130,6 +134,8 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, sto
         toff = table_offset[a]
         size = table_offset[a + 1] - toff
         stored = store and size > 0
+        if size == 0 and not entropy:
+            continue  # a compact factor: nothing to store, no Bethe term
         # The beliefs go to buf[boff:boff + size], the energies are read from table[toff:].
         buf = out if store else scratch
         boff = toff if store else 0
