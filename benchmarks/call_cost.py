@@ -6,7 +6,8 @@ For each grid and semiring, ``belief_propagation(g, beta=..., method="bp",
 schedule="parallel", max_iter=m, tol=0, threads=T)`` with the library's defaults otherwise
 (``factor_beliefs=True`` unless ``--no-factor-beliefs``; at finite beta
 ``free_energy=True``: the Bethe free energy; always the decoded assignment, its energy and
-the variable beliefs) is timed at m = 1 and m = I, alternated, best of R each. Per iteration is
+the variable beliefs) is timed at m = 1 and m = I, alternated, best of R each, in CPU
+seconds of the process (one thread; ``--clock wall``: wall-clock seconds). Per iteration is
 (t(I) - t(1)) / (I - 1); the fixed cost is t(1) minus one iteration. ``--stages`` adds the
 time spent in each function of the call (the stages of ``memory.py``), fastest of the R
 calls with m = 1.
@@ -66,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-factor-beliefs", action="store_true",
                         help="pass factor_beliefs=False")
     parser.add_argument("--stages", action="store_true", help="time each stage of a call")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="CPU seconds of the process (default) or wall-clock seconds")
     parser.add_argument("--compare", help="another checkout: a before column")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -88,13 +91,15 @@ def run_worker(spec: dict) -> dict:
     graph.compile()
     fe.belief_propagation(graph, max_iter=1, **options)  # caches (reduction, plan)
     t_one = t_many = math.inf
+    clock = CLOCK[spec["clock"]]
     for _ in range(spec["repeat"]):
-        t_one = min(t_one, _timed(lambda: fe.belief_propagation(graph, max_iter=1, **options)))
+        t_one = min(t_one, _timed(lambda: fe.belief_propagation(graph, max_iter=1, **options),
+                                  clock))
         t_many = min(t_many, _timed(
-            lambda: fe.belief_propagation(graph, max_iter=spec["iters"], **options)))
+            lambda: fe.belief_propagation(graph, max_iter=spec["iters"], **options), clock))
     row = {**spec, "package": fe.__file__, **_figures(t_one, t_many, spec["iters"])}
     if spec.get("stages"):
-        row["stages"] = _stage_times(fe, graph, options, spec["repeat"])
+        row["stage_seconds"] = _stage_times(fe, graph, options, spec["repeat"])
     return row
 
 
@@ -106,10 +111,15 @@ def _figures(t_one: float, t_many: float, iters: int) -> dict:
             "fixed_iters": fixed / per_iter if per_iter > 0 else math.inf}
 
 
-def _timed(call) -> float:
-    started = time.perf_counter()
+#: The clock of the figures: CPU seconds of this process (the calls run on one thread),
+#: steadier than wall-clock seconds on a shared, loaded machine; ``--clock wall`` for those.
+CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def _timed(call, clock=time.process_time) -> float:
+    started = clock()
     result = call()
-    seconds = time.perf_counter() - started
+    seconds = clock() - started
     del result
     return seconds
 
@@ -171,7 +181,7 @@ def table(rows: list[dict], compare: bool) -> str:
 def stage_table(row: dict) -> str:
     """Markdown table of one row's stages."""
     lines = ["| stage | seconds |", "|---|---|"]
-    for name, seconds in sorted(row["stages"].items(), key=lambda item: -item[1]):
+    for name, seconds in sorted(row["stage_seconds"].items(), key=lambda item: -item[1]):
         lines.append(f"| {name} | {seconds:.4f} |")
     return "\n".join(lines)
 
@@ -205,7 +215,7 @@ def main(argv=None) -> int:
                 spec = {"workload": args.workload, "n": n, "k": k, "beta": beta,
                         "schedule": args.schedule, "threads": args.threads,
                         "iters": args.iters, "repeat": args.repeat, "stages": args.stages,
-                        "factor_beliefs": not args.no_factor_beliefs}
+                        "factor_beliefs": not args.no_factor_beliefs, "clock": args.clock}
                 best: dict[str, dict] = {}
                 for _ in range(max(1, args.rounds) if args.compare else 1):
                     for version, root in versions:
@@ -220,7 +230,7 @@ def main(argv=None) -> int:
                 rows.extend(best[version] for version, _ in versions)
     print(table(rows, bool(args.compare)))
     for row in rows:
-        if "stages" in row:
+        if "stage_seconds" in row:
             print(f"\nStages, {row['workload']} {row['n']}x{row['n']} K={row['k']} "
                   f"beta={row['beta']} ({row['version']}), seconds of a max_iter=1 call:\n\n"
                   f"{stage_table(row)}")
