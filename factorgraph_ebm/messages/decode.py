@@ -222,8 +222,8 @@ def _dense_message(energies, toff, s_t, s_o, n_t, n_o, v2f, m_o, temperature, ou
     ``out[:n_t]``, the same numbers bit for bit: each entry's minimum, then (T > 0) its sum
     of exponentials, over y in increasing order. The table is read in memory order: to the
     column variable (``s_t == 1``) the loops over x and y are swapped, so that the inner
-    loop runs along a row (the strided walk made decoding ~3 message sweeps' worth on a
-    300 x 300 K=8 grid)."""
+    loop runs along a row, and no call is made (decoding a 300 x 300 K=8 grid, one thread,
+    load ~8: 0.22 -> 0.19 s; the order of :func:`decode_order` did the rest)."""
     if s_t != 1 or n_t == 1:
         for x in range(n_t):
             base = toff + x * s_t
