@@ -73,4 +73,7 @@ def untouched_zeros(n: int) -> np.ndarray:
     """
     if n * 8 < UNTOUCHED_MIN_BYTES:
         return np.zeros(n)
-    return np.frombuffer(mmap.mmap(-1, n * 8), dtype=np.float64)
+    try:
+        return np.frombuffer(mmap.mmap(-1, n * 8), dtype=np.float64)
+    except OSError:  # no mapping to be had (ENOMEM): np.zeros, or its MemoryError
+        return np.zeros(n)
