@@ -113,9 +113,10 @@ STAGES = {
     "factorgraph_ebm.inference": ("checked_energy_vector", "checked_unary",
                                   "_evidence_unary", "_exact_plan_for", "reduce_factors",
                                   "_initial_messages", "factor_kinds", "drop_isolated",
-                                  "_energy"),
-    "factorgraph_ebm.messages": ("scratch", "variable_beliefs", "decode", "factor_beliefs",
-                                 "normalize_segments", "variable_bethe_terms"),
+                                  "_decode_order", "_energy"),
+    "factorgraph_ebm.messages": ("scratch", "decode", "belief_totals", "factor_beliefs",
+                                 "beliefs_from_totals", "normalize_segments",
+                                 "variable_bethe_terms"),
     "factorgraph_ebm.messages.schedules": ("schedule", "iterate"),
 }
 

@@ -809,8 +809,8 @@ def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature,
                              cg.var_edges, cg.msg_offset, np.int64(0),
                              np.int64(len(cg.n_states)), f2v[b], v2f[b], w.lowest)
         K.variable_beliefs(cg, unary[b], f2v[b], var_raw[b])
-        K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], var_raw[b],
-                 temperature, assignment[b], w)
+        K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], f2v[b],
+                 cg.var_order, temperature, assignment[b], w)
         if tables:
             factor_part[b] = _item_factor_beliefs(
                 cg, theta, unary[b], f2v[b], var_raw[b], fac_n_inf[b],
@@ -828,8 +828,8 @@ def _item_factor_beliefs(cg, theta, unary, f2v, raw, n_inf, temperature, store, 
     beliefs again, bit for bit. Returns the factors' Bethe terms (0.0 at T == 0)."""
     K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
                       cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v, raw, n_inf)
-    part = _factor_beliefs(cg, theta, f2v, raw, n_inf, temperature, store, out, counter,
-                           scratch, compact_beliefs, compact_table, incoming)
+    part = _factor_beliefs(cg, theta, f2v, raw, n_inf, temperature, True, store, False, 0.0,
+                           out, counter, scratch, compact_beliefs, compact_table, incoming)
     for s in range(len(raw)):
         if n_inf[s] > 0:
             raw[s] = np.inf

@@ -394,16 +394,24 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             "schedule='tree' needs a forest, but this factor graph has a cycle; "
             "use 'parallel' or 'sequential'"
         )
+    # Messages and decoding run on the graph without its isolated variables when one of
+    # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
+    # messages. Beliefs and energies use the whole graph. The decoding order is made (or
+    # found in the cache) before the messages exist: its transient arrays are no peak.
+    mp, kept = drop_isolated(cg)
+    order = _decode_order(graph, cg, mp)
+    if cg.n_edges >= TRIM_EDGES:
+        # The free heap of the set-up (reduce_factors' temporaries: 77 MiB on a 2000 x 2000
+        # grid, resident through the call) before the messages are allocated.
+        release_free_heap()
     if (messages_checked and isinstance(init_messages, np.ndarray)
             and init_messages.shape == (cg.n_message_entries,)):
         f2v = np.array(init_messages, dtype=np.float64)  # BP's own: a copy, not re-checked
     else:
         f2v = _initial_messages(cg, init_messages)
-    v2f = np.zeros(len(f2v))  # np.zeros: pages untouched until the kernels write them
-    # Messages and decoding run on the graph without its isolated variables when one of
-    # them would size the kernels' scratch (compiled.drop_isolated): same edges, same
-    # messages. Beliefs and energies use the whole graph.
-    mp, kept = drop_isolated(cg)
+    # Untouched until a kernel writes it: flooding on a pairwise graph never does (the
+    # sequential schedule uses it as scratch; decoding, some factors' messages).
+    v2f = K.untouched_zeros(len(f2v))
     mp_unary = unary if kept is None else unary[_state_positions(cg, kept)]
     work = K.scratch(mp)
     messages = (mp, theta, kinds, params, mp_unary, f2v, v2f, temperature)
@@ -414,12 +422,14 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
             # One flooding sweep from the two-pass fixed point measures how fixed it is.
             sweep = S.schedule("parallel", *messages, threads=n_threads)
             sweep.run(residuals)
-            sweep.finish()
             del sweep
         n_iter, converged = 1, True
     else:
         sweeps = S.schedule(schedule, *messages, damping, tol, n_threads)
-        n_iter, converged, residuals = S.iterate(sweeps, int(max_iter), callback)
+        # No final variable sweep: decoding makes the variable-to-factor messages it
+        # reads (messages.decode).
+        n_iter, converged, residuals = S.iterate(sweeps, int(max_iter), callback,
+                                                 finish=False)
         del sweeps  # its scratch, before the beliefs are allocated
         if not converged and warn:
             warnings.warn(
@@ -432,24 +442,22 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     if cg.n_edges >= TRIM_EDGES:
         release_free_heap()  # the schedule's freed arrays (compiled.release_free_heap)
 
-    var_raw = np.empty(int(cg.state_offset[-1]))
-    K.variable_beliefs(cg, unary, f2v, var_raw)
+    # Decoding first, while the variable-to-factor messages exist; the beliefs after,
+    # from f2v alone, so that no two message-sized buffers and the beliefs coexist.
     assignment = np.empty(cg.n_variables, dtype=np.int64)
     if kept is None:
-        K.decode(cg, theta, kinds, params, unary, v2f, var_raw, temperature, assignment, work)
+        K.decode(cg, theta, kinds, params, unary, v2f, f2v, order, temperature, assignment,
+                 work)
     else:
         part = np.empty(len(kept), dtype=np.int64)
-        K.decode(mp, theta, kinds, params, mp_unary, v2f,
-                 var_raw[_state_positions(cg, kept)], temperature, part, work)
+        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, order, temperature, part, work)
         assignment[kept] = part
         # An isolated variable's belief is its unary energy: decoding takes its lowest.
         isolated = np.setdiff1d(np.arange(cg.n_variables), kept)
         lowest = np.empty(len(isolated), dtype=np.int64)
         lowest_states(unary, cg.state_offset, isolated, lowest)
         assignment[isolated] = lowest
-    # Factor beliefs come from f2v and the variables' totals instead (messages.factor_beliefs):
-    # the peak of a large call is at them, and this buffer is as large as the messages.
-    del messages, v2f
+    del messages, v2f, mp_unary
     energy = _energy(cg, theta, soft, assignment)
     exact = cg.is_forest and bool(converged)
     if math.isfinite(energy):
@@ -466,36 +474,36 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
                 NoFiniteAssignmentWarning,
                 stacklevel=2,
             )
-
-    fac_raw = np.empty(len(theta)) if factor_beliefs else np.empty(0)
     bethe = temperature > 0.0 and free_energy
-    if factor_beliefs or bethe:
-        # var_raw holds the finite totals for a while, then the beliefs again, bit for bit.
-        n_inf = np.empty(len(var_raw), dtype=np.int32)
-        K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
-                          cg.msg_offset, 0, cg.n_variables, f2v, var_raw, n_inf)
-        factor_part = K.factor_beliefs(
-            cg, theta, f2v, var_raw, n_inf, temperature if bethe else 0.0, factor_beliefs,
-            fac_raw
-        )
-        var_raw[n_inf > 0] = np.inf
-        del n_inf
     if temperature == 0.0:
         # Absolute min-marginals: shifted so that their minimum is the decoded energy (exact
         # on forests, where +inf means infeasible). A loopy decoding can hit +inf where BP's
         # beliefs are finite; then they stay relative (minimum 0) rather than all +inf.
-        free, log_partition = energy, None
         shift = energy if math.isfinite(energy) or cg.is_forest else 0.0
+    else:
+        shift = 0.0
+
+    # The variables' totals (the raw beliefs where no term is +inf), from which the factor
+    # beliefs are made (messages.factor_beliefs) and normalized in the same pass.
+    var_raw = np.empty(int(cg.state_offset[-1]))
+    n_inf = np.empty(len(var_raw), dtype=np.int8)
+    K.belief_totals(cg, unary, f2v, var_raw, n_inf)
+    fac_raw = np.empty(len(theta)) if factor_beliefs else np.empty(0)
+    factor_part = 0.0
+    if factor_beliefs or bethe:
+        factor_part = K.factor_beliefs(cg, theta, f2v, var_raw, n_inf, temperature, bethe,
+                                       factor_beliefs, fac_raw, normalize=True, shift=shift)
+    K.beliefs_from_totals(var_raw, n_inf)
+    del n_inf
+    if temperature == 0.0:
+        free, log_partition = energy, None
     elif bethe:
         free = float(factor_part + K.variable_bethe_terms(cg, unary, var_raw, temperature))
         log_partition = -free / temperature
-        shift = 0.0
     else:
-        free, log_partition, shift = None, None, 0.0
-    # In place: the raw beliefs are not needed any more (saves two table-sized arrays).
+        free, log_partition = None, None
+    # In place: the raw beliefs are not needed any more.
     K.normalize_segments(var_raw, cg.state_offset, temperature, shift, var_raw)
-    if factor_beliefs:
-        K.normalize_segments(fac_raw, cg.table_offset, temperature, shift, fac_raw)
 
     return InferenceResult(
         graph=graph,
@@ -517,6 +525,17 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         feasible=feasible,
         **_exact_certificate(temperature, exact, energy),
     )
+
+
+def _decode_order(graph, cg, mp) -> np.ndarray:
+    """:func:`messages.decode_order` of ``mp`` (``cg``, or ``cg`` without its isolated
+    variables: :func:`compiled.drop_isolated`), cached on the graph for ``cg``."""
+    cached = graph.__dict__.get("_decode_order")
+    if cached is not None and cached[0] is cg:
+        return cached[1]
+    order = K.decode_order(mp)
+    graph.__dict__["_decode_order"] = (cg, order)
+    return order
 
 
 def _state_positions(cg, variables: np.ndarray) -> np.ndarray:
@@ -870,7 +889,8 @@ def _evidence_unary(graph: FactorGraph, cg, theta, observed) -> np.ndarray:
     EvidenceError
         When the evidence leaves a factor only +inf energies (naming it).
     """
-    unary = np.zeros(int(cg.state_offset[-1]))
+    # Without evidence, zeros that cost no resident memory (messages.untouched_zeros).
+    unary = K.untouched_zeros(int(cg.state_offset[-1]))
     if observed is None:
         return unary
     seen = np.flatnonzero(observed >= 0)

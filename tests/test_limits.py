@@ -296,7 +296,7 @@ def test_factor_beliefs_from_totals_equal_those_from_variable_messages(seed):
     K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
                       cg.msg_offset, 0, cg.n_variables, f2v, total, n_inf)
     got = np.empty(cg.n_energy_entries)
-    K.factor_beliefs(cg, cg.energies, f2v, total, n_inf, 0.0, True, got)
+    K.factor_beliefs(cg, cg.energies, f2v, total, n_inf, 0.0, False, True, got)
     # The reference, factor by factor, from the variable-to-factor messages.
     want = []
     for a in range(cg.n_factors):

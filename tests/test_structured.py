@@ -237,11 +237,9 @@ def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
                                         *common, 0.25, 0.0, threads)
                     sweeps.run(residuals)
                     sweeps.finish()
-                beliefs = np.empty(len(unary))
-                K.variable_beliefs(cg, unary, f2v, beliefs)
                 assignment = np.empty(cg.n_variables, dtype=np.int64)
-                K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f, beliefs,
-                         temperature, assignment, K.scratch(cg))
+                K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f.copy(), f2v,
+                         cg.var_order, temperature, assignment, K.scratch(cg))
                 outcomes.append((f2v, v2f, residuals, assignment))
             for plain, general in zip(*outcomes):
                 np.testing.assert_array_equal(plain, general, err_msg=name)

@@ -75,6 +75,8 @@ def make_row(engine: str, workload: Workload, schedule: str, damping: float | No
     row.update(fields)
     seconds = row["s_per_iter"]
     if seconds and seconds > 0:
+        if row["fixed_s"] is not None:
+            row["fixed_iters"] = row["fixed_s"] / seconds  # the fixed cost in iterations
         row["msgs_per_s"] = workload.n_edges / seconds
         if row["bytes_per_iter"]:
             row["gbytes_per_s"] = row["bytes_per_iter"] / seconds / 1e9

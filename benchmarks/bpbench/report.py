@@ -19,6 +19,7 @@ COLUMNS = (
     ("threads", "threads"),
     ("s/iter", "s_per_iter"),
     ("fixed s/call", "fixed_s"),
+    ("fixed, iterations' worth", "fixed_iters"),
     ("iters to 1e-6", "n_iter"),
     ("energy", "energy"),
     ("build s", "build_s"),

@@ -70,16 +70,18 @@ Modules, each importing only those before it:
 """
 
 from .beliefs import (
+    belief_totals,
+    beliefs_from_totals,
     factor_beliefs,
     normalize_segments,
     variable_beliefs,
     variable_bethe_terms,
 )
-from .decode import decode, infeasible_factors
+from .decode import decode, decode_order, infeasible_factors
 from .factor import edge_message, store_message
 from .generic import generic_message
 from .pairwise import pair_message, table_pair_message
-from .scratch import Scratch, scratch, unclamped
+from .scratch import Scratch, scratch, unclamped, untouched_zeros
 from .sweeps import (
     MODE_FRESH,
     MODE_FUSED,
@@ -101,11 +103,11 @@ from .variables import variable_message, variable_messages, variable_sweep, vari
 
 __all__ = [
     "MODE_FRESH", "MODE_FUSED", "MODE_FUSED_FINITE", "MODE_READ", "MODE_SEQUENTIAL",
-    "PARALLEL_OPTIONS", "Scratch", "decode", "edge_message", "factor_beliefs", "factor_sweep",
-    "flood_dense_min_sum", "flood_factors", "flood_phase", "flood_structured_min_sum",
-    "flood_sweeps", "flood_unary", "generic_message", "infeasible_factors",
-    "normalize_segments", "pair_message", "run_two_pass", "scratch", "sequential_sweep",
-    "store_message", "table_pair_message", "unclamped", "variable_beliefs",
-    "variable_bethe_terms", "variable_message", "variable_messages", "variable_sweep",
-    "variable_totals",
+    "PARALLEL_OPTIONS", "Scratch", "belief_totals", "beliefs_from_totals", "decode",
+    "decode_order", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
+    "flood_factors", "flood_phase", "flood_structured_min_sum", "flood_sweeps", "flood_unary",
+    "generic_message", "infeasible_factors", "normalize_segments", "pair_message",
+    "run_two_pass", "scratch", "sequential_sweep", "store_message", "table_pair_message",
+    "unclamped", "untouched_zeros", "variable_beliefs", "variable_bethe_terms",
+    "variable_message", "variable_messages", "variable_sweep", "variable_totals",
 ]

@@ -30,36 +30,88 @@ def variable_beliefs(cg, unary, f2v, out):
                 out[soff + x] += f2v[moff + x]
 
 
-def factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out):
-    """Unnormalized energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j),
-    with each variable-to-factor message made from the factor-to-variable messages ``f2v``
-    and the variables' totals of :func:`variable_totals` (``var_total``, ``n_inf``; the
-    rule of :func:`incoming_from_totals`), so that the variable-to-factor buffer can be
-    freed first (305 MiB of the peak on a 2000 x 2000 binary grid; the same beliefs up to
-    rounding, after normalization). Written into ``out`` (flat (M,), the layout of
-    ``energies``) when ``store``, and, when T > 0, the factors' part of the Bethe free
-    energy, sum_a <b_a, E_a> - T H(b_a), which this returns (0.0 at T == 0; +inf when some
-    factor's belief is +inf everywhere).
+@njit(**NJIT_OPTIONS)
+def belief_totals(cg, unary, f2v, total, n_inf):
+    """Per variable and state, the sum of the finite terms among U_i and the incoming
+    factor messages (``total``, flat (S,) float64) and the number of +inf terms, saturated
+    at 2 (``n_inf``, flat (S,) int8): the rule of :func:`~.variables.variable_totals`, whose
+    readers (:func:`~.variables.incoming_from_totals`) only ask whether that number is 0 or
+    1, so int8 is exact for any degree (8 instead of 31 MiB at the peak of a 2000 x 2000
+    binary grid). ``total`` is the raw belief of :func:`variable_beliefs` where ``n_inf``
+    is 0, bit for bit (the same terms in the same order)."""
+    n_states = cg.n_states
+    state_offset = cg.state_offset
+    var_edge_ptr = cg.var_edge_ptr
+    var_edges = cg.var_edges
+    msg_offset = cg.msg_offset
+    for i in range(len(n_states)):
+        n = n_states[i]
+        soff = state_offset[i]
+        for x in range(n):
+            u = unary[soff + x]
+            if u < INF:
+                total[soff + x] = u
+                n_inf[soff + x] = 0
+            else:
+                total[soff + x] = 0.0
+                n_inf[soff + x] = 1
+        for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
+            moff = msg_offset[var_edges[k]]
+            for x in range(n):
+                m = f2v[moff + x]
+                if m < INF:
+                    total[soff + x] += m
+                elif n_inf[soff + x] < 2:
+                    n_inf[soff + x] += 1
+
+
+@njit(**NJIT_OPTIONS)
+def beliefs_from_totals(total, n_inf):
+    """The raw variable beliefs from :func:`belief_totals`, in place: +inf where a term
+    is +inf."""
+    for s in range(len(total)):
+        if n_inf[s] > 0:
+            total[s] = INF
+
+
+def factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, store, out,
+                   normalize=False, shift=0.0):
+    """Energy-domain factor beliefs B_a(x_a) = E_a(x_a) + sum_j m_{j->a}(x_j), with each
+    variable-to-factor message made from the factor-to-variable messages ``f2v`` and the
+    variables' totals (``var_total``, ``n_inf``: :func:`belief_totals`, or
+    :func:`~.variables.variable_totals`; the rule of :func:`incoming_from_totals`), so that
+    the variable-to-factor buffer can be freed first (305 MiB of the peak on a 2000 x 2000
+    binary grid; the same beliefs up to rounding, after normalization). Written into
+    ``out`` (flat (M,), the layout of ``energies``) when ``store``: raw, or with
+    ``normalize`` as :func:`normalize_segments` at ``temperature`` with ``shift`` leaves
+    them, bit for bit, in the same pass over each table. With ``bethe`` (and T > 0) this
+    returns the factors' part of the Bethe free energy, sum_a <b_a, E_a> - T H(b_a) (+inf
+    when some factor's belief is +inf everywhere); else 0.0.
 
     Without ``store`` only one table-sized scratch array is used. Compact factors (no
-    table in ``energies``) get their beliefs in scratch: they count in the free energy but
-    are not stored. The scratch is allocated here, in Python (:class:`Scratch`).
+    table in ``energies``) get their beliefs in scratch, and only for the Bethe free
+    energy: they count in it but are not stored (before, min-sum made them too, for
+    nothing: 2 x 7.2 GB of scratch for one K = 30,000 Potts factor). The scratch is
+    allocated here, in Python (:class:`Scratch`).
     """
     largest = 0 if store else int(np.diff(cg.table_offset).max(initial=0))
-    first = cg.scope_ptr[cg.compact_factors()]
-    largest_compact = int((cg.n_states[cg.scope_vars[first]]
-                           * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+    largest_compact = 0
+    if bethe and temperature > 0.0:  # else compact factors are skipped
+        first = cg.scope_ptr[cg.compact_factors()]
+        largest_compact = int((cg.n_states[cg.scope_vars[first]]
+                               * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
     return _factor_beliefs(
-        cg, energies, f2v, var_total, n_inf, temperature, store, out,
-        np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
+        cg, energies, f2v, var_total, n_inf, temperature, bethe, store, normalize,
+        float(shift), out, np.zeros(max(cg.max_arity, 1), dtype=np.int64), np.empty(largest),
         np.empty(largest_compact), np.empty(largest_compact),
         np.empty(max(cg.max_arity, 1) * cg.max_states),
     )
 
 
 @njit(**NJIT_OPTIONS)
-def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out, counter,
-                    scratch, compact_beliefs, compact_table, incoming):
+def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, store,
+                    normalize, shift, out, counter, scratch, compact_beliefs, compact_table,
+                    incoming):
     """:func:`factor_beliefs` with its scratch: ``scratch`` as large as the largest table
     (without ``store``), ``compact_beliefs`` and ``compact_table`` as the largest compact
     factor's table, ``incoming`` (max_arity * max_states) one factor's incoming messages
@@ -74,13 +126,19 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out
     n_factors = len(scope_ptr) - 1
     kinds = cg.factor_kind
     params = cg.factor_param
+    entropy = bethe and temperature > 0.0
     total = 0.0
     for a in range(n_factors):
         first = scope_ptr[a]
         arity = scope_ptr[a + 1] - first
         toff = table_offset[a]
         size = table_offset[a + 1] - toff
-        buf = out[toff : toff + size] if store else scratch[:size]
+        stored = store and size > 0
+        if size == 0 and not entropy:
+            continue  # a compact factor: nothing to store, no Bethe term
+        # The beliefs go to buf[boff:boff + size], the energies are read from table[toff:].
+        buf = out if store else scratch
+        boff = toff if store else 0
         table = energies
         for q in range(arity):
             v = scope_vars[first + q]
@@ -91,7 +149,8 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out
             n1 = n_states[scope_vars[first + 1]]
             if size == 0:  # compact: the table and the beliefs in scratch
                 size = n0 * n1
-                buf = compact_beliefs[:size]
+                buf = compact_beliefs
+                boff = 0
                 table = compact_table
                 toff = 0
                 for x in range(n0):
@@ -99,11 +158,18 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out
                         table[x * n1 + y] = pair_entry(kinds[a], params[a, 0], params[a, 1], x, y)
             for x in range(n0):
                 in0 = incoming[x]
+                row = x * n1
                 for y in range(n1):
-                    z = table[toff + x * n1 + y]
+                    z = table[toff + row + y]
                     if z < INF:
                         z += in0 + incoming[k + y]
-                    buf[x * n1 + y] = z
+                    buf[boff + row + y] = z
+        elif arity == 1:
+            for x in range(size):
+                z = energies[toff + x]
+                if z < INF:
+                    z += incoming[x]
+                buf[boff + x] = z
         else:
             for q in range(arity):
                 counter[q] = 0
@@ -112,11 +178,53 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, store, out
                 if z < INF:
                     for q in range(arity):
                         z += incoming[q * k + counter[q]]
-                buf[flat] = z
+                buf[boff + flat] = z
                 _advance(n_states, scope_vars, first, arity, counter)
-        if temperature > 0.0 and total < INF:
-            total += _entropy_term(buf, table[toff : toff + size], 0, size, 1.0, temperature)
+        term = 0.0
+        if stored and normalize:
+            term = _normalize_table(buf, boff, table, toff, size, temperature, shift, entropy)
+        elif entropy and total < INF:
+            if boff == toff:
+                term = _entropy_term(buf, table, boff, boff + size, 1.0, temperature)
+            else:
+                term = _entropy_term(buf, table[toff - boff :], boff, boff + size, 1.0,
+                                     temperature)
+        if entropy and total < INF:
+            total += term
     return total
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def _normalize_table(buf, boff, table, toff, size, temperature, shift, entropy):
+    """One factor's raw beliefs ``buf[boff:boff + size]`` normalized in place as
+    :func:`normalize_segments` does, and, with ``entropy`` (T > 0), their Bethe term as
+    :func:`_entropy_term` computes it (``table[toff:toff + size]`` their energies), from
+    the same exponentials: two per entry instead of three."""
+    low = INF
+    for j in range(boff, boff + size):
+        if buf[j] < low:
+            low = buf[j]
+    if temperature == 0.0:
+        for j in range(boff, boff + size):
+            buf[j] = buf[j] - low + shift if low < INF else INF
+        return 0.0
+    if low == INF:
+        for j in range(boff, boff + size):
+            buf[j] = 0.0
+        return INF
+    z = 0.0
+    for j in range(boff, boff + size):
+        z += np.exp(-(buf[j] - low) / temperature)
+    t_log_z = temperature * np.log(z)
+    term = 0.0
+    for j in range(size):
+        belief = buf[boff + j]
+        b = np.exp(-(belief - low) / temperature) / z
+        if entropy and b > 0.0:
+            t_log_b = -(belief - low) - t_log_z
+            term += b * (table[toff + j] + 1.0 * t_log_b)
+        buf[boff + j] = b
+    return term
 
 
 @njit(**NJIT_OPTIONS)

@@ -249,9 +249,11 @@ def schedule(name: str, cg, energies, kinds, params, unary, f2v, v2f, temperatur
     return Flooding(*args) if threads == 1 else Threaded(*args, threads)
 
 
-def iterate(sweeps, max_iter: int, callback=None) -> tuple[int, bool, np.ndarray]:
+def iterate(sweeps, max_iter: int, callback=None,
+            finish: bool = True) -> tuple[int, bool, np.ndarray]:
     """Run schedule ``sweeps`` for up to ``max_iter`` iterations in paced chunks, then
-    ``finish`` it.
+    ``finish`` it (with ``finish``; :func:`~factorgraph_ebm.messages.decode` does not
+    need it).
 
     Parameters
     ----------
@@ -285,7 +287,8 @@ def iterate(sweeps, max_iter: int, callback=None) -> tuple[int, bool, np.ndarray
             callback(n_iter, float(residuals[done - 1]))
         if converged:
             break
-    sweeps.finish()
+    if finish:
+        sweeps.finish()
     return n_iter, converged, np.concatenate(kept)[-MAX_RESIDUALS:]
 
 

@@ -1,6 +1,7 @@
 """The work arrays of the message kernels, allocated in Python (the kernels allocate none:
 see :mod:`factorgraph_ebm.messages`).
 """
+import mmap
 from typing import NamedTuple
 
 import numpy as np
@@ -51,3 +52,28 @@ def unclamped(cg) -> np.ndarray:
     """The ``clamp`` argument of :func:`generic_message` that clamps no variable: -1 for
     each, (V,) int64."""
     return np.full(cg.n_variables, -1, dtype=np.int64)
+
+
+#: Arrays of :func:`untouched_zeros` from this size get a mapping of their own.
+UNTOUCHED_MIN_BYTES = 2**20
+
+
+def untouched_zeros(n: int) -> np.ndarray:
+    """A writable (n,) float64 array of zeros whose pages stay non-resident until written.
+
+    ``np.zeros`` may take its memory from the C heap, whose free pages glibc has given back
+    to the OS (``compiled.release_free_heap``): then it clears them, and they count as
+    resident though they only hold zeros (62 MiB, the per-state energies of a 2000 x 2000
+    binary grid without evidence, at the peak of a BP call). An anonymous mapping of its
+    own is zero-filled by the OS, and reads map its pages to the shared zero page; it is
+    unmapped when the array is freed. The same NumPy type as ``np.zeros(n)`` (C-contiguous,
+    writable), so the kernels compile no other specialization for it. Below
+    :data:`UNTOUCHED_MIN_BYTES`, where that saving is negligible, it is ``np.zeros(n)``
+    (one mapping per array would count against the OS's limit of mappings).
+    """
+    if n * 8 < UNTOUCHED_MIN_BYTES:
+        return np.zeros(n)
+    try:
+        return np.frombuffer(mmap.mmap(-1, n * 8), dtype=np.float64)
+    except OSError:  # no mapping to be had (ENOMEM): np.zeros, or its MemoryError
+        return np.zeros(n)
