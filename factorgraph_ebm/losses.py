@@ -288,6 +288,11 @@ class _Sample:
                         True)
         result = self.infer("clamped" if clamped else "free", beta,
                             observed=self.desired if clamped else None)
+        return self.term_of(result, beta)
+
+    def term_of(self, result, beta) -> Term:
+        """The term of one inference result: its energy and one-hot gradient at beta = inf
+        (with the minimizer), else its free energy and factor marginals."""
         if math.isinf(beta):
             return Term(np.array([result.energy]), self.parts(result.assignment), result.exact,
                         result.assignment)
@@ -307,11 +312,15 @@ class _Sample:
         except EvidenceError:  # clamping to Y^i leaves some factor only +inf entries
             value = INF
         if value == INF:
-            raise TargetError(
-                f"the desired answer {self.evidence} has energy +inf (a factor forbids it); "
-                "a loss needs a desired answer of finite energy"
-            )
+            raise self.infinite_target()
         return term
+
+    def infinite_target(self) -> TargetError:
+        """The error of a desired answer of energy +inf."""
+        return TargetError(
+            f"the desired answer {self.evidence} has energy +inf (a factor forbids it); "
+            "a loss needs a desired answer of finite energy"
+        )
 
     def lowest(self, beta) -> Term:
         """``min_Y E`` (beta = inf, with the minimizer) or F_beta of the free graph."""
@@ -326,10 +335,15 @@ class _Sample:
 
     def gradient(self, pairs) -> np.ndarray:
         """``sum coef * dTerm/d(theta)`` over ``(term, coef)`` pairs, coef of shape (1,)."""
+        return self.combined([(term.grad, float(coef[0])) for term, coef in pairs])
+
+    def combined(self, pairs) -> np.ndarray:
+        """``sum coef * grad`` over ``(grad, coef)`` pairs, grad (M,) or None (nothing
+        depends on the energies)."""
         grad = np.zeros(len(self.theta))
-        for term, coef in pairs:
-            if term.grad is not None and coef[0] != 0.0:
-                grad = grad + coef[0] * term.grad
+        for part, coef in pairs:
+            if part is not None and coef != 0.0:
+                grad = grad + coef * part
         return grad
 
 
@@ -512,25 +526,42 @@ def most_offending(
 
 
 def _most_offending(sample: _Sample, radius, distance, hamming) -> MostOffending:
-    cg = sample.cg
     allowed = _allowed_states(sample, radius, distance)
     unary = _hamming_unary(sample, hamming) if hamming else None
     free = sample.infer("augmented" if hamming else "free", math.inf, unary=unary)
-    assignment, exact = free.assignment, free.exact
-    state_of = cg.state_offset[:-1] + assignment
-    if not allowed[state_of].any():
-        # The minimum is excluded: clamp the best allowed (variable, state).
-        if not allowed.any():
-            return MostOffending(None, INF, INF, exact)
-        candidates = np.flatnonzero(allowed)
-        best = candidates[np.argmin(free.variable_beliefs[candidates])]
-        if free.variable_beliefs[best] == INF:
-            return MostOffending(None, INF, INF, exact)
-        var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
-        clamp = np.full(cg.n_variables, -1, dtype=np.int64)
-        clamp[var] = best - cg.state_offset[var]
-        decoded = sample.infer("offending", math.inf, observed=clamp, unary=unary)
-        assignment, exact = decoded.assignment, exact and decoded.exact
+    found = _offending_from_free(sample, free, allowed, hamming)
+    if isinstance(found, MostOffending):
+        return found
+    decoded = sample.infer("offending", math.inf, observed=found, unary=unary)
+    return _offending_from_decoded(sample, decoded, free.exact, hamming)
+
+
+def _offending_from_free(sample: _Sample, free, allowed, hamming):
+    """The first step of :func:`most_offending` from the (loss-augmented) min-sum result
+    ``free``: a :class:`MostOffending` when it decides (the minimum is allowed, or no
+    allowed answer has a finite energy), else the clamp (int64 (n_variables,), -1 where
+    free) of the best allowed (variable, state) to decode with."""
+    cg = sample.cg
+    state_of = cg.state_offset[:-1] + free.assignment
+    if allowed[state_of].any():
+        return _offending_from_decoded(sample, free, True, hamming)
+    # The minimum is excluded: clamp the best allowed (variable, state).
+    if not allowed.any():
+        return MostOffending(None, INF, INF, free.exact)
+    candidates = np.flatnonzero(allowed)
+    best = candidates[np.argmin(free.variable_beliefs[candidates])]
+    if free.variable_beliefs[best] == INF:
+        return MostOffending(None, INF, INF, free.exact)
+    var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
+    clamp = np.full(cg.n_variables, -1, dtype=np.int64)
+    clamp[var] = best - cg.state_offset[var]
+    return clamp
+
+
+def _offending_from_decoded(sample: _Sample, decoded, exact, hamming) -> MostOffending:
+    """Ybar = ``decoded.assignment`` (exact when ``exact`` and ``decoded.exact``), its
+    energy and its energy loss-augmented by ``hamming``."""
+    assignment, exact = decoded.assignment, exact and decoded.exact
     energy = sample.energy_of(assignment)
     if energy == INF:
         return MostOffending(None, INF, INF, exact)

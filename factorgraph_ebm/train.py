@@ -22,11 +22,17 @@ import numpy as np
 from . import _validation as V
 from .data_parallel import data_parallel
 from .exceptions import FactorGraphError
+from .graph_backend import GraphBatch, batches_loss, warm_start_unused
 from .inference import Options, checked_energy_vector, infer_checked
 from .losses import Loss, _Sample
 from .optim import LBFGS, SGD, Adam, History, Session, check_optimizer_for, minimize
 
 __all__ = ["TrainResult", "fit", "predict", "score"]
+
+#: At most this many samples per batched inference call of training, and at most this
+#: much inference memory (bytes) for them; larger batches run in chunks.
+BATCH_ITEMS = 1024
+BATCH_BYTES = 2**26
 
 
 # --------------------------------------------------------------------------- results
@@ -359,7 +365,17 @@ def fit(
 class _Run:
     """The objective of :func:`fit` (see :func:`minimize`): a model's factor graphs, one
     per sample, with the graph backend of the losses. Inference options are checked once
-    here (:class:`~factorgraph_ebm.inference.Options`), then trusted at every step."""
+    here (:class:`~factorgraph_ebm.inference.Options`), then trusted at every step.
+
+    A batch of samples (a mini-batch, the full batch of L-BFGS) runs each inference of the
+    loss once for the whole batch (:class:`~factorgraph_ebm.graph_backend.GraphBatch`: the
+    model's samples share its one graph), with the same values and gradients, bit for bit,
+    as the samples one by one. It falls back to the loop of one-sample calls where batching
+    does not apply: warm-started loopy belief propagation (batched calls take no warm-start
+    messages; see :func:`~factorgraph_ebm.graph_backend.warm_start_unused`; with
+    ``warm_start=False`` loopy BP is batched too), a loss whose terms are not the package's
+    (:func:`~factorgraph_ebm.graph_backend.batches_loss`), and an inference ``callback``.
+    """
 
     def __init__(self, model, loss, samples, latent, warm_start, bp_options):
         self.model, self.loss, self.samples = model, loss, samples
@@ -367,6 +383,11 @@ class _Run:
         self.options = _checked_options(model, bp_options)
         self.stores = [{} if warm_start else None for _ in samples]
         self.outputs = _outputs(model.graph, latent)
+        self.batched = (batches_loss(loss) and self.options.callback is None
+                        and (not warm_start
+                             or warm_start_unused(model.graph.compile(), self.options)))
+        # Items per batched call: their inference memory within BATCH_BYTES.
+        self.chunk = max(1, min(BATCH_ITEMS, BATCH_BYTES // max(1, model.graph.inference_bytes())))
 
     @property
     def n_samples(self) -> int:
@@ -378,7 +399,9 @@ class _Run:
                     self.stores[0] is not None, self.bp_options)
 
     def batch(self, params, indices):
-        """Summed loss and summed dL/dW over the samples ``indices``."""
+        """Summed loss and summed dL/dW over the samples ``indices`` (in their order)."""
+        if self.batched and len(indices) > 1:
+            return self._batched(params, indices)
         total, grad = 0.0, np.zeros(self.model.n_params)
         for i in indices:
             x, target = self.samples[i]
@@ -387,6 +410,25 @@ class _Run:
             found = self.loss.evaluate(sample)
             total += float(found.value[0])
             grad += self.model.backward(params, x, found.grad)
+        return total, grad
+
+    def _batched(self, params, indices):
+        """:meth:`batch` through :class:`GraphBatch`, in chunks of ``self.chunk`` samples;
+        the sums run in the order of the loop."""
+        model = self.model
+        total, grad = 0.0, np.zeros(model.n_params)
+        indices = list(indices)
+        for start in range(0, len(indices), self.chunk):
+            part = indices[start:start + self.chunk]
+            found = self.loss.evaluate(GraphBatch([
+                _Sample(model.graph, self.samples[i][1],
+                        model.energies(params, self.samples[i][0]), self.latent, None,
+                        self.options)
+                for i in part
+            ]))
+            for b, i in enumerate(part):
+                total += float(found.value[b])
+                grad += model.backward(params, self.samples[i][0], found.grad[b])
         return total, grad
 
     def accuracy(self, params) -> float:
