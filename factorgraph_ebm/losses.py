@@ -231,14 +231,15 @@ class _Sample:
 
     has_latent: bool
 
-    def __init__(self, graph, target, energies, latent, messages, options):
+    def __init__(self, graph, target, energies, latent, messages, options, desired=None):
         if not isinstance(graph, FactorGraph):
             raise FactorGraphError(f"graph must be a FactorGraph, got {type(graph).__name__}")
         require_tables(graph, "a loss (dL/d(theta) over every factor's table)")
         self.graph = graph
         self.cg = graph.compile()
         self.theta = checked_energy_vector(self.cg, energies)
-        self.desired = _desired_states(graph, target, latent)
+        # ``desired``: those of an earlier _Sample of this target (training, every step).
+        self.desired = _desired_states(graph, target, latent) if desired is None else desired
         self.messages = messages
         if not isinstance(options, Options):  # else checked by the caller (training)
             options = Options.checked(**options)

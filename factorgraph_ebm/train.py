@@ -382,6 +382,7 @@ class _Run:
         self.latent, self.bp_options = latent, bp_options
         self.options = _checked_options(model, bp_options)
         self.stores = [{} if warm_start else None for _ in samples]
+        self.desired = [None] * len(samples)  # each sample's desired states, once checked
         self.outputs = _outputs(model.graph, latent)
         self.batched = (batches_loss(loss) and self.options.callback is None
                         and (not warm_start
@@ -404,10 +405,8 @@ class _Run:
             return self._batched(params, indices)
         total, grad = 0.0, np.zeros(self.model.n_params)
         for i in indices:
-            x, target = self.samples[i]
-            sample = _Sample(self.model.graph, target, self.model.energies(params, x),
-                             self.latent, self.stores[i], self.options)
-            found = self.loss.evaluate(sample)
+            x = self.samples[i][0]
+            found = self.loss.evaluate(self._sample(params, i, self.stores[i]))
             total += float(found.value[0])
             grad += self.model.backward(params, x, found.grad)
         return total, grad
@@ -420,16 +419,20 @@ class _Run:
         indices = list(indices)
         for start in range(0, len(indices), self.chunk):
             part = indices[start:start + self.chunk]
-            found = self.loss.evaluate(GraphBatch([
-                _Sample(model.graph, self.samples[i][1],
-                        model.energies(params, self.samples[i][0]), self.latent, None,
-                        self.options)
-                for i in part
-            ]))
+            found = self.loss.evaluate(GraphBatch([self._sample(params, i, None)
+                                                   for i in part]))
             for b, i in enumerate(part):
                 total += float(found.value[b])
                 grad += model.backward(params, self.samples[i][0], found.grad[b])
         return total, grad
+
+    def _sample(self, params, i, messages) -> _Sample:
+        """Sample i as the graph backend sees it at ``params``."""
+        x, target = self.samples[i]
+        sample = _Sample(self.model.graph, target, self.model.energies(params, x),
+                         self.latent, messages, self.options, self.desired[i])
+        self.desired[i] = sample.desired
+        return sample
 
     def accuracy(self, params) -> float:
         return _accuracy(self.model, params, self.samples, self.outputs, self.stores,
