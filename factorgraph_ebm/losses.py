@@ -32,9 +32,11 @@ energy, and the results say ``exact=False``.
 Backends. A loss is its rule over the two terms (:meth:`Loss.rule`); where the terms come
 from is an inference backend's business (:meth:`Loss.evaluate`): the graph backend here
 (one sample, belief propagation or the junction tree, through the trusted inference entry
-:func:`~factorgraph_ebm.inference.infer_checked`), or the chain backend
+:func:`~factorgraph_ebm.inference.infer_checked`), its batch of samples of one graph
+(:class:`~factorgraph_ebm.graph_backend.GraphBatch`: each inference one batched call, what
+training's mini-batches use), or the chain backend
 (:class:`~factorgraph_ebm.chain_backend.ChainBatch`: a batch of sequences on the trellis
-kernels). Loss augmentation is one function for both, :func:`hamming_energies`.
+kernels). Loss augmentation is one function for all, :func:`hamming_energies`.
 """
 
 from __future__ import annotations
@@ -693,9 +695,11 @@ class Loss:
 
         The loss asks the backend for its two terms (:meth:`terms`), applies its rule
         (:meth:`rule`) sample by sample, and lets the backend combine the terms' gradients:
-        ``dL/d(theta) = dQ/dE_C dE_C/d(theta) + dQ/dE_X dE_X/d(theta)``. Two backends exist:
+        ``dL/d(theta) = dQ/dE_C dE_C/d(theta) + dQ/dE_X dE_X/d(theta)``. The backends:
         a factor graph by belief propagation or the junction tree (one sample,
-        :meth:`value_and_grad`), and batches of linear chains on the trellis
+        :meth:`value_and_grad`; a batch of samples of one graph,
+        :class:`~factorgraph_ebm.graph_backend.GraphBatch`), and batches of linear chains
+        on the trellis
         (:class:`~factorgraph_ebm.chain_backend.ChainBatch`, what
         :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` trains with).
 
