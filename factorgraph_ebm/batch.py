@@ -317,6 +317,8 @@ def batch_infer_checked(graph, cg, thetas, beta, options, *, observed=None,
         As :func:`~factorgraph_ebm.inference.infer_checked`.
     """
     started = time.perf_counter()
+    thetas = thetas.view()
+    thetas.flags.writeable = False  # the type of single calls' energies: no new compilation
     n = len(thetas)
     units = np.empty((n, int(cg.state_offset[-1])))
     for b in range(n):

@@ -83,9 +83,7 @@ class GraphBatch:
         self.samples = list(samples)
         first = self.samples[0]
         self.graph, self.cg, self.options = first.graph, first.cg, first.options
-        thetas = np.stack([s.theta for s in self.samples])
-        thetas.flags.writeable = False  # the type of single calls' energies (no new compile)
-        self.thetas = thetas
+        self.thetas = np.stack([s.theta for s in self.samples])
         self.desired = np.stack([s.desired for s in self.samples])
         self.has_latent = any(s.has_latent for s in self.samples)
 
