@@ -3,10 +3,12 @@
 :func:`fit` minimizes the regularized empirical loss (LeCun et al. 2006, "A Tutorial on
 Energy-Based Learning", eq. 1) for a model (:mod:`factorgraph_ebm.models`: W, X -> energies
 theta) and a loss (:mod:`factorgraph_ebm.losses`: theta, Y^i -> L, dL/d(theta)) with the
-optimizers and the epoch loop of :mod:`factorgraph_ebm.optim`. Each step runs inference on one
-sample's graph, takes the loss gradient with respect to the energies and back-propagates it
-through the model. Belief propagation is warm-started from the previous step's messages of the
-same sample (which speeds up loopy graphs; trees are solved exactly in one pass anyway).
+optimizers and the epoch loop of :mod:`factorgraph_ebm.optim`. Each step runs inference on
+its samples' graphs (one batched call for a batch of samples,
+:class:`~factorgraph_ebm.graph_backend.GraphBatch`, where warm start does not apply), takes
+the loss gradient with respect to the energies and back-propagates it through the model.
+Belief propagation is warm-started from the previous step's messages of the same sample
+(which speeds up loopy graphs; trees are solved exactly in one pass anyway).
 The inference options of training (``damping``, ``schedule``, ...) are kept in the
 :class:`TrainResult`, and :func:`predict` and :func:`score` given that result use them.
 """
@@ -256,7 +258,9 @@ def fit(
     n_epochs : int, default=10
         Passes over the samples (L-BFGS: iterations at most), >= 1.
     batch_size : int, default=1
-        Samples per step (SGD, Adam); the gradient is the batch mean.
+        Samples per step (SGD, Adam); the gradient is the batch mean. A batch runs each
+        inference of the loss once for all its samples (batched inference, the same
+        results as one sample at a time) where batching applies: see ``warm_start``.
     l2 : float, default=0.0
         L2 regularization weight: ``l2/2 ||W||^2`` is added to the mean loss, so every
         SGD/Adam step follows ``mean batch gradient + l2 W`` (and L-BFGS minimizes the full
@@ -275,7 +279,10 @@ def fit(
         Record the training accuracy at the end of every epoch (one min-sum run per sample).
     warm_start : bool, default=True
         Start belief propagation from the messages of the previous run of the same kind on
-        the same sample.
+        the same sample. Batched inference (mini-batches, L-BFGS) takes no warm-start
+        messages, so it is used only where inference does not read them (forests with
+        BP's two-pass schedule, ``method="exact"`` or ``"trws"``) or with
+        ``warm_start=False``; warm-started loopy BP runs one sample at a time.
     progress : bool or None, default=None
         Show a tqdm progress bar on stderr: True always, False never, None only when stderr
         is a terminal (tqdm's ``disable=None``). A bar that stops early says why.
