@@ -273,29 +273,96 @@ free_energy, check_sweep, absorb
             f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
         )
 
+    options = single.Options(method=method, memory_limit=memory_limit, schedule=schedule,
+                             max_iter=int(max_iter), tol=float(tol), damping=float(damping),
+                             warn=warn, factor_beliefs=factor_beliefs,
+                             free_energy=free_energy, check_sweep=check_sweep,
+                             threads=n_threads, absorb=absorb)
+    return _solve(graph, cg, thetas, rows, units, has_soft, temperature, options, started,
+                  shared_theta=energies is None)
+
+
+def batch_infer_checked(graph, cg, thetas, beta, options, *, observed=None,
+                        unary=None) -> BatchResult:
+    """:func:`batch_belief_propagation` on inputs that are already checked, item b that of
+    :func:`~factorgraph_ebm.inference.infer_checked` on ``thetas[b]`` (the package's internal
+    entry: training calls it on every mini-batch).
+
+    Parameters
+    ----------
+    graph : FactorGraph
+    cg : CompiledGraph
+        ``graph.compile()``.
+    thetas : ndarray of shape (B, M), float64
+        Checked energy rows (finite or +inf), read-only.
+    beta : float
+        A checked inverse temperature (``inf``: min-sum).
+    options : Options
+        From :meth:`~factorgraph_ebm.inference.Options.checked`; its ``callback`` must be
+        None (batched kernels take none).
+    observed : ndarray of shape (B, n_variables), int64, optional
+        Each item's observed states, -1 where unobserved (each state in range).
+    unary : ndarray of shape (B, S), float64, optional
+        Each item's soft evidence.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    EvidenceError
+        Evidence of an item that leaves some factor only +inf energies (naming the item).
+    FactorGraphError
+        As :func:`~factorgraph_ebm.inference.infer_checked`.
+    """
+    started = time.perf_counter()
+    thetas = thetas.view()
+    thetas.flags.writeable = False  # the type of single calls' energies: no new compilation
+    n = len(thetas)
+    units = np.empty((n, int(cg.state_offset[-1])))
+    for b in range(n):
+        units[b] = _item(b, single._evidence_unary, graph, cg, thetas[b],
+                         None if observed is None else observed[b])
+    if unary is not None:
+        units += unary  # as infer_checked: evidence, then soft evidence
+    return _solve(graph, cg, thetas, np.arange(n, dtype=np.int64), units, unary is not None,
+                  single.temperature_of(beta), options, started)
+
+
+def _solve(graph, cg, thetas, rows, units, has_soft, temperature, options, started, *,
+           shared_theta=False) -> BatchResult:
+    """Every item by the method a single call picks (see the module docstring): the
+    junction tree and TRW-S item by item, BP in batched kernels."""
+    n = len(rows)
     items: list = [None] * n
-    plans = _exact_plans(graph, cg, units, method, memory_limit)
+    plans = _exact_plans(graph, cg, units, options.method, options.memory_limit)
     bp = []
     for b in range(n):
         # The graph's own vector itself when none is given, as single calls pass it on.
-        theta = cg.energies if energies is None else thetas[rows[b]]
+        theta = cg.energies if shared_theta else thetas[rows[b]]
         soft = units[b] if has_soft else None
         if plans is not None and plans[b] is not None:
             items[b] = single._exact_result(graph, cg, theta, units[b], soft, temperature,
-                                       plans[b], factor_beliefs, free_energy, started)
-        elif method == "trws" or (method == "auto" and temperature == 0.0
-                                  and not cg.is_forest):
+                                            plans[b], options.factor_beliefs,
+                                            options.free_energy, started)
+        elif options.method == "trws" or (options.method == "auto" and temperature == 0.0
+                                          and not cg.is_forest):
             items[b] = C.run_trws(graph, cg, theta, units[b], soft, started,
-                                  max_iter=max_iter, tol=tol, absorb=absorb, warn=warn)
+                                  max_iter=options.max_iter, tol=options.tol,
+                                  absorb=options.absorb, warn=options.warn)
         else:
             bp.append(b)
     if bp:
-        options = dict(schedule=schedule, max_iter=int(max_iter), tol=float(tol),
-                       damping=float(damping), warn=warn, factor_beliefs=factor_beliefs,
-                       free_energy=free_energy, check_sweep=check_sweep, threads=n_threads)
+        kwargs = dict(schedule=options.schedule, max_iter=options.max_iter, tol=options.tol,
+                      damping=options.damping, warn=options.warn,
+                      factor_beliefs=options.factor_beliefs,
+                      free_energy=options.free_energy, check_sweep=options.check_sweep,
+                      threads=options.threads)
         chosen = np.asarray(bp, dtype=np.int64)
         for b, result in zip(bp, _bp_batch(graph, cg, thetas, rows[chosen], units[chosen],
-                                           has_soft, temperature, absorb, started, options)):
+                                           has_soft, temperature, options.absorb, started,
+                                           kwargs)):
             items[b] = result
     seconds = time.perf_counter() - started
     share = seconds / max(n, 1)

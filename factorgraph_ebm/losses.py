@@ -32,9 +32,11 @@ energy, and the results say ``exact=False``.
 Backends. A loss is its rule over the two terms (:meth:`Loss.rule`); where the terms come
 from is an inference backend's business (:meth:`Loss.evaluate`): the graph backend here
 (one sample, belief propagation or the junction tree, through the trusted inference entry
-:func:`~factorgraph_ebm.inference.infer_checked`), or the chain backend
+:func:`~factorgraph_ebm.inference.infer_checked`), its batch of samples of one graph
+(:class:`~factorgraph_ebm.graph_backend.GraphBatch`: each inference one batched call, what
+training's mini-batches use), or the chain backend
 (:class:`~factorgraph_ebm.chain_backend.ChainBatch`: a batch of sequences on the trellis
-kernels). Loss augmentation is one function for both, :func:`hamming_energies`.
+kernels). Loss augmentation is one function for all, :func:`hamming_energies`.
 """
 
 from __future__ import annotations
@@ -231,14 +233,15 @@ class _Sample:
 
     has_latent: bool
 
-    def __init__(self, graph, target, energies, latent, messages, options):
+    def __init__(self, graph, target, energies, latent, messages, options, desired=None):
         if not isinstance(graph, FactorGraph):
             raise FactorGraphError(f"graph must be a FactorGraph, got {type(graph).__name__}")
         require_tables(graph, "a loss (dL/d(theta) over every factor's table)")
         self.graph = graph
         self.cg = graph.compile()
         self.theta = checked_energy_vector(self.cg, energies)
-        self.desired = _desired_states(graph, target, latent)
+        # ``desired``: those of an earlier _Sample of this target (training, every step).
+        self.desired = _desired_states(graph, target, latent) if desired is None else desired
         self.messages = messages
         if not isinstance(options, Options):  # else checked by the caller (training)
             options = Options.checked(**options)
@@ -288,6 +291,11 @@ class _Sample:
                         True)
         result = self.infer("clamped" if clamped else "free", beta,
                             observed=self.desired if clamped else None)
+        return self.term_of(result, beta)
+
+    def term_of(self, result, beta) -> Term:
+        """The term of one inference result: its energy and one-hot gradient at beta = inf
+        (with the minimizer), else its free energy and factor marginals."""
         if math.isinf(beta):
             return Term(np.array([result.energy]), self.parts(result.assignment), result.exact,
                         result.assignment)
@@ -307,11 +315,15 @@ class _Sample:
         except EvidenceError:  # clamping to Y^i leaves some factor only +inf entries
             value = INF
         if value == INF:
-            raise TargetError(
-                f"the desired answer {self.evidence} has energy +inf (a factor forbids it); "
-                "a loss needs a desired answer of finite energy"
-            )
+            raise self.infinite_target()
         return term
+
+    def infinite_target(self) -> TargetError:
+        """The error of a desired answer of energy +inf."""
+        return TargetError(
+            f"the desired answer {self.evidence} has energy +inf (a factor forbids it); "
+            "a loss needs a desired answer of finite energy"
+        )
 
     def lowest(self, beta) -> Term:
         """``min_Y E`` (beta = inf, with the minimizer) or F_beta of the free graph."""
@@ -326,10 +338,15 @@ class _Sample:
 
     def gradient(self, pairs) -> np.ndarray:
         """``sum coef * dTerm/d(theta)`` over ``(term, coef)`` pairs, coef of shape (1,)."""
+        return self.combined([(term.grad, float(coef[0])) for term, coef in pairs])
+
+    def combined(self, pairs) -> np.ndarray:
+        """``sum coef * grad`` over ``(grad, coef)`` pairs, grad (M,) or None (nothing
+        depends on the energies)."""
         grad = np.zeros(len(self.theta))
-        for term, coef in pairs:
-            if term.grad is not None and coef[0] != 0.0:
-                grad = grad + coef[0] * term.grad
+        for part, coef in pairs:
+            if part is not None and coef != 0.0:
+                grad = grad + coef * part
         return grad
 
 
@@ -512,25 +529,42 @@ def most_offending(
 
 
 def _most_offending(sample: _Sample, radius, distance, hamming) -> MostOffending:
-    cg = sample.cg
     allowed = _allowed_states(sample, radius, distance)
     unary = _hamming_unary(sample, hamming) if hamming else None
     free = sample.infer("augmented" if hamming else "free", math.inf, unary=unary)
-    assignment, exact = free.assignment, free.exact
-    state_of = cg.state_offset[:-1] + assignment
-    if not allowed[state_of].any():
-        # The minimum is excluded: clamp the best allowed (variable, state).
-        if not allowed.any():
-            return MostOffending(None, INF, INF, exact)
-        candidates = np.flatnonzero(allowed)
-        best = candidates[np.argmin(free.variable_beliefs[candidates])]
-        if free.variable_beliefs[best] == INF:
-            return MostOffending(None, INF, INF, exact)
-        var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
-        clamp = np.full(cg.n_variables, -1, dtype=np.int64)
-        clamp[var] = best - cg.state_offset[var]
-        decoded = sample.infer("offending", math.inf, observed=clamp, unary=unary)
-        assignment, exact = decoded.assignment, exact and decoded.exact
+    found = _offending_from_free(sample, free, allowed, hamming)
+    if isinstance(found, MostOffending):
+        return found
+    decoded = sample.infer("offending", math.inf, observed=found, unary=unary)
+    return _offending_from_decoded(sample, decoded, free.exact, hamming)
+
+
+def _offending_from_free(sample: _Sample, free, allowed, hamming):
+    """The first step of :func:`most_offending` from the (loss-augmented) min-sum result
+    ``free``: a :class:`MostOffending` when it decides (the minimum is allowed, or no
+    allowed answer has a finite energy), else the clamp (int64 (n_variables,), -1 where
+    free) of the best allowed (variable, state) to decode with."""
+    cg = sample.cg
+    state_of = cg.state_offset[:-1] + free.assignment
+    if allowed[state_of].any():
+        return _offending_from_decoded(sample, free, True, hamming)
+    # The minimum is excluded: clamp the best allowed (variable, state).
+    if not allowed.any():
+        return MostOffending(None, INF, INF, free.exact)
+    candidates = np.flatnonzero(allowed)
+    best = candidates[np.argmin(free.variable_beliefs[candidates])]
+    if free.variable_beliefs[best] == INF:
+        return MostOffending(None, INF, INF, free.exact)
+    var = int(np.searchsorted(cg.state_offset, best, side="right") - 1)
+    clamp = np.full(cg.n_variables, -1, dtype=np.int64)
+    clamp[var] = best - cg.state_offset[var]
+    return clamp
+
+
+def _offending_from_decoded(sample: _Sample, decoded, exact, hamming) -> MostOffending:
+    """Ybar = ``decoded.assignment`` (exact when ``exact`` and ``decoded.exact``), its
+    energy and its energy loss-augmented by ``hamming``."""
+    assignment, exact = decoded.assignment, exact and decoded.exact
     energy = sample.energy_of(assignment)
     if energy == INF:
         return MostOffending(None, INF, INF, exact)
@@ -661,9 +695,11 @@ class Loss:
 
         The loss asks the backend for its two terms (:meth:`terms`), applies its rule
         (:meth:`rule`) sample by sample, and lets the backend combine the terms' gradients:
-        ``dL/d(theta) = dQ/dE_C dE_C/d(theta) + dQ/dE_X dE_X/d(theta)``. Two backends exist:
+        ``dL/d(theta) = dQ/dE_C dE_C/d(theta) + dQ/dE_X dE_X/d(theta)``. The backends:
         a factor graph by belief propagation or the junction tree (one sample,
-        :meth:`value_and_grad`), and batches of linear chains on the trellis
+        :meth:`value_and_grad`; a batch of samples of one graph,
+        :class:`~factorgraph_ebm.graph_backend.GraphBatch`), and batches of linear chains
+        on the trellis
         (:class:`~factorgraph_ebm.chain_backend.ChainBatch`, what
         :class:`~factorgraph_ebm.sequence.labeler.SequenceLabeler` trains with).
 

@@ -3,10 +3,12 @@
 :func:`fit` minimizes the regularized empirical loss (LeCun et al. 2006, "A Tutorial on
 Energy-Based Learning", eq. 1) for a model (:mod:`factorgraph_ebm.models`: W, X -> energies
 theta) and a loss (:mod:`factorgraph_ebm.losses`: theta, Y^i -> L, dL/d(theta)) with the
-optimizers and the epoch loop of :mod:`factorgraph_ebm.optim`. Each step runs inference on one
-sample's graph, takes the loss gradient with respect to the energies and back-propagates it
-through the model. Belief propagation is warm-started from the previous step's messages of the
-same sample (which speeds up loopy graphs; trees are solved exactly in one pass anyway).
+optimizers and the epoch loop of :mod:`factorgraph_ebm.optim`. Each step runs inference on
+its samples' graphs (one batched call for a batch of samples,
+:class:`~factorgraph_ebm.graph_backend.GraphBatch`, where warm start does not apply), takes
+the loss gradient with respect to the energies and back-propagates it through the model.
+Belief propagation is warm-started from the previous step's messages of the same sample
+(which speeds up loopy graphs; trees are solved exactly in one pass anyway).
 The inference options of training (``damping``, ``schedule``, ...) are kept in the
 :class:`TrainResult`, and :func:`predict` and :func:`score` given that result use them.
 """
@@ -22,11 +24,17 @@ import numpy as np
 from . import _validation as V
 from .data_parallel import data_parallel
 from .exceptions import FactorGraphError
+from .graph_backend import GraphBatch, batches_loss, warm_start_unused
 from .inference import Options, checked_energy_vector, infer_checked
 from .losses import Loss, _Sample
 from .optim import LBFGS, SGD, Adam, History, Session, check_optimizer_for, minimize
 
 __all__ = ["TrainResult", "fit", "predict", "score"]
+
+#: At most this many samples per batched inference call of training, and at most this
+#: much inference memory (bytes) for them; larger batches run in chunks.
+BATCH_ITEMS = 1024
+BATCH_BYTES = 2**26
 
 
 # --------------------------------------------------------------------------- results
@@ -250,7 +258,9 @@ def fit(
     n_epochs : int, default=10
         Passes over the samples (L-BFGS: iterations at most), >= 1.
     batch_size : int, default=1
-        Samples per step (SGD, Adam); the gradient is the batch mean.
+        Samples per step (SGD, Adam); the gradient is the batch mean. A batch runs each
+        inference of the loss once for all its samples (batched inference, the same
+        results as one sample at a time) where batching applies: see ``warm_start``.
     l2 : float, default=0.0
         L2 regularization weight: ``l2/2 ||W||^2`` is added to the mean loss, so every
         SGD/Adam step follows ``mean batch gradient + l2 W`` (and L-BFGS minimizes the full
@@ -269,7 +279,10 @@ def fit(
         Record the training accuracy at the end of every epoch (one min-sum run per sample).
     warm_start : bool, default=True
         Start belief propagation from the messages of the previous run of the same kind on
-        the same sample.
+        the same sample. Batched inference (mini-batches, L-BFGS) takes no warm-start
+        messages, so it is used only where inference does not read them (forests with
+        BP's two-pass schedule, ``method="exact"`` or ``"trws"``) or with
+        ``warm_start=False``; warm-started loopy BP runs one sample at a time.
     progress : bool or None, default=None
         Show a tqdm progress bar on stderr: True always, False never, None only when stderr
         is a terminal (tqdm's ``disable=None``). A bar that stops early says why.
@@ -359,14 +372,30 @@ def fit(
 class _Run:
     """The objective of :func:`fit` (see :func:`minimize`): a model's factor graphs, one
     per sample, with the graph backend of the losses. Inference options are checked once
-    here (:class:`~factorgraph_ebm.inference.Options`), then trusted at every step."""
+    here (:class:`~factorgraph_ebm.inference.Options`), then trusted at every step.
+
+    A batch of samples (a mini-batch, the full batch of L-BFGS) runs each inference of the
+    loss once for the whole batch (:class:`~factorgraph_ebm.graph_backend.GraphBatch`: the
+    model's samples share its one graph), with the same values and gradients, bit for bit,
+    as the samples one by one. It falls back to the loop of one-sample calls where batching
+    does not apply: warm-started loopy belief propagation (batched calls take no warm-start
+    messages; see :func:`~factorgraph_ebm.graph_backend.warm_start_unused`; with
+    ``warm_start=False`` loopy BP is batched too), a loss whose terms are not the package's
+    (:func:`~factorgraph_ebm.graph_backend.batches_loss`), and an inference ``callback``.
+    """
 
     def __init__(self, model, loss, samples, latent, warm_start, bp_options):
         self.model, self.loss, self.samples = model, loss, samples
         self.latent, self.bp_options = latent, bp_options
         self.options = _checked_options(model, bp_options)
         self.stores = [{} if warm_start else None for _ in samples]
+        self.desired = [None] * len(samples)  # each sample's desired states, once checked
         self.outputs = _outputs(model.graph, latent)
+        self.batched = (batches_loss(loss) and self.options.callback is None
+                        and (not warm_start
+                             or warm_start_unused(model.graph.compile(), self.options)))
+        # Items per batched call: their inference memory within BATCH_BYTES.
+        self.chunk = max(1, min(BATCH_ITEMS, BATCH_BYTES // max(1, model.graph.inference_bytes())))
 
     @property
     def n_samples(self) -> int:
@@ -378,16 +407,39 @@ class _Run:
                     self.stores[0] is not None, self.bp_options)
 
     def batch(self, params, indices):
-        """Summed loss and summed dL/dW over the samples ``indices``."""
+        """Summed loss and summed dL/dW over the samples ``indices`` (in their order)."""
+        if self.batched and len(indices) > 1:
+            return self._batched(params, indices)
         total, grad = 0.0, np.zeros(self.model.n_params)
         for i in indices:
-            x, target = self.samples[i]
-            sample = _Sample(self.model.graph, target, self.model.energies(params, x),
-                             self.latent, self.stores[i], self.options)
-            found = self.loss.evaluate(sample)
+            x = self.samples[i][0]
+            found = self.loss.evaluate(self._sample(params, i, self.stores[i]))
             total += float(found.value[0])
             grad += self.model.backward(params, x, found.grad)
         return total, grad
+
+    def _batched(self, params, indices):
+        """:meth:`batch` through :class:`GraphBatch`, in chunks of ``self.chunk`` samples;
+        the sums run in the order of the loop."""
+        model = self.model
+        total, grad = 0.0, np.zeros(model.n_params)
+        indices = list(indices)
+        for start in range(0, len(indices), self.chunk):
+            part = indices[start:start + self.chunk]
+            found = self.loss.evaluate(GraphBatch([self._sample(params, i, None)
+                                                   for i in part]))
+            for b, i in enumerate(part):
+                total += float(found.value[b])
+                grad += model.backward(params, self.samples[i][0], found.grad[b])
+        return total, grad
+
+    def _sample(self, params, i, messages) -> _Sample:
+        """Sample i as the graph backend sees it at ``params``."""
+        x, target = self.samples[i]
+        sample = _Sample(self.model.graph, target, self.model.energies(params, x),
+                         self.latent, messages, self.options, self.desired[i])
+        self.desired[i] = sample.desired
+        return sample
 
     def accuracy(self, params) -> float:
         return _accuracy(self.model, params, self.samples, self.outputs, self.stores,
