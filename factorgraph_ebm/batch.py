@@ -267,11 +267,7 @@ free_energy, check_sweep, absorb
     n = _batch_size(energies, evidence, unary)
     thetas, rows = _checked_energies(cg, energies, n)
     units, has_soft = _checked_unaries(graph, cg, thetas, rows, evidence, unary, n)
-    if method == "trws" and temperature != 0.0:
-        raise FactorGraphError(
-            f"method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got "
-            f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
-        )
+    single.check_method_for_beta(method, beta)
 
     options = single.Options(method=method, memory_limit=memory_limit, schedule=schedule,
                              max_iter=int(max_iter), tol=float(tol), damping=float(damping),

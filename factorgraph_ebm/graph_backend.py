@@ -24,6 +24,7 @@ import numpy as np
 
 from .batch import batch_infer_checked
 from .exceptions import EvidenceError
+from .inference import check_method_for_beta
 from .losses import (
     INF,
     EnergyLoss,
@@ -91,6 +92,7 @@ class GraphBatch:
         """One batched inference on the samples ``items`` (default all): a list of their
         :class:`~factorgraph_ebm.InferenceResult`; ``observed`` (k, n_variables) int64 and
         ``unary`` (k, S) per item as :func:`~factorgraph_ebm.batch.batch_infer_checked`."""
+        check_method_for_beta(self.options.method, beta)
         thetas = self.thetas if items is None else self.thetas[items]
         return list(batch_infer_checked(self.graph, self.cg, thetas, beta, self.options,
                                         observed=observed, unary=unary))

@@ -226,7 +226,7 @@ def belief_propagation(
     ('bp', 'sequential', False, True)
     """
     started = time.perf_counter()
-    temperature = temperature_of(beta)
+    checked_beta(beta)
     options = Options.checked(
         method=method, memory_limit=memory_limit, schedule=schedule, max_iter=max_iter,
         tol=tol, damping=damping, warn=warn, factor_beliefs=factor_beliefs,
@@ -239,11 +239,7 @@ def belief_propagation(
     theta = checked_energy_vector(cg, energies)
     soft = checked_unary(graph, cg, unary)
     observed = _observed_states(graph, cg, evidence)
-    if method == "trws" and temperature != 0.0:
-        raise FactorGraphError(
-            f"method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got "
-            f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
-        )
+    check_method_for_beta(method, beta)
     return infer_checked(graph, cg, theta, beta, options, observed=observed, unary=soft,
                          init_messages=init_messages, messages_checked=False, started=started)
 
@@ -679,6 +675,21 @@ def checked_beta(beta) -> float:
     :data:`factorgraph_ebm._validation.MIN_BETA`); FactorGraphError otherwise (a string, a
     bool, NaN, <= 0 or too small)."""
     return V.inverse_temperature(beta)
+
+
+def check_method_for_beta(method, beta) -> None:
+    """Refuse ``method="trws"`` at a finite ``beta``: TRW-S is min-sum only.
+
+    Raises
+    ------
+    FactorGraphError
+        "method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got beta=...".
+    """
+    if method == "trws" and not math.isinf(beta):
+        raise FactorGraphError(
+            f"method='trws' finds a lowest-energy assignment (min-sum, beta=inf), got "
+            f"beta={beta!r}; use method='bp' or 'exact' for sum-product"
+        )
 
 
 def temperature_of(beta) -> float:

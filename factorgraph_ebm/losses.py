@@ -53,7 +53,7 @@ from .compiled import require_tables
 from .energy import energies_of, table_entries_of
 from .exceptions import EvidenceError, FactorGraphError, TargetError
 from .graph import FactorGraph
-from .inference import Options, checked_energy_vector, infer_checked
+from .inference import Options, check_method_for_beta, checked_energy_vector, infer_checked
 from .results import InferenceResult
 
 __all__ = [
@@ -274,6 +274,7 @@ class _Sample:
     def infer(self, kind, beta, observed=None, unary=None) -> InferenceResult:
         """Inference of the given kind (the key of its warm-start messages); ``observed``
         int64 (n_variables,) clamps the variables with a state >= 0."""
+        check_method_for_beta(self.options.method, beta)
         key = (kind, beta)
         warm = None if self.messages is None else self.messages.get(key)
         result = infer_checked(self.graph, self.cg, self.theta, beta, self.options,
