@@ -25,7 +25,7 @@ from . import _validation as V
 from .data_parallel import data_parallel
 from .exceptions import FactorGraphError
 from .graph_backend import GraphBatch, batches_loss, warm_start_unused
-from .inference import Options, checked_energy_vector, infer_checked
+from .inference import Options, check_method_for_beta, checked_energy_vector, infer_checked
 from .losses import Loss, _Sample
 from .optim import LBFGS, SGD, Adam, History, Session, check_optimizer_for, minimize
 
@@ -388,6 +388,9 @@ class _Run:
         self.model, self.loss, self.samples = model, loss, samples
         self.latent, self.bp_options = latent, bp_options
         self.options = _checked_options(model, bp_options)
+        # Refused before any sample: the loop and the batch would otherwise meet it at
+        # different samples, after different errors of their own.
+        check_method_for_beta(self.options.method, getattr(loss, "beta", math.inf))
         self.stores = [{} if warm_start else None for _ in samples]
         self.desired = [None] * len(samples)  # each sample's desired states, once checked
         self.outputs = _outputs(model.graph, latent)
