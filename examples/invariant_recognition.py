@@ -325,7 +325,8 @@ def cnn_available() -> bool:
 
 
 def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
-                      n_channels: int = 32, seed: int = 0, n_templates: int = 1):
+                      n_channels: int = 32, seed: int = 0, n_templates: int = 1,
+                      dropout: float = 0.0):
     """A :class:`torch.nn.Module` mapping fields (n, H, W) to the energy tables
     E(Y, Z, X) = 1/C ||G_W(X) - T_Z R_Y||^2, flattened to (n, 26 * n_poses) in the layout of
     :func:`pose_graph` (poses in :class:`PoseTemplateModel`'s order).
@@ -354,11 +355,12 @@ def pose_template_cnn(margin: int = MARGIN, max_shift: int = 3, width: int = 32,
                 torch.nn.Conv2d(width, n_channels, 3, padding=1, bias=False)])
             self.references = torch.nn.Parameter(
                 torch.zeros(N_CATEGORIES * n_templates, n_channels, *OCR_SHAPE))
+            self.dropout = torch.nn.Dropout2d(dropout)
 
         def features(self, fields):
             x = torch.as_tensor(np.asarray(fields), dtype=torch.float32)[:, None]
-            x = torch.relu(self.conv[0](x))
-            x = torch.relu(self.conv[1](x))
+            x = self.dropout(torch.relu(self.conv[0](x)))
+            x = self.dropout(torch.relu(self.conv[1](x)))
             return torch.tanh(self.conv[2](x))
 
         def windows_at_identity(self, fields):
@@ -405,7 +407,8 @@ def init_references(network, images, labels, seed):
                 refs[y] = torch.as_tensor(centres).reshape(k, *windows.shape[1:])
 
 
-def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_size=16):
+def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_size=16,
+              weight_decay=0.0):
     """End-to-end training through the bridge, references from :func:`init_references`;
     returns (model, seconds)."""
     import torch
@@ -413,9 +416,12 @@ def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_
     from factorgraph_ebm.torch import GraphEnergyModel
 
     torch.set_num_threads(1)
+    network.eval()  # no dropout in the initial references
     init_references(network, images, labels, seed)
     model = GraphEnergyModel(network, pose_graph(network.n_poses), loss, latent=["pose"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
+                                  weight_decay=weight_decay)
+    model.train()
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -431,6 +437,7 @@ def train_cnn(network, loss, images, labels, epochs, seed, learning_rate, batch_
             total += float(value.detach().sum())
         schedule.step()
         print(f"  epoch {epoch + 1}: mean loss {total / len(images):.4f}", file=sys.stderr)
+    model.eval()
     return model, time.perf_counter() - started
 
 

@@ -61,13 +61,15 @@ except ImportError as _error:  # pragma: no cover - exercised in a subprocess by
 
 import numpy as np
 
+from .batch import batch_belief_propagation
 from .chain_backend import ChainBatch, check_loss
 from .compiled import require_tables
 from .energy import table_entries_of
 from .exceptions import FactorGraphError, TargetError
 from .graph import FactorGraph
-from .inference import belief_propagation, checked_beta
-from .losses import Loss
+from .graph_backend import GraphBatch, batches_loss
+from .inference import Options, belief_propagation, check_method_for_beta, checked_beta
+from .losses import Loss, _Sample
 from .trellis import viterbi
 
 __all__ = [
@@ -159,6 +161,24 @@ def _rowwise(grads):
     return lambda g: (g[:, None] * grads,)
 
 
+#: Options of :func:`~factorgraph_ebm.belief_propagation` that batched inference takes
+#: none of: with either, the bridge runs one single call per sample.
+_UNBATCHED_OPTIONS = ("init_messages", "callback")
+
+
+def _infer_rows(graph, thetas, beta, bp_options) -> list:
+    """The :class:`~factorgraph_ebm.InferenceResult` of every row of ``thetas`` (B, M):
+    one :func:`~factorgraph_ebm.batch.batch_belief_propagation` call, whose item b is the
+    single call on row b bit for bit; one single call per row when ``bp_options`` carry
+    warm-start messages or a callback, which batched inference does not take."""
+    if len(thetas) == 0:
+        return []
+    if any(bp_options.get(name) is not None for name in _UNBATCHED_OPTIONS):
+        return [belief_propagation(graph, beta=beta, energies=row, **bp_options)
+                for row in thetas]
+    return list(batch_belief_propagation(graph, beta=beta, energies=thetas, **bp_options))
+
+
 def graph_min_energy(graph: FactorGraph, theta: torch.Tensor, **bp_options) -> torch.Tensor:
     """The lowest energy ``min_Y E(Y)`` of a factor graph with energies theta,
     differentiable in theta.
@@ -171,7 +191,10 @@ def graph_min_energy(graph: FactorGraph, theta: torch.Tensor, **bp_options) -> t
         Flat energy vectors (one per sample), in the layout of ``graph.compile().energies``.
     **bp_options
         Passed to :func:`~factorgraph_ebm.belief_propagation` with ``beta=inf`` (e.g.
-        ``evidence``, ``method``, ``max_iter``).
+        ``evidence``, ``method``, ``max_iter``). The batch runs as one call of
+        :func:`~factorgraph_ebm.batch.batch_belief_propagation` (each sample's result that
+        of a single call, bit for bit), except with ``init_messages`` or a ``callback``,
+        which batched inference does not take: then one single call per sample.
 
     Returns
     -------
@@ -206,8 +229,7 @@ def graph_min_energy(graph: FactorGraph, theta: torch.Tensor, **bp_options) -> t
     def compute(thetas):
         values = np.empty(len(thetas))
         grads = np.zeros_like(thetas)
-        for b, row in enumerate(thetas):
-            result = belief_propagation(graph, beta=math.inf, energies=row, **bp_options)
+        for b, result in enumerate(_infer_rows(graph, thetas, math.inf, bp_options)):
             values[b] = result.energy
             grads[b] = _onehot(cg, result.assignment, thetas.shape[1])
         return values, _rowwise(grads)
@@ -231,7 +253,9 @@ def graph_free_energy(
         Inverse temperature, > 0 (``inf`` gives :func:`graph_min_energy`).
     **bp_options
         Passed to :func:`~factorgraph_ebm.belief_propagation` (e.g. ``evidence``,
-        ``method``, ``tol``).
+        ``method``, ``tol``). One batched call for the whole batch, as in
+        :func:`graph_min_energy` (one single call per sample with ``init_messages`` or a
+        ``callback``).
 
     Returns
     -------
@@ -271,8 +295,7 @@ def graph_free_energy(
     def compute(thetas):
         values = np.empty(len(thetas))
         grads = np.zeros_like(thetas)
-        for b, row in enumerate(thetas):
-            result = belief_propagation(graph, beta=beta, energies=row, **bp_options)
+        for b, result in enumerate(_infer_rows(graph, thetas, beta, bp_options)):
             values[b] = result.free_energy
             grads[b] = result.factor_beliefs
         return values, _rowwise(grads)
@@ -305,9 +328,15 @@ def graph_loss(
 ) -> torch.Tensor:
     """The value of a per-sample loss of energy-based learning, differentiable in theta.
 
-    Each sample runs ``loss.value_and_grad(graph, target, energies=theta[b], latent=...)``
+    Sample b's loss is ``loss.value_and_grad(graph, target, energies=theta[b], latent=...)``
     (:class:`~factorgraph_ebm.losses.Loss`): the forward pass returns its ``value``, the
-    backward pass its ``grad`` (dL/d(theta)) times the incoming gradient.
+    backward pass its ``grad`` (dL/d(theta)) times the incoming gradient. The batch runs as
+    the trainer's does: each inference of the loss one batched call for all samples
+    (:class:`~factorgraph_ebm.graph_backend.GraphBatch`; values and gradients those of the
+    samples one by one, bit for bit). It runs sample by sample with warm-start
+    ``messages``, an inference ``callback`` (batched inference takes neither), or a loss
+    whose terms are not the package's
+    (:func:`~factorgraph_ebm.graph_backend.batches_loss`).
 
     Parameters
     ----------
@@ -328,7 +357,8 @@ def graph_loss(
         Warm-start stores of belief propagation, one per sample (see
         :meth:`~factorgraph_ebm.losses.Loss.value_and_grad`).
     **bp_options
-        ``schedule``, ``max_iter``, ``tol``, ``damping``, ``warn``.
+        Inference options of :func:`~factorgraph_ebm.belief_propagation` (``method``,
+        ``schedule``, ``max_iter``, ``tol``, ``damping``, ``warn``, ...), checked once.
 
     Returns
     -------
@@ -370,8 +400,20 @@ def graph_loss(
     targets = _per_sample("targets", targets, n, Mapping)
     stores = [None] * n if messages is None else _per_sample("messages", messages, n, dict)
     latent = list(latent)
+    options = Options.checked(**bp_options)
+    # Refused before any sample, as the trainer does: the loop and the batch would
+    # otherwise meet it at different samples, after different errors of their own.
+    check_method_for_beta(options.method, getattr(loss, "beta", math.inf))
+    batched = n > 0 and messages is None and options.callback is None and batches_loss(loss)
 
     def compute(thetas):
+        if batched:
+            # The first sample checks the memory the inference needs, with the options.
+            first = _Sample(graph, targets[0], thetas[0], latent, None, bp_options)
+            samples = [first] + [_Sample(graph, targets[b], thetas[b], latent, None,
+                                         first.options) for b in range(1, n)]
+            found = loss.evaluate(GraphBatch(samples))
+            return found.value, _rowwise(found.grad)
         values = np.empty(n)
         grads = np.zeros_like(thetas)
         for b, row in enumerate(thetas):
@@ -751,8 +793,7 @@ class GraphEnergyModel(torch.nn.Module):
         variables (in ``graph.variables`` order, latent ones included)."""
         theta = _to_numpy(self.energies(x))
         options = {k: v for k, v in self.bp_options.items() if k != "messages"}
-        rows = [belief_propagation(self.graph, energies=row, **options).assignment
-                for row in theta]
+        rows = [r.assignment for r in _infer_rows(self.graph, theta, math.inf, options)]
         return torch.as_tensor(np.array(rows, dtype=np.int64).reshape(len(theta), -1))
 
 

@@ -21,7 +21,9 @@ import pytest
 from warmup import SUBPROCESS_TIMEOUT
 
 import factorgraph_ebm as fe
+from factorgraph_ebm.energy import table_entries_of
 from factorgraph_ebm.exceptions import FactorGraphError, TargetError
+from factorgraph_ebm.graph_backend import GraphBatch
 
 
 def test_import_error_names_the_extra():
@@ -596,3 +598,124 @@ def test_neural_chunker_quick_run():
                          "epochs", "weights"}
     assert only["epochs"] == 1 and only["weights"] > 0
     assert only["chunk_f1"] > 0.5, only
+
+
+# --------------------------------------------------------------------------- batching
+class _Counter:
+    """Wraps a function of factorgraph_ebm.torch, counting its calls."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def counted(monkeypatch, *names):
+    import factorgraph_ebm.torch as bridge
+
+    counters = {name: _Counter(getattr(bridge, name)) for name in names}
+    for name, counter in counters.items():
+        monkeypatch.setattr(bridge, name, counter)
+    return counters
+
+
+BATCH_CASES = [(tree_graph, {}), (loopy_graph, {"method": "exact"}),
+               (loopy_graph, {"method": "bp", "max_iter": 50})]
+
+
+@pytest.mark.parametrize("make, options", BATCH_CASES, ids=["tree", "exact", "loopy-bp"])
+def test_graph_energies_are_one_batched_call_equal_to_single_calls(monkeypatch, make,
+                                                                   options):
+    """graph_min_energy and graph_free_energy on a batch make exactly one
+    batch_belief_propagation call and no single call; values and weighted gradients are
+    those of belief_propagation on each row, bit for bit (a designed guarantee of batched
+    inference: the same kernels in the same order). With a callback they fall back to one
+    single call per row, with the same results."""
+    g = make()
+    cg = g.compile()
+    rng = np.random.default_rng(21)
+    theta0 = random_theta(g, rng, batch=4)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
+    for fn, beta, field in ((graph_min_energy, np.inf, "energy"),
+                            (lambda g_, t, **o: graph_free_energy(g_, t, beta=0.7, **o), 0.7,
+                             "free_energy")):
+        expected_values, expected_grads = [], []
+        for b, row in enumerate(theta0.detach().numpy()):
+            r = fe.belief_propagation(g, beta=beta, energies=row, **options)
+            expected_values.append(getattr(r, field))
+            grad = (np.bincount(table_entries_of(cg, r.assignment),
+                                minlength=cg.n_energy_entries).astype(np.float64)
+                    if field == "energy" else r.factor_beliefs)
+            expected_grads.append(weights[b].item() * grad)
+        for extra, batched in (({}, True), ({"callback": lambda n, res: None}, False)):
+            counters = counted(monkeypatch, "batch_belief_propagation", "belief_propagation")
+            theta = theta0.detach().clone().requires_grad_(True)
+            value = fn(g, theta, **options, **extra)
+            (value * weights).sum().backward()
+            assert counters["batch_belief_propagation"].calls == (1 if batched else 0)
+            assert counters["belief_propagation"].calls == (0 if batched else 4)
+            np.testing.assert_array_equal(value.detach().numpy(), expected_values)
+            np.testing.assert_array_equal(theta.grad.numpy(), np.array(expected_grads))
+            monkeypatch.undo()
+
+
+@pytest.mark.parametrize("make, options", BATCH_CASES, ids=["tree", "exact", "loopy-bp"])
+@pytest.mark.parametrize("loss", [fe.NLLLoss(beta=0.5), fe.HingeLoss(margin=1.0)], ids=repr)
+def test_graph_loss_is_one_batch_equal_to_single_calls(monkeypatch, make, options, loss):
+    """graph_loss with a latent variable runs the loss once on a GraphBatch of the whole
+    batch (no per-sample value_and_grad), with the values and weighted gradients of
+    value_and_grad on each row, bit for bit (GraphBatch's designed guarantee); warm-start
+    messages make it fall back to value_and_grad per row."""
+    import factorgraph_ebm.torch as bridge
+
+    g = make()
+    rng = np.random.default_rng(22)
+    theta0 = random_theta(g, rng, batch=4)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
+    targets = [{v: int(rng.integers(g.n_states[i])) for i, v in enumerate(g.variables)
+                if v != "d"} for _ in range(4)]
+    steps = [loss.value_and_grad(g, targets[b], energies=row, latent=["d"], **options)
+             for b, row in enumerate(theta0.detach().numpy())]
+    batches, single = [], _Counter(type(loss).value_and_grad)
+
+    class Counting(GraphBatch):
+        def __init__(self, samples):
+            super().__init__(samples)
+            batches.append(len(self.samples))
+
+    for messages, batched in ((None, True), ([{} for _ in range(4)], False)):
+        batches.clear()
+        single.calls = 0
+        monkeypatch.setattr(bridge, "GraphBatch", Counting)
+        monkeypatch.setattr(type(loss), "value_and_grad",
+                            lambda self, *args, **kwargs: single(self, *args, **kwargs))
+        theta = theta0.detach().clone().requires_grad_(True)
+        value = graph_loss(g, theta, loss, targets, latent=["d"], messages=messages,
+                           **options)
+        (value * weights).sum().backward()
+        monkeypatch.undo()
+        assert batches == ([4] if batched else [])
+        assert single.calls == (0 if batched else 4)
+        np.testing.assert_array_equal(value.detach().numpy(), [s.value for s in steps])
+        np.testing.assert_array_equal(
+            theta.grad.numpy(), np.array([w * s.grad for w, s in zip(weights.tolist(), steps)]))
+
+
+def test_graph_energy_model_predict_is_one_batched_call(monkeypatch):
+    """GraphEnergyModel.predict decodes the batch in one batch_belief_propagation call,
+    the assignments of belief_propagation row by row."""
+    g = loopy_graph()
+    network = torch.nn.Linear(3, g.compile().n_energy_entries).double()
+    model = GraphEnergyModel(network, g, fe.HingeLoss(), method="bp")
+    x = torch.tensor(np.random.default_rng(23).normal(size=(5, 3)))
+    counters = counted(monkeypatch, "batch_belief_propagation", "belief_propagation")
+    states = model.predict(x)
+    assert counters["batch_belief_propagation"].calls == 1
+    assert counters["belief_propagation"].calls == 0
+    monkeypatch.undo()
+    with torch.no_grad():
+        rows = network(x).numpy()
+    expected = [fe.belief_propagation(g, energies=row, method="bp").assignment for row in rows]
+    np.testing.assert_array_equal(states.numpy(), expected)
