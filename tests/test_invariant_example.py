@@ -193,14 +193,39 @@ def test_cnn_energy_table_is_a_squared_distance(max_shift, n_templates):
                                                            3, 16, 8)
     assert network.n_poses == n_templates * numpy_model.n_poses
     assert table.shape == (26, n_templates, numpy_model.n_poses)
-    s = max_shift
+    s, o = max_shift, network.offset  # o: the letter box's corner in the feature map
+    assert maps.shape == (3, 20 + 2 * network.context, 12 + 2 * network.context)
     extended = np.pad(maps, ((0, 0), (s, s), (s, s)))
     for k in range(n_templates):
         for z, (dy, dx) in enumerate(numpy_model.shifts):
             placed = np.zeros((ir.N_CATEGORIES, *extended.shape))
-            placed[:, :, 2 + s + dy:18 + s + dy, 2 + s + dx:10 + s + dx] = refs[:, k]
+            placed[:, :, o + s + dy:o + 16 + s + dy, o + s + dx:o + 8 + s + dx] = refs[:, k]
             expected = ((extended[None] - placed) ** 2).sum((1, 2, 3)) / 3
             np.testing.assert_allclose(table[:, k, z], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not ir.cnn_available(), reason="PyTorch is not installed (torch extra)")
+def test_cnn_is_exactly_shift_equivariant_with_context():
+    """With the field extended by the receptive radius (context 4), a letter shifted by
+    (dy, dx) inside the field has the energy table of the unshifted letter moved by
+    (dy, dx) in pose, entry for entry, even when the shift brings the letter's ink to the
+    field's edge; without context (context=0) the features cut at that edge change it."""
+    import torch
+
+    rng = np.random.default_rng(6)
+    x = random_field(rng, ir.PoseTemplateModel(2, max_shift=3), ink=0.5)[None]
+    x[0, 2:18, 2:10] = rng.random((16, 8)) < 0.5  # ink up to the letter box's edges
+    shifted = ir.translate(x, 2, -2)  # the box now touches the field's bottom and left
+    s = 4
+    for context, exact in ((4, True), (0, False)):
+        network = ir.pose_template_cnn(2, s, width=4, n_channels=3, seed=2, context=context)
+        with torch.no_grad():
+            network.references.normal_()
+            table = network(x).double().numpy().reshape(26, 2 * s + 1, 2 * s + 1)
+            moved = network(shifted).double().numpy().reshape(26, 2 * s + 1, 2 * s + 1)
+        # pose (dy, dx) of x is pose (dy + 2, dx - 2) of the shifted letter
+        same = np.allclose(moved[:, 2:, :-2], table[:, :-2, 2:], rtol=1e-5, atol=1e-4)
+        assert same == exact, context
 
 
 @pytest.mark.skipif(not ir.cnn_available(), reason="PyTorch is not installed (torch extra)")
