@@ -47,28 +47,29 @@ category's mean feature window at the identity pose, which anchors the pose. Mar
 beta are our choices (hinge m = 1, NLL beta = 0.5, square-square m = 2); the paper gives no
 numbers for this application.
 
-A convolutional network instead (``--cnn``, default when PyTorch is installed): G_W(X) is a
-small LeNet-like network in PyTorch, three 'same' convolutions (5 x 5, then 3 x 3 twice;
-``--cnn-width`` channels, ReLU, the last one ``--cnn-channels`` channels and tanh), no bias
-and no pooling, so it stays zero on blank pixels and translation-equivariant. It runs on
-the field extended by ``--cnn-context`` 4 blank pixels (its receptive radius), so no
+A convolutional network instead (``--cnn``, default when PyTorch is installed): G_W(X) is
+a small LeNet-like network in PyTorch, three 'same' convolutions (5 x 5, then 3 x 3 twice;
+``--cnn-width`` channels, ReLU, the last one ``--cnn-channels`` channels and tanh), no
+bias and no pooling, so it stays zero on blank pixels and translation-equivariant. It runs
+on the field extended by ``--cnn-context`` 4 blank pixels (its receptive radius), so no
 feature is cut at the field's edge and a shifted letter has exactly the shifted feature
 map and energy table (without it, a letter shifted to the edge loses the features that
-spill over the edge, which cost 3 to 6 points of shifted accuracy); the learned
-references R_Y (C, 16, 8) and the energy are as above, the whole (26, n_poses) table is one
-cross-correlation of the feature map with the references. It trains end to end through
-:mod:`factorgraph_ebm.torch` (:class:`~factorgraph_ebm.torch.GraphEnergyModel`: the
-library's min-sum or sum-product on the (category, pose) graph in the forward pass, its
-dL/d(energies) in the backward pass, autograd for the rest) with Adam (step ``--cnn-lr``
-0.003, cosine decay to 0 over ``--cnn-epochs`` 8, mini-batches of 16), the pose latent and
-never supervised, same losses (hinge, NLL), same data, same test. Its poses are the 81
-translations -4..4 (``--cnn-max-shift``): the learned references settle off-centre as in
-the NumPy model, and one more pixel of pose range keeps the test shifts of 2 in range. Rows
-"latent-pose-cnn" and "no-pose-cnn" (the identity pose only). ``--cnn-templates K`` gives
-each category K references (initialized at the k-means centroids of its identity windows),
-the latent variable then running over (template, translation); ``--cnn-seeds 0,1,2`` trains
-each CNN row once per seed (network initialization and batch order; the test letters stay
-those of ``--seed``) and reports the mean.
+spill over the edge, which cost 1.5 to 3 points of shifted accuracy over three seeds, up
+to 7 on one); the learned references R_Y (C, 16, 8) and the energy are as above, the whole
+(26, n_poses) table is one cross-correlation of the feature map with the references. It
+trains end to end through :mod:`factorgraph_ebm.torch`
+(:class:`~factorgraph_ebm.torch.GraphEnergyModel`: the library's min-sum or sum-product on
+the (category, pose) graph in the forward pass, its dL/d(energies) in the backward pass,
+autograd for the rest) with Adam (step ``--cnn-lr`` 0.003, cosine decay to 0 over
+``--cnn-epochs`` 8, mini-batches of 16), the pose latent and never supervised, same losses
+(hinge, NLL), same data, same test. Its poses are the 81 translations -4..4
+(``--cnn-max-shift``): the learned references settle off-centre as in the NumPy model, and
+one more pixel of pose range keeps the test shifts of 2 in range. Rows "latent-pose-cnn"
+and "no-pose-cnn" (the identity pose only). ``--cnn-templates K`` gives each category K
+references (initialized at the k-means centroids of its identity windows), the latent
+variable then running over (template, translation); ``--cnn-seeds 0,1,2`` trains each CNN
+row once per seed (network initialization and batch order; the test letters stay those of
+``--seed``) and reports the mean.
 
 Run ``python examples/invariant_recognition.py [--quick] [--out DIR]``: it saves
 ``invariant_references.png`` (the learned references, per category and channel) and
