@@ -96,10 +96,11 @@ def trws(
     time_limit : float, optional
         Seconds after which no new iteration starts (TRW-S's stop at 60% of them when a BP
         candidate follows), nor any slice of about 8000 variables of a local-search sweep,
-        nor any chunk of BP sweeps (1, 2, 4, ... up to 20). The first iteration and its
-        decoding always run whole, so that there is an assignment: the call may overrun the
-        limit by one iteration, one slice and one chunk. ``time_limited`` in the result says
-        whether the limit stopped anything.
+        nor any expansion move (one minimum cut), nor any chunk of BP sweeps (1, 2, 4, ...
+        up to 20, no more than fit in the time left at the last chunk's pace). The first
+        iteration and its decoding always run whole, so that there is an assignment: the
+        call may overrun the limit by one iteration, one slice, one move and one sweep.
+        ``time_limited`` in the result says whether the limit stopped anything.
     decode_budget : int, default=100000
         Dead ends that one decoding may meet before it finishes greedily (decodings start
         with 1000 and allow four times more each time, up to this, until one finds a
@@ -439,8 +440,9 @@ def _bp_assignment(graph, theta, unary, max_iter, deadline):
     ``theta`` and per-state energies ``unary`` after ``max_iter`` sweeps (or convergence),
     and whether it ran them all: in chunks of 1, 2, 4, ... up to BP_CHUNK sweeps, each
     warm-started from the last one's messages (the same sweeps as one call), none started
-    after ``deadline`` (``time.perf_counter()`` seconds); (None, False) when the deadline
-    has passed before the first."""
+    after ``deadline`` (``time.perf_counter()`` seconds) and none of more sweeps than fit
+    in the time left at the last chunk's pace; (None, False) when the deadline has passed
+    before the first."""
     from ..inference import belief_propagation
 
     cg = graph.compile()
@@ -449,7 +451,8 @@ def _bp_assignment(graph, theta, unary, max_iter, deadline):
                    factor_beliefs=False)
     done, messages, assignment, chunk = 0, None, None, 1
     while done < max_iter:
-        if time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if now > deadline or chunk < 1:
             return assignment, False
         chunk = min(chunk, max_iter - done)
         result = belief_propagation(graph, max_iter=chunk, init_messages=messages, **options)
@@ -457,7 +460,11 @@ def _bp_assignment(graph, theta, unary, max_iter, deadline):
         messages, assignment = result.messages, result.assignment.copy()
         if result.converged:
             break
-        chunk = min(2 * chunk, BP_CHUNK)
+        # The next chunk doubles, but only as many sweeps as the last ones' pace fits
+        # before the deadline (a chunk of 20 sweeps of a 300x300 grid takes 3-6 s).
+        pace = (time.perf_counter() - now) / chunk
+        fits = (deadline - time.perf_counter()) / pace if pace > 0 else math.inf
+        chunk = int(min(2 * chunk, BP_CHUNK, fits))
     return assignment, True
 
 
