@@ -40,6 +40,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 import factorgraph_ebm as fe
 from factorgraph_ebm.certified import OPTIMALITY_ATOL, OPTIMALITY_RTOL, trws
 from factorgraph_ebm.io import read_evidence, read_uai
@@ -195,39 +197,119 @@ def grid_row(kind: str, n: int, k: int, max_iter: int, time_limit: float | None,
     return row
 
 
+#: Costs of the toulbar2 model: energies times COST_SCALE, rounded (6 decimals).
+COST_SCALE = 10**6
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as right-aligned decimal text, space-padded: uint8 array of
+    shape ``values.shape + (width,)`` (vectorized: a model file of 10^8 entries is written
+    in seconds, where Python string formatting takes minutes)."""
+    values = np.asarray(values, dtype=np.int64)
+    out = np.full(values.shape + (width,), ord(" "), dtype=np.uint8)
+    rest = values.copy()
+    for q in range(width - 1, -1, -1):
+        digit = (rest % 10).astype(np.uint8) + ord("0")
+        out[..., q] = np.where((rest > 0) | (q == width - 1), digit, ord(" "))
+        rest //= 10
+    if (rest > 0).any():
+        raise ValueError(f"a value does not fit in {width} digits")
+    return out
+
+
+def write_wcsp(workload, path: Path) -> None:
+    """The workload as a toulbar2 ``.wcsp`` file (integer costs: energies times
+    COST_SCALE, rounded): a unary cost function per variable, a binary one per factor
+    (a shared table's most common cost as the default, only the other tuples listed)."""
+    n, k = workload.n_vars, workload.k
+    unary = np.rint(workload.unary * COST_SCALE).astype(np.int64)
+    tables = workload.stacked_tables().reshape(workload.n_factors, k * k)
+    cost_width = len(str(int(max(unary.max(), np.rint(tables.max() * COST_SCALE))))) + 1
+    var_width = len(str(n)) + 1
+    values = np.arange(k * k)
+    if workload.shared:
+        table = np.rint(tables[0] * COST_SCALE).astype(np.int64)
+        found, counts = np.unique(table, return_counts=True)
+        default = int(found[np.argmax(counts)])
+        listed = np.flatnonzero(table != default)
+    else:
+        default, listed = 0, values
+    upper = (int(unary.max(axis=1).sum()) + workload.n_factors
+             * int(np.rint(tables.max() * COST_SCALE)) + 1)
+    space, newline = np.uint8(ord(" ")), np.uint8(ord("\n"))
+
+    def lines(*columns):
+        """Rows of text: the columns (uint8 arrays (rows, width)) joined by spaces."""
+        parts = []
+        for column in columns:
+            parts += [column, np.full((len(column), 1), space)]
+        parts[-1] = np.full((len(columns[0]), 1), newline)
+        return np.concatenate(parts, axis=1)
+
+    tuple_prefix = lines(_digits(listed // k, 3), _digits(listed % k, 3))[:, :-1]  # "a b"
+    with open(path, "wb") as out:
+        out.write(f"grid {n} {k} {n + workload.n_factors} {upper}\n".encode())
+        out.write((" ".join([str(k)] * n) + "\n").encode())
+        for lo in range(0, n, 1 << 16):  # unary functions: "1 v 0 k", then "a cost"
+            rows = np.arange(lo, min(n, lo + (1 << 16)))
+            head = lines(np.full((len(rows), 1), ord("1"), np.uint8),
+                         _digits(rows, var_width), _digits(np.zeros(len(rows)), 1),
+                         _digits(np.full(len(rows), k), 4))
+            body = lines(np.broadcast_to(_digits(np.arange(k), 3), (len(rows), k, 3))
+                         .reshape(-1, 3), _digits(unary[rows].reshape(-1), cost_width))
+            out.write(np.concatenate([head, body.reshape(len(rows), -1)], axis=1).tobytes())
+        step = max(1, (1 << 24) // max(1, len(listed)))
+        scopes = workload.scopes
+        for lo in range(0, workload.n_factors, step):  # "2 i j default n", then "a b cost"
+            rows = np.arange(lo, min(workload.n_factors, lo + step))
+            head = lines(np.full((len(rows), 1), ord("2"), np.uint8),
+                         _digits(scopes[rows, 0], var_width),
+                         _digits(scopes[rows, 1], var_width),
+                         _digits(np.full(len(rows), default), cost_width),
+                         _digits(np.full(len(rows), len(listed)), 5))
+            costs = np.rint(tables[rows][:, listed] * COST_SCALE).astype(np.int64)
+            body = np.concatenate([np.broadcast_to(tuple_prefix, (len(rows),) + tuple_prefix
+                                                   .shape),
+                                   _digits(costs, cost_width),
+                                   np.full(costs.shape + (1,), newline)], axis=2)
+            out.write(np.concatenate([head, body.reshape(len(rows), -1)], axis=1).tobytes())
+
+
 def toulbar2_best(kind: str, n: int, k: int, seconds: float) -> dict:
     """pytoulbar2's best assignment within ``seconds`` of its CPU-time limit (default
     options: hybrid best-first search) on the workload, with its energy evaluated by
-    ``Workload.energy``; ``{"status": "absent"}`` without pytoulbar2. Costs are given to 6
-    decimals (``resolution=6``)."""
+    ``Workload.energy``; ``{"status": "absent"}`` without pytoulbar2. The model is written
+    to a ``.wcsp`` file (:func:`write_wcsp`, costs to 6 decimals) that toulbar2 reads:
+    building it by pytoulbar2's Python calls had not finished in 9 minutes on the dense
+    300x300 K=32 grid."""
     try:
         import pytoulbar2
     except ImportError:
         return {"status": "absent"}
+    import tempfile
+
     from bpbench.workloads import make_workload
 
     workload = make_workload(kind, n, k)
     started = time.perf_counter()
-    cfn = pytoulbar2.CFN(resolution=6, verbose=-1)
-    for v in range(workload.n_vars):
-        cfn.AddVariable(f"x{v}", range(k))
-    for v in range(workload.n_vars):
-        cfn.AddFunction([v], workload.unary[v].tolist())
-    tables = workload.stacked_tables().reshape(workload.n_factors, -1)
-    for f, (i, j) in enumerate(workload.scopes.tolist()):
-        cfn.AddFunction([i, j], tables[f].tolist())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "grid.wcsp"
+        write_wcsp(workload, path)
+        file_bytes = path.stat().st_size
+        cfn = pytoulbar2.CFN(verbose=-1)
+        cfn.Read(str(path))
     build_seconds = time.perf_counter() - started
     cpu = time.process_time()
     started = time.perf_counter()
     answer = cfn.Solve(timeLimit=int(math.ceil(seconds)))
-    out = {"build_seconds": build_seconds, "seconds": time.perf_counter() - started,
-           "cpu_seconds": time.process_time() - cpu}
+    out = {"build_seconds": build_seconds, "file_bytes": file_bytes,
+           "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
     if answer is None:
         return out | {"status": "no solution", "energy": math.inf}
     assignment, primal, _ = answer
     dual = cfn.GetDDualBound()
     return out | {"status": "optimal" if primal <= dual + 1e-6 else "time limit",
-                  "energy": workload.energy(assignment), "dual_bound": dual}
+                  "energy": workload.energy(assignment), "dual_bound": dual / COST_SCALE}
 
 
 def toulbar2_in_worker(kind: str, n: int, k: int, seconds: float) -> dict:

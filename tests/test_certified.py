@@ -24,7 +24,8 @@ from factorgraph_ebm.certified.consistency import (
     initial_domains,
     scratch_for,
 )
-from factorgraph_ebm.certified.expansion import make_expansion
+from factorgraph_ebm.certified.expansion import cut_graph, make_expansion
+from factorgraph_ebm.certified.maxflow import min_cut
 from factorgraph_ebm.certified.problem import build_problem
 from factorgraph_ebm.certified.trws import dual_bound, dual_pass
 from factorgraph_ebm.exceptions import EvidenceError, FactorGraphError
@@ -316,7 +317,7 @@ def test_chains_are_induced_paths_and_their_moves_exact(graph, data, farthest):
 @given(st.integers(3, 7), st.integers(2, 3), st.booleans(), st.data())
 def test_expansion_moves_lower_the_energy_to_an_expansion_minimum(n, k, potts, data):
     # Potts factors make every move's binary problem submodular: the cut is then the best
-    # move (up to the rounding of energies to 2^-24 of the largest term), so no expansion
+    # move (up to the rounding of energies to integer capacities), so no expansion
     # of the result lowers its energy. Dense random tables: the energy never rises.
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     g = fe.FactorGraph()
@@ -346,6 +347,43 @@ def test_expansion_moves_lower_the_energy_to_an_expansion_minimum(n, k, potts, d
             moved = np.where(switch, alpha, after)
             assert g.energy(moved) >= reached - 1e-5 * (1 + abs(reached))
     assert _local_search(cg, cg.energies, problem)(after) is True
+
+
+@given(st.integers(1, 10), st.data())
+def test_min_cut_equals_scipys_maximum_flow(n, data):
+    # Random graphs with parallel and one-way arcs and terminal links of both signs: the
+    # flow equals SciPy's maximum flow (Dinic), and the returned cut has that capacity.
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_flow
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    m = int(rng.integers(0, 4 * n + 1))
+    left, right = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = left != right
+    left, right = left[keep].astype(np.int64), right[keep].astype(np.int64)
+    forward = rng.integers(0, 7, len(left))
+    backward = rng.integers(0, 7, len(left)) * (rng.random(len(left)) < 0.5)
+    terminal = rng.integers(-9, 10, n) * (rng.random(n) < 0.7)
+    first, head, sister, pair_arc = cut_graph(n, left, right)
+    r_cap = np.zeros(len(head), dtype=np.int64)
+    r_cap[pair_arc] = forward
+    r_cap[sister[pair_arc]] = backward
+    sink_side = np.zeros(n, dtype=bool)
+    flow = min_cut(first, head, sister, r_cap, terminal.astype(np.int64), sink_side)
+    source, sink = n, n + 1
+    up, down = np.flatnonzero(terminal > 0), np.flatnonzero(terminal < 0)
+    graph = csr_matrix(
+        (np.concatenate([forward, backward, terminal[up], -terminal[down]]).astype(np.int32),
+         (np.concatenate([left, right, np.full(len(up), source), down]),
+          np.concatenate([right, left, up, np.full(len(down), sink)]))),
+        shape=(n + 2, n + 2))
+    graph.sum_duplicates()
+    assert flow == maximum_flow(graph, source, sink).flow_value
+    s = ~sink_side
+    capacity = (terminal[up][sink_side[up]].sum() - terminal[down][s[down]].sum()
+                + forward[s[left] & sink_side[right]].sum()
+                + backward[s[right] & sink_side[left]].sum())
+    assert capacity == flow
 
 
 def test_expansion_is_offered_only_on_pairwise_models_without_hard_constraints():

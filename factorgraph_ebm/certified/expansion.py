@@ -12,10 +12,13 @@ a cut in a graph with an edge i -> j of capacity B + C - A - D (Kolmogorov & Zab
 "What energy functions can be minimized via graph cuts?", TPAMI 26(2)). Where that is
 negative (a non-submodular term: dense tables in general; never Potts or truncated
 factors, which are metrics) it is truncated to 0, as in Rother et al. (2005); the cut is
-then only a proposal. The minimum cut is computed by SciPy's maximum flow (Dinic's
-algorithm), which needs integer capacities: energies are scaled to about 2^24 units of the
-largest finite term and rounded. So every move is checked on the exact energy and kept only
-when strictly lower: the energy never rises.
+then only a proposal. The minimum cut is computed by :mod:`.maxflow` (Boykov-Kolmogorov),
+on integer capacities: energies are scaled so that all finite terms together stay below
+2^59 units, and rounded. So every move is checked on the exact energy and kept only when
+strictly lower: the energy never rises.
+
+The graph's arcs (two per pairwise factor) are laid out once per model; a move only fills
+in capacities, cuts, and evaluates the energy, all in one kernel.
 """
 
 from __future__ import annotations
@@ -24,18 +27,16 @@ import math
 import time
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from .._config import NJIT_OPTIONS, njit
 from ..structured import pair_entry
+from .maxflow import min_cut
 
 INF = np.inf
-#: Capacities: the largest finite term becomes FINITE_UNITS; +inf terms become INF_UNITS
-#: (int32 edges, so that sums of a few stay below 2^31).
-FINITE_UNITS = 2.0**24
-INF_UNITS = 2**28
-#: Cycles over all states at most.
+#: All finite capacities together stay below 2^FINITE_BITS units; a +inf term is
+#: 2^FINITE_BITS units (more than any cut of finite terms), so no sum overflows int64.
+FINITE_BITS = 59
+#: Moves at most, in cycles over the states: EXPANSION_CYCLES times the number of states.
 EXPANSION_CYCLES = 5
 
 
@@ -53,15 +54,18 @@ def _pair(cg, energies, params, a, x, y):
 def expansion_terms(cg, energies, params, node_energy, pairs, assignment, alpha, cost,
                     capacity):
     """The binary problem of the move to ``alpha``: ``cost[i]`` (V,) is the energy of
-    b_i = 1 less that of b_i = 0 (``+inf`` when i has no state alpha), ``capacity[f]``
-    (len(pairs),) the truncated B + C - A - D of pairwise factor ``pairs[f]``."""
+    b_i = 1 less that of b_i = 0 (``+inf`` when i has no state alpha or it is forbidden,
+    ``-inf`` when only i's current state is), ``capacity[f]`` (len(pairs),) the truncated
+    B + C - A - D of pairwise factor ``pairs[f]``."""
     n_states = cg.n_states
     for i in range(len(n_states)):
-        if alpha < n_states[i]:
-            soff = cg.state_offset[i]
-            cost[i] = node_energy[soff + alpha] - node_energy[soff + assignment[i]]
-        else:
+        soff = cg.state_offset[i]
+        if alpha >= n_states[i] or node_energy[soff + alpha] == INF:
             cost[i] = INF
+        elif node_energy[soff + assignment[i]] == INF:
+            cost[i] = -INF
+        else:
+            cost[i] = node_energy[soff + alpha] - node_energy[soff + assignment[i]]
     for f in range(len(pairs)):
         a = pairs[f]
         first = cg.scope_ptr[a]
@@ -95,81 +99,110 @@ def pairwise_energy(cg, energies, params, node_energy, pairs, assignment):
     return total
 
 
+@njit(**NJIT_OPTIONS)
+def expansion_move(cg, energies, params, node_energy, pairs, assignment, alpha, first, head,
+                   sister, pair_arc, cost, capacity, r_cap, tr_cap, switch):
+    """The expansion move to ``alpha``, in place on ``assignment`` when it lowers the
+    energy strictly; returns whether it did. ``first``, ``head``, ``sister``: the arcs of
+    the cut graph (see :mod:`.maxflow`), ``pair_arc[f]`` the arc from ``pairs[f]``'s first
+    variable to its second; the other arguments are scratch of matching sizes."""
+    expansion_terms(cg, energies, params, node_energy, pairs, assignment, alpha, cost,
+                    capacity)
+    largest = 1e-300
+    for i in range(len(cost)):
+        if abs(cost[i]) < INF:
+            largest = max(largest, abs(cost[i]))
+    for f in range(len(capacity)):
+        largest = max(largest, capacity[f])
+    infinite = 1 << FINITE_BITS
+    scale = infinite / (largest * (len(cost) + len(capacity) + 1))
+    for i in range(len(cost)):
+        c = cost[i]
+        tr_cap[i] = infinite if c == INF else -infinite if c == -INF else round(c * scale)
+    for f in range(len(capacity)):
+        r_cap[pair_arc[f]] = round(capacity[f] * scale)
+        r_cap[sister[pair_arc[f]]] = 0
+    min_cut(first, head, sister, r_cap, tr_cap, switch)
+    changed = False
+    for i in range(len(switch)):
+        if switch[i] and assignment[i] != alpha:
+            changed = True
+            break
+    if not changed:
+        return False
+    before = pairwise_energy(cg, energies, params, node_energy, pairs, assignment)
+    old = assignment.copy()
+    for i in range(len(switch)):
+        if switch[i]:
+            assignment[i] = alpha
+    after = pairwise_energy(cg, energies, params, node_energy, pairs, assignment)
+    if after < before and (before == INF or after < before - 1e-12 * (1.0 + abs(before))):
+        return True
+    assignment[:] = old
+    return False
+
+
+def cut_graph(n_vars: int, left: np.ndarray, right: np.ndarray):
+    """The arcs of the cut graph of pairwise factors on variables (``left[f]``,
+    ``right[f]``), in the CSR layout of :mod:`.maxflow`: (first, head, sister, pair_arc),
+    ``pair_arc[f]`` the arc left[f] -> right[f] (its sister the reverse arc)."""
+    n_pairs = len(left)
+    tails = np.concatenate([left, right])
+    heads = np.concatenate([right, left])
+    order = np.argsort(tails, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    first = np.zeros(n_vars + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tails, minlength=n_vars), out=first[1:])
+    reverse = np.concatenate([np.arange(n_pairs, 2 * n_pairs), np.arange(n_pairs)])
+    sister = np.empty(2 * n_pairs, dtype=np.int64)
+    sister[position] = position[reverse]
+    return (first, np.ascontiguousarray(heads[order], dtype=np.int64), sister,
+            position[:n_pairs].astype(np.int64))
+
+
 def make_expansion(cg, theta, node_energy):
-    """A function ``expand(assignment, deadline)`` that runs expansion moves in place, for
-    each alpha in turn, until a cycle over all states lowers nothing (at most
-    EXPANSION_CYCLES cycles), none started after ``deadline`` (``time.perf_counter()``
-    seconds); it returns (moves kept, whether it finished). None when the model has no
-    pairwise factor, one of arity >= 3, or a non-finite pairwise energy (hard constraints:
-    a cut through them is rarely a feasible proposal).
+    """A function ``expand(assignment, deadline)`` that runs expansion moves in place, the
+    states in turn, until every state in a row has been tried without a gain (at most
+    EXPANSION_CYCLES cycles over the states), none started after ``deadline``
+    (``time.perf_counter()`` seconds); it returns (moves kept, whether it finished). None
+    when the model has no pairwise factor, one of arity >= 3, or a non-finite pairwise
+    energy (hard constraints: a cut through them is rarely a feasible proposal).
     """
     arity = np.diff(cg.scope_ptr)
     sizes = np.diff(cg.table_offset)
-    entry_arity = np.repeat(arity, sizes)
-    if ((arity > 2).any() or not np.isfinite(theta[:len(entry_arity)][entry_arity == 2]).all()
+    # The factors of the non-finite entries (not a per-entry arity array: 1.5 GB on a dense
+    # 300x300 K=32 grid).
+    owners = np.searchsorted(cg.table_offset, np.flatnonzero(~np.isfinite(theta)),
+                             side="right") - 1
+    if ((arity > 2).any() or (arity[owners[owners < cg.n_factors]] == 2).any()
             or not np.isfinite(cg.factor_param[(arity == 2) & (sizes == 0), 0]).all()):
         return None
     pairs = np.flatnonzero(arity == 2)
     if not len(pairs):
         return None
     first = cg.scope_ptr[pairs]
-    left, right = cg.scope_vars[first], cg.scope_vars[first + 1]
     n_vars = cg.n_variables
-    source, sink = n_vars, n_vars + 1
-    cost = np.empty(n_vars)
-    capacity = np.empty(len(pairs))
-    params = cg.factor_param
-
-    def move(assignment, alpha) -> bool:
-        expansion_terms(cg, theta, params, node_energy, pairs, assignment, alpha, cost,
-                        capacity)
-        finite = np.abs(cost[np.isfinite(cost)])
-        largest = max(float(finite.max()) if finite.size else 0.0,
-                      float(capacity.max()), 1e-300)
-        scale = FINITE_UNITS / largest
-        units = np.where(np.isfinite(cost), np.rint(cost * scale), np.sign(cost) * INF_UNITS)
-        pair_units = np.rint(capacity * scale)
-        up, down, link = units > 0, units < 0, pair_units > 0
-        rows = np.concatenate([np.full(int(up.sum()), source), np.flatnonzero(down),
-                               left[link]])
-        cols = np.concatenate([np.flatnonzero(up), np.full(int(down.sum()), sink),
-                               right[link]])
-        values = np.concatenate([units[up], -units[down], pair_units[link]]).astype(np.int32)
-        graph = sp.csr_matrix((values, (rows, cols)), shape=(n_vars + 2, n_vars + 2))
-        graph.sum_duplicates()
-        flow = maximum_flow(graph, source, sink, method="dinic").flow
-        residual = (graph - flow).tocsr()
-        residual.data[residual.data < 0] = 0
-        residual.eliminate_zeros()
-        kept = np.zeros(n_vars + 2, dtype=bool)  # the source side: b = 0
-        kept[breadth_first_order(residual, source, directed=True,
-                                 return_predecessors=False)] = True
-        switch = ~kept[:n_vars] & (assignment != alpha)
-        if not switch.any():
-            return False
-        before = pairwise_energy(cg, theta, params, node_energy, pairs, assignment)
-        old = assignment[switch]
-        assignment[switch] = alpha
-        after = pairwise_energy(cg, theta, params, node_energy, pairs, assignment)
-        if after < before and (before == math.inf or
-                               after < before - 1e-12 * (1.0 + abs(before))):
-            return True
-        assignment[switch] = old
-        return False
+    arcs = cut_graph(n_vars, cg.scope_vars[first].astype(np.int64),
+                     cg.scope_vars[first + 1].astype(np.int64))
+    scratch = (np.empty(n_vars), np.empty(len(pairs)), np.empty(2 * len(pairs), np.int64),
+               np.empty(n_vars, np.int64), np.empty(n_vars, np.bool_))
+    n_labels = int(cg.max_states)
 
     def expand(assignment, deadline=math.inf):
         moves = 0
-        for _ in range(EXPANSION_CYCLES):
-            moved = False
-            for alpha in range(int(cg.max_states)):
-                if time.perf_counter() > deadline:
-                    return moves, False
-                if move(assignment, alpha):
-                    moves += 1
-                    moved = True
-            if not moved:
+        failures = 0  # states tried in a row without a gain
+        for step in range(EXPANSION_CYCLES * n_labels):
+            if failures == n_labels:
                 break
+            if time.perf_counter() > deadline:
+                return moves, False
+            if expansion_move(cg, theta, cg.factor_param, node_energy, pairs, assignment,
+                              step % n_labels, *arcs, *scratch):
+                moves += 1
+                failures = 0
+            else:
+                failures += 1
         return moves, True
 
     return expand
-
