@@ -44,10 +44,10 @@ THREADED_ENTRIES = 2**14
 class Sequential:
     """The sequential schedule: factors in :func:`sequential_order`, each sending all its
     messages from its variables' current totals minus its own messages, the totals then
-    updated with its new messages (:func:`.sweeps.sequential_sweep`, mode
-    :data:`.sweeps.MODE_SEQUENTIAL`); the totals are summed afresh at the start of each
-    iteration (:func:`~.variables.variable_totals`), so that rounding never accumulates
-    over iterations and the messages alone are the state between them.
+    updated with its new messages (:func:`.sweeps.sequential_sweep`); the totals are
+    summed afresh at the start of each iteration, so that rounding never accumulates over
+    iterations and the messages alone are the state between them. Undamped, the unary
+    factors are sent in the run's first iteration only: their messages are fixed after it.
 
     A Python loop of kernel calls: a compiled loop would take the whole of
     :func:`~factorgraph_ebm.messages.sequential_sweep` into its own compilation again
@@ -57,32 +57,31 @@ class Sequential:
     def __init__(self, cg, energies, kinds, params, unary, f2v, v2f, temperature, damping,
                  tol):
         self.cg, self.unary, self.f2v, self.v2f, self.tol = cg, unary, f2v, v2f, tol
+        self.damping = damping
         work = scratch(cg)
         self.lowest = work.lowest
-        order = sequential_order(cg)
         n_total = int(cg.state_offset[-1])
-        self.totals = (np.empty(n_total), np.empty(n_total, dtype=np.int32))
-        self.variables = (unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
-                          cg.msg_offset, 0, cg.n_variables, f2v, *self.totals)
         self.args = (
             energies, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
             cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-            cg.var_edges, order, f2v, v2f, *self.totals,
+            cg.var_edges, sequential_order(cg),
         )
-        self.rest = (temperature, damping, unclamped(cg), work.counter, work.lowest, work.new,
-                     work.inc, work.env_v, work.env_z, work.lows)
+        self.skip_unary = False
+        self.rest = (f2v, v2f, np.empty(n_total), np.empty(n_total, dtype=np.int32),
+                     temperature, damping, unclamped(cg), work.counter, work.lowest,
+                     work.new, work.inc, work.env_v, work.env_z, work.lows)
 
     def run(self, residuals: np.ndarray) -> tuple[int, bool]:
         for it in range(len(residuals)):
-            finite = variable_totals(*self.variables) == 0
-            residuals[it] = K.sequential_sweep(*self.args, finite, *self.rest)
+            residuals[it] = K.sequential_sweep(*self.args, self.skip_unary, *self.rest)
+            self.skip_unary = self.damping == 0.0
             if residuals[it] <= self.tol:
                 return it + 1, True
         return len(residuals), False
 
     def finish(self) -> None:
         cg = self.cg
-        self.totals = self.variables = self.args = self.rest = None
+        self.args = self.rest = None
         variable_sweep(self.unary, cg.n_states, cg.state_offset, cg.var_edge_ptr,
                          cg.var_edges, cg.msg_offset, 0, cg.n_variables, self.f2v, self.v2f,
                          self.lowest)
