@@ -322,23 +322,56 @@ def flood_order(cg, kinds, temperature):
 
 
 def sequential_order(cg) -> np.ndarray:
-    """The sequential schedule's factor order: by lowest variable index, ties by factor
-    index; (F,) read-only, of ``cg``'s index dtype (as :func:`flood_order`'s, so
-    :func:`~factorgraph_ebm.messages.factor_sweep` compiles once for both).
+    """The sequential schedule's factor order; (F,) read-only, of ``cg``'s index dtype (as
+    :func:`flood_order`'s, so :func:`~factorgraph_ebm.messages.factor_sweep` compiles once
+    for both).
 
-    A choice for memory locality. On a grid numbered row by row it is a raster scan, which
-    sends information right and down within a sweep as a breadth-first order from the
-    corner does (the same decoded energies on the benchmark grids), but walks the messages
-    and totals in memory order: a 300 x 300 Potts grid, K=8, one thread, 137.7 ms per sweep
-    in breadth-first order, 57.7 ms in this one."""
+    The variables are cut into blocks of :func:`block_width` consecutive indices, and the
+    factors are taken block by block, by their lowest variable's block (constant factors,
+    without variables, first); within a block, by factor index, each unary factor just
+    before the first factor of more variables whose lowest variable is its own (at the end
+    of the block if there is none).
+
+    A choice for memory locality that keeps the order of information flow. On a grid
+    numbered row by row a block is a row: its unary and horizontal factors, then its
+    vertical ones, each in memory order, so the dense tables are read as two long runs
+    instead of alternating between two places, and the messages are those of the raster
+    scan by lowest variable (each factor sees the same new and old messages: the same
+    decoded energies on the benchmark grids). A 300 x 300 grid with dense K=32 tables, one
+    thread: 346 ms per sweep by lowest variable, 192 ms in this order; the raster scan had
+    replaced a breadth-first order (137.7 -> 57.7 ms on a Potts K=8 grid).
+    """
     arity = np.diff(cg.scope_ptr)
-    lowest = np.full(cg.n_factors, -1, dtype=np.int64)  # constant factors (no scope) first
+    lowest = np.full(cg.n_factors, -1, dtype=np.int64)  # constant factors first
+    position = np.arange(cg.n_factors, dtype=np.float64)
     has = arity > 0
-    if has.any():
+    if has.any():  # the starts of the scopes that have variables: whole segments
         lowest[has] = np.minimum.reduceat(cg.scope_vars, cg.scope_ptr[:-1][has])
-    order = np.argsort(lowest, kind="stable").astype(cg.factor_order.dtype)
+        multi = np.flatnonzero(arity > 1)
+        first = np.full(cg.n_variables, np.inf)
+        np.minimum.at(first, lowest[multi], multi.astype(np.float64))
+        unary = np.flatnonzero(arity == 1)
+        position[unary] = first[lowest[unary]] - 0.5
+    block = np.where(lowest < 0, -1, lowest // block_width(cg))
+    order = np.lexsort((position, block)).astype(cg.factor_order.dtype)
     order.flags.writeable = False
     return order
+
+
+def block_width(cg) -> int:
+    """The block width of :func:`sequential_order`: the 90th percentile of the index spans
+    (largest minus smallest variable index) of the factors of two or more variables, at
+    least 1. On a grid numbered row by row, the row width (the vertical factors' span); on
+    a chain 1 (the order is then by lowest variable); on a graph numbered at random about
+    the number of variables (the order is then by factor index)."""
+    arity = np.diff(cg.scope_ptr)
+    multi = arity > 1
+    if not multi.any():
+        return 1
+    starts = cg.scope_ptr[:-1][arity > 0]
+    low = np.minimum.reduceat(cg.scope_vars, starts)[multi[arity > 0]]
+    high = np.maximum.reduceat(cg.scope_vars, starts)[multi[arity > 0]]
+    return max(1, int(np.percentile(high - low, 90, method="lower")))
 
 
 def balanced_chunks(work_ptr: np.ndarray, n_chunks: int) -> np.ndarray:
