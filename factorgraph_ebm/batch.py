@@ -815,8 +815,8 @@ def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, 
     """Up to ``residuals.shape[1]`` iterations of every active item (``active[b]``), each
     stopping after its first iteration whose largest message change (``residuals[b, t]``)
     is at most ``tol`` (then ``active[b] = False``); ``n_iter[b]``: its iterations before
-    this call, ``done[b]``: in this call. Sequential: :func:`messages.sequential_sweep` from fresh totals, as
-    :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
+    this call, ``done[b]``: in this call. Sequential: :func:`messages.sequential_sweep`,
+    as :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
     :class:`~factorgraph_ebm.schedules.Flooding`."""
     n_steps = residuals.shape[1]
     for b in prange(len(rows)):
