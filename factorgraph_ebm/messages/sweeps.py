@@ -218,7 +218,10 @@ def factor_sweep(
     The per-edge rules are helpers inlined at the Numba IR level (``inline="always"``) that
     take whole arrays and offsets, never slices: a slice per edge, or a real call, costs
     reference counting on every edge, several times the O(K) work itself. ``new`` has room
-    for max_arity * max_states entries; ``env_v``/``env_z`` for max_states + 2.
+    for max_arity * max_states entries; ``env_v``/``env_z`` for max_states + 2. Arity-3
+    min-sum factors with a table and no clamped variable take
+    :func:`~.generic.triple_min_sum` (one pass over the table), the other factors of
+    arity >= 3 :func:`~.generic.generic_message`.
     """
     stride = len(lowest)
     change = 0.0
@@ -464,12 +467,11 @@ def sequential_sweep(
     (:func:`factor_sweep` in :data:`MODE_SEQUENTIAL`). While no total has an infinite term
     the sweep takes plain subtractions. With ``skip_unary`` the unary factors are skipped:
     undamped, after one sweep their messages are their normalized tables for good (a 300 x
-    300 Potts grid, K=8, one thread: a third of the factors). The common factors' rules are
-    inlined here (unary factors, dense pairwise min-sum by
-    :func:`~.pairwise.dense_pair_min_sum`, Potts min-sum by :func:`~.factor.potts_store`,
-    arity-3 min-sum by :func:`~.generic.triple_min_sum`: the same arithmetic as
-    :func:`factor_sweep`, bit for bit), the others go through a call of
-    :func:`factor_sweep` each (~100 ns). ``kinds=None``: a plain graph (see the module
+    300 Potts grid, K=8, one thread: a third of the factors). Runs of min-sum pairwise
+    factors with a dense table or Potts go to :func:`sequential_pairs`; unary factors and
+    arity-3 min-sum factors with a table (:func:`~.generic.triple_min_sum`) are sent here,
+    the others through a call of :func:`factor_sweep` each (~100 ns): the same arithmetic
+    as :func:`factor_sweep`, bit for bit. ``kinds=None``: a plain graph (see the module
     docstring)."""
     change = 0.0
     finite = variable_totals(unary, n_states, state_offset, var_edge_ptr, var_edges,
