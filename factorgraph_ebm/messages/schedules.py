@@ -341,37 +341,52 @@ def sequential_order(cg) -> np.ndarray:
     thread: 346 ms per sweep by lowest variable, 192 ms in this order; the raster scan had
     replaced a breadth-first order (137.7 -> 57.7 ms on a Potts K=8 grid).
     """
+    n = cg.n_factors
     arity = np.diff(cg.scope_ptr)
-    lowest = np.full(cg.n_factors, -1, dtype=np.int64)  # constant factors first
-    position = np.arange(cg.n_factors, dtype=np.float64)
+    lowest = np.full(n, -1, dtype=np.int64)  # constant factors first
     has = arity > 0
     if has.any():  # the starts of the scopes that have variables: whole segments
         lowest[has] = np.minimum.reduceat(cg.scope_vars, cg.scope_ptr[:-1][has])
-        multi = np.flatnonzero(arity > 1)
-        first = np.full(cg.n_variables, np.inf)
-        np.minimum.at(first, lowest[multi], multi.astype(np.float64))
-        unary = np.flatnonzero(arity == 1)
-        position[unary] = first[lowest[unary]] - 0.5
+    # Within a block: factor a at 2a; a unary factor at 2b - 1, b the first factor of more
+    # variables whose lowest variable is its own (2n - 1, the block's end, if none).
+    position = 2 * np.arange(n, dtype=np.int64)
+    multi = np.flatnonzero(arity > 1)
+    first = np.full(cg.n_variables, 2 * n, dtype=np.int64)
+    np.minimum.at(first, lowest[multi], 2 * multi)
+    unary = np.flatnonzero(arity == 1)
+    position[unary] = first[lowest[unary]] - 1
     block = np.where(lowest < 0, -1, lowest // block_width(cg))
-    order = np.lexsort((position, block)).astype(cg.factor_order.dtype)
+    # One integer key and a stable sort, spans of a sample: 0.53 -> 0.09 s on a 1000 x
+    # 1000 grid against a lexsort of float positions and every factor's span (the raster
+    # scan's argsort: 0.05 s).
+    order = np.argsort(block * (2 * n + 1) + position, kind="stable")
+    order = order.astype(cg.factor_order.dtype)
     order.flags.writeable = False
     return order
 
 
+#: :func:`block_width` reads the spans of at most about this many factors, evenly spaced.
+SPAN_SAMPLE = 2**16
+
+
 def block_width(cg) -> int:
     """The block width of :func:`sequential_order`: the 90th percentile of the index spans
-    (largest minus smallest variable index) of the factors of two or more variables, at
-    least 1. On a grid numbered row by row, the row width (the vertical factors' span); on
-    a chain 1 (the order is then by lowest variable); on a graph numbered at random about
-    the number of variables (the order is then by factor index)."""
+    (largest minus smallest variable index) of the factors of two or more variables (of
+    :data:`SPAN_SAMPLE` of them, evenly spaced, on larger graphs), at least 1. On a grid
+    numbered row by row, the row width (the vertical factors' span); on a chain 1 (the
+    order is then by lowest variable); on a graph numbered at random about the number of
+    variables (the order is then by factor index)."""
     arity = np.diff(cg.scope_ptr)
-    multi = arity > 1
-    if not multi.any():
+    multi = np.flatnonzero(arity > 1)
+    if len(multi) == 0:
         return 1
-    starts = cg.scope_ptr[:-1][arity > 0]
-    low = np.minimum.reduceat(cg.scope_vars, starts)[multi[arity > 0]]
-    high = np.maximum.reduceat(cg.scope_vars, starts)[multi[arity > 0]]
-    return max(1, int(np.percentile(high - low, 90, method="lower")))
+    sample = multi[:: max(1, len(multi) // SPAN_SAMPLE)]
+    counts = arity[sample]
+    segment = np.cumsum(counts) - counts  # each sampled scope's start, back to back
+    picked = cg.scope_vars[np.repeat(cg.scope_ptr[sample] - segment, counts)
+                           + np.arange(int(counts.sum()))]
+    spans = np.maximum.reduceat(picked, segment) - np.minimum.reduceat(picked, segment)
+    return max(1, int(np.percentile(spans, 90, method="lower")))
 
 
 def balanced_chunks(work_ptr: np.ndarray, n_chunks: int) -> np.ndarray:
