@@ -701,7 +701,7 @@ def _iterate(common, free, work, sequential, orders, classes, total, n_inf, damp
     for lo, hi in paced(max_iter, first=_first(1, n * common[0].n_message_entries)):
         residuals = np.empty((n, hi - lo))
         _loopy_items(*common, damping, tol, sequential, orders, classes, free, work, total,
-                     n_inf, active, done, residuals)
+                     n_inf, active, n_iter, done, residuals)
         for b in np.flatnonzero(done):
             kept[b].append(residuals[b, : done[b]])
             n_kept[b] += done[b]
@@ -810,13 +810,13 @@ def _tree_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, f
 
 @njit(**PARALLEL_OPTIONS)
 def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, damping, tol,
-                 sequential, orders, classes, free, work, total, n_inf, active, done,
+                 sequential, orders, classes, free, work, total, n_inf, active, n_iter, done,
                  residuals):
     """Up to ``residuals.shape[1]`` iterations of every active item (``active[b]``), each
     stopping after its first iteration whose largest message change (``residuals[b, t]``)
-    is at most ``tol`` (then ``active[b] = False``); ``done[b]``: its iterations in this
-    call. Sequential: :func:`messages.sequential_sweep` from fresh totals, as
-    :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
+    is at most ``tol`` (then ``active[b] = False``); ``n_iter[b]``: its iterations before
+    this call, ``done[b]``: in this call. Sequential: :func:`messages.sequential_sweep`,
+    as :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
     :class:`~factorgraph_ebm.schedules.Flooding`."""
     n_steps = residuals.shape[1]
     for b in prange(len(rows)):
@@ -830,17 +830,14 @@ def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, 
         order = orders[r]
         for it in range(n_steps):
             if sequential:
-                n_infinite = K.variable_totals(
-                    unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
-                    cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v[b], total[b],
-                    n_inf[b],
-                )
+                # Undamped, the unary messages are fixed after the item's first sweep.
+                skip_unary = damping == 0.0 and n_iter[b] + it > 0
                 change = K.sequential_sweep(
                     theta, k, params, unary[b], cg.n_states, cg.state_offset, cg.scope_ptr,
                     cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
-                    cg.var_edge_ptr, cg.var_edges, order, f2v[b], v2f[b], total[b], n_inf[b],
-                    n_infinite == 0, temperature, damping, free, w.counter, w.lowest, w.new,
-                    w.inc, w.env_v, w.env_z, w.lows,
+                    cg.var_edge_ptr, cg.var_edges, order, skip_unary, f2v[b], v2f[b],
+                    total[b], n_inf[b], temperature, damping, free, w.counter, w.lowest,
+                    w.new, w.inc, w.env_v, w.env_z, w.lows,
                 )
             else:
                 change = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],

@@ -111,8 +111,9 @@ def belief_propagation(
         Bytes that the junction tree's tables may take (clique, separator and
         factor-belief tables, float64); known before anything is allocated.
     schedule : {"auto", "parallel", "sequential", "residual", "tree"}, default="auto"
-        "parallel" is flooding, "sequential" updates factors in order of their lowest
-        variable index (:func:`~factorgraph_ebm.messages.schedules.sequential_order`),
+        "parallel" is flooding, "sequential" updates factors block by block of their
+        lowest variable index, by factor index within a block
+        (:func:`~factorgraph_ebm.messages.schedules.sequential_order`),
         "residual" sends the message that would change most first (residual BP, Elidan et
         al. 2006; :mod:`factorgraph_ebm.messages.residual`; an iteration is as many messages as the
         graph has edges), "tree" is the exact two-pass schedule (forests only). "auto" picks

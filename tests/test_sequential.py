@@ -73,14 +73,100 @@ def test_sweep_from_totals_is_the_textbook_sequential_sweep(seed, beta, damping)
         slow[:] = fast  # compare sweep by sweep, not trajectories
 
 
-def test_sequential_order_is_by_lowest_variable_then_factor():
+def test_sequential_order_is_by_block_then_factor_with_unary_factors_first_in_place():
     g = fg.FactorGraph()
     g.add_variables(range(4), 2)
     g.add_factor((), 1.0)
     for scope in ([3, 1], [2], [0, 3], [1], [1, 2]):
         g.add_factor(scope, np.zeros((2,) * len(scope)))
     g.add_factor((), 2.0)
-    order = S.sequential_order(g.compile())
+    cg = g.compile()
+    order = S.sequential_order(cg)
     assert not order.flags.writeable
-    # Constant factors (lowest -1) first, then by lowest variable, ties by factor index.
-    assert order.tolist() == [0, 6, 3, 1, 4, 5, 2]
+    # Spans 2, 3, 1: blocks of 2 variables. Constant factors first; block 0 (lowest
+    # variable 0 or 1) by factor index, the unary factor of variable 1 (4) just before
+    # the first factor whose lowest variable is 1 (1); block 1: the unary factor of
+    # variable 2, which is no factor's lowest variable.
+    assert S.block_width(cg) == 2
+    assert order.tolist() == [0, 6, 4, 1, 3, 5, 2]
+
+
+def _textbook_sweeps(cg, order, n_sweeps):
+    """Messages after ``n_sweeps`` textbook sequential sweeps (MODE_FRESH) in ``order``."""
+    f2v = np.zeros(cg.n_message_entries)
+    work = K.scratch(cg)
+    no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
+    for _ in range(n_sweeps):
+        K.factor_sweep(
+            cg.energies, cg.factor_kind, cg.factor_param, np.zeros(int(cg.state_offset[-1])),
+            cg.n_states, cg.state_offset, cg.scope_ptr, cg.scope_vars, cg.edge_stride,
+            cg.msg_offset, cg.table_offset, cg.var_edge_ptr, cg.var_edges, order, 0,
+            len(order), K.MODE_FRESH, f2v, np.zeros_like(f2v), *no_totals, 0.0, 0.0,
+            K.unclamped(cg), work.counter, work.lowest, work.new, np.empty(0), work.env_v,
+            work.env_z, work.lows,
+        )
+    return f2v
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (7, 4)])
+def test_block_order_on_a_grid_sends_the_raster_scans_messages(shape):
+    # On a grid numbered row by row the blocks are rows (unary and horizontal factors,
+    # then vertical ones), and each factor sees the same new and old messages as in the
+    # raster scan by lowest variable (ties by factor index): the same messages.
+    height, width = shape
+    rng = np.random.default_rng(height)
+    n = height * width
+    g = fg.FactorGraph()
+    g.add_variables(range(n), 3)
+    g.add_factors(np.arange(n)[:, None], rng.random((n, 3)), by_index=True)
+    index = np.arange(n).reshape(height, width)
+    horizontal = np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], axis=1)
+    vertical = np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], axis=1)
+    scopes = np.concatenate([horizontal, vertical])
+    g.add_factors(scopes, rng.random((len(scopes), 3, 3)), by_index=True)
+    cg = g.compile()
+    assert S.block_width(cg) == width
+    lowest = np.minimum.reduceat(cg.scope_vars, cg.scope_ptr[:-1])
+    raster = np.argsort(lowest, kind="stable").astype(cg.factor_order.dtype)
+    blocked = S.sequential_order(cg)
+    assert not np.array_equal(blocked, raster)
+    np.testing.assert_allclose(_textbook_sweeps(cg, blocked, 3),
+                               _textbook_sweeps(cg, raster, 3), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_triple_min_sum_is_the_generic_message_and_brute_force(seed):
+    # The one-pass arity-3 min-sum rule against the counter walk of generic_message (the
+    # same sums in the same order: equal) and numpy's minima, with +inf entries and +inf
+    # incoming messages.
+    from factorgraph_ebm.messages.generic import generic_message, triple_min_sum
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(v) for v in rng.integers(1, 5, size=3))
+    g = fg.FactorGraph()
+    g.add_variables(range(3), list(shape))
+    table = rng.random(shape)
+    table[rng.random(shape) < 0.2] = np.inf
+    g.add_factor([0, 1, 2], table)
+    cg = g.compile()
+    v2f = rng.random(cg.n_message_entries)
+    v2f[rng.random(len(v2f)) < 0.2] = np.inf
+    m = cg.msg_offset
+    stride = max(shape)
+    new = np.full(3 * stride, np.nan)
+    triple_min_sum(cg.energies, cg.table_offset[0], *shape, v2f, m[0], m[1], m[2], new, stride)
+    incoming = [v2f[m[q]:m[q + 1]] for q in range(3)]
+    work = K.scratch(cg)
+    for q in range(3):
+        out = np.empty(stride)
+        generic_message(cg.energies, cg.n_states, cg.scope_ptr, cg.scope_vars, cg.msg_offset,
+                        cg.table_offset, v2f, q, 0, 0.0, K.unclamped(cg), out, work.counter,
+                        work.lowest)
+        mine = new[q * stride:q * stride + shape[q]]
+        np.testing.assert_array_equal(mine, out[:shape[q]])
+        others = [p for p in range(3) if p != q]
+        z = table.copy()
+        for p in others:
+            z = z + incoming[p].reshape([-1 if r == p else 1 for r in range(3)])
+        expected = z.min(axis=tuple(others))
+        np.testing.assert_allclose(mine, expected, rtol=1e-12, atol=1e-12)

@@ -41,6 +41,14 @@ def shift_damp_store(values, first, low, f2v, start, n, damping, change):
 
 @njit(inline="always", **NJIT_OPTIONS)
 def potts_store(src, first, n, w, f2v, start, damping, change):
+    """:func:`potts_store_total` without the totals."""
+    return potts_store_total(src, first, n, w, f2v, start, damping, change, False, src, 0,
+                             src, 0)
+
+
+@njit(inline="always", **NJIT_OPTIONS)
+def potts_store_total(src, first, n, w, f2v, start, damping, change, with_total, total,
+                      soff, rest, roff):
     """A Potts factor's min-sum message (weight ``w >= 0``, both variables with ``n``
     states) from the other variable's incoming message ``src[first:first + n]``:
     ``min(in(x), min_y in(y) + w)``, whose minimum is ``min_y in(y)`` (w >= 0), so shifted,
@@ -51,7 +59,13 @@ def potts_store(src, first, n, w, f2v, start, damping, change):
     Four independent min chains (a min is exact: the order changes nothing) and unsigned
     indices in the store loop (no negative-index wraparound, so it vectorizes): with the
     flooding kernel around it, a 300 x 300 Potts grid's factor side went from 41.5 to 9.1
-    ms per sweep at K=8 and from 133 to 30 ms at K=32 (one thread, load 4-8)."""
+    ms per sweep at K=8 and from 133 to 30 ms at K=32 (one thread, load 4-8).
+
+    ``with_total`` (the sequential sweep, all totals finite): also write the target
+    variable's total, ``total[soff + x] = rest[roff + x] + message`` (``rest`` the totals
+    without this factor's message), in the store loop: the new message is finite, as
+    ``src`` is, so no infinite term can arise (the rule of
+    :func:`~.variables.add_to_totals` with ``finite``)."""
     r0 = INF
     r1 = INF
     r2 = INF
@@ -71,6 +85,8 @@ def potts_store(src, first, n, w, f2v, start, damping, change):
     cap = min1 + w - shift
     ufirst = np.uint64(first)
     ustart = np.uint64(start)
+    usoff = np.uint64(soff)
+    uroff = np.uint64(roff)
     if damping > 0.0:
         for x in range(np.uint64(n)):
             old = f2v[ustart + x]
@@ -79,6 +95,8 @@ def potts_store(src, first, n, w, f2v, start, damping, change):
             if diff > change:
                 change = diff
             f2v[ustart + x] = value
+            if with_total:  # loop-invariant: the compiler unswitches it
+                total[usoff + x] = rest[uroff + x] + value
     else:
         for x in range(np.uint64(n)):
             value = min(src[ufirst + x] - shift, cap)
@@ -86,6 +104,8 @@ def potts_store(src, first, n, w, f2v, start, damping, change):
             if diff > change:
                 change = diff
             f2v[ustart + x] = value
+            if with_total:
+                total[usoff + x] = rest[uroff + x] + value
     return change
 
 

@@ -135,16 +135,16 @@ def take_from_totals(var_total, n_inf, f2v, soff, moff, n, finite, dst, doff):
     message ``f2v[moff:moff + n]`` is taken out of the variable's totals (in place: they
     then hold the other terms), and what remains goes to ``dst[doff:doff + n]`` (+inf where
     an infinite term remains). :func:`add_to_totals` puts the factor's new message back.
-    ``finite``: no total has an infinite term (``n_inf`` all 0; a plain subtraction)."""
+    ``finite``: no total has an infinite term (``n_inf`` all 0; a plain subtraction), and
+    the totals are left as they are: :func:`add_to_totals` then overwrites them from
+    ``dst``."""
     n = np.uint64(n)
     soff = np.uint64(soff)
     moff = np.uint64(moff)
     doff = np.uint64(doff)
     if finite:
         for x in range(n):
-            rest = var_total[soff + x] - f2v[moff + x]
-            var_total[soff + x] = rest
-            dst[doff + x] = rest
+            dst[doff + x] = var_total[soff + x] - f2v[moff + x]
         return
     # Selects, not branches, and unconditional stores: the loop vectorizes.
     for x in range(n):
