@@ -7,7 +7,8 @@ schedule="parallel", max_iter=m, tol=0, threads=T)`` with the library's defaults
 (``factor_beliefs=True`` unless ``--no-factor-beliefs``; ``--read`` also reads
 ``result.factor_beliefs`` within the timed call, which computes them where the result
 defers them to first access; at finite beta ``free_energy=True``: the Bethe free energy;
-always the decoded assignment, its energy and the variable beliefs) is timed at m = 1 and m = I, alternated, best of R each, in CPU
+always the decoded assignment, its energy and the variable beliefs) is timed at m = 1 and
+m = I, alternated, best of R each, in CPU
 seconds of the process (one thread; ``--clock wall``: wall-clock seconds). Per iteration is
 (t(I) - t(1)) / (I - 1); the fixed cost is t(1) minus one iteration. ``--stages`` adds the
 time spent in each function of the call (the stages of ``memory.py``), fastest of the R
