@@ -587,8 +587,8 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
             else:
                 _tree_items(*common, free, work, check_sweep, orders, classes, total,
                             n_inf, residual, np.int64(lo), np.int64(hi))
-            _decode_items(*common, work, decode_order, ends.assignment, np.int64(lo),
-                          np.int64(hi))
+            _decode_items(*common, work, decode_order, ends.var_raw, ends.n_inf,
+                          ends.assignment, np.int64(lo), np.int64(hi))
             ends.energy[lo:hi] = _energies(cg, thetas, rows, units if has_soft else None,
                                            ends.assignment, lo, hi)
             if temperature == 0.0:
@@ -889,28 +889,31 @@ def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, 
 
 @njit(**PARALLEL_OPTIONS)
 def _decode_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, work, order,
-                  assignment, lo, hi):
-    """Items lo..hi-1: :func:`messages.decode` in ``order`` (single calls'
-    ``inference._decode_order``), from the factor-to-variable messages alone (no final
-    variable sweep, as single calls)."""
+                  var_total, n_inf, assignment, lo, hi):
+    """Items lo..hi-1, as single calls: the variables' totals
+    (:func:`messages.belief_totals`, into ``var_total`` and ``n_inf``), then
+    :func:`messages.decode` in ``order`` (``inference._decode_order``), from the
+    factor-to-variable messages and those totals (no final variable sweep)."""
     for b in prange(lo, hi):
         r = rows[b]
-        K.decode(cg, thetas[r], _kinds_of(kinds, r), params, unary[b], v2f[b], f2v[b], order,
-                 temperature, assignment[b], _scratch_of(work, b))
+        K.belief_totals(cg, unary[b], f2v[b], var_total[b], n_inf[b])
+        K.decode(cg, thetas[r], _kinds_of(kinds, r), params, unary[b], v2f[b], f2v[b],
+                 var_total[b], n_inf[b], order, temperature, assignment[b],
+                 _scratch_of(work, b))
 
 
 @njit(**PARALLEL_OPTIONS)
 def _belief_items(cg, thetas, rows, unary, f2v, temperature, bethe, store, shift, var_raw,
                   n_inf, fac_raw, fac_scratch, compact_beliefs, compact_table, incoming,
                   counter, factor_part, var_part, lo, hi):
-    """Items lo..hi-1, the kernel calls of ``inference._run_bp`` after decoding: the
-    variables' totals (:func:`messages.belief_totals`); with ``store`` or ``bethe`` the
-    factor beliefs normalized in the same pass (stored with ``store``) and the factors'
-    Bethe terms (``factor_part[b]``); the raw variable beliefs, with ``bethe`` their Bethe
-    terms (``var_part[b]``), then normalized with ``shift[b]``."""
+    """Items lo..hi-1, the kernel calls of ``inference._run_bp`` after decoding, from the
+    variables' totals that :func:`_decode_items` left in ``var_raw`` and ``n_inf``: with
+    ``store`` or ``bethe`` the factor beliefs normalized in the same pass (stored with
+    ``store``) and the factors' Bethe terms (``factor_part[b]``); the raw variable beliefs,
+    with ``bethe`` their Bethe terms (``var_part[b]``), then normalized with
+    ``shift[b]``."""
     tables = store or bethe
     for b in prange(lo, hi):
-        K.belief_totals(cg, unary[b], f2v[b], var_raw[b], n_inf[b])
         if tables:
             factor_part[b] = _factor_beliefs(
                 cg, thetas[rows[b]], f2v[b], var_raw[b], n_inf[b], temperature, bethe, store,

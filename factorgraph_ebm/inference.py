@@ -467,15 +467,26 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     if cg.n_edges >= TRIM_EDGES:
         release_free_heap()  # the schedule's freed arrays (compiled.release_free_heap)
 
-    # Decoding first, while the variable-to-factor messages exist; the beliefs after,
+    # The variables' totals (the raw beliefs where no term is +inf, S entries, fewer than
+    # the schedule's freed ones), from which decoding makes its variable-to-factor messages
+    # and the factor beliefs are made (messages.factor_beliefs). Decoding first, while the
+    # variable-to-factor buffer exists (untouched on pairwise flooding); the beliefs after,
     # from f2v alone, so that no two message-sized buffers and the beliefs coexist.
+    var_raw = np.empty(int(cg.state_offset[-1]))
+    n_inf = np.empty(len(var_raw), dtype=np.int8)
+    K.belief_totals(cg, unary, f2v, var_raw, n_inf)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
     if kept is None:
-        K.decode(cg, theta, kinds, params, unary, v2f, f2v, order, temperature, assignment,
-                 work)
+        K.decode(cg, theta, kinds, params, unary, v2f, f2v, var_raw, n_inf, order,
+                 temperature, assignment, work)
     else:
         part = np.empty(len(kept), dtype=np.int64)
-        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, order, temperature, part, work)
+        mp_total = np.empty(int(mp.state_offset[-1]))
+        mp_n_inf = np.empty(len(mp_total), dtype=np.int8)
+        K.belief_totals(mp, mp_unary, f2v, mp_total, mp_n_inf)
+        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, mp_total, mp_n_inf, order,
+                 temperature, part, work)
+        del mp_total, mp_n_inf
         assignment[kept] = part
         # An isolated variable's belief is its unary energy: decoding takes its lowest.
         isolated = np.setdiff1d(np.arange(cg.n_variables), kept)
@@ -508,14 +519,10 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     else:
         shift = 0.0
 
-    # The variables' totals (the raw beliefs where no term is +inf), from which the factor
-    # beliefs are made (messages.factor_beliefs) and normalized in the same pass: here when
-    # the Bethe free energy makes that pass anyway (storing them costs little more), or
-    # when asked to; else on first access (messages.normalized_factor_beliefs, the same
-    # kernels: a 300 x 300 K=8 min-sum call spent 3.5 iterations' worth on them).
-    var_raw = np.empty(int(cg.state_offset[-1]))
-    n_inf = np.empty(len(var_raw), dtype=np.int8)
-    K.belief_totals(cg, unary, f2v, var_raw, n_inf)
+    # Factor beliefs normalized in the pass that makes them: here when the Bethe free
+    # energy makes that pass anyway (storing them costs little more), or when asked to;
+    # else on first access (messages.normalized_factor_beliefs, the same kernels: a
+    # 300 x 300 K=8 min-sum call spent 3.5 iterations' worth on them).
     store = factor_beliefs and (bethe or not defer_factor_beliefs)
     fac_raw = np.empty(len(theta)) if store else np.empty(0)
     factor_part = 0.0
