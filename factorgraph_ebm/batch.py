@@ -24,9 +24,15 @@ What is batched, and what is not (a choice):
   :func:`~factorgraph_ebm.compiled.drop_isolated`): item by item.
 
 Like every kernel of the package, the batched ones allocate nothing: their scratch (one
-row per item) comes from Python. They run in paced chunks (items for the two-pass schedule
-and the final beliefs, iterations for the loopy schedules;
-:func:`~factorgraph_ebm._pacing.paced`), so Ctrl-C stops a batch within about 0.1 s.
+row per item) comes from Python. They run in paced chunks (:func:`~factorgraph_ebm._pacing.paced`),
+so Ctrl-C stops a batch within about 0.1 s: groups of items, each group run to its end
+(its schedule, in chunks of iterations for the loopy ones, then decoding, energies and
+beliefs) before the next, so that an item's arrays stay in cache from its iterations to its
+beliefs, as in a single call. Each item does what a single call does: no final variable
+sweep, decoding in :func:`~factorgraph_ebm.messages.decode_order`, flooding without the
+unary factors once their messages are fixed, and factor beliefs deferred to first access
+(``InferenceResult.factor_beliefs``) unless the Bethe pass makes them or ``energies`` is an
+array of the caller's.
 """
 
 from __future__ import annotations
