@@ -850,47 +850,58 @@ def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, 
     """Up to ``residuals.shape[1]`` iterations of every active item b of lo..hi-1
     (``active[b]``; ``n_iter[b]`` done before), each stopping after its first iteration
     whose largest message change (``residuals[b - lo, t]``) is at most ``tol`` (then
-    ``active[b] = False``); ``done[b]``: its iterations in this call. Sequential:
-    :func:`messages.sequential_sweep` from fresh totals, as
-    :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
-    :class:`~factorgraph_ebm.schedules.Flooding` (undamped, without the unary factors
-    after an item's first iteration: their messages are fixed)."""
-    n_steps = residuals.shape[1]
+    ``active[b] = False``); ``done[b]``: its iterations in this call (:func:`_loopy_item`).
+    """
     for b in prange(lo, hi):
         done[b] = 0
         if not active[b]:
             continue
         r = rows[b]
-        theta = thetas[r]
-        k = _kinds_of(kinds, r)
-        w = _scratch_of(work, b)
-        order = orders[r]
-        for it in range(n_steps):
-            if sequential:
-                n_infinite = K.variable_totals(
-                    unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
-                    cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v[b], total[b],
-                    n_inf[b],
-                )
-                change = K.sequential_sweep(
-                    theta, k, params, unary[b], cg.n_states, cg.state_offset, cg.scope_ptr,
-                    cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
-                    cg.var_edge_ptr, cg.var_edges, order, f2v[b], v2f[b], total[b], n_inf[b],
-                    n_infinite == 0, temperature, damping, free, w.counter, w.lowest, w.new,
-                    w.inc, w.env_v, w.env_z, w.lows,
-                )
-            else:
-                start = np.int64(0)
-                if damping == 0.0 and n_iter[b] + it > 0:
-                    start = classes[r, 1]
-                change = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],
-                                     temperature, damping, order, classes[r], start, free, w,
-                                     total[b], n_inf[b])
-            residuals[b - lo, it] = change
-            done[b] = it + 1
-            if change <= tol:
-                active[b] = False
-                break
+        steps, converged = _loopy_item(
+            cg, thetas[r], _kinds_of(kinds, r), params, unary[b], f2v[b], v2f[b], temperature,
+            damping, tol, sequential, orders[r], classes[r], free, _scratch_of(work, b),
+            total[b], n_inf[b], n_iter[b], residuals[b - lo])
+        done[b] = steps
+        if converged:
+            active[b] = False
+
+
+@njit(**NJIT_OPTIONS)
+def _loopy_item(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, tol,
+                sequential, order, classes, free, w, total, n_inf, n_before, residuals):
+    """Up to ``len(residuals)`` iterations of one item that did ``n_before`` already,
+    stopping after the first whose largest change is at most ``tol``; returns (iterations
+    done, converged). Sequential: :func:`messages.sequential_sweep` from fresh totals, as
+    :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
+    :class:`~factorgraph_ebm.schedules.Flooding` (undamped, without the unary factors after
+    the item's first iteration: their messages are fixed).
+
+    A function of its own, called from the ``prange`` loop: written in that loop's body, the
+    same iterations compiled 19% slower (a 20 x 20 grid, K=2, sum-product, one thread:
+    43.5 against 36.5 ms per iteration of 200 items, and 1.25 -> 1.08 s for the batch)."""
+    for it in range(len(residuals)):
+        if sequential:
+            n_infinite = K.variable_totals(
+                unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
+                cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v, total, n_inf,
+            )
+            change = K.sequential_sweep(
+                theta, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
+                cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
+                cg.var_edge_ptr, cg.var_edges, order, f2v, v2f, total, n_inf,
+                n_infinite == 0, temperature, damping, free, w.counter, w.lowest, w.new,
+                w.inc, w.env_v, w.env_z, w.lows,
+            )
+        else:
+            start = np.int64(0)
+            if damping == 0.0 and n_before + it > 0:
+                start = classes[1]
+            change = _flood_once(cg, theta, kinds, params, unary, f2v, v2f, temperature,
+                                 damping, order, classes, start, free, w, total, n_inf)
+        residuals[it] = change
+        if change <= tol:
+            return it + 1, True
+    return len(residuals), False
 
 
 @njit(**PARALLEL_OPTIONS)
