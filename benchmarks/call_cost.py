@@ -4,9 +4,11 @@ beliefs, the Bethe free energy, the result), in seconds and in parallel iteratio
 
 For each grid and semiring, ``belief_propagation(g, beta=..., method="bp",
 schedule="parallel", max_iter=m, tol=0, threads=T)`` with the library's defaults otherwise
-(``factor_beliefs=True`` unless ``--no-factor-beliefs``; at finite beta
-``free_energy=True``: the Bethe free energy; always the decoded assignment, its energy and
-the variable beliefs) is timed at m = 1 and m = I, alternated, best of R each, in CPU
+(``factor_beliefs=True`` unless ``--no-factor-beliefs``; ``--read`` also reads
+``result.factor_beliefs`` within the timed call, which computes them where the result
+defers them to first access; at finite beta ``free_energy=True``: the Bethe free energy;
+always the decoded assignment, its energy and the variable beliefs) is timed at m = 1 and
+m = I, alternated, best of R each, in CPU
 seconds of the process (one thread; ``--clock wall``: wall-clock seconds). Per iteration is
 (t(I) - t(1)) / (I - 1); the fixed cost is t(1) minus one iteration. ``--stages`` adds the
 time spent in each function of the call (the stages of ``memory.py``), fastest of the R
@@ -46,7 +48,8 @@ STAGES = {
                                   "_energy"),
     "factorgraph_ebm.messages": ("scratch", "variable_beliefs", "decode", "variable_totals",
                                  "belief_totals", "factor_beliefs", "beliefs_from_totals",
-                                 "normalize_segments", "variable_bethe_terms"),
+                                 "normalized_factor_beliefs", "normalize_segments",
+                                 "variable_bethe_terms"),
     "factorgraph_ebm.messages.schedules": ("schedule", "iterate"),
 }
 
@@ -66,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --compare: alternations per case (best of all)")
     parser.add_argument("--no-factor-beliefs", action="store_true",
                         help="pass factor_beliefs=False")
+    parser.add_argument("--read", action="store_true",
+                        help="read result.factor_beliefs in the timed call (computing them "
+                             "where the result defers them)")
     parser.add_argument("--stages", action="store_true", help="time each stage of a call")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="CPU seconds of the process (default) or wall-clock seconds")
@@ -92,11 +98,16 @@ def run_worker(spec: dict) -> dict:
     fe.belief_propagation(graph, max_iter=1, **options)  # caches (reduction, plan)
     t_one = t_many = math.inf
     clock = CLOCK[spec["clock"]]
+
+    def call(max_iter):
+        result = fe.belief_propagation(graph, max_iter=max_iter, **options)
+        if spec.get("read"):
+            _ = result.factor_beliefs
+        return result
+
     for _ in range(spec["repeat"]):
-        t_one = min(t_one, _timed(lambda: fe.belief_propagation(graph, max_iter=1, **options),
-                                  clock))
-        t_many = min(t_many, _timed(
-            lambda: fe.belief_propagation(graph, max_iter=spec["iters"], **options), clock))
+        t_one = min(t_one, _timed(lambda: call(max_iter=1), clock))
+        t_many = min(t_many, _timed(lambda: call(max_iter=spec["iters"]), clock))
     row = {**spec, "package": fe.__file__, **_figures(t_one, t_many, spec["iters"])}
     if spec.get("stages"):
         row["stage_seconds"] = _stage_times(fe, graph, options, spec["repeat"])
@@ -163,14 +174,15 @@ def _stage_times(fe, graph, options, repeat) -> dict:
 
 def table(rows: list[dict], compare: bool) -> str:
     """Markdown table of the rows."""
-    head = ("| workload | beta | factor beliefs | threads | version | t(1) s | t(I) s "
+    head = ("| workload | beta | factor beliefs | read | threads | version | t(1) s | t(I) s "
             "| s/iter | fixed s | fixed, iterations' worth |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         label = f"{r['workload']} {r['n']}x{r['n']} K={r['k']}"
         version = r["version"] if compare else "this"
         lines.append(
             f"| {label} | {r['beta']} | {'yes' if r['factor_beliefs'] else 'no'} "
+            f"| {'yes' if r.get('read') else 'no'} "
             f"| {r['threads']} | {version} | {r['t_one']:.4f} "
             f"| {r['t_many']:.4f} | {r['per_iter']:.4f} | {r['fixed']:.4f} "
             f"| {r['fixed_iters']:.2f} |"
@@ -215,7 +227,8 @@ def main(argv=None) -> int:
                 spec = {"workload": args.workload, "n": n, "k": k, "beta": beta,
                         "schedule": args.schedule, "threads": args.threads,
                         "iters": args.iters, "repeat": args.repeat, "stages": args.stages,
-                        "factor_beliefs": not args.no_factor_beliefs, "clock": args.clock}
+                        "factor_beliefs": not args.no_factor_beliefs, "clock": args.clock,
+                        "read": args.read}
                 best: dict[str, dict] = {}
                 for _ in range(max(1, args.rounds) if args.compare else 1):
                     for version, root in versions:

@@ -19,15 +19,16 @@ from collections.abc import Iterator
 CHUNK_SECONDS = 0.1
 
 
-def paced(n: int, first: int = 1, seconds: float | None = None) -> Iterator[tuple[int, int]]:
+def paced(n: int, first: int = 1, seconds: float | None = None,
+          least: int = 1) -> Iterator[tuple[int, int]]:
     """Ranges ``(lo, hi)`` covering ``0..n`` in order, for a loop whose body runs steps
     ``lo..hi-1`` in one compiled call.
 
     The first range has ``first`` steps; each next one is sized from the time the previous
     body took (measured between yields) to last about ``seconds`` (default
     :data:`CHUNK_SECONDS`), growing at most twofold (so that a quick first call, or one
-    that measured little, cannot ask for a long one). Breaking out of the loop early is
-    fine.
+    that measured little, cannot ask for a long one), and at least ``least`` steps (e.g.
+    one per thread). Breaking out of the loop early is fine.
 
     Examples
     --------
@@ -36,12 +37,13 @@ def paced(n: int, first: int = 1, seconds: float | None = None) -> Iterator[tupl
     """
     seconds = CHUNK_SECONDS if seconds is None else seconds
     lo = 0
-    size = max(1, first)
+    least = max(1, least)
+    size = max(least, first)
     while lo < n:
         hi = min(n, lo + size)
         started = time.perf_counter()
         yield lo, hi
         elapsed = time.perf_counter() - started
         done = hi - lo
-        size = 2 * done if 2 * elapsed <= seconds else max(1, int(done * seconds / elapsed))
+        size = 2 * done if 2 * elapsed <= seconds else max(least, int(done * seconds / elapsed))
         lo = hi

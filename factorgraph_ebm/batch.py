@@ -24,14 +24,19 @@ What is batched, and what is not (a choice):
   :func:`~factorgraph_ebm.compiled.drop_isolated`): item by item.
 
 Like every kernel of the package, the batched ones allocate nothing: their scratch (one
-row per item) comes from Python. They run in paced chunks (items for the two-pass schedule
-and the final beliefs, iterations for the loopy schedules;
-:func:`~factorgraph_ebm._pacing.paced`), so Ctrl-C stops a batch within about 0.1 s.
+row per item) comes from Python. They run in paced chunks (:func:`~factorgraph_ebm._pacing.paced`),
+so Ctrl-C stops a batch within about 0.1 s: groups of items, each group run to its end
+(its schedule, in chunks of iterations for the loopy ones, then decoding, energies and
+beliefs) before the next, so that an item's arrays stay in cache from its iterations to its
+beliefs, as in a single call. Each item does what a single call does: no final variable
+sweep, decoding in :func:`~factorgraph_ebm.messages.decode_order`, flooding without the
+unary factors once their messages are fixed, and factor beliefs deferred to first access
+(``InferenceResult.factor_beliefs``) unless the Bethe pass makes them or ``energies`` is an
+array of the caller's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import warnings
@@ -56,7 +61,7 @@ from .graph import FactorGraph
 from .messages import schedules as S
 from .messages.beliefs import _factor_beliefs
 from .reduction import reduce_factors
-from .results import InferenceResult
+from .results import Deferred, InferenceResult
 
 PARALLEL_OPTIONS = dict(NJIT_OPTIONS, parallel=True)
 
@@ -275,7 +280,8 @@ free_energy, check_sweep, absorb
                              free_energy=free_energy, check_sweep=check_sweep,
                              threads=n_threads, absorb=absorb)
     return _solve(graph, cg, thetas, rows, units, has_soft, temperature, options, started,
-                  shared_theta=energies is None)
+                  shared_theta=energies is None,
+                  defer_factor_beliefs=not single.borrows(energies, thetas))
 
 
 def batch_infer_checked(graph, cg, thetas, beta, options, *, observed=None,
@@ -327,7 +333,7 @@ def batch_infer_checked(graph, cg, thetas, beta, options, *, observed=None,
 
 
 def _solve(graph, cg, thetas, rows, units, has_soft, temperature, options, started, *,
-           shared_theta=False) -> BatchResult:
+           shared_theta=False, defer_factor_beliefs=True) -> BatchResult:
     """Every item by the method a single call picks (see the module docstring): the
     junction tree and TRW-S item by item, BP in batched kernels."""
     n = len(rows)
@@ -354,7 +360,7 @@ def _solve(graph, cg, thetas, rows, units, has_soft, temperature, options, start
                       damping=options.damping, warn=options.warn,
                       factor_beliefs=options.factor_beliefs,
                       free_energy=options.free_energy, check_sweep=options.check_sweep,
-                      threads=options.threads)
+                      threads=options.threads, defer_factor_beliefs=defer_factor_beliefs)
         chosen = np.asarray(bp, dtype=np.int64)
         for b, result in zip(bp, _bp_batch(graph, cg, thetas, rows[chosen], units[chosen],
                                            has_soft, temperature, options.absorb, started,
@@ -362,7 +368,7 @@ def _solve(graph, cg, thetas, rows, units, has_soft, temperature, options, start
             items[b] = result
     seconds = time.perf_counter() - started
     share = seconds / max(n, 1)
-    return BatchResult(tuple(dataclasses.replace(r, seconds=share) for r in items), seconds)
+    return BatchResult(tuple(r.replace(seconds=share) for r in items), seconds)
 
 
 def batch_min_sum(graph: FactorGraph, **options) -> BatchResult:
@@ -517,21 +523,20 @@ def _bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, absorb, sta
     out = []
     for b, r in enumerate(inner):
         energy = single._energy(cg, thetas[rows[b]], units[b] if has_soft else None, r.assignment)
-        out.append(dataclasses.replace(
-            r,
+        out.append(r.replace(
             graph=graph,
             energy=energy,
             **single._exact_certificate(temperature, r.exact, energy),
             free_energy=energy if temperature == 0.0 else r.free_energy,
-            factor_beliefs=None if r.factor_beliefs is None else reduction.factor_beliefs(
-                cg, small_cg, r.factor_beliefs, temperature),
+            factor_beliefs=single.original_factor_beliefs(reduction, cg, small_cg, r,
+                                                          temperature),
         ))
     return out
 
 
 def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started, *,
                   schedule, max_iter, tol, damping, warn, factor_beliefs, free_energy,
-                  check_sweep, threads) -> list:
+                  check_sweep, threads, defer_factor_beliefs) -> list:
     """``inference._run_bp`` on every item: the items' kernels in parallel."""
     n = len(rows)
     if schedule == "auto":
@@ -548,7 +553,8 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
                           temperature, started, schedule=schedule, max_iter=max_iter, tol=tol,
                           damping=damping, init_messages=None, messages_checked=False, warn=warn,
                           factor_beliefs=factor_beliefs, free_energy=free_energy,
-                          check_sweep=check_sweep, n_threads=None, callback=None)
+                          check_sweep=check_sweep, n_threads=None, callback=None,
+                          defer_factor_beliefs=defer_factor_beliefs)
                 for b in range(n)]
     kinds = _kinds_rows(cg, thetas)
     orders, classes = _orders(cg, kinds, len(thetas), temperature, schedule == "sequential")
@@ -564,38 +570,49 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
     if threads is None:  # the threshold of single calls' flooding, over the whole batch
         threads = limit if n * cg.n_message_entries > S.THREADED_ENTRIES else 1
     n_threads = min(threads, limit)
+    bethe = temperature > 0.0 and free_energy
+    store = factor_beliefs and (bethe or not defer_factor_beliefs)  # as inference._run_bp
+    loopy = schedule != "tree"
+    ends = _Ends(cg, n, store, bethe)
+    decode_order = single._decode_order(graph, cg, cg)
+    n_iter = np.zeros(n, dtype=np.int64) if loopy else np.ones(n, dtype=np.int64)
+    active = np.ones(n, dtype=bool)
+    histories: list = [None] * n
+    residual = np.zeros(n)
+    steps = min(max_iter, 32) if loopy else 1  # a guess of the iterations, for the first group
 
+    # Groups of items, each run to its end (iterations, decoding, energies, beliefs) before
+    # the next: an item's arrays stay in cache through its iterations and its end, as in a
+    # single call. Before, every paced chunk of iterations ran every item, so on 1,000
+    # grids of 20 x 20 (K=8) each item came back from memory once per iteration.
     with S._threads(n_threads):
-        if schedule == "tree":
-            residual = np.zeros(n)
-            for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
+        for lo, hi in paced(n, first=_first(n_threads, e * steps), least=n_threads):
+            if loopy:
+                _iterate(common, free, work, schedule == "sequential", orders, classes, total,
+                         n_inf, damping, tol, max_iter, lo, hi, n_iter, active, histories)
+            else:
                 _tree_items(*common, free, work, check_sweep, orders, classes, total,
                             n_inf, residual, np.int64(lo), np.int64(hi))
-            n_iter = np.ones(n, dtype=np.int64)
-            converged = np.ones(n, dtype=bool)
-            histories = [residual[b : b + 1] for b in range(n)]
-        else:
-            n_iter, converged, histories = _iterate(
-                common, free, work, schedule == "sequential", orders, classes, total, n_inf,
-                damping, tol, max_iter)
-        var_raw, assignment, fac_raw, factor_part, var_part = _finish(
-            common, work, schedule != "tree", factor_beliefs,
-            temperature > 0.0 and free_energy, n_threads)
-
-    energy = _energies(cg, thetas, rows, units if has_soft else None, assignment)
+            _decode_items(*common, work, decode_order, ends.var_raw, ends.n_inf,
+                          ends.assignment, np.int64(lo), np.int64(hi))
+            ends.energy[lo:hi] = _energies(cg, thetas, rows, units if has_soft else None,
+                                           ends.assignment, lo, hi)
+            if temperature == 0.0:
+                # As inference._run_bp: absolute min-marginals where the energy is finite
+                # (or the graph a forest).
+                part = ends.energy[lo:hi]
+                ends.shift[lo:hi] = np.where(np.isfinite(part) | cg.is_forest, part, 0.0)
+            ends.beliefs(common, work, temperature, np.int64(lo), np.int64(hi))
+    if loopy:
+        converged = ~active
+    else:
+        converged = np.ones(n, dtype=bool)
+        histories = [residual[b : b + 1] for b in range(n)]
+    energy, assignment, var_raw = ends.energy, ends.assignment, ends.var_raw
     exact = cg.is_forest & converged
     finite = np.isfinite(energy)
-    bethe = temperature > 0.0 and free_energy
-    if temperature == 0.0:
-        shift = np.where(finite | cg.is_forest, energy, 0.0)
-    else:
-        shift = np.zeros(n)
-    with S._threads(n_threads):
-        for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
-            _normalize_items(var_raw, cg.state_offset, fac_raw, cg.table_offset,
-                             factor_beliefs, temperature, shift, np.int64(lo), np.int64(hi))
     if bethe:
-        free_energies = factor_part + var_part
+        free_energies = ends.factor_part + ends.var_part
         log_partitions = -free_energies / temperature
 
     if warn and not converged.all():
@@ -619,6 +636,7 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
         )
 
     beta = math.inf if temperature == 0.0 else 1.0 / temperature
+    messages = single._read_only(f2v)  # deferred factor beliefs read f2v itself
     out = []
     for b in range(n):
         e_b = float(energy[b])
@@ -628,19 +646,26 @@ def _run_bp_batch(graph, cg, thetas, rows, units, has_soft, temperature, started
             free_b, log_z = float(free_energies[b]), float(log_partitions[b])
         else:
             free_b, log_z = None, None
+        if not factor_beliefs:
+            beliefs = None
+        elif store:
+            beliefs = ends.fac_raw[b]
+        else:
+            beliefs = Deferred(K.normalized_factor_beliefs, cg, thetas[rows[b]], units[b],
+                               f2v[b], temperature, float(ends.shift[b]))
         out.append(InferenceResult(
             graph=graph,
             beta=beta,
             assignment=assignment[b],
             energy=e_b,
             variable_beliefs=var_raw[b],
-            factor_beliefs=fac_raw[b] if factor_beliefs else None,
+            factor_beliefs=beliefs,
             free_energy=free_b,
             log_partition=log_z,
             converged=bool(converged[b]),
             n_iter=int(n_iter[b]),
             residuals=histories[b],
-            messages=f2v[b],
+            messages=messages[b],
             schedule=schedule,
             exact=bool(exact[b]),
             seconds=0.0,
@@ -688,68 +713,79 @@ def _orders(cg, kinds, n_rows, temperature, sequential):
 
 
 def _iterate(common, free, work, sequential, orders, classes, total, n_inf, damping, tol,
-             max_iter):
-    """The loopy schedule on every item, in paced chunks of iterations (as
-    :func:`~factorgraph_ebm.schedules.iterate`, each item stopping at its convergence).
-    Returns n_iter (n,), converged (n,) and each item's residual history."""
-    n = len(common[2])
-    active = np.ones(n, dtype=bool)
-    done = np.zeros(n, dtype=np.int64)
-    n_iter = np.zeros(n, dtype=np.int64)
-    kept: list[list] = [[] for _ in range(n)]
-    n_kept = np.zeros(n, dtype=np.int64)
-    for lo, hi in paced(max_iter, first=_first(1, n * common[0].n_message_entries)):
-        residuals = np.empty((n, hi - lo))
+             max_iter, lo, hi, n_iter, active, histories):
+    """The loopy schedule on items lo..hi-1, in paced chunks of iterations (as
+    :func:`~factorgraph_ebm.schedules.iterate`, each item stopping at its convergence):
+    adds their iterations to ``n_iter``, clears ``active`` where they converged, and puts
+    their residual histories in ``histories``."""
+    size = hi - lo
+    done = np.zeros(len(n_iter), dtype=np.int64)
+    kept: list[list] = [[] for _ in range(size)]
+    n_kept = np.zeros(size, dtype=np.int64)
+    for s_lo, s_hi in paced(max_iter, first=_first(1, size * common[0].n_message_entries)):
+        residuals = np.empty((size, s_hi - s_lo))
         _loopy_items(*common, damping, tol, sequential, orders, classes, free, work, total,
-                     n_inf, active, n_iter, done, residuals)
-        for b in np.flatnonzero(done):
-            kept[b].append(residuals[b, : done[b]])
-            n_kept[b] += done[b]
-            if n_kept[b] > 2 * S.MAX_RESIDUALS:
-                kept[b] = [np.concatenate(kept[b])[-S.MAX_RESIDUALS:]]
-                n_kept[b] = S.MAX_RESIDUALS
-        n_iter += done
-        if not active.any():
+                     n_inf, active, n_iter, done, residuals, np.int64(lo), np.int64(hi))
+        for j in np.flatnonzero(done[lo:hi]):
+            kept[j].append(residuals[j, : done[lo + j]])
+            n_kept[j] += done[lo + j]
+            if n_kept[j] > 2 * S.MAX_RESIDUALS:
+                kept[j] = [np.concatenate(kept[j])[-S.MAX_RESIDUALS:]]
+                n_kept[j] = S.MAX_RESIDUALS
+        n_iter[lo:hi] += done[lo:hi]
+        if not active[lo:hi].any():
             break
-    histories = [np.concatenate(k)[-S.MAX_RESIDUALS:] for k in kept]
-    return n_iter, ~active, histories
+    for j in range(size):
+        histories[lo + j] = np.concatenate(kept[j])[-S.MAX_RESIDUALS:]
 
 
-def _finish(common, work, loopy, factor_beliefs, bethe, n_threads):
-    """The raw beliefs, decoding and Bethe terms of every item (as ``inference._run_bp``),
-    in paced chunks of items."""
-    cg, rows = common[0], common[2]
-    n = len(rows)
-    var_raw = np.empty((n, int(cg.state_offset[-1])))
-    assignment = np.empty((n, cg.n_variables), dtype=np.int64)
-    fac_raw = np.empty((n, cg.n_energy_entries if factor_beliefs else 0))
-    largest = 0 if factor_beliefs else int(np.diff(cg.table_offset).max(initial=0))
-    first = cg.scope_ptr[cg.compact_factors()]
-    largest_compact = int((cg.n_states[cg.scope_vars[first]]
-                           * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
-    with_tables = factor_beliefs or bethe  # each item's infinity counts and incoming messages
-    tables = (np.empty((n, largest)), np.empty((n, largest_compact)),
-              np.empty((n, largest_compact)),
-              np.empty((n, var_raw.shape[1] if with_tables else 0), dtype=np.int32),
-              np.empty((n, max(cg.max_arity, 1) * cg.max_states if with_tables else 0)))
-    factor_part, var_part = np.zeros(n), np.zeros(n)
-    for lo, hi in paced(n, first=_first(n_threads, cg.n_message_entries)):
-        _finish_items(*common, work, loopy, factor_beliefs or bethe, factor_beliefs, bethe,
-                      var_raw, assignment, fac_raw, *tables, factor_part, var_part,
-                      np.int64(lo), np.int64(hi))
-    return var_raw, assignment, fac_raw, factor_part, var_part
+class _Ends:
+    """What every item's end produces (as ``inference._run_bp`` after its schedule), and
+    the scratch of its beliefs (one row per item): the decoded assignments, their energies
+    and the beliefs' shifts, the variable beliefs, and, with ``store``, the normalized
+    factor beliefs; the factors' and variables' Bethe terms with ``bethe``."""
+
+    def __init__(self, cg, n, store, bethe):
+        self.store, self.bethe = store, bethe
+        n_total = int(cg.state_offset[-1])
+        self.assignment = np.empty((n, cg.n_variables), dtype=np.int64)
+        self.energy = np.empty(n)
+        self.shift = np.zeros(n)
+        self.var_raw = np.empty((n, n_total))
+        self.n_inf = np.empty((n, n_total), dtype=np.int8)
+        self.fac_raw = np.empty((n, cg.n_energy_entries if store else 0))
+        # The scratch of messages.factor_beliefs, per item.
+        tables = store or bethe
+        largest = 0 if store or not tables else int(np.diff(cg.table_offset).max(initial=0))
+        largest_compact = 0
+        if bethe:
+            first = cg.scope_ptr[cg.compact_factors()]
+            largest_compact = int((cg.n_states[cg.scope_vars[first]]
+                                   * cg.n_states[cg.scope_vars[first + 1]]).max(initial=0))
+        self.tables = (np.empty((n, largest)), np.empty((n, largest_compact)),
+                       np.empty((n, largest_compact)),
+                       np.empty((n, max(cg.max_arity, 1) * cg.max_states if tables else 0)))
+        self.factor_part, self.var_part = np.zeros(n), np.zeros(n)
+
+    def beliefs(self, common, work, temperature, lo, hi):
+        """Items lo..hi-1 (decoded, with their shifts): :func:`_belief_items`."""
+        cg, thetas, rows, _, _, unary, f2v = common[:7]
+        _belief_items(cg, thetas, rows, unary, f2v, temperature, self.bethe, self.store,
+                      self.shift, self.var_raw, self.n_inf, self.fac_raw, *self.tables,
+                      work.counter, self.factor_part, self.var_part, lo, hi)
 
 
-def _energies(cg, thetas, rows, soft, assignment) -> np.ndarray:
-    """E(assignment) of every item (``inference._energy``), one kernel call per energy row."""
-    energy = np.empty(len(rows))
-    for r in range(len(thetas)):
-        chosen = np.flatnonzero(rows == r)
-        if len(chosen):
-            energy[chosen] = energies_of(cg, thetas[r], assignment[chosen])
+def _energies(cg, thetas, rows, soft, assignment, lo, hi) -> np.ndarray:
+    """E(assignment) of items lo..hi-1 (``inference._energy``), one kernel call per
+    energy row."""
+    energy = np.empty(hi - lo)
+    part = rows[lo:hi]
+    for r in np.unique(part):
+        chosen = np.flatnonzero(part == r)
+        energy[chosen] = energies_of(cg, thetas[r], assignment[lo + chosen])
     if soft is not None:
-        for b in range(len(rows)):
-            energy[b] += float(soft[b][cg.state_offset[:-1] + assignment[b]].sum())
+        for j in range(hi - lo):
+            energy[j] += float(soft[lo + j][cg.state_offset[:-1] + assignment[lo + j]].sum())
     return energy
 
 
@@ -771,9 +807,11 @@ def _scratch_of(work, b):
 
 @njit(inline="always", **NJIT_OPTIONS)
 def _flood_once(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, order,
-                classes, free, w, total, n_inf):
+                classes, start, free, w, total, n_inf):
     """One flooding iteration of one item: the kernel calls of
-    :class:`~factorgraph_ebm.schedules.Flooding` (``flood_factors`` makes them by class)."""
+    :class:`~factorgraph_ebm.schedules.Flooding` (``flood_factors`` makes them by class),
+    from factor ``order[start]`` (``classes[1]`` skips the unary factors, as Flooding does
+    once their messages are fixed)."""
     n_infinite = K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr,
                                    cg.var_edges, cg.msg_offset, np.int64(0),
                                    np.int64(len(cg.n_states)), f2v, total, n_inf)
@@ -781,7 +819,7 @@ def _flood_once(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
     return K.flood_factors(
         theta, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
         cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset, cg.var_edge_ptr,
-        cg.var_edges, order, classes, np.int64(0), np.int64(len(order)), mode, f2v, v2f,
+        cg.var_edges, order, classes, start, np.int64(len(order)), mode, f2v, v2f,
         total, n_inf, temperature, damping, free, w.counter, w.lowest, w.new, w.inc, w.env_v,
         w.env_z, w.lows,
     )
@@ -791,8 +829,8 @@ def _flood_once(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping,
 def _tree_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, free, work,
                 check, orders, classes, total, n_inf, residual, lo, hi):
     """Items lo..hi-1: the exact two-pass schedule (:func:`messages.run_two_pass`), then,
-    with ``check``, one flooding sweep whose change goes to ``residual[b]`` and the
-    variable-to-factor messages after it (as single calls)."""
+    with ``check``, one flooding sweep whose change goes to ``residual[b]`` (as single
+    calls)."""
     for b in prange(lo, hi):
         r = rows[b]
         theta = thetas[r]
@@ -801,106 +839,102 @@ def _tree_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, f
         K.run_two_pass(cg, theta, k, params, unary[b], f2v[b], v2f[b], temperature, free, w)
         if check:
             residual[b] = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],
-                                      temperature, 0.0, orders[r], classes[r], free, w,
-                                      total[b], n_inf[b])
-            K.variable_sweep(unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr,
-                             cg.var_edges, cg.msg_offset, np.int64(0),
-                             np.int64(len(cg.n_states)), f2v[b], v2f[b], w.lowest)
+                                      temperature, 0.0, orders[r], classes[r], np.int64(0),
+                                      free, w, total[b], n_inf[b])
 
 
 @njit(**PARALLEL_OPTIONS)
 def _loopy_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, damping, tol,
                  sequential, orders, classes, free, work, total, n_inf, active, n_iter, done,
-                 residuals):
-    """Up to ``residuals.shape[1]`` iterations of every active item (``active[b]``), each
-    stopping after its first iteration whose largest message change (``residuals[b, t]``)
-    is at most ``tol`` (then ``active[b] = False``); ``n_iter[b]``: its iterations before
-    this call, ``done[b]``: in this call. Sequential: :func:`messages.sequential_sweep`,
-    as :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
-    :class:`~factorgraph_ebm.schedules.Flooding`."""
-    n_steps = residuals.shape[1]
-    for b in prange(len(rows)):
+                 residuals, lo, hi):
+    """Up to ``residuals.shape[1]`` iterations of every active item b of lo..hi-1
+    (``active[b]``; ``n_iter[b]`` done before), each stopping after its first iteration
+    whose largest message change (``residuals[b - lo, t]``) is at most ``tol`` (then
+    ``active[b] = False``); ``done[b]``: its iterations in this call (:func:`_loopy_item`).
+    """
+    for b in prange(lo, hi):
         done[b] = 0
         if not active[b]:
             continue
         r = rows[b]
-        theta = thetas[r]
-        k = _kinds_of(kinds, r)
-        w = _scratch_of(work, b)
-        order = orders[r]
-        for it in range(n_steps):
-            if sequential:
-                # Undamped, the unary messages are fixed after the item's first sweep.
-                skip_unary = damping == 0.0 and n_iter[b] + it > 0
-                change = K.sequential_sweep(
-                    theta, k, params, unary[b], cg.n_states, cg.state_offset, cg.scope_ptr,
-                    cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
-                    cg.var_edge_ptr, cg.var_edges, order, skip_unary, f2v[b], v2f[b],
-                    total[b], n_inf[b], temperature, damping, free, w.counter, w.lowest,
-                    w.new, w.inc, w.env_v, w.env_z, w.lows,
-                )
-            else:
-                change = _flood_once(cg, theta, k, params, unary[b], f2v[b], v2f[b],
-                                     temperature, damping, order, classes[r], free, w,
-                                     total[b], n_inf[b])
-            residuals[b, it] = change
-            done[b] = it + 1
-            if change <= tol:
-                active[b] = False
-                break
-
-
-@njit(**PARALLEL_OPTIONS)
-def _finish_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, work, loopy,
-                  tables, store, bethe, var_raw, assignment, fac_raw, fac_scratch,
-                  compact_beliefs, compact_table, fac_n_inf, fac_incoming, factor_part,
-                  var_part, lo, hi):
-    """Items lo..hi-1 after their schedule: the variable-to-factor messages (``loopy``),
-    raw variable beliefs, decoding, and, with ``tables``, the raw factor beliefs (stored
-    with ``store``) and the factors' Bethe terms; with ``bethe``, the variables' ones.
-    As in ``inference._run_bp``, the factor beliefs read the variables' totals, which
-    ``var_raw`` holds meanwhile (then the beliefs again, bit for bit)."""
-    for b in prange(lo, hi):
-        r = rows[b]
-        theta = thetas[r]
-        w = _scratch_of(work, b)
-        if loopy:
-            K.variable_sweep(unary[b], cg.n_states, cg.state_offset, cg.var_edge_ptr,
-                             cg.var_edges, cg.msg_offset, np.int64(0),
-                             np.int64(len(cg.n_states)), f2v[b], v2f[b], w.lowest)
-        K.variable_beliefs(cg, unary[b], f2v[b], var_raw[b])
-        K.decode(cg, theta, _kinds_of(kinds, r), params, unary[b], v2f[b], f2v[b],
-                 cg.var_order, temperature, assignment[b], w)
-        if tables:
-            factor_part[b] = _item_factor_beliefs(
-                cg, theta, unary[b], f2v[b], var_raw[b], fac_n_inf[b],
-                temperature if bethe else 0.0, store, fac_raw[b], w.counter, fac_scratch[b],
-                compact_beliefs[b], compact_table[b], fac_incoming[b])
-        if bethe:
-            var_part[b] = K.variable_bethe_terms(cg, unary[b], var_raw[b], temperature)
+        steps, converged = _loopy_item(
+            cg, thetas[r], _kinds_of(kinds, r), params, unary[b], f2v[b], v2f[b], temperature,
+            damping, tol, sequential, orders[r], classes[r], free, _scratch_of(work, b),
+            total[b], n_inf[b], n_iter[b], residuals[b - lo])
+        done[b] = steps
+        if converged:
+            active[b] = False
 
 
 @njit(**NJIT_OPTIONS)
-def _item_factor_beliefs(cg, theta, unary, f2v, raw, n_inf, temperature, store, out, counter,
-                         scratch, compact_beliefs, compact_table, incoming):
-    """One item's factor beliefs as ``inference._run_bp`` computes them: from the
-    variables' totals, which ``raw`` (the raw variable beliefs) holds meanwhile, then the
-    beliefs again, bit for bit. Returns the factors' Bethe terms (0.0 at T == 0)."""
-    K.variable_totals(unary, cg.n_states, cg.state_offset, cg.var_edge_ptr, cg.var_edges,
-                      cg.msg_offset, np.int64(0), np.int64(len(cg.n_states)), f2v, raw, n_inf)
-    part = _factor_beliefs(cg, theta, f2v, raw, n_inf, temperature, True, store, False, 0.0,
-                           out, counter, scratch, compact_beliefs, compact_table, incoming)
-    for s in range(len(raw)):
-        if n_inf[s] > 0:
-            raw[s] = np.inf
-    return part
+def _loopy_item(cg, theta, kinds, params, unary, f2v, v2f, temperature, damping, tol,
+                sequential, order, classes, free, w, total, n_inf, n_before, residuals):
+    """Up to ``len(residuals)`` iterations of one item that did ``n_before`` already,
+    stopping after the first whose largest change is at most ``tol``; returns (iterations
+    done, converged). Sequential: :func:`messages.sequential_sweep`, as
+    :class:`~factorgraph_ebm.schedules.Sequential`; else flooding, as
+    :class:`~factorgraph_ebm.schedules.Flooding` (both undamped without the unary factors
+    after the item's first iteration: their messages are fixed).
+
+    A function of its own, called from the ``prange`` loop: written in that loop's body, the
+    same iterations compiled 19% slower (a 20 x 20 grid, K=2, sum-product, one thread:
+    43.5 against 36.5 ms per iteration of 200 items, and 1.25 -> 1.08 s for the batch)."""
+    for it in range(len(residuals)):
+        if sequential:
+            # Undamped, the unary messages are fixed after the item's first sweep.
+            skip_unary = damping == 0.0 and n_before + it > 0
+            change = K.sequential_sweep(
+                theta, kinds, params, unary, cg.n_states, cg.state_offset, cg.scope_ptr,
+                cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
+                cg.var_edge_ptr, cg.var_edges, order, skip_unary, f2v, v2f, total, n_inf,
+                temperature, damping, free, w.counter, w.lowest, w.new, w.inc, w.env_v,
+                w.env_z, w.lows,
+            )
+        else:
+            start = np.int64(0)
+            if damping == 0.0 and n_before + it > 0:
+                start = classes[1]
+            change = _flood_once(cg, theta, kinds, params, unary, f2v, v2f, temperature,
+                                 damping, order, classes, start, free, w, total, n_inf)
+        residuals[it] = change
+        if change <= tol:
+            return it + 1, True
+    return len(residuals), False
 
 
 @njit(**PARALLEL_OPTIONS)
-def _normalize_items(var_raw, state_offset, fac_raw, table_offset, store, temperature, shift,
-                     lo, hi):
-    """Items lo..hi-1: beliefs normalized in place (:func:`messages.normalize_segments`)."""
+def _decode_items(cg, thetas, rows, kinds, params, unary, f2v, v2f, temperature, work, order,
+                  var_total, n_inf, assignment, lo, hi):
+    """Items lo..hi-1, as single calls: the variables' totals
+    (:func:`messages.belief_totals`, into ``var_total`` and ``n_inf``), then
+    :func:`messages.decode` in ``order`` (``inference._decode_order``), from the
+    factor-to-variable messages and those totals (no final variable sweep)."""
     for b in prange(lo, hi):
-        K.normalize_segments(var_raw[b], state_offset, temperature, shift[b], var_raw[b])
-        if store:
-            K.normalize_segments(fac_raw[b], table_offset, temperature, shift[b], fac_raw[b])
+        r = rows[b]
+        K.belief_totals(cg, unary[b], f2v[b], var_total[b], n_inf[b])
+        K.decode(cg, thetas[r], _kinds_of(kinds, r), params, unary[b], v2f[b], f2v[b],
+                 var_total[b], n_inf[b], order, temperature, assignment[b],
+                 _scratch_of(work, b))
+
+
+@njit(**PARALLEL_OPTIONS)
+def _belief_items(cg, thetas, rows, unary, f2v, temperature, bethe, store, shift, var_raw,
+                  n_inf, fac_raw, fac_scratch, compact_beliefs, compact_table, incoming,
+                  counter, factor_part, var_part, lo, hi):
+    """Items lo..hi-1, the kernel calls of ``inference._run_bp`` after decoding, from the
+    variables' totals that :func:`_decode_items` left in ``var_raw`` and ``n_inf``: with
+    ``store`` or ``bethe`` the factor beliefs normalized in the same pass (stored with
+    ``store``) and the factors' Bethe terms (``factor_part[b]``); the raw variable beliefs,
+    with ``bethe`` their Bethe terms (``var_part[b]``), then normalized with
+    ``shift[b]``."""
+    tables = store or bethe
+    for b in prange(lo, hi):
+        if tables:
+            factor_part[b] = _factor_beliefs(
+                cg, thetas[rows[b]], f2v[b], var_raw[b], n_inf[b], temperature, bethe, store,
+                True, shift[b], fac_raw[b], counter[b], fac_scratch[b], compact_beliefs[b],
+                compact_table[b], incoming[b])
+        K.beliefs_from_totals(var_raw[b], n_inf[b])
+        if bethe:
+            var_part[b] = K.variable_bethe_terms(cg, unary[b], var_raw[b], temperature)
+        K.normalize_segments(var_raw[b], cg.state_offset, temperature, shift[b], var_raw[b])

@@ -33,7 +33,7 @@ from .exceptions import (
 from .graph import FactorGraph
 from .messages import schedules as S
 from .reduction import reduce_factors
-from .results import InferenceResult
+from .results import Deferred, InferenceResult
 
 SCHEDULES = ("auto", "parallel", "sequential", "residual", "tree")
 METHODS = ("auto", "exact", "bp", "trws")
@@ -242,7 +242,8 @@ def belief_propagation(
     observed = _observed_states(graph, cg, evidence)
     check_method_for_beta(method, beta)
     return infer_checked(graph, cg, theta, beta, options, observed=observed, unary=soft,
-                         init_messages=init_messages, messages_checked=False, started=started)
+                         init_messages=init_messages, messages_checked=False, started=started,
+                         defer_factor_beliefs=not borrows(energies, theta))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +287,8 @@ class Options:
 
 
 def infer_checked(graph, cg, theta, beta, options: Options, *, observed=None, unary=None,
-                  init_messages=None, messages_checked=True, started=None) -> InferenceResult:
+                  init_messages=None, messages_checked=True, started=None,
+                  defer_factor_beliefs=True) -> InferenceResult:
     """:func:`belief_propagation` on inputs that are already checked: the internal entry
     of the package (the losses and training call it on every step).
 
@@ -312,6 +314,11 @@ def infer_checked(graph, cg, theta, beta, options: Options, *, observed=None, un
         :func:`belief_propagation` checks it (against the graph BP runs on).
     started : float, optional
         ``time.perf_counter()`` at the start of the call, for ``result.seconds``.
+    defer_factor_beliefs : bool, default=True
+        BP: compute the factor beliefs on first access (``InferenceResult.factor_beliefs``)
+        unless they come out of the Bethe pass; then ``theta`` must not change in place
+        while the result may still read it (the package's callers make a fresh ``theta``
+        per call, or read the result at once). False: at the call.
 
     Raises
     ------
@@ -343,7 +350,8 @@ def infer_checked(graph, cg, theta, beta, options: Options, *, observed=None, un
               init_messages=init_messages, messages_checked=messages_checked,
               warn=options.warn, factor_beliefs=options.factor_beliefs,
               free_energy=options.free_energy, check_sweep=options.check_sweep,
-              n_threads=options.threads, callback=options.callback)
+              n_threads=options.threads, callback=options.callback,
+              defer_factor_beliefs=defer_factor_beliefs)
     reduction = reduce_factors(graph) if options.absorb else None
     if reduction is None:
         return _run_bp(graph, cg, theta, unary, soft, temperature, started, **bp)
@@ -353,16 +361,37 @@ def infer_checked(graph, cg, theta, beta, options: Options, *, observed=None, un
     inner = _run_bp(small, small.compile(), reduction.energies(theta), unary, soft,
                     temperature, started, **bp)
     energy = _energy(cg, theta, soft, inner.assignment)
-    return dataclasses.replace(
-        inner,
+    return inner.replace(
         graph=graph,
         energy=energy,
         **_exact_certificate(temperature, inner.exact, energy),
         free_energy=energy if temperature == 0.0 else inner.free_energy,
-        factor_beliefs=None if inner.factor_beliefs is None else reduction.factor_beliefs(
-            cg, small.compile(), inner.factor_beliefs, temperature),
+        factor_beliefs=original_factor_beliefs(reduction, cg, small.compile(), inner,
+                                               temperature),
         seconds=time.perf_counter() - started,
     )
+
+
+def original_factor_beliefs(reduction, cg, small_cg, inner, temperature):
+    """The factor beliefs of the original graph ``cg`` from those of a result ``inner`` on
+    the reduced graph (:meth:`Reduction.factor_beliefs`): None, an array, or deferred like
+    ``inner``'s."""
+    pending = inner.__dict__["_factor_beliefs"]
+    if pending is None:
+        return None
+
+    def step(beliefs):
+        return reduction.factor_beliefs(cg, small_cg, beliefs, temperature)
+
+    return pending.then(step) if isinstance(pending, Deferred) else step(pending)
+
+
+def borrows(energies, theta) -> bool:
+    """Whether the checked ``theta`` may share memory with the caller's ``energies`` (which
+    the caller could change after the call, so the factor beliefs are computed at once)."""
+    if energies is None or isinstance(energies, (list, tuple)):
+        return False
+    return bool(np.may_share_memory(theta, np.asarray(energies)))
 
 
 def _energy(cg, theta, soft, assignment) -> float:
@@ -375,7 +404,7 @@ def _energy(cg, theta, soft, assignment) -> float:
 
 def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, max_iter, tol,
             damping, init_messages, messages_checked, warn, factor_beliefs, free_energy,
-            check_sweep, n_threads, callback) -> InferenceResult:
+            check_sweep, n_threads, callback, defer_factor_beliefs=False) -> InferenceResult:
     """Belief propagation on validated inputs (see :func:`belief_propagation`): ``unary``
     holds the evidence and the soft evidence; ``soft`` is ``unary`` when there is soft
     evidence (then counted in ``energy``), else None."""
@@ -439,15 +468,26 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     if cg.n_edges >= TRIM_EDGES:
         release_free_heap()  # the schedule's freed arrays (compiled.release_free_heap)
 
-    # Decoding first, while the variable-to-factor messages exist; the beliefs after,
+    # The variables' totals (the raw beliefs where no term is +inf, S entries, fewer than
+    # the schedule's freed ones), from which decoding makes its variable-to-factor messages
+    # and the factor beliefs are made (messages.factor_beliefs). Decoding first, while the
+    # variable-to-factor buffer exists (untouched on pairwise flooding); the beliefs after,
     # from f2v alone, so that no two message-sized buffers and the beliefs coexist.
+    var_raw = np.empty(int(cg.state_offset[-1]))
+    n_inf = np.empty(len(var_raw), dtype=np.int8)
+    K.belief_totals(cg, unary, f2v, var_raw, n_inf)
     assignment = np.empty(cg.n_variables, dtype=np.int64)
     if kept is None:
-        K.decode(cg, theta, kinds, params, unary, v2f, f2v, order, temperature, assignment,
-                 work)
+        K.decode(cg, theta, kinds, params, unary, v2f, f2v, var_raw, n_inf, order,
+                 temperature, assignment, work)
     else:
         part = np.empty(len(kept), dtype=np.int64)
-        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, order, temperature, part, work)
+        mp_total = np.empty(int(mp.state_offset[-1]))
+        mp_n_inf = np.empty(len(mp_total), dtype=np.int8)
+        K.belief_totals(mp, mp_unary, f2v, mp_total, mp_n_inf)
+        K.decode(mp, theta, kinds, params, mp_unary, v2f, f2v, mp_total, mp_n_inf, order,
+                 temperature, part, work)
+        del mp_total, mp_n_inf
         assignment[kept] = part
         # An isolated variable's belief is its unary energy: decoding takes its lowest.
         isolated = np.setdiff1d(np.arange(cg.n_variables), kept)
@@ -480,16 +520,21 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
     else:
         shift = 0.0
 
-    # The variables' totals (the raw beliefs where no term is +inf), from which the factor
-    # beliefs are made (messages.factor_beliefs) and normalized in the same pass.
-    var_raw = np.empty(int(cg.state_offset[-1]))
-    n_inf = np.empty(len(var_raw), dtype=np.int8)
-    K.belief_totals(cg, unary, f2v, var_raw, n_inf)
-    fac_raw = np.empty(len(theta)) if factor_beliefs else np.empty(0)
+    # Factor beliefs normalized in the pass that makes them: here when the Bethe free
+    # energy makes that pass anyway (storing them costs little more), or when asked to;
+    # else on first access (messages.normalized_factor_beliefs, the same kernels: a
+    # 300 x 300 K=8 min-sum call spent 3.5 iterations' worth on them).
+    store = factor_beliefs and (bethe or not defer_factor_beliefs)
+    fac_raw = np.empty(len(theta)) if store else np.empty(0)
     factor_part = 0.0
-    if factor_beliefs or bethe:
+    if store or bethe:
         factor_part = K.factor_beliefs(cg, theta, f2v, var_raw, n_inf, temperature, bethe,
-                                       factor_beliefs, fac_raw, normalize=True, shift=shift)
+                                       store, fac_raw, normalize=True, shift=shift)
+    if not factor_beliefs:
+        fac_raw = None
+    elif not store:
+        fac_raw = Deferred(K.normalized_factor_beliefs, cg, theta, unary, f2v, temperature,
+                           float(shift))
     K.beliefs_from_totals(var_raw, n_inf)
     del n_inf
     if temperature == 0.0:
@@ -508,13 +553,13 @@ def _run_bp(graph, cg, theta, unary, soft, temperature, started, *, schedule, ma
         assignment=assignment,
         energy=energy,
         variable_beliefs=var_raw,
-        factor_beliefs=fac_raw if factor_beliefs else None,
+        factor_beliefs=fac_raw,
         free_energy=free,
         log_partition=log_partition,
         converged=bool(converged),
         n_iter=int(n_iter),
         residuals=residuals,
-        messages=f2v,
+        messages=_read_only(f2v),  # deferred factor beliefs read f2v itself
         schedule=schedule,
         exact=exact,
         seconds=time.perf_counter() - started,

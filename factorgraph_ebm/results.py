@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,13 @@ class InferenceResult:
         Flat per-factor beliefs in the layout of the energy vector (C order, scope order):
         factor min-marginals (min-sum; the lowest energy of any configuration agreeing with
         the table entry) or factor marginals (sum-product; each table sums to 1).
-        None when the run was asked for ``factor_beliefs=False``.
+        None when the run was asked for ``factor_beliefs=False``. When they are computed
+        (the values are the same either way): belief propagation computes them from its
+        final ``messages`` on the first access of this attribute (or of
+        :meth:`factor_belief`, or when the result is pickled or copied), and caches them;
+        at the call itself only when they come out of a pass it makes anyway (sum-product
+        with the Bethe free energy) or when ``energies`` was an array of the caller's,
+        which could change after the call. The junction tree computes them at the call.
     free_energy : float
         Sum-product: the Bethe free energy F = -1/beta ln Z (exact on forests, where an
         infeasible model gives ``+inf``; on loopy graphs BP may miss an infeasibility that
@@ -57,8 +64,9 @@ class InferenceResult:
         2**20 sweeps (:data:`factorgraph_ebm.messages.schedules.MAX_RESIDUALS`), those of the last
         2**20.
     messages : ndarray of shape (n_message_entries,), dtype=float64, or None
-        BP: final factor-to-variable messages (energy domain, each shifted to minimum 0);
-        pass as ``init_messages`` to warm-start. None after exact inference.
+        BP: final factor-to-variable messages (energy domain, each shifted to minimum 0),
+        read-only (the factor beliefs may still be computed from them); pass as
+        ``init_messages`` to warm-start. None after exact inference.
     schedule : str
         The schedule that ran: "tree", "parallel" or "sequential" (BP), "junction_tree"
         (exact inference).
@@ -135,6 +143,18 @@ class InferenceResult:
     optimal: bool | None = None
     time_limited: bool | None = None
 
+    def __getstate__(self) -> dict:
+        # Pickles and copies hold the factor beliefs themselves, not their recipe.
+        state = dict(self.__dict__)
+        state["_factor_beliefs"] = self.factor_beliefs
+        return state
+
+    def replace(self, **changes) -> InferenceResult:
+        """``dataclasses.replace(self, **changes)``, without computing pending factor
+        beliefs (``dataclasses.replace`` reads every field)."""
+        changes.setdefault("factor_beliefs", self.__dict__["_factor_beliefs"])
+        return dataclasses.replace(self, **changes)
+
     @property
     def is_min_sum(self) -> bool:
         """True for a min-sum (beta = inf) result."""
@@ -197,3 +217,46 @@ class InferenceResult:
         scope = cg.scope_vars[cg.scope_ptr[factor] : cg.scope_ptr[factor + 1]]
         flat = self.factor_beliefs[cg.table_offset[factor] : cg.table_offset[factor + 1]]
         return flat.reshape(tuple(cg.n_states[scope]))
+
+
+class Deferred:
+    """A value computed when first asked for: ``function(*args)``, then each step of
+    :meth:`then` applied in turn. What :class:`InferenceResult` holds for factor beliefs
+    not yet computed (it calls it once and keeps the value)."""
+
+    __slots__ = ("function", "args")
+
+    def __init__(self, function, *args):
+        self.function = function
+        self.args = args
+
+    def then(self, step) -> Deferred:
+        """The value of ``step(value)``, deferred as well."""
+        return Deferred(_chain, self, step)
+
+    def __call__(self):
+        return self.function(*self.args)
+
+
+def _chain(first: Deferred, step):
+    return step(first())
+
+
+def _get_factor_beliefs(self):
+    value = self.__dict__["_factor_beliefs"]
+    if isinstance(value, Deferred):
+        value = value()
+        self.__dict__["_factor_beliefs"] = value  # frozen: cached past __setattr__
+    return value
+
+
+def _set_factor_beliefs(self, value):
+    # Only dataclass __init__ reaches this (a frozen dataclass refuses other assignments).
+    self.__dict__["_factor_beliefs"] = value
+
+
+# A property over the dataclass field: its __init__ (and dataclasses.replace) take an array,
+# None or a Deferred, and reading the attribute computes a Deferred once.
+InferenceResult.factor_beliefs = property(
+    _get_factor_beliefs, _set_factor_beliefs,
+    doc="ndarray of shape (M,) or None: see the class's attributes.")

@@ -106,8 +106,10 @@ def _decode(cg, unary, f2v, order, temperature):
     if cg.max_arity <= 2 and not kinds.any():
         kinds = None
     v2f = np.full(cg.n_message_entries, np.nan)  # never read before written
-    K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f, f2v, order, temperature,
-             assignment, K.scratch(cg))
+    total, n_inf = np.empty(len(unary)), np.empty(len(unary), dtype=np.int8)
+    K.belief_totals(cg, unary, f2v, total, n_inf)
+    K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f, f2v, total, n_inf, order,
+             temperature, assignment, K.scratch(cg))
     return assignment
 
 

@@ -238,8 +238,11 @@ def test_plain_graphs_specialization_gives_the_general_kernels_results(beta):
                     sweeps.run(residuals)
                     sweeps.finish()
                 assignment = np.empty(cg.n_variables, dtype=np.int64)
+                total = np.empty(len(unary))
+                n_inf = np.empty(len(unary), dtype=np.int8)
+                K.belief_totals(cg, unary, f2v, total, n_inf)
                 K.decode(cg, cg.energies, kinds, cg.factor_param, unary, v2f.copy(), f2v,
-                         cg.var_order, temperature, assignment, K.scratch(cg))
+                         total, n_inf, cg.var_order, temperature, assignment, K.scratch(cg))
                 outcomes.append((f2v, v2f, residuals, assignment))
             for plain, general in zip(*outcomes):
                 np.testing.assert_array_equal(plain, general, err_msg=name)

@@ -74,6 +74,7 @@ from .beliefs import (
     beliefs_from_totals,
     factor_beliefs,
     normalize_segments,
+    normalized_factor_beliefs,
     variable_beliefs,
     variable_bethe_terms,
 )
@@ -106,7 +107,8 @@ __all__ = [
     "PARALLEL_OPTIONS", "Scratch", "belief_totals", "beliefs_from_totals", "decode",
     "decode_order", "edge_message", "factor_beliefs", "factor_sweep", "flood_dense_min_sum",
     "flood_factors", "flood_phase", "flood_structured_min_sum", "flood_sweeps", "flood_unary",
-    "generic_message", "infeasible_factors", "normalize_segments", "pair_message",
+    "generic_message", "infeasible_factors", "normalize_segments",
+    "normalized_factor_beliefs", "pair_message",
     "run_two_pass", "scratch", "sequential_sweep", "store_message", "table_pair_message",
     "unclamped", "untouched_zeros", "variable_beliefs", "variable_bethe_terms",
     "variable_message", "variable_messages", "variable_sweep", "variable_totals",

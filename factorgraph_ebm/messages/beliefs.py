@@ -194,6 +194,23 @@ def _factor_beliefs(cg, energies, f2v, var_total, n_inf, temperature, bethe, sto
     return total
 
 
+def normalized_factor_beliefs(cg, energies, unary, f2v, temperature, shift):
+    """The normalized factor beliefs of a BP result, flat (M,) in the layout of
+    ``energies``, from its final factor-to-variable messages ``f2v`` and per-state energies
+    ``unary`` (S,): :func:`belief_totals`, then :func:`factor_beliefs` with
+    ``normalize`` and ``shift`` (the minimum energy of min-sum's absolute min-marginals,
+    else 0). The same kernels with the same arguments as a BP call's own pass, so the same
+    values bit for bit whenever they are computed (``InferenceResult.factor_beliefs``
+    defers this call to its first access)."""
+    total = np.empty(int(cg.state_offset[-1]))
+    n_inf = np.empty(len(total), dtype=np.int8)
+    belief_totals(cg, unary, f2v, total, n_inf)
+    out = np.empty(len(energies))
+    factor_beliefs(cg, energies, f2v, total, n_inf, temperature, False, True, out,
+                   normalize=True, shift=shift)
+    return out
+
+
 @njit(inline="always", **NJIT_OPTIONS)
 def _normalize_table(buf, boff, table, toff, size, temperature, shift, entropy):
     """One factor's raw beliefs ``buf[boff:boff + size]`` normalized in place as

@@ -11,11 +11,12 @@ from .._config import INF, NJIT_OPTIONS, njit
 from ..structured import KIND_DENSE, pair_entry
 from .factor import edge_message
 from .generic import _advance, generic_message
+from .variables import incoming_from_totals
 
 
 @njit(**NJIT_OPTIONS)
-def decode(cg, energies, kinds, params, unary, v2f, f2v, order, temperature, assignment,
-           work):
+def decode(cg, energies, kinds, params, unary, v2f, f2v, var_total, n_inf, order,
+           temperature, assignment, work):
     """Sequential decoding with clamping, in breadth-first order.
 
     Each variable takes the state of lowest conditional belief: its unary energy plus, from
@@ -29,13 +30,16 @@ def decode(cg, energies, kinds, params, unary, v2f, f2v, order, temperature, ass
     always kept. ``kinds=None``: a plain graph (see the module docstring). ``work``: a
     :class:`Scratch`.
 
-    Only the factor-to-variable messages ``f2v`` are read: each variable-to-factor message
-    a factor's message needs is made here from them, by the rule of
-    :func:`~.variables.variable_messages`, bit for bit (:func:`_to_factor`), into ``v2f``
-    (flat, as long as ``f2v``) where :func:`edge_message` reads it, and only then; a dense
-    pairwise table's message, the common case, takes it from scratch, and the unary factors'
-    messages are their tables. So the schedules need not write ``v2f`` after their last
-    iteration (half a sweep), and on plain graphs its pages are never touched.
+    Only the factor-to-variable messages ``f2v`` and the variables' totals of them
+    (``var_total``, ``n_inf``: :func:`~.beliefs.belief_totals`, which the beliefs use
+    afterwards) are read: each variable-to-factor message a factor's message needs is made
+    here, as flooding makes it, the total minus the factor's own message
+    (:func:`~.variables.incoming_from_totals`: O(K) per message, not O(degree x K) as from
+    the messages themselves), into ``v2f`` (flat, as long as ``f2v``) where
+    :func:`edge_message` reads it, and only then; a dense pairwise table's message, the
+    common case, takes it from scratch, and the unary factors' messages are their tables.
+    So the schedules need not write ``v2f`` after their last iteration (half a sweep), and
+    on plain graphs its pages are never touched.
 
     ``order`` (V,): the variables in the order to decode them, the breadth-first
     ``cg.var_order`` or any order with the same decoded-before relation between
@@ -91,14 +95,14 @@ def decode(cg, energies, kinds, params, unary, v2f, f2v, order, temperature, ass
             elif other >= 0 and has_table and (kinds is None or kinds[a] == KIND_DENSE):
                 j = scope_vars[other]
                 n_o = n_states[j]
-                _to_factor(n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary,
-                           f2v, j, other, inc, 0)
+                incoming_from_totals(var_total, n_inf, f2v, state_offset[j], msg_offset[other],
+                                     n_o, False, inc, 0)
                 _dense_message(energies, toff, edge_stride[e], edge_stride[other], n, n_o,
                                inc, 0, temperature, message)
             elif other >= 0:
                 j = scope_vars[other]
-                _to_factor(n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary,
-                           f2v, j, other, v2f, msg_offset[other])
+                incoming_from_totals(var_total, n_inf, f2v, state_offset[j], msg_offset[other],
+                                     n_states[j], False, v2f, msg_offset[other])
                 edge_message(
                     energies, kinds, params, n_states, scope_ptr, scope_vars, edge_factor,
                     edge_stride, edge_partner, msg_offset, table_offset, v2f, e, temperature,
@@ -108,8 +112,9 @@ def decode(cg, energies, kinds, params, unary, v2f, f2v, order, temperature, ass
                 for e2 in range(scope_ptr[a], scope_ptr[a + 1]):
                     j = scope_vars[e2]
                     if e2 != e and assignment[j] < 0:
-                        _to_factor(n_states, state_offset, var_edge_ptr, var_edges,
-                                   msg_offset, unary, f2v, j, e2, v2f, msg_offset[e2])
+                        incoming_from_totals(var_total, n_inf, f2v, state_offset[j],
+                                             msg_offset[e2], n_states[j], False, v2f,
+                                             msg_offset[e2])
                 generic_message(
                     energies, n_states, scope_ptr, scope_vars, msg_offset, table_offset, v2f,
                     e, a, temperature, assignment, message, counter, lowest,
@@ -118,42 +123,13 @@ def decode(cg, energies, kinds, params, unary, v2f, f2v, order, temperature, ass
                 score[x] += message[x]
         best = _argmin(score, np.int64(0), n)  # not a literal: one specialization
         if score[best] == INF:
-            # A dead end: the unconditional beliefs, summed as variable_beliefs sums them.
+            # A dead end: the unconditional beliefs (those of variable_beliefs, bit for bit).
             for x in range(n):
-                score[x] = unary[soff + x]
-            for k in range(var_edge_ptr[i], var_edge_ptr[i + 1]):
-                moff = msg_offset[var_edges[k]]
-                for x in range(n):
-                    score[x] += f2v[moff + x]
+                score[x] = var_total[soff + x] if n_inf[soff + x] == 0 else INF
             best = _argmin(score, np.int64(0), n)
             if score[best] == INF:
                 best = _argmin(unary, soff, n)
         assignment[i] = best
-
-
-@njit(inline="always", **NJIT_OPTIONS)
-def _to_factor(n_states, state_offset, var_edge_ptr, var_edges, msg_offset, unary, f2v, j,
-               edge, dst, doff):
-    """The message from variable j to the factor of ``edge`` (one of j's edges), into
-    ``dst[doff:doff + n_j]``: U_j plus j's other incoming messages, summed as
-    :func:`~.variables.variable_messages` sums them (the edges before ``edge`` in j's
-    order from U_j, then those after it from the last, the two sums added), so bit for
-    bit the message the schedules' final variable sweep would write."""
-    n = n_states[j]
-    soff = state_offset[j]
-    lo = var_edge_ptr[j]
-    hi = var_edge_ptr[j + 1]
-    p = lo
-    while var_edges[p] != edge:
-        p += 1
-    for x in range(n):
-        before = unary[soff + x]
-        for k in range(lo, p):
-            before += f2v[msg_offset[var_edges[k]] + x]
-        after = 0.0
-        for k in range(hi - 1, p, -1):
-            after += f2v[msg_offset[var_edges[k]] + x]
-        dst[doff + x] = before + after
 
 
 def decode_order(cg) -> np.ndarray:
