@@ -10,11 +10,12 @@ import pytest
 import factorgraph_ebm as fg
 from factorgraph_ebm import messages as K
 from factorgraph_ebm.messages import schedules as S
+from factorgraph_ebm.structured import KIND_DENSE
 
 
-def _mixed_graph(seed, side=5, k=4, inf_share=0.1):
-    """A grid of unary, Potts, truncated linear, dense pairwise (some +inf entries) and
-    triple factors, and one constant factor."""
+def _mixed_graph(seed, side=5, k=4, inf_share=0.1, truncated=True):
+    """A grid of unary, Potts, truncated linear (or, without ``truncated``, Potts again),
+    dense pairwise (some +inf entries) and triple factors, and one constant factor."""
     rng = np.random.default_rng(seed)
     n = side * side
     g = fg.FactorGraph()
@@ -27,7 +28,10 @@ def _mixed_graph(seed, side=5, k=4, inf_share=0.1):
     horizontal = np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], axis=1)
     vertical = np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], axis=1)
     g.add_potts_factors(horizontal[::2], 0.4, by_index=True)
-    g.add_truncated_linear_factors(horizontal[1::2], 0.3, 1.0, by_index=True, dense=False)
+    if truncated:
+        g.add_truncated_linear_factors(horizontal[1::2], 0.3, 1.0, by_index=True, dense=False)
+    else:
+        g.add_potts_factors(horizontal[1::2], 0.7, by_index=True)
     tables = rng.random((len(vertical), k, k))
     tables[rng.random(tables.shape) < inf_share / 2] = np.inf
     g.add_factors(vertical, tables, by_index=True)
@@ -38,19 +42,46 @@ def _mixed_graph(seed, side=5, k=4, inf_share=0.1):
     return g
 
 
+def _forbid_first_states(cg, rng):
+    """The energies with state 1 of the first scope variable forbidden in every other
+    dense pairwise and arity-3 table (all +inf along it): such a factor's first new message
+    is +inf there although all totals were finite."""
+    theta = cg.energies.copy()
+    for a in range(cg.n_factors):
+        arity = cg.scope_ptr[a + 1] - cg.scope_ptr[a]
+        lo, hi = cg.table_offset[a], cg.table_offset[a + 1]
+        if arity in (2, 3) and cg.factor_kind[a] == KIND_DENSE and hi > lo \
+                and rng.random() < 0.5:
+            table = theta[lo:hi].reshape(cg.n_states[cg.scope_vars[cg.scope_ptr[a]]], -1)
+            table[1] = np.inf
+    return theta
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("beta", [math.inf, 1.0])
 @pytest.mark.parametrize("damping", [0.0, 0.5])
-def test_sweep_from_totals_is_the_textbook_sequential_sweep(seed, beta, damping):
-    cg = _mixed_graph(seed).compile()
+@pytest.mark.parametrize("warm", [False, True])
+def test_sweep_from_totals_is_the_textbook_sequential_sweep(seed, beta, damping, warm):
+    """Cold: from zero messages, with +inf entries and evidence. Warm: from random finite
+    messages, with rows of +inf in tables and no other +inf, so that a message first
+    becomes +inf in the middle of a sweep whose totals were all finite (a bug of the
+    finite path once counted the other variable's old message twice there)."""
+    # Warm: no other +inf and only factors of the finite path's own kernels (no truncated
+    # linear ones, which go through factor_sweep's general rules), so the sweep is on the
+    # finite path when it meets the first +inf message.
+    cg = _mixed_graph(seed, inf_share=0.0 if warm else 0.1, truncated=not warm).compile()
     temperature = 0.0 if math.isinf(beta) else 1.0 / beta
     unary = np.zeros(int(cg.state_offset[-1]))
-    unary[cg.state_offset[3] + 1 : cg.state_offset[4]] = np.inf  # evidence: state 0
+    if not warm:
+        unary[cg.state_offset[3] + 1 : cg.state_offset[4]] = np.inf  # evidence: state 0
     order = S.sequential_order(cg)
-    fast = np.zeros(cg.n_message_entries)
+    rng = np.random.default_rng(seed)
+    energies = _forbid_first_states(cg, rng) if warm else cg.energies
+    fast = rng.uniform(0.0, 2.0, cg.n_message_entries) if warm else \
+        np.zeros(cg.n_message_entries)
     slow = fast.copy()
     v2f = np.zeros_like(fast)
-    sweeps = S.schedule("sequential", cg, cg.energies, cg.factor_kind, cg.factor_param, unary,
+    sweeps = S.schedule("sequential", cg, energies, cg.factor_kind, cg.factor_param, unary,
                         fast, v2f, temperature, damping, 0.0)
     work = K.scratch(cg)
     no_totals = (np.empty(0), np.empty(0, dtype=np.int32))
@@ -58,7 +89,7 @@ def test_sweep_from_totals_is_the_textbook_sequential_sweep(seed, beta, damping)
         fast_change = np.empty(1)
         sweeps.run(fast_change)
         slow_change = K.factor_sweep(
-            cg.energies, cg.factor_kind, cg.factor_param, unary, cg.n_states, cg.state_offset,
+            energies, cg.factor_kind, cg.factor_param, unary, cg.n_states, cg.state_offset,
             cg.scope_ptr, cg.scope_vars, cg.edge_stride, cg.msg_offset, cg.table_offset,
             cg.var_edge_ptr, cg.var_edges, order, 0, len(order), K.MODE_FRESH, slow,
             np.zeros_like(slow), *no_totals, temperature, damping, K.unclamped(cg),

@@ -418,9 +418,11 @@ def _pair_run(energies, kinds, params, state_offset, scope_ptr, scope_vars, msg_
             low0, low1 = dense_pair_min_sum(energies, table_offset[a], n0, n1, inc, new)
             change = shift_damp_store(new, 0, low0, f2v, m0, n0, damping, change)
             change = shift_damp_store(new, n0, low1, f2v, m1, n1, damping, change)
-        still = add_to_totals(var_total, n_inf, f2v, s0, m0, n0, finite, inc, 0)
-        still = add_to_totals(var_total, n_inf, f2v, s1, m1, n1, still, inc, n0)
-        if finite and not still:
+        # Both calls take the factor's entry state: in the finite mode neither variable's
+        # totals were touched by take_from_totals, whatever the other message holds.
+        still0 = add_to_totals(var_total, n_inf, f2v, s0, m0, n0, finite, inc, 0)
+        still1 = add_to_totals(var_total, n_inf, f2v, s1, m1, n1, finite, inc, n0)
+        if finite and not (still0 and still1):
             return k, change, False
     return k, change, finite
 
@@ -530,11 +532,13 @@ def sequential_sweep(
                     low = min(low, new[q * stride + x])
                 change = shift_damp_store(new, q * stride, low, f2v, start, n, damping,
                                           change)
+            entry = finite  # each variable's totals as take_from_totals left them
             for q in range(3):
                 e = first + q
                 i = scope_vars[e]
-                finite = add_to_totals(var_total, n_inf, f2v, state_offset[i], msg_offset[e],
-                                       n_states[i], finite, v2f, msg_offset[e])
+                still = add_to_totals(var_total, n_inf, f2v, state_offset[i], msg_offset[e],
+                                      n_states[i], entry, v2f, msg_offset[e])
+                finite = finite and still
             continue
         finite = False  # factor_sweep takes the general rules
         change = max(change, factor_sweep(
