@@ -7,6 +7,7 @@ directions, away from kinks (where the left and right slopes differ); the margin
 Table 1 is checked against the tutorial's Condition 3 on a grid of (E_C, E_I).
 """
 
+import itertools
 import math
 import re
 
@@ -413,21 +414,28 @@ def test_tied_answers_have_identical_energies():
 
 
 def test_perceptron_is_zero_when_loopy_bp_misses_the_minimum():
-    """A frustrated triangle on which damped min-sum BP converges to an answer above the
-    true minimum (brute force). With the true minimum as Y^i, E(Y^i) - E(BP's answer) < 0:
-    the loss is 0 (nothing better was found), with zero gradient, flagged approximate."""
+    """A frustrated complete graph on four binary variables on which damped min-sum BP
+    converges to an answer above the true minimum (brute force), its min-marginals 1.3
+    apart at every variable (no tie decides it; on a single cycle converged min-sum is
+    exact where its beliefs have no ties, Weiss 2000). With the true minimum as Y^i,
+    E(Y^i) - E(BP's answer) < 0: the loss is 0 (nothing better was found), with zero
+    gradient, flagged approximate."""
     graph = fg.FactorGraph()
-    names = ["a", "b", "c"]
+    names = ["a", "b", "c", "d"]
     graph.add_variables(names, 2)
-    graph.add_factor(["a", "b"], [[-0.4, 1.2], [1.4, 0.3]])
-    graph.add_factor(["b", "c"], [[0.4, -0.5], [-0.9, -0.9]])
-    graph.add_factor(["a", "c"], [[-1.0, 0.9], [-0.1, 0.1]])
-    for name, table in zip(names, ([-0.6, -1.1], [-1.2, -0.8], [0.6, 0.0])):
+    tables = ([[-1.1, -0.5], [0.4, 0.9]], [[-0.8, 0.2], [-0.5, -1.4]],
+              [[-0.4, 1.2], [1.3, -1.4]], [[0.0, 1.3], [1.0, -1.4]],
+              [[1.1, 0.3], [1.4, -1.4]], [[-0.6, 1.0], [1.3, 0.9]])
+    for scope, table in zip(itertools.combinations(names, 2), tables):
+        graph.add_factor(list(scope), table)
+    for name, table in zip(names, ([-0.2, -0.8], [0.7, 0.8], [-1.2, 0.9], [0.5, 1.2])):
         graph.add_factor([name], table)
     bf = BruteForce(graph)
     bp = dict(method="bp", damping=0.5, max_iter=500)
     decoded = fg.min_sum(graph, **bp)
     assert decoded.converged and decoded.energy > bf.min_energy + 0.1  # BP misses it
+    beliefs = np.asarray(decoded.variable_beliefs).reshape(4, 2)
+    assert np.abs(beliefs[:, 0] - beliefs[:, 1]).min() > 1.0  # and not by a tie
     target = dict(zip(names, bf.configs[np.argmin(bf.energies)].tolist()))
     result = PerceptronLoss().value_and_grad(graph, target, **bp)
     assert result.value == 0.0 and not result.grad.any() and not result.exact
